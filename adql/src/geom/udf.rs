@@ -1,0 +1,783 @@
+//! The ADQL geometry functions as DataFusion scalar UDFs.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float64Array, Float64Builder, Int32Builder,
+    LargeListArray, ListArray, ListBuilder, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use super::sphere::{self, Shape};
+
+/// Which geometry function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Point,
+    Circle,
+    Box,
+    Polygon,
+    Contains,
+    Intersects,
+    Distance,
+    Coord1,
+    Coord2,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 9] = [
+        Kind::Point,
+        Kind::Circle,
+        Kind::Box,
+        Kind::Polygon,
+        Kind::Contains,
+        Kind::Intersects,
+        Kind::Distance,
+        Kind::Coord1,
+        Kind::Coord2,
+    ];
+
+    /// The (lowercase) UDF name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Point => "point",
+            Kind::Circle => "circle",
+            Kind::Box => "box",
+            Kind::Polygon => "polygon",
+            Kind::Contains => "contains",
+            Kind::Intersects => "intersects",
+            Kind::Distance => "distance",
+            Kind::Coord1 => "coord1",
+            Kind::Coord2 => "coord2",
+        }
+    }
+
+    fn adql(self) -> &'static str {
+        match self {
+            Kind::Point => "POINT",
+            Kind::Circle => "CIRCLE",
+            Kind::Box => "BOX",
+            Kind::Polygon => "POLYGON",
+            Kind::Contains => "CONTAINS",
+            Kind::Intersects => "INTERSECTS",
+            Kind::Distance => "DISTANCE",
+            Kind::Coord1 => "COORD1",
+            Kind::Coord2 => "COORD2",
+        }
+    }
+
+    fn usage(self) -> &'static str {
+        match self {
+            Kind::Point => "POINT([coordsys,] lon, lat)",
+            Kind::Circle => {
+                "CIRCLE([coordsys,] lon, lat, radius) or CIRCLE([coordsys,] point, radius)"
+            }
+            Kind::Box => "BOX([coordsys,] lon, lat, width, height)",
+            Kind::Polygon => {
+                "POLYGON([coordsys,] lon1, lat1, lon2, lat2, lon3, lat3, ...) or \
+                 POLYGON([coordsys,] point1, point2, point3, ...)"
+            }
+            Kind::Contains => "CONTAINS(geometry, geometry)",
+            Kind::Intersects => "INTERSECTS(geometry, geometry)",
+            Kind::Distance => "DISTANCE(point, point) or DISTANCE(lon1, lat1, lon2, lat2)",
+            Kind::Coord1 => "COORD1(point)",
+            Kind::Coord2 => "COORD2(point)",
+        }
+    }
+
+    /// DALI xtype of the value returned by a constructor.
+    fn xtype(self) -> Option<&'static str> {
+        match self {
+            Kind::Point => Some("point"),
+            Kind::Circle => Some("circle"),
+            Kind::Box | Kind::Polygon => Some("polygon"),
+            _ => None,
+        }
+    }
+
+    fn return_type(self) -> DataType {
+        match self {
+            Kind::Point | Kind::Circle | Kind::Box | Kind::Polygon => geometry_type(),
+            Kind::Contains | Kind::Intersects => DataType::Int32,
+            Kind::Distance | Kind::Coord1 | Kind::Coord2 => DataType::Float64,
+        }
+    }
+}
+
+/// The Arrow type of geometry values: a list of non-null doubles.
+pub fn geometry_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false)))
+}
+
+/// What an argument is, from its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Null,
+    Str,
+    Num,
+    Geom,
+    Other,
+}
+
+fn class(dt: &DataType) -> Class {
+    match dt {
+        DataType::Null => Class::Null,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Class::Str,
+        DataType::Dictionary(_, v) if class(v) == Class::Str => Class::Str,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+            if f.data_type().is_numeric() || f.data_type() == &DataType::Null =>
+        {
+            Class::Geom
+        }
+        d if d.is_numeric() => Class::Num,
+        _ => Class::Other,
+    }
+}
+
+/// The role of an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// coordinate system string
+    Cs,
+    /// number (coerced to Float64)
+    Num,
+    /// geometry (list of doubles)
+    Geom,
+}
+
+/// The roles of the arguments of a call, from their types.
+fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, String> {
+    use Slot::*;
+    let cls: Vec<Class> = types.iter().map(class).collect();
+    let n = cls.len();
+    let usage = || format!("{} expects {}", kind.adql(), kind.usage());
+    let cs_first = |c: &[Class]| c.first() == Some(&Class::Str);
+    let slots: Vec<Slot> = match (kind, n) {
+        (Kind::Point, 2) => vec![Num, Num],
+        (Kind::Point, 3) => vec![Cs, Num, Num],
+        (Kind::Circle, 2) => vec![Geom, Num],
+        (Kind::Circle, 3) => {
+            if cs_first(&cls) || (cls[0] == Class::Null && cls[1] == Class::Geom) {
+                vec![Cs, Geom, Num]
+            } else {
+                vec![Num, Num, Num]
+            }
+        }
+        (Kind::Circle, 4) => vec![Cs, Num, Num, Num],
+        (Kind::Box, 4) => vec![Num; 4],
+        (Kind::Box, 5) => vec![Cs, Num, Num, Num, Num],
+        (Kind::Polygon, n) if n >= 3 => {
+            let has_geom = cls.iter().any(|c| *c == Class::Geom);
+            let cs = cs_first(&cls) || (cls[0] == Class::Null && (has_geom || n % 2 == 1));
+            let rest = n - usize::from(cs);
+            let mut v = Vec::with_capacity(n);
+            if cs {
+                v.push(Cs);
+            }
+            if has_geom && rest >= 3 {
+                v.extend(std::iter::repeat_n(Geom, rest));
+            } else if !has_geom && rest >= 6 && rest % 2 == 0 {
+                v.extend(std::iter::repeat_n(Num, rest));
+            } else {
+                return Err(usage());
+            }
+            v
+        }
+        (Kind::Contains | Kind::Intersects, 2) => vec![Geom, Geom],
+        (Kind::Distance, 2) => vec![Geom, Geom],
+        (Kind::Distance, 4) => vec![Num; 4],
+        (Kind::Coord1 | Kind::Coord2, 1) => vec![Geom],
+        _ => return Err(usage()),
+    };
+    for (i, (slot, c)) in slots.iter().zip(&cls).enumerate() {
+        let ok = match slot {
+            Cs => matches!(c, Class::Str | Class::Null),
+            Num => matches!(c, Class::Num | Class::Null),
+            Geom => matches!(c, Class::Geom | Class::Null),
+        };
+        if !ok {
+            let what = match slot {
+                Cs => "a coordinate system string",
+                Num => "a number",
+                Geom => "a geometry",
+            };
+            return Err(format!(
+                "{}: argument {} must be {what}, not {} (usage: {})",
+                kind.adql(),
+                i + 1,
+                types[i],
+                kind.usage()
+            ));
+        }
+    }
+    Ok(slots)
+}
+
+/// Checks an ADQL coordinate system string: only ICRS (and its J2000 / FK5 aliases, with any
+/// reference position) is supported.
+pub(crate) fn check_coordsys(s: &str) -> std::result::Result<(), String> {
+    let up = s.trim().to_ascii_uppercase();
+    let mut toks = up.split_whitespace().peekable();
+    let Some(frame) = toks.next() else {
+        return Ok(());
+    };
+    let mut ok = matches!(frame, "ICRS" | "J2000" | "FK5");
+    if frame == "FK5" && toks.peek() == Some(&"J2000") {
+        toks.next();
+    }
+    for t in toks {
+        ok &= matches!(
+            t,
+            "GEOCENTER"
+                | "TOPOCENTER"
+                | "BARYCENTER"
+                | "HELIOCENTER"
+                | "UNKNOWNREFPOS"
+                | "SPHERICAL2"
+        );
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "coordinate system '{s}' is not supported: only ICRS is supported \
+             (give 'ICRS' or '', or leave the coordinate system out)"
+        ))
+    }
+}
+
+fn exec(msg: String) -> DataFusionError {
+    DataFusionError::Execution(msg)
+}
+
+/// Numeric argument reader (scalars broadcast).
+struct Nums {
+    arr: Float64Array,
+    scalar: bool,
+}
+
+impl Nums {
+    fn new(a: &ArrayRef, scalar: bool) -> Result<Nums> {
+        let a = if a.data_type() == &DataType::Float64 {
+            a.clone()
+        } else {
+            cast(a, &DataType::Float64)?
+        };
+        Ok(Nums {
+            arr: a.as_primitive::<Float64Type>().clone(),
+            scalar,
+        })
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<f64> {
+        let j = if self.scalar { 0 } else { i };
+        (!self.arr.is_null(j)).then(|| self.arr.value(j))
+    }
+}
+
+/// Coordinate system argument reader: validates every value up front.
+struct Coordsys {
+    arr: StringArray,
+    scalar: bool,
+}
+
+impl Coordsys {
+    fn new(kind: Kind, a: &ArrayRef, scalar: bool) -> Result<Coordsys> {
+        let a = if a.data_type() == &DataType::Utf8 {
+            a.clone()
+        } else {
+            cast(a, &DataType::Utf8)?
+        };
+        let arr = a.as_string::<i32>().clone();
+        for s in arr.iter().flatten() {
+            check_coordsys(s).map_err(|e| exec(format!("{}: {e}", kind.adql())))?;
+        }
+        Ok(Coordsys { arr, scalar })
+    }
+
+    #[inline]
+    fn is_null(&self, i: usize) -> bool {
+        self.arr.is_null(if self.scalar { 0 } else { i })
+    }
+}
+
+enum ListKind {
+    Small(ListArray),
+    Large(LargeListArray),
+    Fixed(FixedSizeListArray),
+}
+
+/// Geometry argument reader over any list-of-numbers array.
+pub(crate) struct Lists {
+    list: ListKind,
+    values: Float64Array,
+    scalar: bool,
+}
+
+impl Lists {
+    pub(crate) fn new(a: &ArrayRef, scalar: bool) -> Result<Lists> {
+        let a = if a.data_type() == &DataType::Null {
+            cast(a, &geometry_type())?
+        } else {
+            a.clone()
+        };
+        let (list, child) = match a.data_type() {
+            DataType::List(_) => {
+                let l = a.as_list::<i32>().clone();
+                let c = l.values().clone();
+                (ListKind::Small(l), c)
+            }
+            DataType::LargeList(_) => {
+                let l = a.as_list::<i64>().clone();
+                let c = l.values().clone();
+                (ListKind::Large(l), c)
+            }
+            DataType::FixedSizeList(_, _) => {
+                let l = a.as_fixed_size_list().clone();
+                let c = l.values().clone();
+                (ListKind::Fixed(l), c)
+            }
+            other => {
+                return Err(exec(format!(
+                    "expected a geometry (list of doubles), got {other}"
+                )))
+            }
+        };
+        let child = if child.data_type() == &DataType::Float64 {
+            child
+        } else {
+            cast(&child, &DataType::Float64)?
+        };
+        Ok(Lists {
+            list,
+            values: child.as_primitive::<Float64Type>().clone(),
+            scalar,
+        })
+    }
+
+    /// The doubles of row `i`, `None` when the value (or one of its items) is NULL.
+    pub(crate) fn get(&self, i: usize) -> Option<&[f64]> {
+        let i = if self.scalar { 0 } else { i };
+        let (start, end) = match &self.list {
+            ListKind::Small(l) => {
+                if l.is_null(i) {
+                    return None;
+                }
+                let o = l.value_offsets();
+                (o[i] as usize, o[i + 1] as usize)
+            }
+            ListKind::Large(l) => {
+                if l.is_null(i) {
+                    return None;
+                }
+                let o = l.value_offsets();
+                (o[i] as usize, o[i + 1] as usize)
+            }
+            ListKind::Fixed(l) => {
+                if l.is_null(i) {
+                    return None;
+                }
+                let s = l.value_offset(i) as usize;
+                (s, s + l.value_length() as usize)
+            }
+        };
+        if self.values.null_count() > 0 && (start..end).any(|k| self.values.is_null(k)) {
+            return None;
+        }
+        Some(&self.values.values()[start..end])
+    }
+}
+
+/// Geometry argument reader that parses the values into shapes (once for scalars).
+struct Geoms {
+    lists: Lists,
+    parsed: Option<Option<Shape>>,
+}
+
+impl Geoms {
+    fn new(a: &ArrayRef, scalar: bool) -> Result<Geoms> {
+        let lists = Lists::new(a, scalar)?;
+        let parsed = if scalar {
+            Some(match lists.get(0) {
+                None => None,
+                Some(vals) => Shape::from_values(vals).map_err(exec)?,
+            })
+        } else {
+            None
+        };
+        Ok(Geoms { lists, parsed })
+    }
+
+    fn get(&self, i: usize) -> Result<Option<Cow<'_, Shape>>> {
+        if let Some(p) = &self.parsed {
+            return Ok(p.as_ref().map(Cow::Borrowed));
+        }
+        match self.lists.get(i) {
+            None => Ok(None),
+            Some(vals) => Ok(Shape::from_values(vals).map_err(exec)?.map(Cow::Owned)),
+        }
+    }
+
+    /// Row `i` as a POINT `(lon, lat)`; an error for other kinds of geometry.
+    fn point(&self, kind: Kind, i: usize) -> Result<Option<(f64, f64)>> {
+        match self.get(i)? {
+            None => Ok(None),
+            Some(s) => match s.as_ref() {
+                Shape::Point(p) => Ok(Some((p.lon, p.lat))),
+                other => Err(exec(format!(
+                    "{} expects a POINT here, not a {}",
+                    kind.adql(),
+                    other.kind_name()
+                ))),
+            },
+        }
+    }
+}
+
+fn geometry_builder(capacity: usize) -> ListBuilder<Float64Builder> {
+    ListBuilder::with_capacity(Float64Builder::with_capacity(capacity * 2), capacity)
+        .with_field(Arc::new(Field::new_list_field(DataType::Float64, false)))
+}
+
+/// Evaluates a geometry function on columnar arguments (scalars give a scalar).
+pub(crate) fn evaluate(
+    kind: Kind,
+    args: &[ColumnarValue],
+    number_rows: usize,
+) -> Result<ColumnarValue> {
+    let types: Vec<DataType> = args.iter().map(|a| a.data_type()).collect();
+    let slots = layout(kind, &types).map_err(exec)?;
+    let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let rows = if all_scalar { 1 } else { number_rows };
+    let mut cols: Vec<(ArrayRef, bool)> = Vec::with_capacity(args.len());
+    for a in args {
+        cols.push(match a {
+            ColumnarValue::Array(arr) => (arr.clone(), false),
+            ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
+        });
+    }
+    let cs = if slots.first() == Some(&Slot::Cs) {
+        Some(Coordsys::new(kind, &cols[0].0, cols[0].1)?)
+    } else {
+        None
+    };
+    let off = usize::from(cs.is_some());
+    let cs_null = |i: usize| cs.as_ref().is_some_and(|c| c.is_null(i));
+    let nums = |k: usize| -> Result<Vec<Nums>> {
+        (off..off + k)
+            .map(|j| Nums::new(&cols[j].0, cols[j].1))
+            .collect()
+    };
+    let adql = kind.adql();
+    let out: ArrayRef = match kind {
+        Kind::Point => {
+            let n = nums(2)?;
+            let mut b = geometry_builder(rows);
+            for i in 0..rows {
+                match (cs_null(i), n[0].get(i), n[1].get(i)) {
+                    (false, Some(lon), Some(lat)) if sphere::check_lonlat(adql, lon, lat).map_err(exec)? => {
+                        b.values().append_slice(&[lon, lat]);
+                        b.append(true);
+                    }
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Circle if slots[off] == Slot::Geom => {
+            let g = Geoms::new(&cols[off].0, cols[off].1)?;
+            let r = Nums::new(&cols[off + 1].0, cols[off + 1].1)?;
+            let mut b = geometry_builder(rows);
+            for i in 0..rows {
+                let centre = if cs_null(i) { None } else { g.point(kind, i)? };
+                match (centre, r.get(i)) {
+                    (Some((lon, lat)), Some(r)) => append_circle(&mut b, lon, lat, r)?,
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Circle => {
+            let n = nums(3)?;
+            let mut b = geometry_builder(rows);
+            for i in 0..rows {
+                match (cs_null(i), n[0].get(i), n[1].get(i), n[2].get(i)) {
+                    (false, Some(lon), Some(lat), Some(r)) => append_circle(&mut b, lon, lat, r)?,
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Box => {
+            let n = nums(4)?;
+            let mut b = geometry_builder(rows);
+            let mut buf = Vec::new();
+            for i in 0..rows {
+                let vals = (
+                    cs_null(i),
+                    n[0].get(i),
+                    n[1].get(i),
+                    n[2].get(i),
+                    n[3].get(i),
+                );
+                match vals {
+                    (false, Some(lon), Some(lat), Some(w), Some(h))
+                        if sphere::check_lonlat(adql, lon, lat).map_err(exec)?
+                            && w.is_finite()
+                            && h.is_finite() =>
+                    {
+                        let shape = box_shape(lon, lat, w, h).map_err(exec)?;
+                        buf.clear();
+                        shape.write_values(&mut buf);
+                        b.values().append_slice(&buf);
+                        b.append(true);
+                    }
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Polygon => {
+            let k = args.len() - off;
+            let mut b = geometry_builder(rows);
+            let mut buf = Vec::new();
+            let mut verts: Vec<(f64, f64)> = Vec::new();
+            if slots[off] == Slot::Geom {
+                let g: Vec<Geoms> = (off..off + k)
+                    .map(|j| Geoms::new(&cols[j].0, cols[j].1))
+                    .collect::<Result<_>>()?;
+                for i in 0..rows {
+                    verts.clear();
+                    let mut null = cs_null(i);
+                    for gj in &g {
+                        match gj.point(kind, i)? {
+                            Some(p) => verts.push(p),
+                            None => null = true,
+                        }
+                    }
+                    append_polygon(&mut b, &mut buf, null, &verts)?;
+                }
+            } else {
+                let n = nums(k)?;
+                for i in 0..rows {
+                    verts.clear();
+                    let mut null = cs_null(i);
+                    for pair in n.chunks_exact(2) {
+                        match (pair[0].get(i), pair[1].get(i)) {
+                            (Some(lon), Some(lat)) => verts.push((lon, lat)),
+                            _ => null = true,
+                        }
+                    }
+                    append_polygon(&mut b, &mut buf, null, &verts)?;
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Contains | Kind::Intersects => {
+            let a = Geoms::new(&cols[0].0, cols[0].1)?;
+            let c = Geoms::new(&cols[1].0, cols[1].1)?;
+            let mut b = Int32Builder::with_capacity(rows);
+            for i in 0..rows {
+                match (a.get(i)?, c.get(i)?) {
+                    (Some(x), Some(y)) => {
+                        let v = if kind == Kind::Contains {
+                            sphere::contains(&x, &y)
+                        } else {
+                            sphere::intersects(&x, &y)
+                        };
+                        b.append_value(i32::from(v));
+                    }
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Distance if slots[0] == Slot::Geom => {
+            let a = Geoms::new(&cols[0].0, cols[0].1)?;
+            let c = Geoms::new(&cols[1].0, cols[1].1)?;
+            let mut b = Float64Builder::with_capacity(rows);
+            for i in 0..rows {
+                match (a.point(kind, i)?, c.point(kind, i)?) {
+                    (Some((l1, b1)), Some((l2, b2))) => {
+                        b.append_value(sphere::distance_deg(l1, b1, l2, b2))
+                    }
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Distance => {
+            let n = nums(4)?;
+            let mut b = Float64Builder::with_capacity(rows);
+            for i in 0..rows {
+                match (n[0].get(i), n[1].get(i), n[2].get(i), n[3].get(i)) {
+                    (Some(l1), Some(b1), Some(l2), Some(b2))
+                        if sphere::check_lonlat(adql, l1, b1).map_err(exec)?
+                            && sphere::check_lonlat(adql, l2, b2).map_err(exec)? =>
+                    {
+                        b.append_value(sphere::distance_deg(l1, b1, l2, b2))
+                    }
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Coord1 | Kind::Coord2 => {
+            let g = Geoms::new(&cols[0].0, cols[0].1)?;
+            let mut b = Float64Builder::with_capacity(rows);
+            for i in 0..rows {
+                match g.point(kind, i)? {
+                    Some((lon, lat)) => {
+                        b.append_value(if kind == Kind::Coord1 { lon } else { lat })
+                    }
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    };
+    if all_scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+fn append_circle(b: &mut ListBuilder<Float64Builder>, lon: f64, lat: f64, r: f64) -> Result<()> {
+    if !sphere::check_lonlat("CIRCLE", lon, lat).map_err(exec)? || r.is_nan() {
+        b.append_null();
+        return Ok(());
+    }
+    if r < 0.0 {
+        return Err(exec(format!("CIRCLE: radius {r} must not be negative")));
+    }
+    b.values().append_slice(&[lon, lat, r]);
+    b.append(true);
+    Ok(())
+}
+
+fn append_polygon(
+    b: &mut ListBuilder<Float64Builder>,
+    buf: &mut Vec<f64>,
+    null: bool,
+    verts: &[(f64, f64)],
+) -> Result<()> {
+    if null || verts.iter().any(|(a, c)| !a.is_finite() || !c.is_finite()) {
+        b.append_null();
+        return Ok(());
+    }
+    let poly = sphere::Polygon::new(verts).map_err(exec)?;
+    buf.clear();
+    Shape::Polygon(poly).write_values(buf);
+    b.values().append_slice(buf);
+    b.append(true);
+    Ok(())
+}
+
+/// The polygon of BOX(lon, lat, width, height).
+pub(crate) fn box_shape(
+    lon: f64,
+    lat: f64,
+    width: f64,
+    height: f64,
+) -> std::result::Result<Shape, String> {
+    let verts = sphere::box_vertices(lon, lat, width, height)?;
+    Ok(Shape::Polygon(sphere::Polygon::new(&verts)?))
+}
+
+/// A geometry function as a DataFusion UDF.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GeomUdf {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl GeomUdf {
+    pub(crate) fn new(kind: Kind) -> GeomUdf {
+        GeomUdf {
+            kind,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl ScalarUDFImpl for GeomUdf {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        layout(self.kind, arg_types).map_err(DataFusionError::Plan)?;
+        Ok(self.kind.return_type())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let dt = self.return_type(&types)?;
+        let mut field = Field::new(self.name(), dt, true);
+        if let Some(x) = self.kind.xtype() {
+            field = field.with_metadata(HashMap::from([("xtype".to_string(), x.to_string())]));
+        }
+        Ok(Arc::new(field))
+    }
+
+    fn is_strict(&self) -> bool {
+        true
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let slots = layout(self.kind, arg_types).map_err(DataFusionError::Plan)?;
+        Ok(slots
+            .iter()
+            .zip(arg_types)
+            .map(|(slot, t)| match slot {
+                Slot::Cs => DataType::Utf8,
+                Slot::Num => DataType::Float64,
+                Slot::Geom => match t {
+                    DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+                        if f.data_type() == &DataType::Float64 =>
+                    {
+                        t.clone()
+                    }
+                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+                        DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
+                    }
+                    _ => geometry_type(),
+                },
+            })
+            .collect())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        evaluate(self.kind, &args.args, args.number_rows)
+    }
+}
+
+/// All the geometry UDFs.
+pub(crate) fn all() -> Vec<ScalarUDF> {
+    Kind::ALL
+        .iter()
+        .map(|k| ScalarUDF::new_from_impl(GeomUdf::new(*k)))
+        .collect()
+}

@@ -1,0 +1,230 @@
+//! ADQL 2.1: text → validated sqlparser AST → DataFusion logical plan.
+//!
+//! In the query path this crate sits between the protocol fronts (which hand it ADQL text)
+//! and DataFusion (which executes the plan). Parsing uses sqlparser with an ADQL dialect;
+//! what is SQL but not ADQL (`LIMIT`, `::`, backticks, …) is refused with its position; the
+//! AST is then rewritten into what DataFusion plans (`TOP` → limit, ADQL function names →
+//! DataFusion's) and planned by DataFusion against the registered catalogs. User text never
+//! becomes SQL text that is parsed again.
+//!
+//! Geometry (POINT, CIRCLE, CONTAINS, …) lives in [`geom`] as DataFusion UDFs over exact
+//! spherical geometry; [`geom::spatial_filters`] recognises spatial predicates so that table
+//! providers can prune with HEALPix.
+
+pub mod geom;
+mod rewrite;
+
+use std::fmt;
+
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Query, Statement};
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+/// The ADQL dialect for sqlparser: regular identifiers are letters, digits and `_` starting
+/// with a letter; delimited identifiers use double quotes only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdqlDialect;
+
+impl Dialect for AdqlDialect {
+    fn is_identifier_start(&self, ch: char) -> bool {
+        ch.is_ascii_alphabetic()
+    }
+
+    fn is_identifier_part(&self, ch: char) -> bool {
+        ch.is_ascii_alphanumeric() || ch == '_'
+    }
+
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        ch == '"'
+    }
+
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        false
+    }
+}
+
+/// An ADQL error a user can act on: what is wrong, and where (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdqlError {
+    /// The kind of problem.
+    pub kind: ErrorKind,
+    /// What is wrong, in words.
+    pub message: String,
+    /// Line of the problem, when known.
+    pub line: Option<u64>,
+    /// Column of the problem, when known.
+    pub column: Option<u64>,
+}
+
+/// Kinds of ADQL errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The text is not ADQL.
+    Syntax,
+    /// The text is ADQL but refers to unknown things or misuses them.
+    Semantic,
+}
+
+impl AdqlError {
+    fn syntax(message: impl Into<String>, line: Option<u64>, column: Option<u64>) -> Self {
+        AdqlError { kind: ErrorKind::Syntax, message: message.into(), line, column }
+    }
+
+    fn at(kind: ErrorKind, message: impl Into<String>, tok: &TokenWithSpan) -> Self {
+        let loc = tok.span.start;
+        AdqlError { kind, message: message.into(), line: Some(loc.line), column: Some(loc.column) }
+    }
+}
+
+impl fmt::Display for AdqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{} (line {l}, column {c})", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for AdqlError {}
+
+/// Registers the ADQL functions (geometry and the ADQL names DataFusion lacks) with a context.
+pub fn register(ctx: &SessionContext) {
+    for udf in geom::udfs() {
+        ctx.register_udf(udf);
+    }
+}
+
+/// Parses and validates ADQL text into a query AST ready for DataFusion.
+pub fn parse(text: &str) -> Result<Query, AdqlError> {
+    let dialect = AdqlDialect;
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| AdqlError::syntax(strip_location(&e.message), Some(e.location.line), Some(e.location.column)))?;
+    check_tokens(&tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let query = parser.parse_query().map_err(parser_error)?;
+    // Nothing may follow the query but one optional ';'.
+    let mut next = parser.next_token();
+    if next.token == Token::SemiColon {
+        next = parser.next_token();
+    }
+    if next.token != Token::EOF {
+        return Err(AdqlError::at(
+            ErrorKind::Syntax,
+            format!("unexpected '{}' after the end of the query", next.token),
+            &next,
+        ));
+    }
+    let mut query = *query;
+    rewrite::check_and_rewrite(&mut query)?;
+    Ok(query)
+}
+
+/// Parses, validates and plans ADQL text against the tables known to `state`.
+pub async fn plan(state: &SessionState, text: &str) -> Result<LogicalPlan, AdqlError> {
+    let query = parse(text)?;
+    let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
+    state.statement_to_plan(stmt).await.map_err(|e| semantic_error(text, e))
+}
+
+/// Refuses tokens that are SQL but not ADQL, pointing at them.
+fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
+    for t in tokens {
+        let msg = match &t.token {
+            Token::DoubleColon => Some("'::' casts are not ADQL; use CAST(x AS type)".to_string()),
+            Token::Char('`') => Some("backtick quotes are not ADQL; delimit identifiers with double quotes".into()),
+            Token::Char('[') | Token::LBracket => Some("'[' is not ADQL".into()),
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::LIMIT => {
+                Some("LIMIT is not ADQL; use SELECT TOP n (and OFFSET m)".into())
+            }
+            Token::Placeholder(p) => Some(format!("'{p}' is not ADQL")),
+            Token::DollarQuotedString(_) => Some("dollar-quoted strings are not ADQL".into()),
+            Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_) => Some("only plain '…' string literals are ADQL".into()),
+            _ => None,
+        };
+        if let Some(m) = msg {
+            return Err(AdqlError::at(ErrorKind::Syntax, m, t));
+        }
+    }
+    Ok(())
+}
+
+fn parser_error(e: ParserError) -> AdqlError {
+    let text = match e {
+        ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
+        ParserError::RecursionLimitExceeded => {
+            return AdqlError::syntax("the query is nested too deeply", None, None);
+        }
+    };
+    let (line, column) = find_location(&text);
+    AdqlError::syntax(strip_location(&text), line, column)
+}
+
+/// Pulls `Line: L, Column: C` out of a sqlparser message.
+fn find_location(s: &str) -> (Option<u64>, Option<u64>) {
+    let num_after = |key: &str| {
+        s.find(key).and_then(|i| {
+            s[i + key.len()..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+        })
+    };
+    (num_after("Line:"), num_after("Column:"))
+}
+
+fn strip_location(s: &str) -> String {
+    let s = match s.find(" at Line:") {
+        Some(i) => &s[..i],
+        None => s,
+    };
+    s.replace("sql parser error: ", "")
+}
+
+/// Turns a DataFusion planning error into an ADQL semantic error, located when possible.
+fn semantic_error(text: &str, e: datafusion::error::DataFusionError) -> AdqlError {
+    let msg = e.strip_backtrace();
+    let msg = msg
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("Schema error: ")
+        .to_string();
+    // Locate a quoted name from the message in the query text.
+    let located = msg.split('\'').nth(1).or_else(|| msg.split('"').nth(1)).and_then(|name| {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        locate_word(text, bare)
+    });
+    let (line, column) = located.map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    AdqlError { kind: ErrorKind::Semantic, message: msg, line, column }
+}
+
+/// Line and column (1-based) of the first case-insensitive whole-word occurrence of `word`.
+fn locate_word(text: &str, word: &str) -> Option<(u64, u64)> {
+    if word.is_empty() {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let w = word.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let is_part = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(&w) {
+        let start = from + i;
+        let end = start + w.len();
+        if (start == 0 || !is_part(bytes[start - 1])) && (end >= bytes.len() || !is_part(bytes[end])) {
+            let line = text[..start].matches('\n').count() as u64 + 1;
+            let col = start - text[..start].rfind('\n').map_or(0, |p| p + 1) + 1;
+            return Some((line, col as u64));
+        }
+        from = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

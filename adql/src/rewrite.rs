@@ -1,0 +1,236 @@
+//! Checks an ADQL query AST for what sqlparser accepts but ADQL does not, and rewrites the
+//! ADQL-only parts into what DataFusion plans: `TOP n` into a limit, ADQL function names
+//! into DataFusion's, and names for unnamed select items.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TopQuantity, Value,
+    VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::tokenizer::Span;
+
+use crate::{AdqlError, ErrorKind};
+
+/// ADQL functions (lower case) that DataFusion knows under the same name, or that vostok
+/// registers as UDFs.
+const KNOWN_FUNCTIONS: &[&str] = &[
+    // aggregates
+    "count", "sum", "avg", "min", "max",
+    // math
+    "abs", "ceiling", "degrees", "exp", "floor", "log", "log10", "mod", "pi", "power", "radians",
+    "sqrt", "rand", "round", "truncate", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "cot",
+    // strings and conditionals (ADQL 2.1 optional features)
+    "lower", "upper", "coalesce",
+    // geometry
+    "point", "circle", "box", "polygon", "contains", "intersects", "distance", "coord1", "coord2",
+];
+
+/// Validates ADQL-only rules and rewrites the query in place.
+pub(crate) fn check_and_rewrite(query: &mut Query) -> Result<(), AdqlError> {
+    let mut v = Rewriter;
+    if let ControlFlow::Break(e) = query.visit(&mut v) {
+        return Err(e);
+    }
+    name_select_items(query);
+    Ok(())
+}
+
+struct Rewriter;
+
+fn err_at(message: impl Into<String>, span: Span) -> AdqlError {
+    let (line, column) = if span.start.line > 0 {
+        (Some(span.start.line), Some(span.start.column))
+    } else {
+        (None, None)
+    };
+    AdqlError { kind: ErrorKind::Syntax, message: message.into(), line, column }
+}
+
+fn not_adql(what: &str) -> ControlFlow<AdqlError> {
+    ControlFlow::Break(AdqlError { kind: ErrorKind::Syntax, message: format!("{what} is not ADQL"), line: None, column: None })
+}
+
+impl VisitorMut for Rewriter {
+    type Break = AdqlError;
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<AdqlError> {
+        if q.fetch.is_some() {
+            return not_adql("FETCH FIRST");
+        }
+        if !q.locks.is_empty() {
+            return not_adql("FOR UPDATE/SHARE");
+        }
+        if q.for_clause.is_some() || q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
+            return not_adql("this clause");
+        }
+        if let Some(w) = &q.with {
+            if w.recursive {
+                return not_adql("WITH RECURSIVE");
+            }
+        }
+        if let Some(LimitClause::OffsetCommaLimit { .. }) = q.limit_clause {
+            return not_adql("LIMIT a, b");
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<AdqlError> {
+        // TOP n → LIMIT n, keeping an ADQL OFFSET.
+        let top = match q.body.as_mut() {
+            SetExpr::Select(s) => s.top.take(),
+            _ => None,
+        };
+        if let Some(top) = top {
+            if top.percent || top.with_ties {
+                return not_adql("TOP … PERCENT / WITH TIES");
+            }
+            let n = match top.quantity {
+                Some(TopQuantity::Constant(n)) => Expr::value(Value::Number(n.to_string(), false)),
+                Some(TopQuantity::Expr(e)) => e,
+                None => return not_adql("TOP without a number"),
+            };
+            let offset = match q.limit_clause.take() {
+                Some(LimitClause::LimitOffset { offset, .. }) => offset,
+                _ => None,
+            };
+            q.limit_clause = Some(LimitClause::LimitOffset { limit: Some(n), offset, limit_by: vec![] });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &mut Select) -> ControlFlow<AdqlError> {
+        if let Some(Distinct::On(_)) = s.distinct {
+            return not_adql("DISTINCT ON");
+        }
+        if s.into.is_some() {
+            return not_adql("SELECT INTO");
+        }
+        if !s.lateral_views.is_empty() || s.qualify.is_some() || !s.named_window.is_empty() || s.prewhere.is_some() {
+            return not_adql("this clause");
+        }
+        if !s.cluster_by.is_empty() || !s.distribute_by.is_empty() || !s.sort_by.is_empty() || !s.connect_by.is_empty() {
+            return not_adql("this clause");
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<AdqlError> {
+        let Expr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
+        let Some(ObjectNamePart::Identifier(ident)) = f.name.0.last() else {
+            return ControlFlow::Continue(());
+        };
+        let span = ident.span;
+        if f.name.0.len() != 1 {
+            return ControlFlow::Break(err_at(format!("'{}' is not a function ADQL knows", f.name), span));
+        }
+        if f.over.is_some() {
+            return ControlFlow::Break(err_at("window functions (OVER) are not ADQL", span));
+        }
+        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return ControlFlow::Break(err_at("this function syntax is not ADQL", span));
+        }
+        let name = ident.value.to_ascii_lowercase();
+        if !KNOWN_FUNCTIONS.contains(&name.as_str()) {
+            return ControlFlow::Break(err_at(format!("unknown function '{}'", ident.value), span));
+        }
+        let rename = |to: &str| ObjectName(vec![ObjectNamePart::Identifier(Ident::with_span(span, to))]);
+        match name.as_str() {
+            "log" => f.name = rename("ln"),
+            "ceiling" => f.name = rename("ceil"),
+            "truncate" => f.name = rename("trunc"),
+            "rand" => {
+                // RAND(seed): DataFusion's random() takes no seed.
+                f.name = rename("random");
+                f.args = FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![],
+                    clauses: vec![],
+                });
+            }
+            "mod" => {
+                let args = plain_args(&f.args);
+                match args.as_deref() {
+                    Some([a, b]) => {
+                        *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                            left: Box::new(a.clone()),
+                            op: BinaryOperator::Modulo,
+                            right: Box::new(b.clone()),
+                        }));
+                    }
+                    _ => return ControlFlow::Break(err_at("MOD takes two arguments", span)),
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The plain positional arguments of a call, if that is all it has.
+fn plain_args(args: &FunctionArguments) -> Option<Vec<Expr>> {
+    match args {
+        FunctionArguments::List(l) if l.clauses.is_empty() && l.duplicate_treatment.is_none() => l
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// Gives every unnamed, non-column item of the outermost select list a readable unique name
+/// (`count`, `distance`, `expr`, …), as TAP clients show column names to people.
+fn name_select_items(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let mut used: HashSet<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.value.to_ascii_lowercase()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                parts.last().map(|i| i.value.to_ascii_lowercase())
+            }
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    for item in select.projection.iter_mut() {
+        let SelectItem::UnnamedExpr(expr) = item else { continue };
+        if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            continue;
+        }
+        let base = match expr {
+            Expr::Function(f) => f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| match i.value.to_ascii_lowercase().as_str() {
+                    "ln" => "log".to_string(),
+                    "ceil" => "ceiling".to_string(),
+                    "trunc" => "truncate".to_string(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "expr".into()),
+            _ => "expr".into(),
+        };
+        let mut name = base.clone();
+        let mut k = 2;
+        while used.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        used.insert(name.clone());
+        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', name) };
+    }
+}

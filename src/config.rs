@@ -1,0 +1,92 @@
+//! `vostok.toml`: every key has a default, so no file is needed to start.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Where catalogs live: a local folder or an object-store URL (`s3://bucket/prefix`).
+    pub data: String,
+    /// Options for the object store (e.g. `aws_endpoint`, `aws_allow_http`, `aws_region`).
+    pub storage_options: Vec<(String, String)>,
+    /// Public base URL (e.g. `https://vo.example.org`); by default taken from each request.
+    pub public_url: Option<String>,
+    /// Ingest and serve the demo catalogs shipped with vostok.
+    pub demo: bool,
+    /// Folder holding the demo catalogs' metadata files and raw data.
+    pub demo_dir: PathBuf,
+    /// Service identity and limits.
+    pub service: ServiceConfig,
+    /// TAP limits.
+    pub tap: TapConfig,
+}
+
+/// Who runs the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Title shown to people.
+    pub title: String,
+    /// IVOA authority for identifiers (`ivo://AUTHORITY/...`).
+    pub authority: String,
+}
+
+/// TAP limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TapConfig {
+    /// Rows returned when the client gives no MAXREC.
+    pub default_maxrec: u64,
+    /// Largest MAXREC honoured.
+    pub hard_maxrec: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            data: "vostok-data".into(),
+            storage_options: Vec::new(),
+            public_url: None,
+            demo: true,
+            demo_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo")),
+            service: ServiceConfig::default(),
+            tap: TapConfig::default(),
+        }
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { title: "vostok data centre".into(), authority: "vostok.example".into() }
+    }
+}
+
+impl Default for TapConfig {
+    fn default() -> Self {
+        TapConfig { default_maxrec: 100_000, hard_maxrec: 10_000_000 }
+    }
+}
+
+impl Config {
+    /// Reads `path` if given, else `./vostok.toml` if present, else the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("vostok.toml")).filter(|p| p.exists()),
+        };
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            }
+            None => Ok(Config::default()),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The shared tail of the query path: a DataFusion logical plan is executed on the query
+//! runtime and its record batches stream into the requested format and out as a chunked HTTP
+//! body. `MAXREC` is applied as a limit of MAXREC+1 rows so that overflow is known exactly.
+//! A bounded channel between execution and the socket keeps memory flat whatever the size.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use votable::{EndStatus, Encoding, Info, WriterOptions};
+
+use crate::server::AppState;
+
+/// An error a DAL service reports to its user with a VOTable error document.
+#[derive(Debug)]
+pub struct DalError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl DalError {
+    /// A 400: the request is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        DalError { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+
+    /// A 500: the service failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        DalError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+
+    /// The DALI error document response.
+    pub fn response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type("application/x-votable+xml")
+            .body(votable::error_document(&self.message))
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// VOTable with the given serialisation.
+    VoTable(Encoding),
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Tab-separated values with a header line.
+    Tsv,
+}
+
+impl Format {
+    /// Parses a RESPONSEFORMAT value (MIME type or short name).
+    pub fn parse(value: Option<&str>) -> Result<Format, DalError> {
+        let Some(v) = value else { return Ok(Format::VoTable(Encoding::TableData)) };
+        let v = v.trim().to_ascii_lowercase();
+        let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        Ok(match compact.as_str() {
+            "votable" | "vot" | "xml" | "text/xml" | "application/x-votable+xml" | "application/votable+xml"
+            | "votable/td" | "votabletd" | "application/x-votable+xml;serialization=tabledata" => {
+                Format::VoTable(Encoding::TableData)
+            }
+            "votable/b2" | "votableb2" | "binary2" | "application/x-votable+xml;serialization=binary2" => {
+                Format::VoTable(Encoding::Binary2)
+            }
+            "votable/b" | "binary" | "application/x-votable+xml;serialization=binary" => Format::VoTable(Encoding::Binary),
+            "csv" | "text/csv" | "text/csv;header=present" => Format::Csv,
+            "tsv" | "text/tab-separated-values" | "text/tsv" => Format::Tsv,
+            _ => {
+                return Err(DalError::bad_request(format!(
+                    "RESPONSEFORMAT '{v}' is not supported; use votable, votable/b2, csv or tsv"
+                )))
+            }
+        })
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            Format::VoTable(Encoding::TableData) => "application/x-votable+xml",
+            Format::VoTable(Encoding::Binary2) => "application/x-votable+xml;serialization=BINARY2",
+            Format::VoTable(Encoding::Binary) => "application/x-votable+xml;serialization=BINARY",
+            Format::Csv => "text/csv;header=present",
+            Format::Tsv => "text/tab-separated-values",
+        }
+    }
+}
+
+/// What to run and how to write it.
+pub struct QueryRequest {
+    /// The logical plan.
+    pub plan: LogicalPlan,
+    /// Row limit.
+    pub maxrec: u64,
+    /// Output format.
+    pub format: Format,
+    /// INFOs for the VOTable RESOURCE.
+    pub infos: Vec<Info>,
+    /// Output schema with metadata (default: the plan's schema).
+    pub schema: Option<SchemaRef>,
+    /// TABLE name.
+    pub table_name: Option<String>,
+}
+
+enum Item {
+    Batch(RecordBatch),
+    Error(String),
+}
+
+/// Runs the plan and streams the result. Errors before the first row become error documents.
+pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpResponse, DalError> {
+    let schema: SchemaRef =
+        req.schema.clone().unwrap_or_else(|| Arc::new(req.plan.schema().as_arrow().clone()));
+    let limited = LogicalPlanBuilder::from(req.plan.clone())
+        .limit(0, Some(req.maxrec.saturating_add(1) as usize))
+        .and_then(|b| b.build())
+        .map_err(|e| DalError::internal(e.to_string()))?;
+
+    // Execute on the query runtime; batches come back through a bounded channel.
+    let (tx, mut rx) = mpsc::channel::<Item>(2);
+    let ctx = state.ctx.clone();
+    state.query_runtime.spawn(async move {
+        let df = match ctx.execute_logical_plan(limited).await {
+            Ok(df) => df,
+            Err(e) => {
+                let _ = tx.send(Item::Error(e.strip_backtrace())).await;
+                return;
+            }
+        };
+        let mut stream = match df.execute_stream().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Item::Error(e.strip_backtrace())).await;
+                return;
+            }
+        };
+        while let Some(next) = stream.next().await {
+            let item = match next {
+                Ok(b) if b.num_rows() == 0 => continue,
+                Ok(b) => Item::Batch(b),
+                Err(e) => Item::Error(e.strip_backtrace()),
+            };
+            let stop = matches!(item, Item::Error(_));
+            if tx.send(item).await.is_err() || stop {
+                return; // the client went away, or the query failed
+            }
+        }
+    });
+
+    // Wait for the first batch so that an early failure is a proper error document.
+    let first = rx.recv().await;
+    if let Some(Item::Error(msg)) = &first {
+        return Err(DalError::bad_request(msg.clone()));
+    }
+    let mut encoder = Encoder::new(schema, &req)?;
+    let head = encoder.begin();
+    let maxrec = req.maxrec;
+
+    struct St {
+        rx: mpsc::Receiver<Item>,
+        pending: Option<Item>,
+        encoder: Encoder,
+        rows: u64,
+        done: bool,
+        head: Option<Bytes>,
+    }
+    let st = St { rx, pending: first, encoder, rows: 0, done: false, head: Some(head) };
+    let body = futures::stream::unfold(st, move |mut st| async move {
+        if let Some(h) = st.head.take() {
+            return Some((Ok::<Bytes, actix_web::Error>(h), st));
+        }
+        if st.done {
+            return None;
+        }
+        let item = match st.pending.take() {
+            Some(i) => Some(i),
+            None => st.rx.recv().await,
+        };
+        let out = match item {
+            None => {
+                st.done = true;
+                st.encoder.finish(EndStatus::Ok)
+            }
+            Some(Item::Error(msg)) => {
+                st.done = true;
+                st.encoder.finish(EndStatus::Error(msg))
+            }
+            Some(Item::Batch(batch)) => {
+                let room = maxrec - st.rows;
+                if (batch.num_rows() as u64) > room {
+                    let cut = batch.slice(0, room as usize);
+                    st.done = true;
+                    let mut out = match st.encoder.write(&cut) {
+                        Ok(b) => b.to_vec(),
+                        Err(e) => return Some((Ok(st.encoder.finish(EndStatus::Error(e))), st)),
+                    };
+                    out.extend_from_slice(&st.encoder.finish(EndStatus::Overflow));
+                    Bytes::from(out)
+                } else {
+                    st.rows += batch.num_rows() as u64;
+                    match st.encoder.write(&batch) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            st.done = true;
+                            st.encoder.finish(EndStatus::Error(e))
+                        }
+                    }
+                }
+            }
+        };
+        Some((Ok(out), st))
+    });
+    Ok(HttpResponse::Ok().content_type(req.format.content_type()).streaming(body))
+}
+
+/// Writes batches in the chosen format.
+enum Encoder {
+    VoTable(Box<votable::Writer>),
+    Text { schema: SchemaRef, delimiter: u8, header_done: bool },
+}
+
+impl Encoder {
+    fn new(schema: SchemaRef, req: &QueryRequest) -> Result<Self, DalError> {
+        Ok(match req.format {
+            Format::VoTable(encoding) => {
+                let opts = WriterOptions {
+                    encoding,
+                    resource_infos: req.infos.clone(),
+                    table_name: req.table_name.clone(),
+                    description: None,
+                };
+                let w = votable::Writer::new(schema, opts).map_err(|e| DalError::bad_request(e.to_string()))?;
+                Encoder::VoTable(Box::new(w))
+            }
+            Format::Csv => Encoder::Text { schema, delimiter: b',', header_done: false },
+            Format::Tsv => Encoder::Text { schema, delimiter: b'\t', header_done: false },
+        })
+    }
+
+    fn begin(&mut self) -> Bytes {
+        match self {
+            Encoder::VoTable(w) => w.begin(),
+            Encoder::Text { .. } => Bytes::new(),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<Bytes, String> {
+        match self {
+            Encoder::VoTable(w) => w.write_batch(batch).map_err(|e| e.to_string()),
+            Encoder::Text { schema, delimiter, header_done } => {
+                let _ = schema;
+                let mut buf = Vec::new();
+                {
+                    let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(!*header_done)
+                        .with_delimiter(*delimiter)
+                        .build(&mut buf);
+                    w.write(batch).map_err(|e| e.to_string())?;
+                }
+                *header_done = true;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    fn finish(&mut self, status: EndStatus) -> Bytes {
+        match self {
+            Encoder::VoTable(w) => w.finish(status),
+            Encoder::Text { schema, delimiter, header_done } => {
+                // An empty result still gets its header line.
+                let mut out = Vec::new();
+                if !*header_done {
+                    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    out.extend_from_slice(names.join(&(*delimiter as char).to_string()).as_bytes());
+                    out.push(b'\n');
+                    *header_done = true;
+                }
+                if let EndStatus::Error(m) = status {
+                    out.extend_from_slice(format!("# ERROR: {m}\n").as_bytes());
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+}

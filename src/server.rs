@@ -1,0 +1,193 @@
+//! Startup and routing: opens the storage, ingests the demo catalogs on first start, registers
+//! every catalog and TAP_SCHEMA with one DataFusion context, and serves the protocol fronts.
+
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use catalogs::{HatsTable, Storage};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::common::TableReference;
+
+use crate::config::Config;
+use crate::tap_schema::TapMetadata;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// The DataFusion context with every table registered.
+    pub ctx: SessionContext,
+    /// Runtime on which queries execute (apart from the HTTP workers).
+    pub query_runtime: tokio::runtime::Handle,
+    /// The served catalogs, by qualified lower-case name.
+    pub tables: Vec<(String, Arc<HatsTable>)>,
+    /// Table and column metadata for TAP_SCHEMA and VOSI.
+    pub metadata: TapMetadata,
+}
+
+impl AppState {
+    /// A served catalog by qualified name (case-insensitive).
+    pub fn table(&self, name: &str) -> Option<&Arc<HatsTable>> {
+        self.tables.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, t)| t)
+    }
+
+    /// The base URL clients reach this server by.
+    pub fn base_url(&self, req: &HttpRequest) -> String {
+        match &self.config.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+}
+
+/// Builds the state: storage, demo ingest, catalogs, DataFusion context.
+pub async fn build_state(config: Config, query_runtime: tokio::runtime::Handle) -> anyhow::Result<AppState> {
+    let storage = Storage::open(&config.data, &config.storage_options)
+        .with_context(|| format!("opening the data folder {}", config.data))?;
+    if config.demo {
+        ingest_demo(&storage, &config).await?;
+    }
+
+    let session = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(false)
+        .with_default_catalog_and_schema("datafusion", "public");
+    let runtime = Arc::new(RuntimeEnv::default());
+    runtime.register_object_store(storage.url.as_ref(), storage.store.clone());
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    adql::register(&ctx);
+
+    // Every folder under catalogs/ with a hats.properties is a catalog.
+    let mut roots: Vec<String> = Vec::new();
+    let base = storage.path("catalogs");
+    let listing = storage.store.list_with_delimiter(Some(&base)).await;
+    if let Ok(listing) = listing {
+        for p in listing.common_prefixes {
+            if let Some(name) = p.filename() {
+                roots.push(format!("catalogs/{name}"));
+            }
+        }
+    }
+    roots.sort();
+    let mut tables = Vec::new();
+    let df_catalog = ctx.catalog("datafusion").context("no default catalog")?;
+    for root in roots {
+        if !storage.exists(&storage.path(&format!("{root}/hats.properties"))).await? {
+            continue;
+        }
+        let cat = match catalogs::open_catalog(&storage, &root).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!("skipping {root}: {e}");
+                continue;
+            }
+        };
+        let schema = cat.meta.table.schema.to_ascii_lowercase();
+        let name = cat.meta.table.name.to_ascii_lowercase();
+        if df_catalog.schema(&schema).is_none() {
+            df_catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let table = Arc::new(HatsTable::new(cat.clone(), storage.url.clone()));
+        ctx.register_table(TableReference::partial(schema.clone(), name.clone()), table.clone())?;
+        tracing::info!(
+            "serving {schema}.{name}: {} rows in {} partitions",
+            cat.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+            cat.partitions.len()
+        );
+        tables.push((format!("{schema}.{name}"), table));
+    }
+    let metadata = TapMetadata::build(&tables);
+    metadata.register(&ctx)?;
+    Ok(AppState { config, ctx, query_runtime, tables, metadata })
+}
+
+/// Ingests each demo catalog not yet in the data folder.
+async fn ingest_demo(storage: &Storage, config: &Config) -> anyhow::Result<()> {
+    let mut files: Vec<_> = std::fs::read_dir(&config.demo_dir)
+        .with_context(|| format!("demo catalogs folder {}", config.demo_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let meta = catalogs::CatalogMeta::from_toml(&text).with_context(|| format!("in {}", f.display()))?;
+        if crate::ingest::exists(storage, &crate::ingest::catalog_root(&meta)).await? {
+            continue;
+        }
+        tracing::info!("first start: ingesting demo catalog {}", meta.qualified_name());
+        crate::ingest::ingest(storage, &f, true, true).await?;
+    }
+    Ok(())
+}
+
+/// Runs the server until interrupted.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers.
+    let query_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("vostok-query")
+        .enable_all()
+        .build()?;
+    let state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;
+    let bind = state.config.bind.clone();
+    let state = Arc::new(state);
+    let sys = actix_web::rt::System::new();
+    sys.block_on(async move {
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .wrap(Cors::permissive().max_age(3600))
+                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vostok::http"))
+                .route("/", web::get().to(landing))
+                .configure(crate::tap::routes)
+                .configure(crate::scs::routes)
+        })
+        .bind(&bind)
+        .with_context(|| format!("cannot listen on {bind}"))?;
+        for addr in server.addrs() {
+            tracing::info!("listening on http://{addr}/ (TAP at /tap, cone search at /scs/<schema>.<table>)");
+        }
+        server.run().await.context("server failed")
+    })?;
+    drop(query_rt);
+    Ok(())
+}
+
+/// A page for people who open the server in a browser.
+async fn landing(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let base = state.base_url(&req);
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut rows = String::new();
+    for (name, t) in &state.tables {
+        let m = &t.catalog().meta.table;
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"{base}/scs/{}?RA=10&amp;DEC=10&amp;SR=1\">cone search</a></td></tr>\n",
+            esc(name),
+            esc(m.title.as_deref().unwrap_or("")),
+            t.catalog().rows.map(|r| r.to_string()).unwrap_or_default(),
+            esc(name)
+        ));
+    }
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\n\
+<h1>{title}</h1>\n<p>A Virtual Observatory data server (vostok {version}).</p>\n\
+<h2>Services</h2><ul>\n<li>TAP 1.1 (ADQL 2.1): <code>{base}/tap</code> — \
+<a href=\"{base}/tap/capabilities\">capabilities</a>, <a href=\"{base}/tap/tables\">tables</a>, \
+<a href=\"{base}/tap/availability\">availability</a></li>\n\
+<li>Simple Cone Search 1.03: <code>{base}/scs/&lt;schema&gt;.&lt;table&gt;</code></li></ul>\n\
+<h2>Catalogs</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th>table</th><th>title</th><th>rows</th><th></th></tr>\n{rows}</table>\n\
+<h2>Try</h2><pre>curl '{base}/tap/sync?LANG=ADQL&amp;QUERY=SELECT+TOP+5+*+FROM+hipparcos.hip2'</pre>\n</body></html>\n",
+        title = esc(&state.config.service.title),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+}

@@ -1,0 +1,168 @@
+//! TAP 1.1 (synchronous queries) and its VOSI resources at `/tap`: a thin translation of
+//! DALI parameters into the shared query path.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use votable::Info;
+
+use crate::params::Params;
+use crate::query::{execute, DalError, Format, QueryRequest};
+use crate::server::AppState;
+use crate::vosi::{self, esc};
+
+/// Registers the TAP routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/tap", web::get().to(tap_root))
+        .route("/tap/", web::get().to(tap_root))
+        .route("/tap/sync", web::get().to(sync))
+        .route("/tap/sync", web::post().to(sync))
+        .route("/tap/capabilities", web::get().to(capabilities))
+        .route("/tap/availability", web::get().to(availability))
+        .route("/tap/tables", web::get().to(tables))
+        .route("/tap/tables/{name}", web::get().to(table));
+}
+
+/// `/tap` itself: a pointer for people, TAP clients use the resources below it.
+async fn tap_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let base = format!("{}/tap", state.base_url(&req));
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(format!(
+        "TAP 1.1 service. Point TOPCAT, pyvo or STILTS at {base}\n\n{base}/sync\n{base}/capabilities\n{base}/tables\n{base}/availability\n"
+    ))
+}
+
+/// `/tap/sync`: REQUEST=doQuery, LANG=ADQL, QUERY, RESPONSEFORMAT|FORMAT, MAXREC.
+async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let params = Params::from_request(&req, &body);
+    match run_sync(state.into_inner(), &params).await {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+async fn run_sync(state: Arc<AppState>, p: &Params) -> Result<HttpResponse, DalError> {
+    if let Some(r) = p.get_nonempty("REQUEST") {
+        if !r.eq_ignore_ascii_case("doQuery") {
+            return Err(DalError::bad_request(format!("REQUEST={r} is not supported; use REQUEST=doQuery")));
+        }
+    }
+    if let Some(lang) = p.get_nonempty("LANG") {
+        let l = lang.to_ascii_uppercase();
+        if !(l == "ADQL" || l.starts_with("ADQL-2.")) {
+            return Err(DalError::bad_request(format!("LANG={lang} is not supported; use LANG=ADQL")));
+        }
+    }
+    let query = p.get_nonempty("QUERY").ok_or_else(|| DalError::bad_request("the QUERY parameter is missing"))?;
+    let format = Format::parse(p.get_nonempty("RESPONSEFORMAT").or_else(|| p.get_nonempty("FORMAT")))?;
+    let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), &state)?;
+    if p.get_nonempty("UPLOAD").is_some() {
+        return Err(DalError::bad_request("table uploads (UPLOAD) are not supported by this service yet"));
+    }
+    let plan = adql::plan(&state.ctx.state(), query).await.map_err(|e| DalError::bad_request(e.to_string()))?;
+    let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
+    execute(&state, QueryRequest { plan, maxrec, format, infos, schema: None, table_name: Some("result".into()) }).await
+}
+
+/// Parses MAXREC: a non-negative integer, capped at the hard limit.
+pub fn parse_maxrec(v: Option<&str>, state: &AppState) -> Result<u64, DalError> {
+    let limits = &state.config.tap;
+    match v {
+        None => Ok(limits.default_maxrec.min(limits.hard_maxrec)),
+        Some(s) => {
+            let n: u64 = s
+                .parse()
+                .map_err(|_| DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'")))?;
+            Ok(n.min(limits.hard_maxrec))
+        }
+    }
+}
+
+async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let base = format!("{}/tap", state.base_url(&req));
+    let limits = &state.config.tap;
+    let mut doc = vosi::capabilities_open(" xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\"");
+    doc.push_str(&format!(
+        "  <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">\n\
+    <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n\
+      <accessURL use=\"base\">{base}</accessURL>\n\
+    </interface>\n\
+    <language>\n\
+      <name>ADQL</name>\n\
+      <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\n\
+      <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.0\">2.0</version>\n\
+      <description>ADQL 2.1 (and 2.0), planned and executed by Apache DataFusion over HEALPix-partitioned Parquet</description>\n\
+      <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adqlgeo\">\n{geo}\
+      </languageFeatures>\n\
+      <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-string\">\n\
+        <feature><form>LOWER</form><description>Lower-cases a string</description></feature>\n\
+        <feature><form>UPPER</form><description>Upper-cases a string</description></feature>\n\
+      </languageFeatures>\n\
+      <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-conditional\">\n\
+        <feature><form>COALESCE</form><description>First non-null argument</description></feature>\n\
+      </languageFeatures>\n\
+    </language>\n{formats}\
+    <outputLimit>\n\
+      <default unit=\"row\">{dmax}</default>\n\
+      <hard unit=\"row\">{hmax}</hard>\n\
+    </outputLimit>\n\
+  </capability>\n",
+        base = esc(&base),
+        geo = ["POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"]
+            .iter()
+            .map(|f| format!("        <feature><form>{f}</form></feature>\n"))
+            .collect::<String>(),
+        formats = [
+            ("votable-td", "application/x-votable+xml", &["votable", "votable/td"][..]),
+            ("votable-binary2", "application/x-votable+xml;serialization=BINARY2", &["votable/b2"][..]),
+            ("votable-binary", "application/x-votable+xml;serialization=BINARY", &["votable/b"][..]),
+            ("csv", "text/csv", &["csv"][..]),
+            ("tsv", "text/tab-separated-values", &["tsv"][..]),
+        ]
+        .iter()
+        .map(|(id, mime, aliases)| {
+            format!(
+                "    <outputFormat ivo-id=\"ivo://ivoa.net/std/TAPRegExt#output-{id}\">\n      <mime>{}</mime>\n{}    </outputFormat>\n",
+                esc(mime),
+                aliases.iter().map(|a| format!("      <alias>{a}</alias>\n")).collect::<String>()
+            )
+        })
+        .collect::<String>(),
+        dmax = limits.default_maxrec.min(limits.hard_maxrec),
+        hmax = limits.hard_maxrec,
+    ));
+    doc.push_str(&vosi::vosi_capabilities(&base));
+    doc.push_str(&format!(
+        "  <capability standardID=\"ivo://ivoa.net/std/VOSI#tables\">\n    <interface xsi:type=\"vs:ParamHTTP\" version=\"1.1\">\n      <accessURL use=\"full\">{}/tables</accessURL>\n    </interface>\n  </capability>\n",
+        esc(&base)
+    ));
+    doc.push_str("</vosi:capabilities>\n");
+    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(doc)
+}
+
+async fn availability() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::availability())
+}
+
+async fn tables(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let p = Params::from_request(&req, &[]);
+    let min = match p.get_nonempty("DETAIL") {
+        None | Some("max") => false,
+        Some("min") => true,
+        Some(other) => {
+            return HttpResponse::BadRequest()
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("detail={other}: use detail=min or detail=max"))
+        }
+    };
+    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::tableset(&state.metadata, min))
+}
+
+async fn table(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    match state.metadata.tables().find(|(_, t)| t.name.eq_ignore_ascii_case(&name)) {
+        Some((_, t)) => HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::table_document(t)),
+        None => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("no table '{name}' in this service")),
+    }
+}
