@@ -1,9 +1,12 @@
 """Every VOTable the server writes passes STILTS votlint silently and validates against
 the VOTable 1.4 XSD (xmllint, offline, through shared/schemas/catalog.xml).
 
-Documents: a TAP result in TABLEDATA and in BINARY2 (a mix of int, long, double and
-float columns, with a NULL-free and a NULL-bearing query), a TAP error document, and a
-Simple Cone Search result and error.
+Documents: TAP results in TABLEDATA and in BINARY2 (chosen columns and all columns of
+both catalogs, TAP_SCHEMA.columns, an overflowed and an empty result), a TAP error
+document, and Simple Cone Search results (VERB 2 and 3) and an error.
+
+votlint (Debian's STILTS 3.4.7) checks structure and values; it does not check UCD or
+unit words here, so astropy's parser (UCD1+ list v1.6, VOUnit) is run as well.
 """
 
 import warnings
@@ -30,6 +33,9 @@ def _tap(base_url, q, fmt=None, maxrec=None):
 
 DOCS = {
     "tap-hip-tabledata": lambda b: _tap(b, HIP_Q, "votable"),
+    "tap-hip-all-columns": lambda b: _tap(b, f"SELECT TOP 50 * FROM {HIP_TABLE}", "votable"),
+    "tap-gaia-all-columns-b2": lambda b: _tap(b, f"SELECT TOP 50 * FROM {GAIA_TABLE}", "votable/b2"),
+    "tap-schema-columns": lambda b: _tap(b, "SELECT * FROM TAP_SCHEMA.columns", "votable"),
     "tap-hip-binary2": lambda b: _tap(b, HIP_Q, "votable/b2"),
     "tap-gaia-tabledata": lambda b: _tap(b, GAIA_Q, "votable"),
     "tap-gaia-binary2": lambda b: _tap(b, GAIA_Q, "application/x-votable+xml;serialization=BINARY2"),

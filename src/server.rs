@@ -146,6 +146,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .wrap(Cors::permissive().max_age(3600))
+                .wrap(actix_web::middleware::DefaultHeaders::new().add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))))
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vostok::http"))
                 .route("/", web::get().to(landing))
                 .configure(crate::tap::routes)

@@ -97,9 +97,6 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         <feature><form>LOWER</form><description>Lower-cases a string</description></feature>\n\
         <feature><form>UPPER</form><description>Upper-cases a string</description></feature>\n\
       </languageFeatures>\n\
-      <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-conditional\">\n\
-        <feature><form>COALESCE</form><description>First non-null argument</description></feature>\n\
-      </languageFeatures>\n\
     </language>\n{formats}\
     <outputLimit>\n\
       <default unit=\"row\">{dmax}</default>\n\
@@ -115,13 +112,19 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             ("votable-td", "application/x-votable+xml", &["votable", "votable/td"][..]),
             ("votable-binary2", "application/x-votable+xml;serialization=BINARY2", &["votable/b2"][..]),
             ("votable-binary", "application/x-votable+xml;serialization=BINARY", &["votable/b"][..]),
-            ("csv", "text/csv", &["csv"][..]),
-            ("tsv", "text/tab-separated-values", &["tsv"][..]),
+            ("", "text/csv", &["csv"][..]),
+            ("", "text/tab-separated-values", &["tsv"][..]),
         ]
         .iter()
         .map(|(id, mime, aliases)| {
+            // Only the VOTable formats have standard TAPRegExt identifiers.
+            let ivo_id = if id.is_empty() {
+                String::new()
+            } else {
+                format!(" ivo-id=\"ivo://ivoa.net/std/TAPRegExt#output-{id}\"")
+            };
             format!(
-                "    <outputFormat ivo-id=\"ivo://ivoa.net/std/TAPRegExt#output-{id}\">\n      <mime>{}</mime>\n{}    </outputFormat>\n",
+                "    <outputFormat{ivo_id}>\n      <mime>{}</mime>\n{}    </outputFormat>\n",
                 esc(mime),
                 aliases.iter().map(|a| format!("      <alias>{a}</alias>\n")).collect::<String>()
             )

@@ -31,6 +31,15 @@ pub struct ColumnDesc {
     pub std: bool,
 }
 
+/// A foreign key from one table to another.
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    pub key_id: String,
+    pub target_table: String,
+    /// (from column, target column) pairs.
+    pub columns: Vec<(String, String)>,
+}
+
 /// A table as TAP describes it.
 #[derive(Debug, Clone)]
 pub struct TableDesc {
@@ -40,6 +49,7 @@ pub struct TableDesc {
     pub table_type: &'static str,
     pub rows: Option<u64>,
     pub columns: Vec<ColumnDesc>,
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 /// A schema as TAP describes it.
@@ -127,6 +137,7 @@ impl TapMetadata {
                 table_type: "table",
                 rows: cat.rows,
                 columns,
+                foreign_keys: vec![],
             };
             let schema_name = m.table.schema.to_ascii_lowercase();
             match schemas.iter_mut().find(|s| s.name == schema_name) {
@@ -165,7 +176,7 @@ impl TapMetadata {
                     if let Some(d) = &c.description {
                         md.insert("description".to_string(), d.clone());
                     }
-                    Field::new(&c.name, a.data_type().clone(), true).with_metadata(md)
+                    Field::new(c.name.trim_matches('"'), a.data_type().clone(), true).with_metadata(md)
                 })
                 .collect();
             let schema = Arc::new(Schema::new(fields));
@@ -248,12 +259,27 @@ impl TapMetadata {
             )?;
         }
 
-        // keys and key_columns: no foreign keys yet, but the tables exist with their columns.
+        // keys and key_columns
+        let (mut kid, mut kfrom, mut kto) = (vec![], vec![], vec![]);
+        let (mut cid, mut cfrom, mut cto) = (vec![], vec![], vec![]);
+        for (_, t) in self.tables() {
+            for k in &t.foreign_keys {
+                kid.push(Some(k.key_id.clone()));
+                kfrom.push(Some(t.name.clone()));
+                kto.push(Some(k.target_table.clone()));
+                for (f, to) in &k.columns {
+                    cid.push(Some(k.key_id.clone()));
+                    cfrom.push(Some(f.clone()));
+                    cto.push(Some(to.clone()));
+                }
+            }
+        }
+        let n = kid.len();
         if let Some(d) = find("keys") {
-            register("keys", &d, vec![str_col(vec![]), str_col(vec![]), str_col(vec![]), str_col(vec![]), str_col(vec![])])?;
+            register("keys", &d, vec![str_col(kid), str_col(kfrom), str_col(kto), str_col(vec![None; n]), str_col(vec![None; n])])?;
         }
         if let Some(d) = find("key_columns") {
-            register("key_columns", &d, vec![str_col(vec![]), str_col(vec![]), str_col(vec![])])?;
+            register("key_columns", &d, vec![str_col(cid), str_col(cfrom), str_col(cto)])?;
         }
         Ok(())
     }
@@ -261,12 +287,18 @@ impl TapMetadata {
 
 /// TAP_SCHEMA as TAP 1.1 defines it.
 fn tap_schema_desc() -> SchemaDesc {
-    let t = |name: &str, description: &str, columns: Vec<ColumnDesc>| TableDesc {
+    let fk = |id: &str, target: &str, from: &str, to: &str| ForeignKey {
+        key_id: id.into(),
+        target_table: format!("tap_schema.{target}"),
+        columns: vec![(from.into(), to.into())],
+    };
+    let t = |name: &str, description: &str, columns: Vec<ColumnDesc>, foreign_keys: Vec<ForeignKey>| TableDesc {
         name: format!("tap_schema.{name}"),
         description: s(description),
         table_type: "table",
         rows: None,
         columns,
+        foreign_keys,
     };
     SchemaDesc {
         name: "tap_schema".into(),
@@ -277,7 +309,7 @@ fn tap_schema_desc() -> SchemaDesc {
                 col("utype", "char", "utype of the schema"),
                 col("description", "char", "Description of the schema"),
                 col("schema_index", "int", "Suggested order of schemas for display"),
-            ]),
+            ], vec![]),
             t("tables", "Tables in this service", vec![
                 col("schema_name", "char", "Schema the table belongs to"),
                 col("table_name", "char", "Fully qualified table name, as used in queries"),
@@ -285,7 +317,7 @@ fn tap_schema_desc() -> SchemaDesc {
                 col("utype", "char", "utype of the table"),
                 col("description", "char", "Description of the table"),
                 col("table_index", "int", "Suggested order of tables for display"),
-            ]),
+            ], vec![fk("tables_schema", "schemas", "schema_name", "schema_name")]),
             t("columns", "Columns of the tables in this service", vec![
                 col("table_name", "char", "Fully qualified table name"),
                 col("column_name", "char", "Column name"),
@@ -296,24 +328,27 @@ fn tap_schema_desc() -> SchemaDesc {
                 col("datatype", "char", "VOTable datatype of the column"),
                 col("arraysize", "char", "VOTable arraysize of the column"),
                 col("xtype", "char", "DALI xtype of the column"),
-                col("size", "int", "Deprecated length of the column (TAP 1.0)"),
+                col("\"size\"", "int", "Deprecated length of the column (TAP 1.0)"),
                 col("principal", "int", "1 if the column is of primary interest"),
                 col("indexed", "int", "1 if the column is indexed"),
                 col("std", "int", "1 if the column is defined by a standard"),
                 col("column_index", "int", "Suggested order of columns for display"),
-            ]),
+            ], vec![fk("columns_table", "tables", "table_name", "table_name")]),
             t("keys", "Foreign keys between tables", vec![
                 col("key_id", "char", "Identifier of the key"),
                 col("from_table", "char", "Table holding the foreign key"),
                 col("target_table", "char", "Table the key points to"),
                 col("utype", "char", "utype of the key"),
                 col("description", "char", "Description of the key"),
+            ], vec![
+                fk("keys_from_table", "tables", "from_table", "table_name"),
+                fk("keys_target_table", "tables", "target_table", "table_name"),
             ]),
             t("key_columns", "Columns of the foreign keys", vec![
                 col("key_id", "char", "Identifier of the key"),
                 col("from_column", "char", "Column in the from_table"),
                 col("target_column", "char", "Column in the target_table"),
-            ]),
+            ], vec![fk("key_columns_key", "keys", "key_id", "key_id")]),
         ],
     }
 }

@@ -90,6 +90,19 @@ fn table_xml(out: &mut String, t: &TableDesc, min: bool, indent: &str, element: 
             }
             let _ = writeln!(out, "{indent}  </column>");
         }
+        for k in &t.foreign_keys {
+            let _ = writeln!(out, "{indent}  <foreignKey>");
+            let _ = writeln!(out, "{indent}    <targetTable>{}</targetTable>", esc(&k.target_table));
+            for (from, to) in &k.columns {
+                let _ = writeln!(
+                    out,
+                    "{indent}    <fkColumn><fromColumn>{}</fromColumn><targetColumn>{}</targetColumn></fkColumn>",
+                    esc(from),
+                    esc(to)
+                );
+            }
+            let _ = writeln!(out, "{indent}  </foreignKey>");
+        }
     }
     let _ = writeln!(out, "{indent}</{element}>");
 }

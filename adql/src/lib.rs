@@ -194,8 +194,11 @@ fn semantic_error(text: &str, e: datafusion::error::DataFusionError) -> AdqlErro
         .trim_start_matches("Error during planning: ")
         .trim_start_matches("Schema error: ")
         .to_string();
-    // Locate a quoted name from the message in the query text.
-    let located = msg.split('\'').nth(1).or_else(|| msg.split('"').nth(1)).and_then(|name| {
+    // Locate the name the message is about in the query text.
+    let unknown_field = msg.strip_prefix("No field named ").map(|rest| {
+        rest.split(|c: char| c.is_whitespace()).next().unwrap_or("").trim_end_matches('.').trim_matches('"')
+    });
+    let located = unknown_field.or_else(|| msg.split('\'').nth(1)).or_else(|| msg.split('"').nth(1)).and_then(|name| {
         let bare = name.rsplit('.').next().unwrap_or(name);
         locate_word(text, bare)
     });

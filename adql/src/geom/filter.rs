@@ -212,9 +212,7 @@ fn shape_predicate(kind: Kind, args: &[Expr]) -> Option<SpatialFilter> {
     };
     match kind {
         Kind::Contains => try_order(&args[0], &args[1]),
-        Kind::Intersects => {
-            try_order(&args[0], &args[1]).or_else(|| try_order(&args[1], &args[0]))
-        }
+        Kind::Intersects => try_order(&args[0], &args[1]).or_else(|| try_order(&args[1], &args[0])),
         _ => None,
     }
 }
@@ -286,11 +284,13 @@ fn predicate(e: &Expr) -> Option<SpatialFilter> {
     let Expr::BinaryExpr(b) = strip_alias(e) else {
         return None;
     };
-    comparison(&b.left, b.op, &b.right)
-        .or_else(|| comparison(&b.right, flip(b.op)?, &b.left))
+    comparison(&b.left, b.op, &b.right).or_else(|| comparison(&b.right, flip(b.op)?, &b.left))
 }
 
 /// All the spatial conjuncts of a predicate.
 pub(crate) fn recognise_all(e: &Expr) -> Vec<SpatialFilter> {
-    split_conjunction(e).into_iter().filter_map(predicate).collect()
+    split_conjunction(e)
+        .into_iter()
+        .filter_map(predicate)
+        .collect()
 }

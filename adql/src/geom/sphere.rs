@@ -377,8 +377,8 @@ fn edges_and_turns(v: &[V3]) -> Result<(Vec<V3>, Vec<f64>), String> {
                 (i + 1) % k + 1
             ));
         }
-        let ni = normalize(&robust_cross(a, b))
-            .ok_or_else(|| "POLYGON: degenerate edge".to_string())?;
+        let ni =
+            normalize(&robust_cross(a, b)).ok_or_else(|| "POLYGON: degenerate edge".to_string())?;
         n.push(ni);
     }
     let mut turns = Vec::with_capacity(k);
@@ -480,10 +480,7 @@ impl Shape {
                     return Ok(None);
                 }
                 if vals[2] < 0.0 {
-                    return Err(format!(
-                        "CIRCLE: radius {} must not be negative",
-                        vals[2]
-                    ));
+                    return Err(format!("CIRCLE: radius {} must not be negative", vals[2]));
                 }
                 Ok(Some(Shape::Circle(Cap::new(vals[0], vals[1], vals[2]))))
             }
@@ -541,10 +538,7 @@ pub(crate) fn box_vertices(
     let th = (height / 2.0).to_radians().tan();
     let mut out = Vec::with_capacity(4);
     for (ew, ns) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)] {
-        let p = add(
-            &add(&x, &scale(&east, ew * tw)),
-            &scale(&north, ns * th),
-        );
+        let p = add(&add(&x, &scale(&east, ew * tw)), &scale(&north, ns * th));
         let p = normalize(&p).ok_or_else(|| "BOX: degenerate box".to_string())?;
         out.push(to_lonlat(&p));
     }
@@ -750,7 +744,11 @@ mod tests {
                     continue;
                 }
                 let a = g.contains(&q);
-                assert_eq!(a, g.contains_by_area(&q), "box {lon} {lat} {w} {h}, point {plon} {plat}");
+                assert_eq!(
+                    a,
+                    g.contains_by_area(&q),
+                    "box {lon} {lat} {w} {h}, point {plon} {plat}"
+                );
                 n_in += usize::from(a);
             }
         }
@@ -775,11 +773,16 @@ mod tests {
                 let r = (scale_deg * (0.2 + rng.unit())).to_radians();
                 let p = add(
                     &scale(&c, r.cos()),
-                    &add(&scale(&east, r.sin() * phi.cos()), &scale(&north, r.sin() * phi.sin())),
+                    &add(
+                        &scale(&east, r.sin() * phi.cos()),
+                        &scale(&north, r.sin() * phi.sin()),
+                    ),
                 );
                 verts.push(to_lonlat(&p));
             }
-            let Ok(g) = Polygon::new(&verts) else { continue };
+            let Ok(g) = Polygon::new(&verts) else {
+                continue;
+            };
             // 90° away from the centre is outside (the polygon's radius is below 50°)
             let outside = east;
             for _ in 0..300 {
@@ -787,7 +790,10 @@ mod tests {
                 let phi = 2.0 * PI * rng.unit();
                 let q = add(
                     &scale(&c, r.cos()),
-                    &add(&scale(&east, r.sin() * phi.cos()), &scale(&north, r.sin() * phi.sin())),
+                    &add(
+                        &scale(&east, r.sin() * phi.cos()),
+                        &scale(&north, r.sin() * phi.sin()),
+                    ),
                 );
                 if g.boundary_distance(&q) < 1e-12 {
                     continue;

@@ -94,11 +94,7 @@ fn geom(kind: Kind, args: &[ColumnarValue]) -> ColumnarValue {
 
 fn values(v: &ScalarValue) -> Vec<f64> {
     match v {
-        ScalarValue::List(l) => l
-            .value(0)
-            .as_primitive::<Float64Type>()
-            .values()
-            .to_vec(),
+        ScalarValue::List(l) => l.value(0).as_primitive::<Float64Type>().values().to_vec(),
         other => panic!("not a list: {other:?}"),
     }
 }
@@ -173,11 +169,18 @@ fn distance_known_values() {
     let d = dist(0.0, 0.0, 180.0, 1e-9);
     // (180 - 1e-9 is only representable to ~3e-14)
     assert!((180.0 - d - 1e-9).abs() < 1e-13, "{}", 180.0 - d);
-    // tiny separations
-    let d = dist(10.0, 20.0, 10.0, 20.0 + 1e-10);
-    assert!((d / 1e-10 - 1.0).abs() < 1e-6, "{d}");
-    let d = dist(10.0, 20.0, 10.0 + 1e-10 / 20f64.to_radians().cos(), 20.0);
-    assert!((d / 1e-10 - 1.0).abs() < 1e-6, "{d}");
+    // tiny separations (the inputs themselves are only good to ~1e-15 degrees)
+    let lat2 = 20.0 + 1e-10;
+    let d = dist(10.0, 20.0, 10.0, lat2);
+    assert!((d - (lat2 - 20.0)).abs() < 1e-14, "{d}");
+    let lon2 = 10.0 + 1e-10 / 20f64.to_radians().cos();
+    let d = dist(10.0, 20.0, lon2, 20.0);
+    assert!(
+        (d - (lon2 - 10.0) * 20f64.to_radians().cos()).abs() < 1e-14,
+        "{d}"
+    );
+    let d = dist(0.0, 0.0, 1e-12, 0.0);
+    assert!((d / 1e-12 - 1.0).abs() < 1e-12, "{d}");
     assert_eq!(dist(123.0, -45.0, 123.0, -45.0), 0.0);
     // a generic value against the spherical law of cosines (well conditioned here)
     let (a, b) = (10f64.to_radians(), 20f64.to_radians());
@@ -233,7 +236,11 @@ fn circle_containment() {
         if (d - r).abs() < 1e-9 {
             continue;
         }
-        assert_eq!(contains(&point(plon, plat), &c), d <= r, "{clon} {clat} {r} / {plon} {plat}");
+        assert_eq!(
+            contains(&point(plon, plat), &c),
+            d <= r,
+            "{clon} {clat} {r} / {plon} {plat}"
+        );
     }
 }
 
@@ -249,12 +256,22 @@ fn polygon_containment() {
     let mut rev = SQUARE;
     rev.reverse();
     let sq2 = polygon(&rev);
-    assert_eq!(values(&scalar(&sq)), values(&scalar(&sq2)), "normalised to counter-clockwise");
+    assert_eq!(
+        values(&scalar(&sq)),
+        values(&scalar(&sq2)),
+        "normalised to counter-clockwise"
+    );
     assert!(contains(&point(15.0, 15.0), &sq2));
     assert!(!contains(&point(25.0, 15.0), &sq2));
 
     // concave: a square with a notch from the top
-    let notch = polygon(&[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (5.0, 3.0), (0.0, 10.0)]);
+    let notch = polygon(&[
+        (0.0, 0.0),
+        (10.0, 0.0),
+        (10.0, 10.0),
+        (5.0, 3.0),
+        (0.0, 10.0),
+    ]);
     assert!(contains(&point(5.0, 1.0), &notch));
     assert!(!contains(&point(5.0, 8.0), &notch));
     assert!(contains(&point(9.0, 8.0), &notch));
@@ -287,13 +304,31 @@ fn polygon_containment() {
     // points as arguments, and a coordinate system
     let tri = geom(
         Kind::Polygon,
-        &[text("ICRS"), point(0.0, 0.0), point(10.0, 0.0), point(0.0, 10.0)],
+        &[
+            text("ICRS"),
+            point(0.0, 0.0),
+            point(10.0, 0.0),
+            point(0.0, 10.0),
+        ],
     );
     assert!(contains(&point(2.0, 2.0), &tri));
     assert!(!contains(&point(8.0, 8.0), &tri));
 
     // invalid polygons are errors
-    assert!(eval(Kind::Polygon, &[s(0.0), s(0.0), s(10.0), s(10.0), s(10.0), s(0.0), s(0.0), s(10.0)]).is_err());
+    assert!(eval(
+        Kind::Polygon,
+        &[
+            s(0.0),
+            s(0.0),
+            s(10.0),
+            s(10.0),
+            s(10.0),
+            s(0.0),
+            s(0.0),
+            s(10.0)
+        ]
+    )
+    .is_err());
     assert!(eval(Kind::Polygon, &[s(0.0), s(0.0), s(10.0), s(0.0)]).is_err());
 }
 
@@ -337,7 +372,10 @@ fn box_semantics() {
     assert!(contains(&point(0.0, 86.0), &pb));
     assert!(!contains(&point(0.0, 84.0), &pb));
     // across RA 0
-    let wb = geom(Kind::Box, &[text("ICRS GEOCENTER"), s(0.0), s(0.0), s(2.0), s(2.0)]);
+    let wb = geom(
+        Kind::Box,
+        &[text("ICRS GEOCENTER"), s(0.0), s(0.0), s(2.0), s(2.0)],
+    );
     assert!(contains(&point(359.5, 0.5), &wb));
     assert!(contains(&point(0.5, -0.5), &wb));
     assert!(!contains(&point(358.9, 0.0), &wb));
@@ -354,11 +392,17 @@ fn shape_relations() {
     assert!(contains(&circle(0.0, 0.0, 1.0), &circle(0.9, 0.0, 2.0)));
     assert!(!contains(&circle(0.0, 0.0, 1.0), &circle(1.5, 0.0, 2.0)));
     assert!(contains(&circle(0.0, 0.0, 100.0), &circle(180.0, 0.0, 179.0)) == false);
-    assert!(contains(&circle(10.0, 0.0, 100.0), &circle(0.0, 0.0, 150.0)));
+    assert!(contains(
+        &circle(10.0, 0.0, 100.0),
+        &circle(0.0, 0.0, 150.0)
+    ));
     assert!(intersects(&circle(0.0, 0.0, 1.0), &circle(1.9, 0.0, 1.0)));
     assert!(!intersects(&circle(0.0, 0.0, 1.0), &circle(2.1, 0.0, 1.0)));
     assert!(intersects(&circle(359.5, 0.0, 1.0), &circle(0.5, 0.0, 0.5)));
-    assert!(intersects(&circle(0.0, 89.0, 1.0), &circle(180.0, 89.5, 0.6)));
+    assert!(intersects(
+        &circle(0.0, 89.0, 1.0),
+        &circle(180.0, 89.5, 0.6)
+    ));
 
     // circle / polygon
     let sq = polygon(&SQUARE);
@@ -399,7 +443,13 @@ fn shape_relations() {
     assert!(intersects(&h, &v));
     assert!(!contains(&h, &v));
     // concave outer: the inner square sits in the notch
-    let notch = polygon(&[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (5.0, 3.0), (0.0, 10.0)]);
+    let notch = polygon(&[
+        (0.0, 0.0),
+        (10.0, 0.0),
+        (10.0, 10.0),
+        (5.0, 3.0),
+        (0.0, 10.0),
+    ]);
     let in_notch = polygon(&[(4.5, 7.0), (5.5, 7.0), (5.5, 8.0), (4.5, 8.0)]);
     let in_body = polygon(&[(4.5, 0.5), (5.5, 0.5), (5.5, 1.5), (4.5, 1.5)]);
     assert!(!intersects(&in_notch, &notch));
@@ -421,11 +471,24 @@ fn shape_relations() {
 #[test]
 fn constructors_and_accessors() {
     // coordinate systems
-    for cs in ["", "ICRS", "icrs", "ICRS GEOCENTER", "ICRS TOPOCENTER", "J2000", "FK5 J2000"] {
-        assert!(eval(Kind::Point, &[text(cs), s(1.0), s(2.0)]).is_ok(), "{cs}");
+    for cs in [
+        "",
+        "ICRS",
+        "icrs",
+        "ICRS GEOCENTER",
+        "ICRS TOPOCENTER",
+        "J2000",
+        "FK5 J2000",
+    ] {
+        assert!(
+            eval(Kind::Point, &[text(cs), s(1.0), s(2.0)]).is_ok(),
+            "{cs}"
+        );
     }
     for cs in ["GALACTIC", "FK4", "ICRS NOWHERE", "ECLIPTIC"] {
-        let err = eval(Kind::Point, &[text(cs), s(1.0), s(2.0)]).unwrap_err().to_string();
+        let err = eval(Kind::Point, &[text(cs), s(1.0), s(2.0)])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only ICRS is supported"), "{err}");
     }
     // values and accessors
@@ -451,11 +514,21 @@ fn constructors_and_accessors() {
     assert_eq!(values(&pi), vec![10.0, 20.0]);
     // NULLs
     let null = ColumnarValue::Scalar(ScalarValue::Float64(None));
-    assert!(eval(Kind::Point, &[null.clone(), s(1.0)]).unwrap().is_null());
-    assert!(eval(Kind::Circle, &[s(1.0), s(1.0), null.clone()]).unwrap().is_null());
+    assert!(eval(Kind::Point, &[null.clone(), s(1.0)])
+        .unwrap()
+        .is_null());
+    assert!(eval(Kind::Circle, &[s(1.0), s(1.0), null.clone()])
+        .unwrap()
+        .is_null());
     let null_geom = ColumnarValue::Scalar(ScalarValue::Null);
-    assert!(eval(Kind::Contains, &[null_geom.clone(), circle(0.0, 0.0, 1.0)]).unwrap().is_null());
-    assert!(eval(Kind::Distance, &[point(0.0, 0.0), null_geom]).unwrap().is_null());
+    assert!(
+        eval(Kind::Contains, &[null_geom.clone(), circle(0.0, 0.0, 1.0)])
+            .unwrap()
+            .is_null()
+    );
+    assert!(eval(Kind::Distance, &[point(0.0, 0.0), null_geom])
+        .unwrap()
+        .is_null());
     assert!(eval(Kind::Point, &[s(f64::NAN), s(1.0)]).unwrap().is_null());
     // errors
     assert!(eval(Kind::Point, &[s(0.0), s(91.0)]).is_err());
@@ -467,18 +540,35 @@ fn constructors_and_accessors() {
 
 #[test]
 fn udfs_on_arrays() {
-    let ra: ArrayRef = Arc::new(Float64Array::from(vec![Some(10.0), None, Some(10.5), Some(200.0)]));
-    let dec: ArrayRef = Arc::new(Float64Array::from(vec![Some(20.0), Some(20.0), Some(20.0), Some(-30.0)]));
+    let ra: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(10.0),
+        None,
+        Some(10.5),
+        Some(200.0),
+    ]));
+    let dec: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(20.0),
+        Some(20.0),
+        Some(20.0),
+        Some(-30.0),
+    ]));
     let p = evaluate(
         Kind::Point,
-        &[text("ICRS"), ColumnarValue::Array(ra), ColumnarValue::Array(dec)],
+        &[
+            text("ICRS"),
+            ColumnarValue::Array(ra),
+            ColumnarValue::Array(dec),
+        ],
         4,
     )
     .unwrap();
     let c = evaluate(Kind::Contains, &[p.clone(), circle(10.0, 20.0, 1.0)], 4).unwrap();
     let ColumnarValue::Array(c) = c else { panic!() };
     let c = c.as_primitive::<Int32Type>();
-    assert_eq!(c.iter().collect::<Vec<_>>(), vec![Some(1), None, Some(1), Some(0)]);
+    assert_eq!(
+        c.iter().collect::<Vec<_>>(),
+        vec![Some(1), None, Some(1), Some(0)]
+    );
     let d = evaluate(Kind::Distance, &[point(10.0, 20.0), p], 4).unwrap();
     let ColumnarValue::Array(d) = d else { panic!() };
     let d = d.as_primitive::<Float64Type>();
@@ -493,7 +583,10 @@ fn udfs_on_arrays() {
 #[test]
 fn healpix29_matches_cdshealpix() {
     let h = healpix29(10.0, 20.0);
-    assert_eq!(h, cdshealpix::nested::hash(29, 10f64.to_radians(), 20f64.to_radians()));
+    assert_eq!(
+        h,
+        cdshealpix::nested::hash(29, 10f64.to_radians(), 20f64.to_radians())
+    );
     assert_eq!(healpix29(370.0, 20.0), h);
     assert_eq!(healpix29(-350.0, 20.0), h);
     assert!(healpix29(0.0, 90.0) < 12 << 58);
@@ -504,8 +597,14 @@ fn healpix29_matches_cdshealpix() {
 fn region_contains_point_matches_udfs() {
     let mut rng = Rng(3);
     let regions = [
-        Region::Circle { lon: 10.0, lat: 20.0, radius: 1.0 },
-        Region::Polygon { vertices: SQUARE.to_vec() },
+        Region::Circle {
+            lon: 10.0,
+            lat: 20.0,
+            radius: 1.0,
+        },
+        Region::Polygon {
+            vertices: SQUARE.to_vec(),
+        },
     ];
     let shapes = [circle(10.0, 20.0, 1.0), polygon(&SQUARE)];
     for (r, shape) in regions.iter().zip(&shapes) {
@@ -517,9 +616,16 @@ fn region_contains_point_matches_udfs() {
             assert_eq!(prep.contains_point(lon, lat), expect);
         }
     }
-    assert!(!Region::Circle { lon: 0.0, lat: 0.0, radius: -1.0 }.contains_point(0.0, 0.0));
+    assert!(!Region::Circle {
+        lon: 0.0,
+        lat: 0.0,
+        radius: -1.0
+    }
+    .contains_point(0.0, 0.0));
     // an invalid polygon contains nothing
-    let bow = Region::Polygon { vertices: vec![(0.0, 0.0), (10.0, 10.0), (10.0, 0.0), (0.0, 10.0)] };
+    let bow = Region::Polygon {
+        vertices: vec![(0.0, 0.0), (10.0, 10.0), (10.0, 0.0), (0.0, 10.0)],
+    };
     assert!(!bow.contains_point(5.0, 2.0));
     assert_eq!(bow.healpix_ranges(), None);
 }
@@ -544,7 +650,10 @@ fn check_coverage(region: &Region, lon: f64, lat: f64, r: f64, seed: u64) {
         if prep.contains_point(plon, plat) {
             inside += 1;
             let h = healpix29(plon, plat);
-            assert!(in_ranges(&ranges, h), "{region:?}: ({plon}, {plat}) in region, cell {h} not covered");
+            assert!(
+                in_ranges(&ranges, h),
+                "{region:?}: ({plon}, {plat}) in region, cell {h} not covered"
+            );
         }
     }
     assert!(inside > 100, "{region:?}: only {inside} points inside");
@@ -552,7 +661,10 @@ fn check_coverage(region: &Region, lon: f64, lat: f64, r: f64, seed: u64) {
     let covered: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     let frac = covered as f64 / (12u64 << 58) as f64;
     let cap_frac = (1.0 - r.to_radians().cos()) / 2.0;
-    assert!(frac < 64.0 * cap_frac + 1e-9, "{region:?}: covers {frac} for a cap of {cap_frac}");
+    assert!(
+        frac < 64.0 * cap_frac + 1e-9,
+        "{region:?}: covers {frac} for a cap of {cap_frac}"
+    );
 }
 
 #[test]
@@ -570,7 +682,11 @@ fn circle_coverage_is_a_superset() {
         (42.0, 41.8, 5.0),
     ];
     for (i, (lon, lat, r)) in cases.into_iter().enumerate() {
-        let region = Region::Circle { lon, lat, radius: r };
+        let region = Region::Circle {
+            lon,
+            lat,
+            radius: r,
+        };
         check_coverage(&region, lon, lat, r, 100 + i as u64);
         // points on the edge that the region contains are covered too
         let ranges = region.healpix_ranges().unwrap();
@@ -580,48 +696,91 @@ fn circle_coverage_is_a_superset() {
             let (plon, plat) = rng.at(lon, lat, r);
             if region.contains_point(plon, plat) {
                 on_edge += 1;
-                assert!(in_ranges(&ranges, healpix29(plon, plat)), "{region:?}: ({plon}, {plat})");
+                assert!(
+                    in_ranges(&ranges, healpix29(plon, plat)),
+                    "{region:?}: ({plon}, {plat})"
+                );
             }
         }
         assert!(on_edge > 0, "{region:?}");
     }
-    assert_eq!(Region::Circle { lon: 0.0, lat: 0.0, radius: 61.0 }.healpix_ranges(), None);
-    assert_eq!(Region::Circle { lon: 0.0, lat: 0.0, radius: -1.0 }.healpix_ranges(), Some(vec![]));
+    assert_eq!(
+        Region::Circle {
+            lon: 0.0,
+            lat: 0.0,
+            radius: 61.0
+        }
+        .healpix_ranges(),
+        None
+    );
+    assert_eq!(
+        Region::Circle {
+            lon: 0.0,
+            lat: 0.0,
+            radius: -1.0
+        }
+        .healpix_ranges(),
+        Some(vec![])
+    );
 }
 
 #[test]
 fn polygon_coverage_is_a_superset() {
-    let boxed = |lon: f64, lat: f64, w: f64, h: f64| {
-        Region::Polygon { vertices: super::sphere::box_vertices(lon, lat, w, h).unwrap() }
+    let boxed = |lon: f64, lat: f64, w: f64, h: f64| Region::Polygon {
+        vertices: super::sphere::box_vertices(lon, lat, w, h).unwrap(),
     };
     let cases: Vec<(Region, (f64, f64, f64))> = vec![
-        (Region::Polygon { vertices: SQUARE.to_vec() }, (15.0, 15.0, 8.0)),
         (
-            Region::Polygon { vertices: vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (5.0, 3.0), (0.0, 10.0)] },
+            Region::Polygon {
+                vertices: SQUARE.to_vec(),
+            },
+            (15.0, 15.0, 8.0),
+        ),
+        (
+            Region::Polygon {
+                vertices: vec![
+                    (0.0, 0.0),
+                    (10.0, 0.0),
+                    (10.0, 10.0),
+                    (5.0, 3.0),
+                    (0.0, 10.0),
+                ],
+            },
             (5.0, 5.0, 8.0),
         ),
         (
-            Region::Polygon { vertices: vec![(350.0, -5.0), (10.0, -5.0), (10.0, 5.0), (350.0, 5.0)] },
+            Region::Polygon {
+                vertices: vec![(350.0, -5.0), (10.0, -5.0), (10.0, 5.0), (350.0, 5.0)],
+            },
             (0.0, 0.0, 8.0),
         ),
         (
-            Region::Polygon { vertices: vec![(0.0, 80.0), (90.0, 80.0), (180.0, 80.0), (270.0, 80.0)] },
+            Region::Polygon {
+                vertices: vec![(0.0, 80.0), (90.0, 80.0), (180.0, 80.0), (270.0, 80.0)],
+            },
             (0.0, 90.0, 11.0),
         ),
         (
-            Region::Polygon { vertices: vec![(0.0, -85.0), (120.0, -85.0), (240.0, -85.0)] },
+            Region::Polygon {
+                vertices: vec![(0.0, -85.0), (120.0, -85.0), (240.0, -85.0)],
+            },
             (0.0, -90.0, 6.0),
         ),
         (boxed(10.0, 20.0, 2.0, 4.0), (10.0, 20.0, 2.5)),
         (boxed(0.0, 90.0, 1.0, 1.0), (0.0, 90.0, 1.0)),
-        (boxed(180.0, -30.0, 1.0 / 3600.0, 2.0 / 3600.0), (180.0, -30.0, 1.5 / 3600.0)),
+        (
+            boxed(180.0, -30.0, 1.0 / 3600.0, 2.0 / 3600.0),
+            (180.0, -30.0, 1.5 / 3600.0),
+        ),
         // a long thin stripe
         (boxed(100.0, 10.0, 20.0, 0.1), (100.0, 10.0, 10.1)),
     ];
     for (i, (region, (lon, lat, r))) in cases.iter().enumerate() {
         check_coverage(region, *lon, *lat, *r, 200 + i as u64);
     }
-    let huge = Region::Polygon { vertices: vec![(0.0, 0.0), (120.0, 0.0), (240.0, 0.0)] };
+    let huge = Region::Polygon {
+        vertices: vec![(0.0, 0.0), (120.0, 0.0), (240.0, 0.0)],
+    };
     assert_eq!(huge.healpix_ranges(), None);
 }
 
@@ -638,7 +797,9 @@ fn circle_expr() -> Expr {
 
 fn folded(e: Expr) -> Expr {
     // evaluate a constant geometry call into a literal, as the simplifier does
-    let Expr::ScalarFunction(sf) = &e else { panic!() };
+    let Expr::ScalarFunction(sf) = &e else {
+        panic!()
+    };
     let args: Vec<ColumnarValue> = sf
         .args
         .iter()
@@ -667,9 +828,24 @@ fn recognises_contains_patterns() {
     expect_circle(&c.clone().eq(lit(1)), 10.0, 20.0, 1.0);
     expect_circle(&lit(1).eq(c.clone()), 10.0, 20.0, 1.0);
     expect_circle(&c.clone().eq(lit(1i64)), 10.0, 20.0, 1.0);
-    expect_circle(&cast(c.clone(), DataType::Int64).eq(lit(1i64)), 10.0, 20.0, 1.0);
-    expect_circle(&lit(1i64).eq(cast(c.clone(), DataType::Int64)), 10.0, 20.0, 1.0);
-    expect_circle(&c.clone().eq(cast(lit(1i64), DataType::Int32)), 10.0, 20.0, 1.0);
+    expect_circle(
+        &cast(c.clone(), DataType::Int64).eq(lit(1i64)),
+        10.0,
+        20.0,
+        1.0,
+    );
+    expect_circle(
+        &lit(1i64).eq(cast(c.clone(), DataType::Int64)),
+        10.0,
+        20.0,
+        1.0,
+    );
+    expect_circle(
+        &c.clone().eq(cast(lit(1i64), DataType::Int32)),
+        10.0,
+        20.0,
+        1.0,
+    );
     expect_circle(&c.clone().not_eq(lit(0)), 10.0, 20.0, 1.0);
     expect_circle(&c.clone().gt(lit(0)), 10.0, 20.0, 1.0);
     expect_circle(&lit(0).lt(c.clone()), 10.0, 20.0, 1.0);
@@ -682,50 +858,125 @@ fn recognises_contains_patterns() {
     expect_circle(&c3.eq(lit(1)), 10.0, 20.0, 1.0);
     // a list literal with nullable items (as from another source)
     let other = Expr::Literal(
-        ScalarValue::List(Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
-            Some(vec![Some(10.0), Some(20.0), Some(1.0)]),
-        ]))),
+        ScalarValue::List(Arc::new(
+            ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![
+                Some(10.0),
+                Some(20.0),
+                Some(1.0),
+            ])]),
+        )),
         None,
     );
-    expect_circle(&call("contains", vec![bare.clone(), other]).eq(lit(1)), 10.0, 20.0, 1.0);
+    expect_circle(
+        &call("contains", vec![bare.clone(), other]).eq(lit(1)),
+        10.0,
+        20.0,
+        1.0,
+    );
     // columns cast to double, integer literals cast to double
     let cast_point = call(
         "point",
-        vec![cast(col("ra"), DataType::Float64), cast(col("dec"), DataType::Float64)],
+        vec![
+            cast(col("ra"), DataType::Float64),
+            cast(col("dec"), DataType::Float64),
+        ],
     );
     let int_circle = call(
         "circle",
-        vec![cast(lit(10i64), DataType::Float64), lit(20i64), cast(lit(1i32), DataType::Float64)],
+        vec![
+            cast(lit(10i64), DataType::Float64),
+            lit(20i64),
+            cast(lit(1i32), DataType::Float64),
+        ],
     );
-    expect_circle(&call("contains", vec![cast_point, int_circle]).eq(lit(1)), 10.0, 20.0, 1.0);
+    expect_circle(
+        &call("contains", vec![cast_point, int_circle]).eq(lit(1)),
+        10.0,
+        20.0,
+        1.0,
+    );
     // circle from a point
-    let cp = call("circle", vec![call("point", vec![lit(10.0), lit(20.0)]), lit(1.0)]);
-    expect_circle(&call("contains", vec![bare.clone(), cp]).eq(lit(1)), 10.0, 20.0, 1.0);
+    let cp = call(
+        "circle",
+        vec![call("point", vec![lit(10.0), lit(20.0)]), lit(1.0)],
+    );
+    expect_circle(
+        &call("contains", vec![bare.clone(), cp]).eq(lit(1)),
+        10.0,
+        20.0,
+        1.0,
+    );
     // polygon and box
     let poly = call(
         "polygon",
-        vec![lit("ICRS"), lit(10.0), lit(10.0), lit(20.0), lit(10.0), lit(20.0), lit(20.0), lit(10.0), lit(20.0)],
+        vec![
+            lit("ICRS"),
+            lit(10.0),
+            lit(10.0),
+            lit(20.0),
+            lit(10.0),
+            lit(20.0),
+            lit(20.0),
+            lit(10.0),
+            lit(20.0),
+        ],
     );
     let f = spatial_filter(&call("contains", vec![bare.clone(), poly.clone()]).eq(lit(1))).unwrap();
-    assert_eq!(f.region, Region::Polygon { vertices: SQUARE.to_vec() });
+    assert_eq!(
+        f.region,
+        Region::Polygon {
+            vertices: SQUARE.to_vec()
+        }
+    );
     let f = spatial_filter(&call("contains", vec![bare.clone(), folded(poly)]).eq(lit(1))).unwrap();
-    assert_eq!(f.region, Region::Polygon { vertices: SQUARE.to_vec() });
+    assert_eq!(
+        f.region,
+        Region::Polygon {
+            vertices: SQUARE.to_vec()
+        }
+    );
     let b = call("box", vec![lit(10.0), lit(20.0), lit(2.0), lit(4.0)]);
     let f = spatial_filter(&call("contains", vec![bare.clone(), b]).eq(lit(1))).unwrap();
-    let Region::Polygon { vertices } = &f.region else { panic!() };
-    assert_eq!(vertices, &super::sphere::box_vertices(10.0, 20.0, 2.0, 4.0).unwrap());
+    let Region::Polygon { vertices } = &f.region else {
+        panic!()
+    };
+    assert_eq!(
+        vertices,
+        &super::sphere::box_vertices(10.0, 20.0, 2.0, 4.0).unwrap()
+    );
     // negative constants
-    let neg = call("circle", vec![lit(10.0), Expr::Negative(Box::new(lit(20.0))), lit(1.0)]);
-    expect_circle(&call("contains", vec![bare.clone(), neg]).eq(lit(1)), 10.0, -20.0, 1.0);
+    let neg = call(
+        "circle",
+        vec![lit(10.0), Expr::Negative(Box::new(lit(20.0))), lit(1.0)],
+    );
+    expect_circle(
+        &call("contains", vec![bare.clone(), neg]).eq(lit(1)),
+        10.0,
+        -20.0,
+        1.0,
+    );
 }
 
 #[test]
 fn recognises_intersects_and_distance_patterns() {
     let bare = call("point", vec![col("ra"), col("dec")]);
-    expect_circle(&call("intersects", vec![ra_dec_point(), circle_expr()]).eq(lit(1)), 10.0, 20.0, 1.0);
-    expect_circle(&call("intersects", vec![circle_expr(), ra_dec_point()]).eq(lit(1)), 10.0, 20.0, 1.0);
     expect_circle(
-        &lit(1).eq(call("intersects", vec![folded(circle_expr()), bare.clone()])),
+        &call("intersects", vec![ra_dec_point(), circle_expr()]).eq(lit(1)),
+        10.0,
+        20.0,
+        1.0,
+    );
+    expect_circle(
+        &call("intersects", vec![circle_expr(), ra_dec_point()]).eq(lit(1)),
+        10.0,
+        20.0,
+        1.0,
+    );
+    expect_circle(
+        &lit(1).eq(call(
+            "intersects",
+            vec![folded(circle_expr()), bare.clone()],
+        )),
         10.0,
         20.0,
         1.0,
@@ -737,12 +988,28 @@ fn recognises_intersects_and_distance_patterns() {
     expect_circle(&d.clone().lt_eq(lit(0.5)), 10.0, 20.0, 0.5);
     expect_circle(&lit(0.5).gt(d.clone()), 10.0, 20.0, 0.5);
     expect_circle(&lit(0.5).gt_eq(d.clone()), 10.0, 20.0, 0.5);
-    expect_circle(&d.clone().lt(cast(lit(1i64), DataType::Float64)), 10.0, 20.0, 1.0);
+    expect_circle(
+        &d.clone().lt(cast(lit(1i64), DataType::Float64)),
+        10.0,
+        20.0,
+        1.0,
+    );
     let d_rev = call("distance", vec![folded(centre.clone()), bare.clone()]);
     expect_circle(&d_rev.lt(lit(0.5)), 10.0, 20.0, 0.5);
-    let d4 = call("distance", vec![col("ra"), col("dec"), lit(10.0), lit(20.0)]);
+    let d4 = call(
+        "distance",
+        vec![col("ra"), col("dec"), lit(10.0), lit(20.0)],
+    );
     expect_circle(&d4.clone().lt(lit(0.5)), 10.0, 20.0, 0.5);
-    let d4r = call("distance", vec![lit(10i64), lit(20i64), cast(col("ra"), DataType::Float64), col("dec")]);
+    let d4r = call(
+        "distance",
+        vec![
+            lit(10i64),
+            lit(20i64),
+            cast(col("ra"), DataType::Float64),
+            col("dec"),
+        ],
+    );
     expect_circle(&d4r.lt_eq(lit(0.5)), 10.0, 20.0, 0.5);
 
     // conjunctions
@@ -760,7 +1027,10 @@ fn recognises_intersects_and_distance_patterns() {
 fn rejects_other_predicates() {
     let bare = call("point", vec![col("ra"), col("dec")]);
     let c = call("contains", vec![bare.clone(), circle_expr()]);
-    let d = call("distance", vec![bare.clone(), call("point", vec![lit(10.0), lit(20.0)])]);
+    let d = call(
+        "distance",
+        vec![bare.clone(), call("point", vec![lit(10.0), lit(20.0)])],
+    );
     let rejected = [
         c.clone().eq(lit(0)),
         c.clone().lt(lit(1)),
@@ -773,17 +1043,45 @@ fn rejects_other_predicates() {
         cast(d.clone(), DataType::Int64).lt(lit(1i64)),
         d.clone().lt(col("r")),
         // not constant
-        call("contains", vec![bare.clone(), call("circle", vec![col("x"), lit(20.0), lit(1.0)])]).eq(lit(1)),
+        call(
+            "contains",
+            vec![
+                bare.clone(),
+                call("circle", vec![col("x"), lit(20.0), lit(1.0)]),
+            ],
+        )
+        .eq(lit(1)),
         // not columns
-        call("contains", vec![call("point", vec![col("ra") + lit(1.0), col("dec")]), circle_expr()])
-            .eq(lit(1)),
-        call("contains", vec![call("point", vec![cast(col("ra"), DataType::Float32), col("dec")]), circle_expr()])
-            .eq(lit(1)),
+        call(
+            "contains",
+            vec![
+                call("point", vec![col("ra") + lit(1.0), col("dec")]),
+                circle_expr(),
+            ],
+        )
+        .eq(lit(1)),
+        call(
+            "contains",
+            vec![
+                call(
+                    "point",
+                    vec![cast(col("ra"), DataType::Float32), col("dec")],
+                ),
+                circle_expr(),
+            ],
+        )
+        .eq(lit(1)),
         // CONTAINS(shape, point) is not a position-in-region predicate
         call("contains", vec![circle_expr(), bare.clone()]).eq(lit(1)),
         // unsupported frame
-        call("contains", vec![call("point", vec![lit("GALACTIC"), col("ra"), col("dec")]), circle_expr()])
-            .eq(lit(1)),
+        call(
+            "contains",
+            vec![
+                call("point", vec![lit("GALACTIC"), col("ra"), col("dec")]),
+                circle_expr(),
+            ],
+        )
+        .eq(lit(1)),
         // disjunction
         c.clone().eq(lit(1)).or(col("mag").lt(lit(20))),
         // NOT
@@ -818,9 +1116,15 @@ fn table(n: usize, seed: u64) -> (Vec<(i64, Option<f64>, Option<f64>)>, MemTable
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap();
@@ -908,7 +1212,10 @@ async fn spatial_filter_survives_datafusion_optimisation() {
             (Region::Polygon { vertices: a }, Region::Polygon { vertices: b }) => {
                 // same polygon, counter-clockwise, possibly starting elsewhere
                 assert_eq!(a.len(), b.len());
-                let ccw = Region::Polygon { vertices: b.clone() }.prepare();
+                let ccw = Region::Polygon {
+                    vertices: b.clone(),
+                }
+                .prepare();
                 assert!(a.iter().all(|v| b.contains(v)), "{sql}: {a:?}");
                 assert!(ccw.contains_point(15.0, 15.0));
             }
@@ -922,7 +1229,10 @@ async fn spatial_filter_survives_datafusion_optimisation() {
         .unwrap()
         .into_optimized_plan()
         .unwrap();
-    let found: Vec<SpatialFilter> = plan_filters(&plan).iter().flat_map(spatial_filters).collect();
+    let found: Vec<SpatialFilter> = plan_filters(&plan)
+        .iter()
+        .flat_map(spatial_filters)
+        .collect();
     assert_eq!(found.len(), 1, "{plan}");
     assert!(matches!(&found[0].region, Region::Polygon { vertices } if vertices.len() == 4));
 }
@@ -931,44 +1241,80 @@ async fn spatial_filter_survives_datafusion_optimisation() {
 async fn sql_results_match_brute_force() {
     let (rows, t) = table(4000, 42);
     let ctx = context(t);
-    let valid: Vec<(i64, f64, f64)> =
-        rows.iter().filter_map(|&(i, a, b)| Some((i, a?, b?))).collect();
+    let valid: Vec<(i64, f64, f64)> = rows
+        .iter()
+        .filter_map(|&(i, a, b)| Some((i, a?, b?)))
+        .collect();
     let brute = |f: &dyn Fn(f64, f64) -> bool| -> Vec<i64> {
-        valid.iter().filter(|(_, a, b)| f(*a, *b)).map(|r| r.0).collect()
+        valid
+            .iter()
+            .filter(|(_, a, b)| f(*a, *b))
+            .map(|r| r.0)
+            .collect()
     };
 
-    let got = ids(&ctx, "SELECT id FROM t WHERE contains(point('ICRS', ra, dec), circle('ICRS', 10, 20, 3)) = 1").await;
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE contains(point('ICRS', ra, dec), circle('ICRS', 10, 20, 3)) = 1",
+    )
+    .await;
     let want = brute(&|a, b| distance_deg(a, b, 10.0, 20.0) <= 3.0);
     assert!(want.len() > 100);
     assert_eq!(got, want);
 
-    let got = ids(&ctx, "SELECT id FROM t WHERE distance(point(ra, dec), point(0, 90)) < 2.5").await;
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE distance(point(ra, dec), point(0, 90)) < 2.5",
+    )
+    .await;
     let want = brute(&|_, b| 90.0 - b < 2.5);
     assert!(want.len() > 100);
     assert_eq!(got, want);
 
-    let got = ids(&ctx, "SELECT id FROM t WHERE contains(point(ra, dec), circle(359.5, 0, 2)) = 1").await;
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE contains(point(ra, dec), circle(359.5, 0, 2)) = 1",
+    )
+    .await;
     let want = brute(&|a, b| distance_deg(a, b, 359.5, 0.0) <= 2.0);
     assert!(want.len() > 100);
     assert_eq!(got, want);
 
-    let got = ids(&ctx, "SELECT id FROM t WHERE contains(point(ra, dec), circle(10, 20, 120)) = 1").await;
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE contains(point(ra, dec), circle(10, 20, 120)) = 1",
+    )
+    .await;
     let want = brute(&|a, b| distance_deg(a, b, 10.0, 20.0) <= 120.0);
     assert_eq!(got, want);
 
-    let square = Region::Polygon { vertices: SQUARE.to_vec() }.prepare();
+    let square = Region::Polygon {
+        vertices: SQUARE.to_vec(),
+    }
+    .prepare();
     let got = ids(&ctx, "SELECT id FROM t WHERE contains(point(ra, dec), polygon(10, 10, 20, 10, 20, 20, 10, 20)) = 1").await;
     let want = brute(&|a, b| square.contains_point(a, b));
     assert!(want.len() > 50);
     assert_eq!(got, want);
 
-    let bx = Region::Polygon { vertices: super::sphere::box_vertices(0.0, 0.0, 3.0, 2.0).unwrap() }.prepare();
-    let got = ids(&ctx, "SELECT id FROM t WHERE intersects(box(0, 0, 3, 2), point(ra, dec)) = 1").await;
+    let bx = Region::Polygon {
+        vertices: super::sphere::box_vertices(0.0, 0.0, 3.0, 2.0).unwrap(),
+    }
+    .prepare();
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE intersects(box(0, 0, 3, 2), point(ra, dec)) = 1",
+    )
+    .await;
     let want = brute(&|a, b| bx.contains_point(a, b));
     assert!(want.len() > 50);
     assert_eq!(got, want);
 
-    let got = ids(&ctx, "SELECT id FROM t WHERE intersects(circle(ra, dec, 0.5), circle(10, 20, 1)) = 1").await;
+    let got = ids(
+        &ctx,
+        "SELECT id FROM t WHERE intersects(circle(ra, dec, 0.5), circle(10, 20, 1)) = 1",
+    )
+    .await;
     let want = brute(&|a, b| distance_deg(a, b, 10.0, 20.0) <= 1.5);
     assert_eq!(got, want);
 
@@ -992,7 +1338,10 @@ async fn sql_results_match_brute_force() {
                 (_, Some(a), Some(bb)) => {
                     assert_eq!(d.value(i), distance_deg(a, bb, 10.0, 20.0));
                     assert_eq!((c1.value(i), c2.value(i)), (a, bb));
-                    assert_eq!(inside.value(i), i32::from(distance_deg(a, bb, 10.0, 20.0) <= 1.0));
+                    assert_eq!(
+                        inside.value(i),
+                        i32::from(distance_deg(a, bb, 10.0, 20.0) <= 1.0)
+                    );
                 }
                 _ => {
                     assert!(d.is_null(i) && c1.is_null(i) && inside.is_null(i));
@@ -1009,8 +1358,10 @@ async fn sql_xtypes_and_errors() {
     let (_, t) = table(10, 5);
     let ctx = context(t);
     let df = ctx
-        .sql("SELECT point('ICRS', ra, dec) AS p, circle(ra, dec, 1) AS c, box(ra, 0, 1, 1) AS b, \
-              polygon(1, 2, 3, 4, 5, 7) AS g, distance(point(ra, dec), point(1, 2)) AS d FROM t")
+        .sql(
+            "SELECT point('ICRS', ra, dec) AS p, circle(ra, dec, 1) AS c, box(ra, 0, 1, 1) AS b, \
+              polygon(1, 2, 3, 4, 5, 7) AS g, distance(point(ra, dec), point(1, 2)) AS d FROM t",
+        )
         .await
         .unwrap();
     let schema = df.schema().clone();
@@ -1022,7 +1373,15 @@ async fn sql_xtypes_and_errors() {
     assert_eq!(xtype(4), None);
     assert_eq!(schema.field(0).data_type(), &geometry_type());
     let batches = df.collect().await.unwrap();
-    assert_eq!(batches[0].schema().field(0).metadata().get("xtype").map(String::as_str), Some("point"));
+    assert_eq!(
+        batches[0]
+            .schema()
+            .field(0)
+            .metadata()
+            .get("xtype")
+            .map(String::as_str),
+        Some("point")
+    );
 
     let err = match ctx.sql("SELECT point('GALACTIC', ra, dec) FROM t").await {
         Ok(df) => df.collect().await.unwrap_err().to_string(),
@@ -1034,6 +1393,10 @@ async fn sql_xtypes_and_errors() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("latitude"), "{err}");
-    let err = ctx.sql("SELECT circle(ra) FROM t").await.unwrap_err().to_string();
+    let err = ctx
+        .sql("SELECT circle(ra) FROM t")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CIRCLE expects"), "{err}");
 }

@@ -484,7 +484,9 @@ pub(crate) fn evaluate(
             let mut b = geometry_builder(rows);
             for i in 0..rows {
                 match (cs_null(i), n[0].get(i), n[1].get(i)) {
-                    (false, Some(lon), Some(lat)) if sphere::check_lonlat(adql, lon, lat).map_err(exec)? => {
+                    (false, Some(lon), Some(lat))
+                        if sphere::check_lonlat(adql, lon, lat).map_err(exec)? =>
+                    {
                         b.values().append_slice(&[lon, lat]);
                         b.append(true);
                     }
