@@ -26,6 +26,9 @@
 //! * CONTAINS(a, b) is 1 when `a` lies wholly in `b`; INTERSECTS(a, b) when they share a point
 //!   (INTERSECTS(point, x) = CONTAINS(point, x)). Both are exact for every pair of kinds.
 //! * DISTANCE is the great-circle distance (Vincenty's atan2 form: accurate from 0 to 180°).
+//! * COORD1/COORD2 give a POINT's longitude/latitude; AREA is in square degrees (exact for
+//!   circles and polygons); CENTROID is the centre of mass (a POINT; the centre for a circle);
+//!   COORDSYS is always 'ICRS'.
 //! * A coordinate system argument ('', 'ICRS', 'ICRS GEOCENTER', 'J2000', …) is optional;
 //!   anything but ICRS (and its aliases) is rejected.
 //! * A NULL argument, or a non-finite coordinate, gives NULL. A latitude outside [-90, 90], a
@@ -54,7 +57,8 @@ pub use coverage::healpix29;
 pub use sphere::distance_deg;
 pub use udf::geometry_type;
 
-/// All the geometry UDFs: point, circle, box, polygon, contains, intersects, distance, coord1, coord2.
+/// All the geometry UDFs: point, circle, box, polygon, contains, intersects, distance, coord1,
+/// coord2, area, centroid, coordsys.
 pub fn udfs() -> Vec<ScalarUDF> {
     udf::all()
 }

@@ -240,3 +240,149 @@ mod tests {
         assert!(!overlaps(&[0..10, 20..30], &(10..20)));
     }
 }
+
+/// End to end over a real HATS catalog written to a temporary folder: a small cone must open
+/// only the partitions and row groups near it, and still return exactly the brute-force rows.
+#[cfg(test)]
+mod pruning_tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, Float64Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::common::TableReference;
+    use datafusion::physical_plan::{collect, ExecutionPlan};
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use crate::hats::{write_catalog, WriteOptions};
+    use crate::meta::{CatalogMeta, ColumnMeta, TableMeta};
+    use crate::{open_catalog, HatsTable, Storage};
+
+    /// Deterministic points spread over the sphere (a simple LCG, uniform in area).
+    fn points(n: usize) -> (Vec<i64>, Vec<f64>, Vec<f64>) {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut ids = Vec::with_capacity(n);
+        let mut ra = Vec::with_capacity(n);
+        let mut dec = Vec::with_capacity(n);
+        for i in 0..n {
+            ids.push(i as i64);
+            ra.push(next() * 360.0);
+            dec.push((2.0 * next() - 1.0).asin().to_degrees());
+        }
+        (ids, ra, dec)
+    }
+
+    fn sep(ra1: f64, de1: f64, ra2: f64, de2: f64) -> f64 {
+        let (a1, d1, a2, d2) = (ra1.to_radians(), de1.to_radians(), ra2.to_radians(), de2.to_radians());
+        let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((a2 - a1) / 2.0).sin().powi(2);
+        (2.0 * h.sqrt().min(1.0).asin()).to_degrees()
+    }
+
+    /// (matched, pruned) of a pruning metric summed over the plan.
+    fn pruning(plan: &Arc<dyn ExecutionPlan>, name: &str) -> (usize, usize) {
+        use datafusion::physical_plan::metrics::MetricValue;
+        let mut acc = (0, 0);
+        if let Some(m) = plan.metrics() {
+            for x in m.iter() {
+                if let MetricValue::PruningMetrics { name: n, pruning_metrics } = x.value() {
+                    if n.as_ref() == name {
+                        acc.0 += pruning_metrics.matched();
+                        acc.1 += pruning_metrics.pruned();
+                    }
+                }
+            }
+        }
+        for c in plan.children() {
+            let (m, p) = pruning(c, name);
+            acc = (acc.0 + m, acc.1 + p);
+        }
+        acc
+    }
+
+    #[tokio::test]
+    async fn small_cone_reads_few_partitions_and_row_groups() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::local(dir.path()).expect("storage");
+        let (ids, ra, dec) = points(200_000);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("ra", DataType::Float64, false),
+            Field::new("dec", DataType::Float64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Float64Array::from(ra.clone())),
+                Arc::new(Float64Array::from(dec.clone())),
+            ],
+        )
+        .expect("batch");
+        let col = |n: &str| ColumnMeta { name: n.into(), datatype: Some("float64".into()), ..Default::default() };
+        let meta = CatalogMeta {
+            table: TableMeta {
+                schema: "test".into(),
+                name: "sky".into(),
+                title: None,
+                description: None,
+                ra: "ra".into(),
+                dec: "dec".into(),
+                id: Some("id".into()),
+                citation: None,
+                licence: None,
+                schema_description: None,
+                partition_rows: None,
+                row_group_rows: None,
+            },
+            source: None,
+            columns: vec![ColumnMeta { datatype: Some("int64".into()), ..col("id") }, col("ra"), col("dec")],
+        };
+        let opts = WriteOptions { partition_rows: 10_000, row_group_rows: 1_000, progress: None };
+        let summary = write_catalog(&storage, "catalogs/test.sky", &meta, schema, &[batch], &opts).await.expect("write");
+        assert_eq!(summary.rows, 200_000);
+        assert!(summary.partitions.len() >= 20, "{} partitions", summary.partitions.len());
+
+        let cat = Arc::new(open_catalog(&storage, "catalogs/test.sky").await.expect("open"));
+        assert_eq!(cat.rows, Some(200_000));
+        let table = Arc::new(HatsTable::new(cat, storage.url.clone()));
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        ctx.runtime_env().register_object_store(storage.url.as_ref(), storage.store.clone());
+        for udf in adql::geom::udfs() {
+            ctx.register_udf(udf);
+        }
+        ctx.register_table(TableReference::bare("sky"), table.clone()).expect("register");
+
+        let (c_ra, c_dec, r) = (123.4, -45.6, 0.5);
+        let df = ctx
+            .sql(&format!("SELECT id FROM sky WHERE contains(point(ra, dec), circle({c_ra}, {c_dec}, {r})) = 1"))
+            .await
+            .expect("plan");
+        let plan = df.create_physical_plan().await.expect("physical plan");
+        let batches = collect(plan.clone(), ctx.task_ctx()).await.expect("run");
+        let mut got: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int64Array>().expect("ids").clone();
+                (0..a.len()).map(move |i| a.value(i))
+            })
+            .collect();
+        got.sort_unstable();
+        let want: Vec<i64> =
+            (0..ra.len()).filter(|&i| sep(ra[i], dec[i], c_ra, c_dec) <= r).map(|i| i as i64).collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
+
+        // The provider opened a few files, not all of them...
+        let opened = table.stats.files_opened.load(Ordering::Relaxed);
+        let total = table.stats.files_total.load(Ordering::Relaxed);
+        assert!(opened <= 4 && opened * 5 < total, "opened {opened} of {total} partition files");
+        // ...and Parquet skipped most row groups of those files by their _healpix_29 statistics.
+        let (matched, pruned) = pruning(&plan, "row_groups_pruned_statistics");
+        assert!(matched >= 1 && matched <= 4 && pruned > matched, "row groups matched {matched}, pruned {pruned}");
+    }
+}

@@ -32,7 +32,8 @@ const BATCH_ROWS: usize = 65_536;
 /// arraysize); numeric arrays → FixedSizeList (`N`, `AxB`) or List (`*`); complex values are
 /// pairs of floats (a scalar is a FixedSizeList of 2). Text with an `xtype` (timestamps, …)
 /// stays text. Nulls: empty TD, BINARY2 null flags, `<VALUES null>` matches, `?` booleans;
-/// NaN stays NaN. Input that is not UTF-8 is read as ISO-8859-1. The result may hold no batch.
+/// NaN stays NaN; TABLEDATA text that does not parse as the column's type reads as null (as
+/// in STILTS); an integer outside its datatype's range is an error. Input that is not UTF-8 is read as ISO-8859-1. The result may hold no batch.
 pub fn read(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text: Cow<'_, str> = match std::str::from_utf8(bytes) {
@@ -152,7 +153,7 @@ impl FieldDesc {
         };
         let mut metadata = HashMap::new();
         for key in [meta::ID, meta::DATATYPE, meta::ARRAYSIZE, meta::UNIT, meta::UCD, meta::UTYPE, meta::XTYPE] {
-            if let Some(v) = attrs.get(key) {
+            if let Some(v) = attrs.get(key).filter(|v| !v.trim().is_empty()) {
                 metadata.insert(key.to_owned(), v.clone());
             }
         }
@@ -238,12 +239,12 @@ fn parse_int(s: &str) -> Option<i64> {
     i64::try_from(if neg { -v } else { v }).ok()
 }
 
-fn parse_bool(s: &str) -> Result<Option<bool>, String> {
+/// A TABLEDATA boolean; `?`, empty and anything unrecognised are null.
+fn parse_bool(s: &str) -> Option<bool> {
     match s {
-        "T" | "t" | "1" | "true" | "TRUE" | "True" => Ok(Some(true)),
-        "F" | "f" | "0" | "false" | "FALSE" | "False" => Ok(Some(false)),
-        "?" | "" => Ok(None),
-        _ => Err(format!("not a boolean: {s:?}")),
+        "T" | "t" | "1" | "true" | "TRUE" | "True" => Some(true),
+        "F" | "f" | "0" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -307,14 +308,16 @@ impl Values {
             self.append_null();
             return Ok(());
         }
+        // Like STILTS, text that is not a value of the column's type ("null", "-", "n/a", …,
+        // which some services write for missing values) reads as null.
         match self {
-            Values::Bool(b) => b.append_option(parse_bool(tok)?),
-            Values::F32(b) => b.append_value(parse_float(tok)? as f32),
-            Values::F64(b) => b.append_value(parse_float(tok)?),
-            _ => {
-                let v = parse_int(tok).ok_or_else(|| format!("not an integer: {tok:?}"))?;
-                self.append_int(v, null_int)?;
-            }
+            Values::Bool(b) => b.append_option(parse_bool(tok)),
+            Values::F32(b) => b.append_option(tok.parse::<f64>().ok().map(|v| v as f32)),
+            Values::F64(b) => b.append_option(tok.parse::<f64>().ok()),
+            _ => match parse_int(tok) {
+                Some(v) => self.append_int(v, null_int)?,
+                None => self.append_null(),
+            },
         }
         Ok(())
     }
@@ -379,10 +382,6 @@ impl Values {
             Values::F64(b) => Arc::new(b.finish()),
         }
     }
-}
-
-fn parse_float(tok: &str) -> Result<f64, String> {
-    tok.parse::<f64>().map_err(|_| format!("not a number: {tok:?}"))
 }
 
 /// The builder of one column.

@@ -148,7 +148,7 @@ fn polygon_recur(
 pub(crate) fn polygon_ranges(poly: &Polygon) -> Option<Vec<Range<u64>>> {
     let (_, radius) = poly.bounding_cap()?;
     let radius_deg = radius.to_degrees();
-    if !(radius_deg <= MAX_RADIUS_DEG) {
+    if radius_deg.is_nan() || radius_deg > MAX_RADIUS_DEG {
         return None;
     }
     let natural = natural_order(radius_deg);

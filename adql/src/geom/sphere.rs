@@ -176,7 +176,7 @@ impl Cap {
     }
 
     fn is_empty(&self) -> bool {
-        !(self.radius >= 0.0)
+        self.radius.is_nan() || self.radius < 0.0
     }
 
     fn radius_rad(&self) -> f64 {
@@ -504,6 +504,41 @@ impl Shape {
             Shape::Point(p) => out.extend([p.lon, p.lat]),
             Shape::Circle(c) => out.extend([c.lon, c.lat, c.radius]),
             Shape::Polygon(g) => out.extend(g.lonlat.iter().flat_map(|&(a, b)| [a, b])),
+        }
+    }
+}
+
+/// Square degrees per steradian.
+const DEG2_PER_SR: f64 = (180.0 / PI) * (180.0 / PI);
+
+/// AREA: the area of a geometry in square degrees (0 for a point).
+pub(crate) fn area_deg2(s: &Shape) -> f64 {
+    match s {
+        Shape::Point(_) => 0.0,
+        Shape::Circle(c) => {
+            let r = c.radius.clamp(0.0, 180.0).to_radians();
+            // 2π(1 - cos r), written with sin² for precision at small radii
+            let h = (r / 2.0).sin();
+            4.0 * PI * h * h * DEG2_PER_SR
+        }
+        Shape::Polygon(g) => g.area * DEG2_PER_SR,
+    }
+}
+
+/// CENTROID: the centre of mass of a geometry, `(lon, lat)` in degrees (lon in [0, 360));
+/// `None` when undefined (the whole sky).
+pub(crate) fn centroid(s: &Shape) -> Option<(f64, f64)> {
+    match s {
+        Shape::Point(p) => Some((p.lon, p.lat)),
+        Shape::Circle(c) => (c.radius < 180.0).then_some((c.lon, c.lat)),
+        Shape::Polygon(g) => {
+            // ∫ x dA over the polygon = ½ Σ (edge length) × (unit inward edge normal)
+            let mut sum = [0.0; 3];
+            for i in 0..g.v.len() {
+                let (a, b, n) = g.edge(i);
+                sum = add(&sum, &scale(n, angle(a, b)));
+            }
+            normalize(&sum).map(|c| to_lonlat(&c))
         }
     }
 }

@@ -391,7 +391,10 @@ fn shape_relations() {
     assert!(!contains(&circle(0.0, 0.0, 2.0), &circle(0.0, 0.0, 1.0)));
     assert!(contains(&circle(0.0, 0.0, 1.0), &circle(0.9, 0.0, 2.0)));
     assert!(!contains(&circle(0.0, 0.0, 1.0), &circle(1.5, 0.0, 2.0)));
-    assert!(contains(&circle(0.0, 0.0, 100.0), &circle(180.0, 0.0, 179.0)) == false);
+    assert!(!contains(
+        &circle(0.0, 0.0, 100.0),
+        &circle(180.0, 0.0, 179.0)
+    ));
     assert!(contains(
         &circle(10.0, 0.0, 100.0),
         &circle(0.0, 0.0, 150.0)
@@ -494,7 +497,10 @@ fn constructors_and_accessors() {
     // values and accessors
     let p = point(10.5, -20.25);
     assert_eq!(values(&scalar(&p)), vec![10.5, -20.25]);
-    assert_eq!(float(eval(Kind::Coord1, &[p.clone()]).unwrap()), Some(10.5));
+    assert_eq!(
+        float(eval(Kind::Coord1, std::slice::from_ref(&p)).unwrap()),
+        Some(10.5)
+    );
     assert_eq!(float(eval(Kind::Coord2, &[p]).unwrap()), Some(-20.25));
     assert!(eval(Kind::Coord1, &[circle(1.0, 2.0, 3.0)]).is_err());
     assert_eq!(values(&scalar(&circle(1.0, 2.0, 3.0))), vec![1.0, 2.0, 3.0]);
@@ -536,6 +542,40 @@ fn constructors_and_accessors() {
     assert!(eval(Kind::Circle, &[circle(0.0, 0.0, 1.0), s(1.0)]).is_err());
     assert!(eval(Kind::Distance, &[circle(0.0, 0.0, 1.0), point(0.0, 0.0)]).is_err());
     assert!(eval(Kind::Point, &[s(0.0)]).is_err());
+}
+
+#[test]
+fn area_centroid_coordsys() {
+    let area =
+        |g: &ColumnarValue| float(eval(Kind::Area, std::slice::from_ref(g)).unwrap()).unwrap();
+    let cen = |g: &ColumnarValue| values(&eval(Kind::Centroid, std::slice::from_ref(g)).unwrap());
+    let deg2 = (180.0 / std::f64::consts::PI).powi(2);
+    let expect = 2.0 * std::f64::consts::PI * (1.0 - 1f64.to_radians().cos()) * deg2;
+    assert!((area(&circle(10.0, 20.0, 1.0)) - expect).abs() < 1e-9);
+    let tiny = 1.0 / 3600.0;
+    let expect = std::f64::consts::PI * tiny * tiny;
+    assert!((area(&circle(10.0, 20.0, tiny)) / expect - 1.0).abs() < 1e-9);
+    let octant = polygon(&[(0.0, 0.0), (90.0, 0.0), (0.0, 90.0)]);
+    assert!((area(&octant) - 4.0 * std::f64::consts::PI / 8.0 * deg2).abs() < 1e-8);
+    assert_eq!(area(&point(1.0, 2.0)), 0.0);
+    let c = cen(&octant);
+    assert!(
+        (c[0] - 45.0).abs() < 1e-9 && (c[1] - (1.0 / 2f64.sqrt()).atan().to_degrees()).abs() < 1e-9,
+        "{c:?}"
+    );
+    let c = cen(&polygon(&[
+        (350.0, -5.0),
+        (10.0, -5.0),
+        (10.0, 5.0),
+        (350.0, 5.0),
+    ]));
+    assert!(
+        (c[0].min(360.0 - c[0])).abs() < 1e-9 && c[1].abs() < 1e-9,
+        "{c:?}"
+    );
+    assert_eq!(cen(&circle(10.0, 20.0, 1.0)), vec![10.0, 20.0]);
+    let cs = eval(Kind::Coordsys, &[circle(10.0, 20.0, 1.0)]).unwrap();
+    assert_eq!(cs, ScalarValue::Utf8(Some("ICRS".into())));
 }
 
 #[test]
@@ -1095,7 +1135,9 @@ fn rejects_other_predicates() {
 // ---------------------------------------------------------------------------------------------
 // through DataFusion
 
-fn table(n: usize, seed: u64) -> (Vec<(i64, Option<f64>, Option<f64>)>, MemTable) {
+type Row = (i64, Option<f64>, Option<f64>);
+
+fn table(n: usize, seed: u64) -> (Vec<Row>, MemTable) {
     let mut rng = Rng(seed);
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
@@ -1202,7 +1244,6 @@ async fn spatial_filter_survives_datafusion_optimisation() {
     for (sql, region) in cases {
         let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
         let filters = plan_filters(&plan);
-        eprintln!("{sql}\n{filters:?}");
         let found: Vec<SpatialFilter> = filters.iter().flat_map(spatial_filters).collect();
         assert_eq!(found.len(), 1, "{sql}\n{plan}");
         let f = &found[0];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float64Array, Float64Builder, Int32Builder,
-    LargeListArray, ListArray, ListBuilder, StringArray,
+    LargeListArray, ListArray, ListBuilder, StringArray, StringBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
@@ -30,10 +30,13 @@ pub(crate) enum Kind {
     Distance,
     Coord1,
     Coord2,
+    Area,
+    Centroid,
+    Coordsys,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 9] = [
+    pub(crate) const ALL: [Kind; 12] = [
         Kind::Point,
         Kind::Circle,
         Kind::Box,
@@ -43,6 +46,9 @@ impl Kind {
         Kind::Distance,
         Kind::Coord1,
         Kind::Coord2,
+        Kind::Area,
+        Kind::Centroid,
+        Kind::Coordsys,
     ];
 
     /// The (lowercase) UDF name.
@@ -57,6 +63,9 @@ impl Kind {
             Kind::Distance => "distance",
             Kind::Coord1 => "coord1",
             Kind::Coord2 => "coord2",
+            Kind::Area => "area",
+            Kind::Centroid => "centroid",
+            Kind::Coordsys => "coordsys",
         }
     }
 
@@ -71,6 +80,9 @@ impl Kind {
             Kind::Distance => "DISTANCE",
             Kind::Coord1 => "COORD1",
             Kind::Coord2 => "COORD2",
+            Kind::Area => "AREA",
+            Kind::Centroid => "CENTROID",
+            Kind::Coordsys => "COORDSYS",
         }
     }
 
@@ -90,13 +102,16 @@ impl Kind {
             Kind::Distance => "DISTANCE(point, point) or DISTANCE(lon1, lat1, lon2, lat2)",
             Kind::Coord1 => "COORD1(point)",
             Kind::Coord2 => "COORD2(point)",
+            Kind::Area => "AREA(geometry)",
+            Kind::Centroid => "CENTROID(geometry)",
+            Kind::Coordsys => "COORDSYS(geometry)",
         }
     }
 
     /// DALI xtype of the value returned by a constructor.
     fn xtype(self) -> Option<&'static str> {
         match self {
-            Kind::Point => Some("point"),
+            Kind::Point | Kind::Centroid => Some("point"),
             Kind::Circle => Some("circle"),
             Kind::Box | Kind::Polygon => Some("polygon"),
             _ => None,
@@ -105,9 +120,12 @@ impl Kind {
 
     fn return_type(self) -> DataType {
         match self {
-            Kind::Point | Kind::Circle | Kind::Box | Kind::Polygon => geometry_type(),
+            Kind::Point | Kind::Circle | Kind::Box | Kind::Polygon | Kind::Centroid => {
+                geometry_type()
+            }
+            Kind::Coordsys => DataType::Utf8,
             Kind::Contains | Kind::Intersects => DataType::Int32,
-            Kind::Distance | Kind::Coord1 | Kind::Coord2 => DataType::Float64,
+            Kind::Distance | Kind::Coord1 | Kind::Coord2 | Kind::Area => DataType::Float64,
         }
     }
 }
@@ -175,7 +193,7 @@ fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, Stri
         (Kind::Box, 4) => vec![Num; 4],
         (Kind::Box, 5) => vec![Cs, Num, Num, Num, Num],
         (Kind::Polygon, n) if n >= 3 => {
-            let has_geom = cls.iter().any(|c| *c == Class::Geom);
+            let has_geom = cls.contains(&Class::Geom);
             let cs = cs_first(&cls) || (cls[0] == Class::Null && (has_geom || n % 2 == 1));
             let rest = n - usize::from(cs);
             let mut v = Vec::with_capacity(n);
@@ -194,7 +212,9 @@ fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, Stri
         (Kind::Contains | Kind::Intersects, 2) => vec![Geom, Geom],
         (Kind::Distance, 2) => vec![Geom, Geom],
         (Kind::Distance, 4) => vec![Num; 4],
-        (Kind::Coord1 | Kind::Coord2, 1) => vec![Geom],
+        (Kind::Coord1 | Kind::Coord2 | Kind::Area | Kind::Centroid | Kind::Coordsys, 1) => {
+            vec![Geom]
+        }
         _ => return Err(usage()),
     };
     for (i, (slot, c)) in slots.iter().zip(&cls).enumerate() {
@@ -641,6 +661,42 @@ pub(crate) fn evaluate(
                     Some((lon, lat)) => {
                         b.append_value(if kind == Kind::Coord1 { lon } else { lat })
                     }
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Area => {
+            let g = Geoms::new(&cols[0].0, cols[0].1)?;
+            let mut b = Float64Builder::with_capacity(rows);
+            for i in 0..rows {
+                match g.get(i)? {
+                    Some(shape) => b.append_value(sphere::area_deg2(&shape)),
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Centroid => {
+            let g = Geoms::new(&cols[0].0, cols[0].1)?;
+            let mut b = geometry_builder(rows);
+            for i in 0..rows {
+                match g.get(i)?.and_then(|shape| sphere::centroid(&shape)) {
+                    Some((lon, lat)) => {
+                        b.values().append_slice(&[lon, lat]);
+                        b.append(true);
+                    }
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Coordsys => {
+            let g = Lists::new(&cols[0].0, cols[0].1)?;
+            let mut b = StringBuilder::with_capacity(rows, rows * 4);
+            for i in 0..rows {
+                match g.get(i) {
+                    Some(_) => b.append_value("ICRS"),
                     None => b.append_null(),
                 }
             }
