@@ -405,3 +405,88 @@ pub fn sanitise(name: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float32Array, Int32Array, Int64Array, StringArray};
+
+    fn meta(toml_text: &str) -> CatalogMeta {
+        CatalogMeta::from_toml(toml_text).expect("metadata")
+    }
+
+    const HEAD: &str = "[table]\nschema = \"s\"\nname = \"t\"\nra = \"ra\"\ndec = \"dec\"\n";
+
+    #[test]
+    fn fixed_width_reads_byte_ranges_units_and_nulls() {
+        let m = meta(&format!(
+            "{HEAD}[source]\npath = \"x\"\nformat = \"fixed\"\n\
+             [[columns]]\nname = \"id\"\ntype = \"int32\"\nbytes = \"1-3\"\n\
+             [[columns]]\nname = \"ra\"\ntype = \"float64\"\nbytes = \"5-12\"\nsource_unit = \"rad\"\nunit = \"deg\"\n\
+             [[columns]]\nname = \"dec\"\ntype = \"float64\"\nbytes = \"14-20\"\nnull = \"-99.0\"\n"
+        ));
+        let text = "  1 3.141593 12.5000\n 22 0.000000   -99.0\n333 1.570796        \n";
+        let (_, batches) = read_source(&m, text.as_bytes().to_vec()).expect("read");
+        let b = &batches[0];
+        let id = b.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
+        let ra = b.column(1).as_any().downcast_ref::<Float64Array>().expect("f64");
+        let dec = b.column(2).as_any().downcast_ref::<Float64Array>().expect("f64");
+        assert_eq!(id.values().to_vec(), vec![1, 22, 333]);
+        assert!((ra.value(0) - 180.0).abs() < 1e-4 && (ra.value(2) - 90.0).abs() < 1e-4);
+        assert_eq!(dec.value(0), 12.5);
+        assert!(dec.is_null(1), "the null sentinel is a null");
+        assert!(dec.is_null(2), "an empty field is a null");
+    }
+
+    #[test]
+    fn binary_records_after_a_header() {
+        let m = meta(&format!(
+            "{HEAD}[source]\npath = \"x\"\nformat = \"binary\"\nheader_bytes = 4\nrows = 2\n\
+             [[columns]]\nname = \"id\"\ntype = \"int64\"\n\
+             [[columns]]\nname = \"ra\"\ntype = \"float64\"\n\
+             [[columns]]\nname = \"dec\"\ntype = \"float64\"\n\
+             [[columns]]\nname = \"mag\"\ntype = \"float32\"\n"
+        ));
+        let mut bytes = b"HEAD".to_vec();
+        for (id, ra, dec, mag) in [(7i64, 10.0f64, -20.0f64, 5.5f32), (8, 350.0, 89.0, f32::NAN)] {
+            bytes.extend(id.to_le_bytes());
+            bytes.extend(ra.to_le_bytes());
+            bytes.extend(dec.to_le_bytes());
+            bytes.extend(mag.to_le_bytes());
+        }
+        let (_, batches) = read_source(&m, bytes.clone()).expect("read");
+        let b = &batches[0];
+        assert_eq!(b.column(0).as_any().downcast_ref::<Int64Array>().expect("i64").values().to_vec(), vec![7, 8]);
+        let mag = b.column(3).as_any().downcast_ref::<Float32Array>().expect("f32");
+        assert_eq!(mag.value(0), 5.5);
+        assert!(mag.is_null(1), "NaN is null");
+        // A truncated record is an error, not a panic.
+        assert!(read_source(&m, bytes[..bytes.len() - 3].to_vec()).is_err());
+    }
+
+    #[test]
+    fn csv_columns_are_picked_renamed_and_converted() {
+        let m = meta(&format!(
+            "{HEAD}[source]\npath = \"x\"\nformat = \"csv\"\n\
+             [[columns]]\nname = \"name\"\nsource = \"Name\"\n\
+             [[columns]]\nname = \"ra\"\nsource = \"RAJ2000\"\nunit = \"deg\"\nucd = \"pos.eq.ra;meta.main\"\n\
+             [[columns]]\nname = \"dec\"\nsource = \"DEJ2000\"\nsource_unit = \"arcsec\"\nunit = \"deg\"\n"
+        ));
+        let csv = "Name,RAJ2000,DEJ2000,Other\nM31,10.68,148287.6,x\nM33,23.46,110430.0,y\n";
+        let (schema, batches) = read_source(&m, csv.as_bytes().to_vec()).expect("read");
+        assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["name", "ra", "dec"]);
+        assert_eq!(schema.field(1).metadata().get("ucd").map(String::as_str), Some("pos.eq.ra;meta.main"));
+        let b = &batches[0];
+        let names = b.column(0).as_any().downcast_ref::<StringArray>().expect("str");
+        assert_eq!(names.value(1), "M33");
+        let dec = b.column(2).as_any().downcast_ref::<Float64Array>().expect("f64");
+        assert!((dec.value(0) - 41.191).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_missing_source_column_is_named() {
+        let m = meta(&format!("{HEAD}[source]\npath = \"x\"\nformat = \"csv\"\n[[columns]]\nname = \"ra\"\nsource = \"RA\"\n[[columns]]\nname = \"dec\"\n"));
+        let err = read_source(&m, b"ra_x,dec\n1,2\n".to_vec()).expect_err("missing column");
+        assert!(err.to_string().contains("'RA'"), "{err}");
+    }
+}

@@ -147,6 +147,9 @@ impl Pt {
     }
 }
 
+/// Two positions closer than this squared chord (1e-15 rad) are the same POINT.
+const POINT_EQ_CHORD2: f64 = 1e-30;
+
 /// A spherical cap: all positions within `radius` degrees of a centre (ADQL CIRCLE).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Cap {
@@ -167,7 +170,8 @@ impl Cap {
             lat,
             radius,
             c: from_lonlat(lon, lat),
-            chord2_max: half * half,
+            // a zero radius matches the tolerance of POINT equality
+            chord2_max: (half * half).max(POINT_EQ_CHORD2),
         }
     }
 
@@ -584,10 +588,10 @@ pub(crate) fn box_vertices(
 pub(crate) fn contains(a: &Shape, b: &Shape) -> bool {
     use Shape::*;
     match (a, b) {
-        (Point(p), Point(q)) => chord2(&p.v, &q.v) <= 1e-30,
+        (Point(p), Point(q)) => chord2(&p.v, &q.v) <= POINT_EQ_CHORD2,
         (Point(p), Circle(c)) => c.contains(&p.v),
         (Point(p), Polygon(g)) => g.contains(&p.v),
-        (Circle(c), Point(q)) => c.radius <= 0.0 && chord2(&c.c, &q.v) <= 1e-30,
+        (Circle(c), Point(q)) => c.radius <= 0.0 && chord2(&c.c, &q.v) <= POINT_EQ_CHORD2,
         (Circle(c1), Circle(c2)) => cap_in_cap(c1, c2),
         (Circle(c), Polygon(g)) => cap_in_polygon(c, g),
         (Polygon(_), Point(_)) => false,
