@@ -104,7 +104,7 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     </outputLimit>\n\
   </capability>\n",
         base = esc(&base),
-        geo = ["POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"]
+        geo = ["POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2", "AREA", "CENTROID", "COORDSYS"]
             .iter()
             .map(|f| format!("        <feature><form>{f}</form></feature>\n"))
             .collect::<String>(),

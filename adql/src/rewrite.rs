@@ -26,6 +26,7 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "lower", "upper", "coalesce",
     // geometry
     "point", "circle", "box", "polygon", "contains", "intersects", "distance", "coord1", "coord2",
+    "area", "centroid", "coordsys",
 ];
 
 /// Validates ADQL-only rules and rewrites the query in place.

@@ -204,7 +204,19 @@ impl Column {
     ) -> Column {
         let id = ids.allocate(field.metadata().get(meta::ID).map(String::as_str), &name);
         let xtype = non_empty(field, meta::XTYPE).or_else(|| (cat == Cat::Time).then(|| "timestamp".to_owned()));
-        let sentinel = (encoding == Encoding::Binary && field.is_nullable() && cat == Cat::Int)
+        // A declared null for integers where no other null exists: BINARY scalars, null rows of
+        // fixed-size arrays, and null elements inside arrays.
+        let element_nullable = match field.data_type() {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => f.is_nullable(),
+            _ => false,
+        };
+        let needs_sentinel = match (cat, shape) {
+            (Cat::Int, Shape::Scalar) => encoding == Encoding::Binary && field.is_nullable(),
+            (Cat::Int, _) => field.is_nullable() || element_nullable,
+            (Cat::Bytes, Shape::Fixed(_)) => field.is_nullable(),
+            _ => false,
+        };
+        let sentinel = needs_sentinel
             .then(|| match prim {
                 Prim::UnsignedByte => Some(255),
                 Prim::Short => Some(i64::from(i16::MIN)),
@@ -570,7 +582,24 @@ fn td_null_elem(out: &mut Vec<u8>, col: &Column, child: &View<'_>, j: usize) -> 
 
 fn td_cell(out: &mut Vec<u8>, col: &Column, view: &View<'_>, row: usize) -> Result<(), String> {
     if view.is_null(row) {
-        out.extend_from_slice(b"<TD/>");
+        match col.shape {
+            // A fixed-size array needs its N elements: NaN, ?, or the integer sentinel.
+            Shape::Fixed(n) if !col.prim.is_text() => {
+                out.extend_from_slice(b"<TD>");
+                for k in 0..n {
+                    if k > 0 {
+                        out.push(b' ');
+                    }
+                    match col.prim {
+                        Prim::Float | Prim::Double => out.extend_from_slice(b"NaN"),
+                        Prim::Boolean => out.push(b'?'),
+                        _ => format::write_int(out, col.sentinel.unwrap_or(0)),
+                    }
+                }
+                out.extend_from_slice(b"</TD>");
+            }
+            _ => out.extend_from_slice(b"<TD/>"),
+        }
         return Ok(());
     }
     out.extend_from_slice(b"<TD>");

@@ -615,6 +615,31 @@ fn udfs_on_arrays() {
     assert_eq!(d.value(0), 0.0);
     assert!(d.is_null(1));
     assert!((d.value(2) - 0.5 * 20f64.to_radians().cos()).abs() < 1e-4);
+
+    // geometry columns of other list types (e.g. read from Parquet), sliced
+    use datafusion::arrow::array::{FixedSizeListArray, LargeListArray};
+    let pts = vec![
+        Some(vec![Some(0.0), Some(0.0)]),
+        Some(vec![Some(10.0), Some(20.0)]),
+        None,
+        Some(vec![Some(10.2), Some(20.1)]),
+    ];
+    let fixed: ArrayRef = Arc::new(
+        FixedSizeListArray::from_iter_primitive::<Float64Type, _, _>(pts.clone(), 2).slice(1, 3),
+    );
+    let large: ArrayRef =
+        Arc::new(LargeListArray::from_iter_primitive::<Float64Type, _, _>(pts).slice(1, 3));
+    for arr in [fixed, large] {
+        let c = evaluate(
+            Kind::Contains,
+            &[ColumnarValue::Array(arr), circle(10.0, 20.0, 1.0)],
+            3,
+        )
+        .unwrap();
+        let ColumnarValue::Array(c) = c else { panic!() };
+        let c: Vec<Option<i32>> = c.as_primitive::<Int32Type>().iter().collect();
+        assert_eq!(c, vec![Some(1), None, Some(1)]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
