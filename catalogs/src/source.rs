@@ -238,7 +238,7 @@ fn read_binary(
         .collect::<Result<_, _>>()?;
     let record: usize = widths.iter().sum();
     let start = source.header_bytes.unwrap_or(0);
-    if bytes.len() < start || record == 0 || (bytes.len() - start) % record != 0 {
+    if bytes.len() < start || record == 0 || !(bytes.len() - start).is_multiple_of(record) {
         return Err(Error::Source(format!(
             "binary source of {} bytes is not a {start}-byte header plus {record}-byte records",
             bytes.len()

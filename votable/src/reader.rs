@@ -284,10 +284,11 @@ impl Values {
         }
     }
 
-    fn append_int(&mut self, v: i64, null_int: Option<i64>) -> Result<(), String> {
+    /// Appends an integer (null if it is the declared null); returns whether it was null.
+    fn append_int(&mut self, v: i64, null_int: Option<i64>) -> Result<bool, String> {
         if null_int == Some(v) {
             self.append_null();
-            return Ok(());
+            return Ok(true);
         }
         let range = || format!("value {v} out of range");
         match self {
@@ -299,64 +300,88 @@ impl Values {
             Values::F64(b) => b.append_value(v as f64),
             Values::Bool(b) => b.append_value(v != 0),
         }
-        Ok(())
+        Ok(false)
     }
 
-    /// One TABLEDATA token.
-    fn append_text(&mut self, tok: &str, null: Option<&str>, null_int: Option<i64>) -> Result<(), String> {
+    fn append_f64(&mut self, v: Option<f64>) -> bool {
+        match self {
+            Values::F32(b) => b.append_option(v.map(|v| v as f32)),
+            Values::F64(b) => b.append_option(v),
+            _ => self.append_null(),
+        }
+        v.is_none_or(f64::is_nan)
+    }
+
+    /// One TABLEDATA token; returns whether it was missing (null or NaN).
+    fn append_text(&mut self, tok: &str, null: Option<&str>, null_int: Option<i64>) -> Result<bool, String> {
         if tok.is_empty() || null == Some(tok) {
             self.append_null();
-            return Ok(());
+            return Ok(true);
         }
         // Like STILTS, text that is not a value of the column's type ("null", "-", "n/a", …,
         // which some services write for missing values) reads as null.
-        match self {
-            Values::Bool(b) => b.append_option(parse_bool(tok)),
-            Values::F32(b) => b.append_option(tok.parse::<f64>().ok().map(|v| v as f32)),
-            Values::F64(b) => b.append_option(tok.parse::<f64>().ok()),
+        Ok(match self {
+            Values::Bool(b) => {
+                let v = parse_bool(tok);
+                b.append_option(v);
+                v.is_none()
+            }
+            Values::F32(_) | Values::F64(_) => self.append_f64(tok.parse::<f64>().ok()),
             _ => match parse_int(tok) {
                 Some(v) => self.append_int(v, null_int)?,
-                None => self.append_null(),
+                None => {
+                    self.append_null();
+                    true
+                }
             },
-        }
-        Ok(())
+        })
     }
 
-    /// Element `k` of a BINARY array of `elem` values.
-    fn append_binary(&mut self, elem: Prim, bytes: &[u8], k: usize, null_int: Option<i64>) -> Result<(), String> {
+    /// Element `k` of a BINARY array of `elem` values; returns whether it was missing.
+    fn append_binary(&mut self, elem: Prim, bytes: &[u8], k: usize, null_int: Option<i64>) -> Result<bool, String> {
         let s = elem.size();
         let at = |n: usize| -> Result<&[u8], String> {
             bytes
                 .get(k * n..(k + 1) * n)
                 .ok_or_else(|| "truncated value".to_owned())
         };
-        match (elem, &mut *self) {
+        Ok(match (elem, &mut *self) {
             (Prim::Bit, Values::Bool(b)) => {
                 let byte = bytes.get(k / 8).ok_or("truncated bit array")?;
                 b.append_value(byte & (0x80 >> (k % 8)) != 0);
+                false
             }
-            (_, Values::Bool(b)) => b.append_option(match at(1)?[0] {
-                b'T' | b't' | b'1' | 1 => Some(true),
-                b'F' | b'f' | b'0' => Some(false),
-                _ => None,
-            }),
+            (_, Values::Bool(b)) => {
+                let v = match at(1)?[0] {
+                    b'T' | b't' | b'1' | 1 => Some(true),
+                    b'F' | b'f' | b'0' => Some(false),
+                    _ => None,
+                };
+                b.append_option(v);
+                v.is_none()
+            }
             (_, Values::U8(_)) => self.append_int(i64::from(at(1)?[0]), null_int)?,
             (_, Values::I16(_)) => {
                 let v = i16::from_be_bytes(at(s)?.try_into().map_err(|_| "bad short")?);
-                self.append_int(i64::from(v), null_int)?;
+                self.append_int(i64::from(v), null_int)?
             }
             (_, Values::I32(_)) => {
                 let v = i32::from_be_bytes(at(s)?.try_into().map_err(|_| "bad int")?);
-                self.append_int(i64::from(v), null_int)?;
+                self.append_int(i64::from(v), null_int)?
             }
             (_, Values::I64(_)) => {
                 let v = i64::from_be_bytes(at(s)?.try_into().map_err(|_| "bad long")?);
-                self.append_int(v, null_int)?;
+                self.append_int(v, null_int)?
             }
-            (_, Values::F32(b)) => b.append_value(f32::from_be_bytes(at(4)?.try_into().map_err(|_| "bad float")?)),
-            (_, Values::F64(b)) => b.append_value(f64::from_be_bytes(at(8)?.try_into().map_err(|_| "bad double")?)),
-        }
-        Ok(())
+            (_, Values::F32(_)) => {
+                let v = f32::from_be_bytes(at(4)?.try_into().map_err(|_| "bad float")?);
+                self.append_f64(Some(f64::from(v)))
+            }
+            (_, Values::F64(_)) => {
+                let v = f64::from_be_bytes(at(8)?.try_into().map_err(|_| "bad double")?);
+                self.append_f64(Some(v))
+            }
+        })
     }
 
     fn len(&self) -> usize {
@@ -452,19 +477,23 @@ impl Builder {
                     b.append_value(text);
                 }
             }
-            Builder::Scalar(v) => v.append_text(text.trim(), null, f.null_int)?,
+            Builder::Scalar(v) => {
+                v.append_text(text.trim(), null, f.null_int)?;
+            }
             _ if text.trim().is_empty() => self.append_null(),
             Builder::Fixed { n, values, nulls, .. } => {
                 let mut k = 0;
+                let mut all_missing = *n > 0;
                 for tok in tokens(text, f.elem) {
                     if k == *n {
                         break;
                     }
-                    values.append_text(tok, null, f.null_int)?;
+                    all_missing &= values.append_text(tok, null, f.null_int)?;
                     k += 1;
                 }
                 (k..*n).for_each(|_| values.append_null());
-                nulls.append_non_null();
+                // TABLEDATA has no null for a fixed-size array: all elements null/NaN is one.
+                nulls.append(!all_missing);
             }
             Builder::Variable {
                 offsets, values, nulls, ..
@@ -480,7 +509,15 @@ impl Builder {
     }
 
     /// One BINARY/BINARY2 cell starting at `*pos`.
-    fn append_binary(&mut self, f: &FieldDesc, data: &[u8], pos: &mut usize, is_null: bool) -> Result<(), String> {
+    /// `flagged`: the stream has null flags (BINARY2), so no null is inferred from the values.
+    fn append_binary(
+        &mut self,
+        f: &FieldDesc,
+        data: &[u8],
+        pos: &mut usize,
+        is_null: bool,
+        flagged: bool,
+    ) -> Result<(), String> {
         let count = match f.shape {
             Shape::Scalar => 1,
             Shape::Fixed(n) => n,
@@ -520,12 +557,16 @@ impl Builder {
                     b.append_value(s);
                 }
             }
-            Builder::Scalar(v) => v.append_binary(f.elem, bytes, 0, f.null_int)?,
+            Builder::Scalar(v) => {
+                v.append_binary(f.elem, bytes, 0, f.null_int)?;
+            }
             Builder::Fixed { values, nulls, .. } => {
+                let mut all_missing = count > 0;
                 for k in 0..count {
-                    values.append_binary(f.elem, bytes, k, f.null_int)?;
+                    all_missing &= values.append_binary(f.elem, bytes, k, f.null_int)?;
                 }
-                nulls.append_non_null();
+                // BINARY has no null for a fixed-size array: all elements null/NaN is one.
+                nulls.append(flagged || !all_missing);
             }
             Builder::Variable {
                 offsets, values, nulls, ..
@@ -703,7 +744,7 @@ impl Table {
             pos += nflags;
             for c in 0..self.fields.len() {
                 let is_null = flags && flag_bytes[c / 8] & (0x80 >> (c % 8)) != 0;
-                if let Err(reason) = self.builders[c].append_binary(&self.fields[c], data, &mut pos, is_null) {
+                if let Err(reason) = self.builders[c].append_binary(&self.fields[c], data, &mut pos, is_null, flags) {
                     return Err(self.cell_error(self.rows, c, reason));
                 }
             }

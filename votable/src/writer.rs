@@ -159,6 +159,11 @@ impl Column {
             column: name.clone(),
             data_type: field.data_type().to_string(),
         })?;
+        if cat == Cat::Bytes && field.is_nullable() {
+            // A null fixed-size byte array has no VOTable spelling (no byte value is free to be
+            // a null sentinel): declare it variable, where an empty array is the null.
+            shape = Shape::Variable { max: None };
+        }
         // datatype override, honoured when the values can be written that way.
         if let Some(p) = non_empty(field, meta::DATATYPE).as_deref().and_then(Prim::parse) {
             let ok = match cat {
@@ -213,7 +218,6 @@ impl Column {
         let needs_sentinel = match (cat, shape) {
             (Cat::Int, Shape::Scalar) => encoding == Encoding::Binary && field.is_nullable(),
             (Cat::Int, _) => field.is_nullable() || element_nullable,
-            (Cat::Bytes, Shape::Fixed(_)) => field.is_nullable(),
             _ => false,
         };
         let sentinel = needs_sentinel

@@ -69,10 +69,12 @@ fn expected_all_types() -> Vec<ArrayRef> {
             Some(vec![Some(97), Some(98), Some(99)]),
             None,
         ])),
-        Arc::new(FixedSizeListArray::from_iter_primitive::<UInt8Type, _, _>(
-            vec![Some(vec![Some(1), Some(2), Some(3)]), Some(vec![Some(255), Some(0), Some(7)]), None],
-            3,
-        )),
+        // Nullable FixedSizeBinary is written with arraysize="*".
+        Arc::new(ListArray::from_iter_primitive::<UInt8Type, _, _>(vec![
+            Some(vec![Some(1), Some(2), Some(3)]),
+            Some(vec![Some(255), Some(0), Some(7)]),
+            None,
+        ])),
         Arc::new(StringArray::from(vec![None::<&str>, None, None])),
         Arc::new(StringArray::from(vec![Some("Ångström → α"), Some("plain"), None])),
     ]
