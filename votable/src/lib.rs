@@ -148,7 +148,9 @@ pub enum EndStatus {
 pub fn error_document(message: &str) -> String {
     let mut out = Vec::with_capacity(512 + message.len());
     writer::write_preamble(&mut out);
-    out.extend_from_slice(b"<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" value=\"ERROR\">");
+    out.extend_from_slice(
+        b"<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" value=\"ERROR\">",
+    );
     xml::escape_text(&mut out, message);
     out.extend_from_slice(b"</INFO>\n</RESOURCE>\n</VOTABLE>\n");
     // Everything written is valid UTF-8 (escaping copies whole characters).

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use datafusion::arrow::array::builder::{ArrayBuilder, NullBufferBuilder};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, FixedSizeListArray, Float32Builder, Float64Builder, Int16Builder,
     Int32Builder, Int64Builder, ListArray, RecordBatch, StringBuilder, UInt8Builder,
 };
-use datafusion::arrow::array::builder::{ArrayBuilder, NullBufferBuilder};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use quick_xml::events::{BytesStart, Event};
@@ -66,10 +66,12 @@ fn local<'e>(e: &'e BytesStart<'_>) -> &'e str {
 
 fn skip(r: &mut Reader<&[u8]>, e: &BytesStart<'_>) -> Result<(), Error> {
     let name = e.name();
-    r.read_to_end(name).map(|_| ()).map_err(|source| Error::Xml {
-        position: r.error_position(),
-        source,
-    })
+    r.read_to_end(name)
+        .map(|_| ())
+        .map_err(|source| Error::Xml {
+            position: r.error_position(),
+            source,
+        })
 }
 
 fn attributes(e: &BytesStart<'_>) -> Result<HashMap<String, String>, Error> {
@@ -81,8 +83,14 @@ fn attributes(e: &BytesStart<'_>) -> Result<HashMap<String, String>, Error> {
         })?;
         let value = a
             .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|source| Error::Xml { position: 0, source })?;
-        map.insert(a.key.local_name().into_inner().to_owned(), value.into_owned());
+            .map_err(|source| Error::Xml {
+                position: 0,
+                source,
+            })?;
+        map.insert(
+            a.key.local_name().into_inner().to_owned(),
+            value.into_owned(),
+        );
     }
     Ok(map)
 }
@@ -139,8 +147,9 @@ impl FieldDesc {
         let datatype = attrs
             .get("datatype")
             .ok_or_else(|| Error::Invalid(format!("FIELD {name:?} has no datatype")))?;
-        let prim = Prim::parse(datatype)
-            .ok_or_else(|| Error::Invalid(format!("FIELD {name:?}: unknown datatype {datatype:?}")))?;
+        let prim = Prim::parse(datatype).ok_or_else(|| {
+            Error::Invalid(format!("FIELD {name:?}: unknown datatype {datatype:?}"))
+        })?;
         let shape = match attrs.get("arraysize") {
             None => Shape::Scalar,
             Some(s) => parse_arraysize(s)
@@ -152,7 +161,15 @@ impl FieldDesc {
             p => (p, 1),
         };
         let mut metadata = HashMap::new();
-        for key in [meta::ID, meta::DATATYPE, meta::ARRAYSIZE, meta::UNIT, meta::UCD, meta::UTYPE, meta::XTYPE] {
+        for key in [
+            meta::ID,
+            meta::DATATYPE,
+            meta::ARRAYSIZE,
+            meta::UNIT,
+            meta::UCD,
+            meta::UTYPE,
+            meta::XTYPE,
+        ] {
             if let Some(v) = attrs.get(key).filter(|v| !v.trim().is_empty()) {
                 metadata.insert(key.to_owned(), v.clone());
             }
@@ -195,7 +212,9 @@ impl FieldDesc {
             let total = n
                 .checked_mul(self.factor)
                 .filter(|t| i32::try_from(*t).is_ok())
-                .ok_or_else(|| Error::Invalid(format!("FIELD {:?}: arraysize too large", self.name)))?;
+                .ok_or_else(|| {
+                    Error::Invalid(format!("FIELD {:?}: arraysize too large", self.name))
+                })?;
             Ok(Layout::Fixed(total))
         };
         match self.shape {
@@ -231,7 +250,10 @@ fn parse_int(s: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let v = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let v = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i128::from(u64::from_str_radix(hex, 16).ok()?)
     } else {
         i128::from(digits.parse::<u64>().ok()?)
@@ -262,7 +284,9 @@ enum Values {
 impl Values {
     fn new(elem: Prim) -> Values {
         match elem {
-            Prim::Boolean | Prim::Bit | Prim::Char | Prim::UnicodeChar => Values::Bool(BooleanBuilder::new()),
+            Prim::Boolean | Prim::Bit | Prim::Char | Prim::UnicodeChar => {
+                Values::Bool(BooleanBuilder::new())
+            }
             Prim::UnsignedByte => Values::U8(UInt8Builder::new()),
             Prim::Short => Values::I16(Int16Builder::new()),
             Prim::Int => Values::I32(Int32Builder::new()),
@@ -313,7 +337,12 @@ impl Values {
     }
 
     /// One TABLEDATA token; returns whether it was missing (null or NaN).
-    fn append_text(&mut self, tok: &str, null: Option<&str>, null_int: Option<i64>) -> Result<bool, String> {
+    fn append_text(
+        &mut self,
+        tok: &str,
+        null: Option<&str>,
+        null_int: Option<i64>,
+    ) -> Result<bool, String> {
         if tok.is_empty() || null == Some(tok) {
             self.append_null();
             return Ok(true);
@@ -338,7 +367,13 @@ impl Values {
     }
 
     /// Element `k` of a BINARY array of `elem` values; returns whether it was missing.
-    fn append_binary(&mut self, elem: Prim, bytes: &[u8], k: usize, null_int: Option<i64>) -> Result<bool, String> {
+    fn append_binary(
+        &mut self,
+        elem: Prim,
+        bytes: &[u8],
+        k: usize,
+        null_int: Option<i64>,
+    ) -> Result<bool, String> {
         let s = elem.size();
         let at = |n: usize| -> Result<&[u8], String> {
             bytes
@@ -452,12 +487,17 @@ impl Builder {
         match self {
             Builder::Text(b) => b.append_null(),
             Builder::Scalar(v) => v.append_null(),
-            Builder::Fixed { n, values, nulls, .. } => {
+            Builder::Fixed {
+                n, values, nulls, ..
+            } => {
                 (0..*n).for_each(|_| values.append_null());
                 nulls.append_null();
             }
             Builder::Variable {
-                offsets, values, nulls, ..
+                offsets,
+                values,
+                nulls,
+                ..
             } => {
                 offsets.push(offsets.last().copied().unwrap_or(0));
                 let _ = values;
@@ -481,7 +521,9 @@ impl Builder {
                 v.append_text(text.trim(), null, f.null_int)?;
             }
             _ if text.trim().is_empty() => self.append_null(),
-            Builder::Fixed { n, values, nulls, .. } => {
+            Builder::Fixed {
+                n, values, nulls, ..
+            } => {
                 let mut k = 0;
                 let mut all_missing = *n > 0;
                 for tok in tokens(text, f.elem) {
@@ -496,7 +538,10 @@ impl Builder {
                 nulls.append(!all_missing);
             }
             Builder::Variable {
-                offsets, values, nulls, ..
+                offsets,
+                values,
+                nulls,
+                ..
             } => {
                 for tok in tokens(text, f.elem) {
                     values.append_text(tok, null, f.null_int)?;
@@ -569,7 +614,10 @@ impl Builder {
                 nulls.append(flagged || !all_missing);
             }
             Builder::Variable {
-                offsets, values, nulls, ..
+                offsets,
+                values,
+                nulls,
+                ..
             } => {
                 for k in 0..count {
                     values.append_binary(f.elem, bytes, k, f.null_int)?;
@@ -585,7 +633,12 @@ impl Builder {
         Ok(match self {
             Builder::Text(b) => Arc::new(b.finish()),
             Builder::Scalar(v) => v.finish(),
-            Builder::Fixed { n, values, nulls, item } => Arc::new(FixedSizeListArray::try_new(
+            Builder::Fixed {
+                n,
+                values,
+                nulls,
+                item,
+            } => Arc::new(FixedSizeListArray::try_new(
                 item.clone(),
                 *n as i32,
                 values.finish(),
@@ -644,9 +697,15 @@ struct Table {
 impl Table {
     fn new(fields: Vec<FieldDesc>) -> Result<Table, Error> {
         let schema = Arc::new(Schema::new(
-            fields.iter().map(FieldDesc::arrow_field).collect::<Result<Vec<_>, _>>()?,
+            fields
+                .iter()
+                .map(FieldDesc::arrow_field)
+                .collect::<Result<Vec<_>, _>>()?,
         ));
-        let builders = fields.iter().map(Builder::new).collect::<Result<Vec<_>, _>>()?;
+        let builders = fields
+            .iter()
+            .map(Builder::new)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Table {
             fields,
             schema,
@@ -668,8 +727,13 @@ impl Table {
         if self.rows == 0 {
             return Ok(());
         }
-        let columns = self.builders.iter_mut().map(Builder::finish).collect::<Result<Vec<_>, _>>()?;
-        self.batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        let columns = self
+            .builders
+            .iter_mut()
+            .map(Builder::finish)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batches
+            .push(RecordBatch::try_new(self.schema.clone(), columns)?);
         self.rows = 0;
         Ok(())
     }
@@ -696,7 +760,9 @@ impl Table {
                     "TD" if in_row => {
                         cell.clear();
                         collect_text(r, &mut cell)?;
-                        if let (Some(b), Some(f)) = (self.builders.get_mut(col), self.fields.get(col)) {
+                        if let (Some(b), Some(f)) =
+                            (self.builders.get_mut(col), self.fields.get(col))
+                        {
                             if let Err(reason) = b.append_text(f, &cell) {
                                 return Err(self.cell_error(self.rows, col, reason));
                             }
@@ -735,7 +801,11 @@ impl Table {
     }
 
     fn read_binary(&mut self, data: &[u8], flags: bool) -> Result<(), Error> {
-        let nflags = if flags { self.fields.len().div_ceil(8) } else { 0 };
+        let nflags = if flags {
+            self.fields.len().div_ceil(8)
+        } else {
+            0
+        };
         let mut pos = 0usize;
         while pos < data.len() {
             let flag_bytes = data
@@ -744,7 +814,9 @@ impl Table {
             pos += nflags;
             for c in 0..self.fields.len() {
                 let is_null = flags && flag_bytes[c / 8] & (0x80 >> (c % 8)) != 0;
-                if let Err(reason) = self.builders[c].append_binary(&self.fields[c], data, &mut pos, is_null, flags) {
+                if let Err(reason) =
+                    self.builders[c].append_binary(&self.fields[c], data, &mut pos, is_null, flags)
+                {
                     return Err(self.cell_error(self.rows, c, reason));
                 }
             }
@@ -779,7 +851,9 @@ fn read_table(r: &mut Reader<&[u8]>) -> Result<(SchemaRef, Vec<RecordBatch>), Er
                     }
                     match attrs.get("encoding").map(String::as_str) {
                         None | Some("base64") => {}
-                        Some(other) => return Err(Error::Unsupported(format!("STREAM encoding {other:?}"))),
+                        Some(other) => {
+                            return Err(Error::Unsupported(format!("STREAM encoding {other:?}")))
+                        }
                     }
                     let mut text = String::new();
                     collect_text(r, &mut text)?;
@@ -809,7 +883,10 @@ fn read_table(r: &mut Reader<&[u8]>) -> Result<(SchemaRef, Vec<RecordBatch>), Er
     Ok((table.schema, table.batches))
 }
 
-fn ensure_table<'t>(table: &'t mut Option<Table>, fields: &mut Vec<FieldDesc>) -> Result<&'t mut Table, Error> {
+fn ensure_table<'t>(
+    table: &'t mut Option<Table>,
+    fields: &mut Vec<FieldDesc>,
+) -> Result<&'t mut Table, Error> {
     if table.is_none() {
         if fields.is_empty() {
             return Err(Error::Invalid("DATA before any FIELD".into()));
@@ -830,7 +907,8 @@ fn read_field_children(r: &mut Reader<&[u8]>, f: &mut FieldDesc) -> Result<(), E
                     collect_text(r, &mut text)?;
                     let text = text.trim();
                     if !text.is_empty() {
-                        f.metadata.insert(meta::DESCRIPTION.to_owned(), text.to_owned());
+                        f.metadata
+                            .insert(meta::DESCRIPTION.to_owned(), text.to_owned());
                     }
                 }
                 "VALUES" => {

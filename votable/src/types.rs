@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(parse_arraysize("12"), Some(Shape::Fixed(12)));
         assert_eq!(
             parse_arraysize("8*"),
-Some(Shape::Variable { max: Some(8) })
+            Some(Shape::Variable { max: Some(8) })
         );
         assert_eq!(parse_arraysize("2x3"), Some(Shape::Fixed(6)));
         assert_eq!(parse_arraysize("2x*"), Some(Shape::Variable { max: None }));

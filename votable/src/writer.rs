@@ -9,10 +9,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Decimal32Type, Decimal64Type, Field,
-    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type, ArrowPrimitiveType,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal128Type, Decimal32Type,
+    Decimal64Type, Field, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 
 use crate::format::{self, DATE_BUF};
@@ -52,7 +52,12 @@ fn base64_into(out: &mut Vec<u8>, input: &[u8]) {
     match *chunks.remainder() {
         [a] => {
             let n = u32::from(a) << 16;
-            out.extend_from_slice(&[B64[(n >> 18) as usize & 63], B64[(n >> 12) as usize & 63], b'=', b'=']);
+            out.extend_from_slice(&[
+                B64[(n >> 18) as usize & 63],
+                B64[(n >> 12) as usize & 63],
+                b'=',
+                b'=',
+            ]);
         }
         [a, b] => {
             let n = (u32::from(a) << 16) | (u32::from(b) << 8);
@@ -88,7 +93,9 @@ fn scalar_plan(dt: &DataType) -> Option<(Cat, Prim)> {
         D::Int32 | D::UInt16 => (Cat::Int, Prim::Int),
         D::Int64 | D::UInt32 | D::UInt64 => (Cat::Int, Prim::Long),
         D::Float16 | D::Float32 => (Cat::Float, Prim::Float),
-        D::Float64 | D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) => (Cat::Float, Prim::Double),
+        D::Float64 | D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) => {
+            (Cat::Float, Prim::Double)
+        }
         _ => return None,
     })
 }
@@ -104,7 +111,11 @@ fn plan_type(dt: &DataType) -> Option<(Cat, Prim, Shape)> {
         D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Null => (Cat::Text, Prim::Char, var),
         D::Date32 | D::Date64 | D::Timestamp(..) => (Cat::Time, Prim::Char, var),
         D::Binary | D::LargeBinary | D::BinaryView => (Cat::Bytes, Prim::UnsignedByte, var),
-        D::FixedSizeBinary(n) => (Cat::Bytes, Prim::UnsignedByte, Shape::Fixed(usize::try_from(*n).ok()?)),
+        D::FixedSizeBinary(n) => (
+            Cat::Bytes,
+            Prim::UnsignedByte,
+            Shape::Fixed(usize::try_from(*n).ok()?),
+        ),
         D::List(f) | D::LargeList(f) => {
             let (cat, prim) = scalar_plan(f.data_type())?;
             (cat, prim, var)
@@ -149,23 +160,32 @@ fn non_empty(field: &Field, key: &str) -> Option<String> {
 }
 
 impl Column {
-    fn plan(field: &Field, index: usize, ids: &mut IdAllocator, encoding: Encoding) -> Result<Column, Error> {
+    fn plan(
+        field: &Field,
+        index: usize,
+        ids: &mut IdAllocator,
+        encoding: Encoding,
+    ) -> Result<Column, Error> {
         let name = if field.name().trim().is_empty() {
             format!("col{}", index + 1)
         } else {
             field.name().clone()
         };
-        let (cat, mut prim, mut shape) = plan_type(field.data_type()).ok_or_else(|| Error::UnsupportedType {
-            column: name.clone(),
-            data_type: field.data_type().to_string(),
-        })?;
-        if cat == Cat::Bytes && field.is_nullable() {
+        let (cat, mut prim, mut shape) =
+            plan_type(field.data_type()).ok_or_else(|| Error::UnsupportedType {
+                column: name.clone(),
+                data_type: field.data_type().to_string(),
+            })?;
+        if matches!(shape, Shape::Fixed(_)) && prim == Prim::UnsignedByte && field.is_nullable() {
             // A null fixed-size byte array has no VOTable spelling (no byte value is free to be
             // a null sentinel): declare it variable, where an empty array is the null.
             shape = Shape::Variable { max: None };
         }
         // datatype override, honoured when the values can be written that way.
-        if let Some(p) = non_empty(field, meta::DATATYPE).as_deref().and_then(Prim::parse) {
+        if let Some(p) = non_empty(field, meta::DATATYPE)
+            .as_deref()
+            .and_then(Prim::parse)
+        {
             let ok = match cat {
                 Cat::Text | Cat::Time => p.is_text(),
                 Cat::Int => p.is_integer() || p.is_float(),
@@ -182,7 +202,16 @@ impl Column {
             match (cat, shape, parse_arraysize(s)) {
                 (Cat::Text | Cat::Time, _, Some(new)) if !s.contains('x') => shape = new,
                 (_, Shape::Fixed(n), Some(Shape::Fixed(m))) if n == m && cat != Cat::Bytes => {
-                    return Ok(Column::finish(field, name, cat, prim, shape, Some(s.to_owned()), ids, encoding));
+                    return Ok(Column::finish(
+                        field,
+                        name,
+                        cat,
+                        prim,
+                        shape,
+                        Some(s.to_owned()),
+                        ids,
+                        encoding,
+                    ));
                 }
                 _ => {}
             }
@@ -193,7 +222,9 @@ impl Column {
             Shape::Variable { max: None } => Some("*".to_owned()),
             Shape::Variable { max: Some(n) } => Some(format!("{n}*")),
         };
-        Ok(Column::finish(field, name, cat, prim, shape, arraysize, ids, encoding))
+        Ok(Column::finish(
+            field, name, cat, prim, shape, arraysize, ids, encoding,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -208,18 +239,17 @@ impl Column {
         encoding: Encoding,
     ) -> Column {
         let id = ids.allocate(field.metadata().get(meta::ID).map(String::as_str), &name);
-        let xtype = non_empty(field, meta::XTYPE).or_else(|| (cat == Cat::Time).then(|| "timestamp".to_owned()));
-        // A declared null for integers where no other null exists: BINARY scalars, null rows of
-        // fixed-size arrays, and null elements inside arrays.
-        let element_nullable = match field.data_type() {
-            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => f.is_nullable(),
-            _ => false,
-        };
-        let needs_sentinel = match (cat, shape) {
-            (Cat::Int, Shape::Scalar) => encoding == Encoding::Binary && field.is_nullable(),
-            (Cat::Int, _) => field.is_nullable() || element_nullable,
-            _ => false,
-        };
+        let xtype = non_empty(field, meta::XTYPE)
+            .or_else(|| (cat == Cat::Time).then(|| "timestamp".to_owned()));
+        // A declared null for integers where no other null exists: BINARY scalars and null
+        // rows of fixed-size arrays. (Null elements inside integer arrays keep their stored
+        // value; a variable-length array's null is the empty array.)
+        let needs_sentinel = field.is_nullable()
+            && match (cat, shape) {
+                (Cat::Int, Shape::Scalar) => encoding == Encoding::Binary,
+                (Cat::Int, Shape::Fixed(_)) => true,
+                _ => false,
+            };
         let sentinel = needs_sentinel
             .then(|| match prim {
                 Prim::UnsignedByte => Some(255),
@@ -357,7 +387,10 @@ impl<'a> View<'a> {
         let err = || mismatch(dt);
         macro_rules! prim {
             ($t:ty) => {
-                a.as_primitive_opt::<$t>().ok_or_else(err)?.values().as_ref()
+                a.as_primitive_opt::<$t>()
+                    .ok_or_else(err)?
+                    .values()
+                    .as_ref()
             };
         }
         let data = match dt {
@@ -394,7 +427,9 @@ impl<'a> View<'a> {
             D::Binary => Data::Bytes(a.as_binary_opt::<i32>().ok_or_else(err)?),
             D::LargeBinary => Data::LargeBytes(a.as_binary_opt::<i64>().ok_or_else(err)?),
             D::BinaryView => Data::BytesView(a.as_binary_view_opt().ok_or_else(err)?),
-            D::FixedSizeBinary(_) => Data::FixedBytes(a.as_fixed_size_binary_opt().ok_or_else(err)?),
+            D::FixedSizeBinary(_) => {
+                Data::FixedBytes(a.as_fixed_size_binary_opt().ok_or_else(err)?)
+            }
             D::List(_) => {
                 let l = a.as_list_opt::<i32>().ok_or_else(err)?;
                 Data::List(l.value_offsets(), Box::new(View::of(l.values().as_ref())?))
@@ -414,7 +449,10 @@ impl<'a> View<'a> {
                     // Every key is null (arrow's normalized_keys needs a value to point at).
                     Data::Null
                 } else {
-                    Data::Dict(d.normalized_keys(), Box::new(View::of(d.values().as_ref())?))
+                    Data::Dict(
+                        d.normalized_keys(),
+                        Box::new(View::of(d.values().as_ref())?),
+                    )
                 }
             }
             _ => return Err(err()),
@@ -481,7 +519,9 @@ enum Elems<'v, 'a> {
 fn elems<'v, 'a>(data: &'v Data<'a>, row: usize) -> Option<Elems<'v, 'a>> {
     Some(match data {
         Data::List(off, child) => Elems::Values(child, off[row] as usize..off[row + 1] as usize),
-        Data::LargeList(off, child) => Elems::Values(child, off[row] as usize..off[row + 1] as usize),
+        Data::LargeList(off, child) => {
+            Elems::Values(child, off[row] as usize..off[row + 1] as usize)
+        }
         Data::FixedList(n, child) => Elems::Values(child, row * n..(row + 1) * n),
         Data::Bytes(a) => Elems::Bytes(a.value(row)),
         Data::LargeBytes(a) => Elems::Bytes(a.value(row)),
@@ -557,7 +597,9 @@ fn td_value(out: &mut Vec<u8>, col: &Column, v: Val<'_>) -> Result<(), String> {
         Val::F32(x) => format::write_f32(out, x),
         Val::F64(x) if col.prim == Prim::Float => format::write_f32(out, x as f32),
         Val::F64(x) => format::write_f64(out, x),
-        Val::Dec(x, s) if col.prim == Prim::Float => format::write_f32(out, format::decimal_to_f64(x, s) as f32),
+        Val::Dec(x, s) if col.prim == Prim::Float => {
+            format::write_f32(out, format::decimal_to_f64(x, s) as f32)
+        }
         Val::Dec(x, s) => format::write_decimal(out, x, s),
         Val::Str(s) => td_str(out, col, s),
         Val::Date(_) | Val::Ts(..) => {
@@ -641,8 +683,16 @@ fn td_cell(out: &mut Vec<u8>, col: &Column, view: &View<'_>, row: usize) -> Resu
 fn bin_int(raw: &mut Vec<u8>, prim: Prim, x: i64) -> Result<(), String> {
     match prim {
         Prim::UnsignedByte => raw.push(u8::try_from(x).map_err(|_| out_of_range(x, prim))?),
-        Prim::Short => raw.extend_from_slice(&i16::try_from(x).map_err(|_| out_of_range(x, prim))?.to_be_bytes()),
-        Prim::Int => raw.extend_from_slice(&i32::try_from(x).map_err(|_| out_of_range(x, prim))?.to_be_bytes()),
+        Prim::Short => raw.extend_from_slice(
+            &i16::try_from(x)
+                .map_err(|_| out_of_range(x, prim))?
+                .to_be_bytes(),
+        ),
+        Prim::Int => raw.extend_from_slice(
+            &i32::try_from(x)
+                .map_err(|_| out_of_range(x, prim))?
+                .to_be_bytes(),
+        ),
         Prim::Long => raw.extend_from_slice(&x.to_be_bytes()),
         Prim::Float => raw.extend_from_slice(&(x as f32).to_be_bytes()),
         Prim::Double => raw.extend_from_slice(&(x as f64).to_be_bytes()),
@@ -947,7 +997,12 @@ impl Writer {
         Ok(())
     }
 
-    fn binary_rows(&mut self, out: &mut Vec<u8>, views: &[View<'_>], n: usize) -> Result<(), Error> {
+    fn binary_rows(
+        &mut self,
+        out: &mut Vec<u8>,
+        views: &[View<'_>],
+        n: usize,
+    ) -> Result<(), Error> {
         let mut raw = std::mem::take(&mut self.raw);
         let carried = raw.len();
         let flags = if self.opts.encoding == Encoding::Binary2 {
@@ -1009,7 +1064,9 @@ impl Writer {
         }
         match status {
             EndStatus::Ok => {}
-            EndStatus::Overflow => out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n"),
+            EndStatus::Overflow => {
+                out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")
+            }
             EndStatus::Error(msg) => {
                 out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"ERROR\">");
                 xml::escape_text(&mut out, &msg);

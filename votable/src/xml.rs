@@ -19,7 +19,8 @@ const fn table(mode: Mode) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 0x20 {
-        t[b] = !(matches!(mode, Mode::Text | Mode::Ascii) && (b == b'\t' as usize || b == b'\n' as usize));
+        t[b] = !(matches!(mode, Mode::Text | Mode::Ascii)
+            && (b == b'\t' as usize || b == b'\n' as usize));
         b += 1;
     }
     t[b'&' as usize] = true;
@@ -73,7 +74,8 @@ fn escape(out: &mut Vec<u8>, s: &str, mode: Mode) {
             b'\r' => out.extend_from_slice(b"&#13;"),
             0..=0x1F => out.push(b'?'),
             0xEF if mode != Mode::Ascii => {
-                if bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) {
+                if bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
+                {
                     out.extend_from_slice("\u{FFFD}".as_bytes());
                     step = 3;
                 } else {
@@ -156,21 +158,36 @@ mod tests {
 
     #[test]
     fn text_escaping() {
-        assert_eq!(run(escape_text, "a<b & c>d \"q\" 'a'"), "a&lt;b &amp; c&gt;d \"q\" 'a'");
-        assert_eq!(run(escape_text, "tab\tnl\ncr\r\u{1}x"), "tab\tnl\ncr&#13;?x");
+        assert_eq!(
+            run(escape_text, "a<b & c>d \"q\" 'a'"),
+            "a&lt;b &amp; c&gt;d \"q\" 'a'"
+        );
+        assert_eq!(
+            run(escape_text, "tab\tnl\ncr\r\u{1}x"),
+            "tab\tnl\ncr&#13;?x"
+        );
         assert_eq!(run(escape_text, "Ångström → ok"), "Ångström → ok");
-        assert_eq!(run(escape_text, "bad\u{FFFE}\u{FFFF}\u{FFFD}\u{E000}"), "bad\u{FFFD}\u{FFFD}\u{FFFD}\u{E000}");
+        assert_eq!(
+            run(escape_text, "bad\u{FFFE}\u{FFFF}\u{FFFD}\u{E000}"),
+            "bad\u{FFFD}\u{FFFD}\u{FFFD}\u{E000}"
+        );
     }
 
     #[test]
     fn ascii_escaping() {
-        assert_eq!(run(escape_ascii_text, "Ångström <x> 😀!"), "?ngstr?m &lt;x&gt; ?!");
+        assert_eq!(
+            run(escape_ascii_text, "Ångström <x> 😀!"),
+            "?ngstr?m &lt;x&gt; ?!"
+        );
         assert_eq!(run(escape_ascii_text, "plain"), "plain");
     }
 
     #[test]
     fn attr_escaping() {
-        assert_eq!(run(escape_attr, "a\"b<c>&\td\ne\u{0}"), "a&quot;b&lt;c&gt;&amp;&#9;d&#10;e?");
+        assert_eq!(
+            run(escape_attr, "a\"b<c>&\td\ne\u{0}"),
+            "a&quot;b&lt;c&gt;&amp;&#9;d&#10;e?"
+        );
         assert_eq!(run(escape_attr, "é"), "é");
     }
 

@@ -4,10 +4,16 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, UInt8Type};
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int32Type, Int64Type, UInt8Type,
+};
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/votables")).join(rel)
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/votables"
+    ))
+    .join(rel)
 }
 
 fn read(rel: &str) -> RecordBatch {
@@ -35,7 +41,10 @@ fn starlink_tabledata() {
     let ra = col(&b, "ra").as_primitive::<Float64Type>();
     assert_eq!(ra.value(0), 315.101337919417);
     assert_eq!(ra.value(3), 315.261345769788);
-    assert_eq!(col(&b, "ref_epoch").as_primitive::<Float64Type>().value(1), 2015.0);
+    assert_eq!(
+        col(&b, "ref_epoch").as_primitive::<Float64Type>().value(1),
+        2015.0
+    );
     assert_eq!(meta(&b, "ra", "ucd"), Some("pos.eq.ra;meta.main"));
     assert_eq!(meta(&b, "ra", "unit"), Some("deg"));
     assert_eq!(
@@ -48,8 +57,14 @@ fn starlink_tabledata() {
 fn gaia_binary2_with_null_flags() {
     let b = read("astropy/binary2_masked_strings.xml");
     assert_eq!(b.num_rows(), 3);
-    assert_eq!(col(&b, "source_id").as_primitive::<Int64Type>().value(0), 5_966_029_325_870_896_512);
-    assert_eq!(col(&b, "ra").as_primitive::<Float64Type>().value(1), 257.239372393368);
+    assert_eq!(
+        col(&b, "source_id").as_primitive::<Int64Type>().value(0),
+        5_966_029_325_870_896_512
+    );
+    assert_eq!(
+        col(&b, "ra").as_primitive::<Float64Type>().value(1),
+        257.239372393368
+    );
     assert_eq!(col(&b, "a_g_val").null_count(), 3);
     let url = col(&b, "datalink_url").as_string::<i32>();
     assert_eq!(
@@ -64,9 +79,18 @@ fn vizier_binary2_fixed_width_strings() {
     let b = read("astropy/vizier_b2_votable.xml");
     assert_eq!(b.num_rows(), 20);
     assert_eq!(col(&b, "n_PNG").as_string::<i32>().value(0), "T");
-    assert!(col(&b, "Name").as_string::<i32>().value(0).starts_with("PHR0615-0025"));
-    assert_eq!(col(&b, "ObsDate").as_primitive::<Int32Type>().value(0), 2_453_377);
-    assert_eq!(col(&b, "RAJ2000").as_primitive::<Float64Type>().value(0), 93.835);
+    assert!(col(&b, "Name")
+        .as_string::<i32>()
+        .value(0)
+        .starts_with("PHR0615-0025"));
+    assert_eq!(
+        col(&b, "ObsDate").as_primitive::<Int32Type>().value(0),
+        2_453_377
+    );
+    assert_eq!(
+        col(&b, "RAJ2000").as_primitive::<Float64Type>().value(0),
+        93.835
+    );
     assert_eq!(meta(&b, "PNG", "arraysize"), Some("12"));
 }
 
@@ -74,22 +98,54 @@ fn vizier_binary2_fixed_width_strings() {
 fn dachs_binary_v1() {
     let b = read("pyvo/dal/tests/data/scs/result.xml");
     assert_eq!(b.num_rows(), 1273);
-    assert_eq!(col(&b, "raj2000").as_primitive::<Float64Type>().value(0), 77.6581);
-    assert_eq!(col(&b, "detection_time").as_primitive::<Float64Type>().value(0), 1990.65777659664);
-    assert_eq!(col(&b, "energy_cor").as_primitive::<Float32Type>().value(0), 0.15);
-    assert_eq!(col(&b, "id").as_string::<i32>().value(0), "1522124650242182041");
+    assert_eq!(
+        col(&b, "raj2000").as_primitive::<Float64Type>().value(0),
+        77.6581
+    );
+    assert_eq!(
+        col(&b, "detection_time")
+            .as_primitive::<Float64Type>()
+            .value(0),
+        1990.65777659664
+    );
+    assert_eq!(
+        col(&b, "energy_cor").as_primitive::<Float32Type>().value(0),
+        0.15
+    );
+    assert_eq!(
+        col(&b, "id").as_string::<i32>().value(0),
+        "1522124650242182041"
+    );
 }
 
 #[test]
 fn astropy_regression_types() {
     let b = read("astropy/regression.bin.tabledata.truth.1.3.xml");
     assert_eq!(b.num_rows(), 5);
-    assert_eq!(col(&b, "unicode_test").as_string::<i32>().value(0), "Ceçi n'est pas un pipe");
-    assert_eq!(col(&b, "unsignedByte").as_primitive::<UInt8Type>().value(0), 128);
-    assert!(matches!(col(&b, "doubleComplex").data_type(), DataType::FixedSizeList(_, 2)));
-    assert!(matches!(col(&b, "bitarray").data_type(), DataType::FixedSizeList(_, 6)));
-    assert!(matches!(col(&b, "doublearray").data_type(), DataType::List(_)));
-    assert_eq!(col(&b, "long").as_primitive::<Int64Type>().value(0), 922_337_203_685_477);
+    assert_eq!(
+        col(&b, "unicode_test").as_string::<i32>().value(0),
+        "Ceçi n'est pas un pipe"
+    );
+    assert_eq!(
+        col(&b, "unsignedByte").as_primitive::<UInt8Type>().value(0),
+        128
+    );
+    assert!(matches!(
+        col(&b, "doubleComplex").data_type(),
+        DataType::FixedSizeList(_, 2)
+    ));
+    assert!(matches!(
+        col(&b, "bitarray").data_type(),
+        DataType::FixedSizeList(_, 6)
+    ));
+    assert!(matches!(
+        col(&b, "doublearray").data_type(),
+        DataType::List(_)
+    ));
+    assert_eq!(
+        col(&b, "long").as_primitive::<Int64Type>().value(0),
+        922_337_203_685_477
+    );
 }
 
 #[test]
@@ -104,7 +160,10 @@ fn many_real_files_parse() {
         ("obscore/esa_hst_ehst_cone_search.vot", 317),
         ("astroquery/gaia/tests/data/1710099405832VAL-result.vot", 2),
         ("astroquery/ipac/ned/tests/data/query_photometry.xml", 556),
-        ("astroquery/esa/euclid/tests/data/test_get_product_list.vot", 4),
+        (
+            "astroquery/esa/euclid/tests/data/test_get_product_list.vot",
+            4,
+        ),
     ] {
         let b = read(rel);
         if rows > 0 {
@@ -138,7 +197,14 @@ fn namespaced_latin1_and_entities() {
 <vot:DATA><vot:TABLEDATA><vot:TR><vot:TD>a&amp;b&#x3C;&#65;<![CDATA[<c>]]></vot:TD><vot:TD>-1</vot:TD></vot:TR>\
 <vot:TR><vot:TD/><vot:TD> 0x10 </vot:TD></vot:TR><vot:TR><vot:TD>only one</vot:TD></vot:TR></vot:TABLEDATA></vot:DATA></vot:TABLE></vot:RESOURCE></vot:VOTABLE>";
     let (schema, batches) = votable::read(doc).expect("read");
-    assert_eq!(schema.field(0).metadata().get("description").map(String::as_str), Some("café"));
+    assert_eq!(
+        schema
+            .field(0)
+            .metadata()
+            .get("description")
+            .map(String::as_str),
+        Some("café")
+    );
     let b = &batches[0];
     let s = b.column(0).as_string::<i32>();
     assert_eq!(s.value(0), "a&b<A<c>");

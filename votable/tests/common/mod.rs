@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array, DictionaryArray,
-    FixedSizeBinaryArray, FixedSizeListArray, Float16Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, Int8Array, LargeListArray, LargeStringArray, ListArray, NullArray,
-    RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
+    DictionaryArray, FixedSizeBinaryArray, FixedSizeListArray, Float16Array, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, LargeListArray, LargeStringArray,
+    ListArray, NullArray, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Float16Type, Float32Type, Float64Type, Int32Type, Schema, SchemaRef,
+    ArrowPrimitiveType, DataType, Field, Float16Type, Float32Type, Float64Type, Int32Type, Schema,
+    SchemaRef,
 };
 use votable::{EndStatus, Writer, WriterOptions};
 
@@ -20,7 +21,10 @@ type F16 = <Float16Type as ArrowPrimitiveType>::Native;
 
 /// Field metadata from pairs.
 pub fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Three rows of every supported type; row 2 (index 2) is null in every column.
@@ -44,7 +48,11 @@ pub fn all_types() -> RecordBatch {
         ),
         (
             Field::new("i64", DataType::Int64, true),
-            Arc::new(Int64Array::from(vec![Some(i64::MIN + 1), Some(i64::MAX), None])),
+            Arc::new(Int64Array::from(vec![
+                Some(i64::MIN + 1),
+                Some(i64::MAX),
+                None,
+            ])),
         ),
         (
             Field::new("u8", DataType::UInt8, true),
@@ -60,14 +68,23 @@ pub fn all_types() -> RecordBatch {
         ),
         (
             Field::new("u64", DataType::UInt64, true),
-            Arc::new(UInt64Array::from(vec![Some(1), Some(i64::MAX as u64), None])),
+            Arc::new(UInt64Array::from(vec![
+                Some(1),
+                Some(i64::MAX as u64),
+                None,
+            ])),
         ),
         (
             Field::new("f16", DataType::Float16, true),
-            Arc::new(Float16Array::from(vec![Some(F16::from_f32(1.5)), Some(F16::from_f32(-0.25)), None])),
+            Arc::new(Float16Array::from(vec![
+                Some(F16::from_f32(1.5)),
+                Some(F16::from_f32(-0.25)),
+                None,
+            ])),
         ),
         (
-            Field::new("f32", DataType::Float32, true).with_metadata(md(&[("unit", "mag"), ("ucd", "phot.mag")])),
+            Field::new("f32", DataType::Float32, true)
+                .with_metadata(md(&[("unit", "mag"), ("ucd", "phot.mag")])),
             Arc::new(Float32Array::from(vec![Some(0.1f32), Some(f32::NAN), None])),
         ),
         (
@@ -77,11 +94,19 @@ pub fn all_types() -> RecordBatch {
                 ("utype", "stc:AstroCoords.Position2D.Value2.C1"),
                 ("description", "Right ascension <ICRS> & \"friends\""),
             ])),
-            Arc::new(Float64Array::from(vec![Some(1.0 / 3.0), Some(f64::INFINITY), None])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.0 / 3.0),
+                Some(f64::INFINITY),
+                None,
+            ])),
         ),
         (
             Field::new("f64b", DataType::Float64, true),
-            Arc::new(Float64Array::from(vec![Some(-1.5e-300), Some(f64::NEG_INFINITY), None])),
+            Arc::new(Float64Array::from(vec![
+                Some(-1.5e-300),
+                Some(f64::NEG_INFINITY),
+                None,
+            ])),
         ),
         (
             Field::new("dec", DataType::Decimal128(10, 3), true),
@@ -93,7 +118,11 @@ pub fn all_types() -> RecordBatch {
         ),
         (
             Field::new("s", DataType::Utf8, true),
-            Arc::new(StringArray::from(vec![Some("a<b & c>\"d\" 'e'"), Some("Ångström"), None])),
+            Arc::new(StringArray::from(vec![
+                Some("a<b & c>\"d\" 'e'"),
+                Some("Ångström"),
+                None,
+            ])),
         ),
         (
             Field::new("ls", DataType::LargeUtf8, true),
@@ -101,7 +130,11 @@ pub fn all_types() -> RecordBatch {
         ),
         (
             Field::new("sv", DataType::Utf8View, true),
-            Arc::new(StringViewArray::from(vec![Some("a string longer than twelve bytes"), Some("v"), None])),
+            Arc::new(StringViewArray::from(vec![
+                Some("a string longer than twelve bytes"),
+                Some("v"),
+                None,
+            ])),
         ),
         (
             Field::new(
@@ -126,7 +159,10 @@ pub fn all_types() -> RecordBatch {
         (
             Field::new(
                 "ts",
-                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
                 true,
             ),
             Arc::new(
@@ -135,7 +171,11 @@ pub fn all_types() -> RecordBatch {
             ),
         ),
         (
-            Field::new("lf64", DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), true),
+            Field::new(
+                "lf64",
+                DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+                true,
+            ),
             Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
                 Some(vec![Some(1.0), Some(2.5)]),
                 Some(vec![Some(-0.5), None, Some(1e300)]),
@@ -148,11 +188,13 @@ pub fn all_types() -> RecordBatch {
                 DataType::LargeList(Arc::new(Field::new("item", DataType::Float32, true))),
                 true,
             ),
-            Arc::new(LargeListArray::from_iter_primitive::<Float32Type, _, _>(vec![
-                Some(vec![Some(0.1f32)]),
-                Some(vec![Some(3.0), Some(4.0)]),
-                None,
-            ])),
+            Arc::new(LargeListArray::from_iter_primitive::<Float32Type, _, _>(
+                vec![
+                    Some(vec![Some(0.1f32)]),
+                    Some(vec![Some(3.0), Some(4.0)]),
+                    None,
+                ],
+            )),
         ),
         (
             Field::new(
@@ -161,13 +203,23 @@ pub fn all_types() -> RecordBatch {
                 true,
             )
             .with_metadata(md(&[("xtype", "point"), ("unit", "deg")])),
-            Arc::new(FixedSizeListArray::from_iter_primitive::<Float64Type, _, _>(
-                vec![Some(vec![Some(10.0), Some(20.0)]), Some(vec![Some(359.9), Some(-89.9)]), None],
-                2,
-            )),
+            Arc::new(
+                FixedSizeListArray::from_iter_primitive::<Float64Type, _, _>(
+                    vec![
+                        Some(vec![Some(10.0), Some(20.0)]),
+                        Some(vec![Some(359.9), Some(-89.9)]),
+                        None,
+                    ],
+                    2,
+                ),
+            ),
         ),
         (
-            Field::new("li32", DataType::List(Arc::new(Field::new("item", DataType::Int32, true))), true),
+            Field::new(
+                "li32",
+                DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+                true,
+            ),
             Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
                 Some(vec![Some(1), Some(2), Some(3)]),
                 Some(vec![Some(-7)]),
@@ -176,7 +228,11 @@ pub fn all_types() -> RecordBatch {
         ),
         (
             Field::new("bin", DataType::Binary, true),
-            Arc::new(BinaryArray::from(vec![Some(&b"\x00\xff"[..]), Some(&b"abc"[..]), None])),
+            Arc::new(BinaryArray::from(vec![
+                Some(&b"\x00\xff"[..]),
+                Some(&b"abc"[..]),
+                None,
+            ])),
         ),
         (
             Field::new("fbin", DataType::FixedSizeBinary(3), true),
@@ -188,10 +244,18 @@ pub fn all_types() -> RecordBatch {
                 .expect("fixed binary"),
             ),
         ),
-        (Field::new("nul", DataType::Null, true), Arc::new(NullArray::new(3))),
         (
-            Field::new("ustr", DataType::Utf8, true).with_metadata(md(&[("datatype", "unicodeChar")])),
-            Arc::new(StringArray::from(vec![Some("Ångström → α"), Some("plain"), None])),
+            Field::new("nul", DataType::Null, true),
+            Arc::new(NullArray::new(3)),
+        ),
+        (
+            Field::new("ustr", DataType::Utf8, true)
+                .with_metadata(md(&[("datatype", "unicodeChar")])),
+            Arc::new(StringArray::from(vec![
+                Some("Ångström → α"),
+                Some("plain"),
+                None,
+            ])),
         ),
     ];
     let (fields, arrays): (Vec<_>, Vec<_>) = cols.into_iter().unzip();
@@ -199,7 +263,12 @@ pub fn all_types() -> RecordBatch {
 }
 
 /// Writes a whole document from batches.
-pub fn write_doc(schema: SchemaRef, opts: WriterOptions, batches: &[RecordBatch], end: EndStatus) -> Vec<u8> {
+pub fn write_doc(
+    schema: SchemaRef,
+    opts: WriterOptions,
+    batches: &[RecordBatch],
+    end: EndStatus,
+) -> Vec<u8> {
     let mut w = Writer::new(schema, opts).expect("writer");
     let mut out = w.begin().to_vec();
     for b in batches {
