@@ -108,7 +108,7 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
         .map_err(|e| AdqlError::syntax(strip_location(&e.message), Some(e.location.line), Some(e.location.column)))?;
     check_tokens(&tokens)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let query = parser.parse_query().map_err(parser_error)?;
+    let query = parser.parse_query().map_err(|e| parser_error(e, text))?;
     // Nothing may follow the query but one optional ';'.
     let mut next = parser.next_token();
     if next.token == Token::SemiColon {
@@ -158,15 +158,22 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
     Ok(())
 }
 
-fn parser_error(e: ParserError) -> AdqlError {
+fn parser_error(e: ParserError, query: &str) -> AdqlError {
     let text = match e {
         ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
         ParserError::RecursionLimitExceeded => {
             return AdqlError::syntax("the query is nested too deeply", None, None);
         }
     };
-    let (line, column) = find_location(&text);
-    AdqlError::syntax(strip_location(&text), line, column)
+    let (mut line, mut column) = find_location(&text);
+    if line.is_none() && text.ends_with("found: EOF") {
+        // The query ended too early: point just past its last character.
+        let trimmed = query.trim_end();
+        line = Some(trimmed.matches('\n').count() as u64 + 1);
+        column = Some(trimmed.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1);
+    }
+    let message = strip_location(&text).replace("found: EOF", "found the end of the query");
+    AdqlError::syntax(message, line, column)
 }
 
 /// Pulls `Line: L, Column: C` out of a sqlparser message.

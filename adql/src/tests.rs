@@ -49,3 +49,10 @@ fn unnamed_items_get_unique_names() {
 fn trailing_semicolon_is_accepted() {
     assert!(parse("SELECT a FROM t;").is_ok());
 }
+
+#[test]
+fn a_query_that_ends_too_early_points_at_its_end() {
+    let e = parse("SELECT a FROM t\nWHERE").unwrap_err();
+    assert_eq!((e.line, e.column), (Some(2), Some(6)), "{e}");
+    assert!(e.message.contains("end of the query"), "{e}");
+}
