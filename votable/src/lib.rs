@@ -17,9 +17,9 @@
 //!
 //! Text in `char` columns: VOTable 1.4 `char` is 7-bit ASCII, so the writer replaces every
 //! non-ASCII character of a `char` column by `?`. A string column whose metadata says
-//! `datatype=unicodeChar` is written as `unicodeChar` instead (UCS-2: characters outside the
-//! Basic Multilingual Plane become U+FFFD). Control characters that XML 1.0 cannot carry are
-//! written as `?` in TABLEDATA.
+//! `datatype=unicodeChar` is written as `unicodeChar` instead (UCS-2: in BINARY/BINARY2
+//! characters outside the Basic Multilingual Plane become U+FFFD; TABLEDATA keeps them as XML
+//! text). Control characters that XML 1.0 cannot carry are written as `?` in TABLEDATA.
 
 mod format;
 pub mod meta;

@@ -211,6 +211,7 @@ impl FieldDesc {
         let fixed = |n: usize| -> Result<Layout, Error> {
             let total = n
                 .checked_mul(self.factor)
+                .filter(|t| *t > 0)
                 .filter(|t| i32::try_from(*t).is_ok())
                 .ok_or_else(|| {
                     Error::Invalid(format!("FIELD {:?}: arraysize too large", self.name))

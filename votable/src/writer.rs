@@ -847,6 +847,20 @@ enum State {
 
 /// Streams one VOTable: [`begin`](Writer::begin), [`write_batch`](Writer::write_batch) per
 /// batch, [`finish`](Writer::finish); each returns the next chunk of the document.
+///
+/// Strings go to `char` columns with non-ASCII characters replaced by `?` (VOTable 1.4 `char`
+/// is ASCII), unless the field metadata says `datatype=unicodeChar`. Nulls: `<TD/>` in
+/// TABLEDATA (a fixed-size array gets NaN / `?` / its declared integer null per element), the
+/// null-flag bitmap in BINARY2. Null elements inside integer arrays keep their stored value.
+///
+/// Types: Int8/Int16 → `short`, UInt8 → `unsignedByte`, Int32/UInt16 → `int`,
+/// Int64/UInt32/UInt64 → `long` (a UInt64 above `i64::MAX` is a value error), Float16/Float32 →
+/// `float`, Float64/Decimal32/64/128 → `double` (decimals exact in TABLEDATA), Boolean →
+/// `boolean`, Utf8/LargeUtf8/Utf8View/Null and dictionaries of them → `char` `*`,
+/// Date32/Date64/Timestamp → `char` `*` `xtype="timestamp"` (ISO-8601, UTC), (Large)List and
+/// FixedSizeList of numbers or booleans → that datatype with `*` or `N`, Binary → `unsignedByte`
+/// `*` (FixedSizeBinary: `N` when not nullable). Metadata `datatype`/`arraysize` overrides
+/// that do not fit the values are ignored; an invalid `ucd` is left out.
 #[derive(Debug)]
 pub struct Writer {
     opts: WriterOptions,

@@ -1,10 +1,10 @@
 //! Writer output, checked as text.
 
-mod common;
+
 
 use std::sync::Arc;
 
-use common::{all_types, md, write_doc};
+use crate::common::{all_types, md, write_doc};
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
@@ -492,4 +492,11 @@ fn binary_declares_null_sentinels() {
     ));
     assert!(doc.contains("<FIELD name=\"m\" ID=\"m\" datatype=\"int\"/>"));
     assert!(doc.contains("<BINARY>\n<STREAM encoding=\"base64\">\n</STREAM>\n</BINARY>"));
+}
+
+#[test]
+fn writer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Writer>();
+    check::<Error>();
 }

@@ -1,10 +1,10 @@
 //! write → read gives back the values (with the reader's type mapping), nulls included.
 
-mod common;
+
 
 use std::sync::Arc;
 
-use common::{all_types, write_doc};
+use crate::common::{all_types, write_doc};
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int16Array,
     Int32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt8Array,
