@@ -63,13 +63,19 @@ impl Default for Config {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { title: "vostok data centre".into(), authority: "vostok.example".into() }
+        ServiceConfig {
+            title: "vostok data centre".into(),
+            authority: "vostok.example".into(),
+        }
     }
 }
 
 impl Default for TapConfig {
     fn default() -> Self {
-        TapConfig { default_maxrec: 100_000, hard_maxrec: 10_000_000 }
+        TapConfig {
+            default_maxrec: 100_000,
+            hard_maxrec: 10_000_000,
+        }
     }
 }
 

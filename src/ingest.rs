@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use catalogs::hats::{write_catalog, WriteOptions, WriteSummary, DEFAULT_PARTITION_ROWS, DEFAULT_ROW_GROUP_ROWS};
+use catalogs::hats::{
+    write_catalog, WriteOptions, WriteSummary, DEFAULT_PARTITION_ROWS, DEFAULT_ROW_GROUP_ROWS,
+};
 use catalogs::meta::METADATA_FILE;
 use catalogs::{CatalogMeta, Storage};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,34 +20,58 @@ pub fn catalog_root(meta: &CatalogMeta) -> String {
 
 /// Whether a complete catalog exists at `root` (its metadata file is written last).
 pub async fn exists(storage: &Storage, root: &str) -> anyhow::Result<bool> {
-    Ok(storage.exists(&storage.path(&format!("{root}/{METADATA_FILE}"))).await?)
+    Ok(storage
+        .exists(&storage.path(&format!("{root}/{METADATA_FILE}")))
+        .await?)
 }
 
 /// Ingests the catalog that `metadata` describes. Skips it when present, unless `force`.
-pub async fn ingest(storage: &Storage, metadata: &Path, force: bool, show_progress: bool) -> anyhow::Result<WriteSummary> {
-    let text = std::fs::read_to_string(metadata).with_context(|| format!("reading {}", metadata.display()))?;
-    let meta = CatalogMeta::from_toml(&text).with_context(|| format!("in {}", metadata.display()))?;
+pub async fn ingest(
+    storage: &Storage,
+    metadata: &Path,
+    force: bool,
+    show_progress: bool,
+) -> anyhow::Result<WriteSummary> {
+    let text = std::fs::read_to_string(metadata)
+        .with_context(|| format!("reading {}", metadata.display()))?;
+    let meta =
+        CatalogMeta::from_toml(&text).with_context(|| format!("in {}", metadata.display()))?;
     let root = catalog_root(&meta);
     if !force && exists(storage, &root).await? {
-        anyhow::bail!("{} exists in the data folder (use --force to replace it)", meta.qualified_name());
+        anyhow::bail!(
+            "{} exists in the data folder (use --force to replace it)",
+            meta.qualified_name()
+        );
     }
-    let source = meta.source.as_ref().context("the metadata file has no [source] section")?;
-    let src_path = metadata.parent().unwrap_or(Path::new(".")).join(&source.path);
+    let source = meta
+        .source
+        .as_ref()
+        .context("the metadata file has no [source] section")?;
+    let src_path = metadata
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&source.path);
 
     let tty = show_progress && std::io::stderr().is_terminal();
     let spinner = if tty {
         let s = ProgressBar::new_spinner();
-        s.set_message(format!("{}: reading {}", meta.qualified_name(), src_path.display()));
+        s.set_message(format!(
+            "{}: reading {}",
+            meta.qualified_name(),
+            src_path.display()
+        ));
         s.enable_steady_tick(Duration::from_millis(120));
         s
     } else {
         tracing::info!("{}: reading {}", meta.qualified_name(), src_path.display());
         ProgressBar::hidden()
     };
-    let bytes = std::fs::read(&src_path).with_context(|| format!("reading {}", src_path.display()))?;
+    let bytes =
+        std::fs::read(&src_path).with_context(|| format!("reading {}", src_path.display()))?;
     let meta_for_read = meta.clone();
-    let (schema, batches) = tokio::task::spawn_blocking(move || catalogs::source::read_source(&meta_for_read, bytes))
-        .await??;
+    let (schema, batches) =
+        tokio::task::spawn_blocking(move || catalogs::source::read_source(&meta_for_read, bytes))
+            .await??;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     spinner.finish_and_clear();
 

@@ -69,7 +69,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { bind, data_dir, no_demo } => {
+        Command::Serve {
+            bind,
+            data_dir,
+            no_demo,
+        } => {
             if let Some(b) = bind {
                 config.bind = b;
             }
@@ -81,11 +85,17 @@ fn main() -> anyhow::Result<()> {
             }
             server::run(config)
         }
-        Command::Ingest { metadata, data_dir, force } => {
+        Command::Ingest {
+            metadata,
+            data_dir,
+            force,
+        } => {
             if let Some(d) = data_dir {
                 config.data = d;
             }
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let storage = catalogs::Storage::open(&config.data, &config.storage_options)?;
                 let summary = ingest::ingest(&storage, &metadata, force, true).await?;
@@ -93,7 +103,11 @@ fn main() -> anyhow::Result<()> {
                     "ingested {} rows into {} partitions{}",
                     summary.rows,
                     summary.partitions.len(),
-                    if summary.dropped > 0 { format!(" ({} rows without position dropped)", summary.dropped) } else { String::new() }
+                    if summary.dropped > 0 {
+                        format!(" ({} rows without position dropped)", summary.dropped)
+                    } else {
+                        String::new()
+                    }
                 );
                 Ok(())
             })

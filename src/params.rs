@@ -12,24 +12,38 @@ pub struct Params {
 impl Params {
     /// Parameters from the query string and, for a form POST, the body.
     pub fn from_request(req: &HttpRequest, body: &[u8]) -> Self {
-        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-            .map(|(k, v)| (k.to_ascii_uppercase(), v.into_owned()))
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .map(|(k, v)| (k.to_ascii_uppercase(), v.into_owned()))
+                .collect();
         let form = req
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+            .map(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
             .unwrap_or(false);
-        if form || (!body.is_empty() && req.method() == actix_web::http::Method::POST && !has_content_type(req)) {
-            pairs.extend(url::form_urlencoded::parse(body).map(|(k, v)| (k.to_ascii_uppercase(), v.into_owned())));
+        if form
+            || (!body.is_empty()
+                && req.method() == actix_web::http::Method::POST
+                && !has_content_type(req))
+        {
+            pairs.extend(
+                url::form_urlencoded::parse(body)
+                    .map(|(k, v)| (k.to_ascii_uppercase(), v.into_owned())),
+            );
         }
         Params { pairs }
     }
 
     /// The first value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of a parameter, empty values counting as absent.
@@ -39,5 +53,6 @@ impl Params {
 }
 
 fn has_content_type(req: &HttpRequest) -> bool {
-    req.headers().contains_key(actix_web::http::header::CONTENT_TYPE)
+    req.headers()
+        .contains_key(actix_web::http::header::CONTENT_TYPE)
 }

@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use votable::{EndStatus, Encoding, Info, WriterOptions};
+use votable::{Encoding, EndStatus, Info, WriterOptions};
 
 use crate::server::AppState;
 
@@ -29,12 +29,18 @@ pub struct DalError {
 impl DalError {
     /// A 400: the request is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        DalError { status: StatusCode::BAD_REQUEST, message: message.into() }
+        DalError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
 
     /// A 500: the service failed.
     pub fn internal(message: impl Into<String>) -> Self {
-        DalError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+        DalError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
     }
 
     /// The DALI error document response.
@@ -59,18 +65,32 @@ pub enum Format {
 impl Format {
     /// Parses a RESPONSEFORMAT value (MIME type or short name).
     pub fn parse(value: Option<&str>) -> Result<Format, DalError> {
-        let Some(v) = value else { return Ok(Format::VoTable(Encoding::TableData)) };
+        let Some(v) = value else {
+            return Ok(Format::VoTable(Encoding::TableData));
+        };
         let v = v.trim().to_ascii_lowercase();
         let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
         Ok(match compact.as_str() {
-            "votable" | "vot" | "xml" | "text/xml" | "application/x-votable+xml" | "application/votable+xml"
-            | "votable/td" | "votabletd" | "application/x-votable+xml;serialization=tabledata" => {
+            "votable"
+            | "vot"
+            | "xml"
+            | "text/xml"
+            | "application/x-votable+xml"
+            | "application/votable+xml"
+            | "votable/td"
+            | "votabletd"
+            | "application/x-votable+xml;serialization=tabledata" => {
                 Format::VoTable(Encoding::TableData)
             }
-            "votable/b2" | "votableb2" | "binary2" | "application/x-votable+xml;serialization=binary2" => {
+            "votable/b2"
+            | "votableb2"
+            | "binary2"
+            | "application/x-votable+xml;serialization=binary2" => {
                 Format::VoTable(Encoding::Binary2)
             }
-            "votable/b" | "binary" | "application/x-votable+xml;serialization=binary" => Format::VoTable(Encoding::Binary),
+            "votable/b" | "binary" | "application/x-votable+xml;serialization=binary" => {
+                Format::VoTable(Encoding::Binary)
+            }
             "csv" | "text/csv" | "text/csv;header=present" => Format::Csv,
             "tsv" | "text/tab-separated-values" | "text/tsv" => Format::Tsv,
             _ => {
@@ -115,8 +135,10 @@ enum Item {
 
 /// Runs the plan and streams the result. Errors before the first row become error documents.
 pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpResponse, DalError> {
-    let schema: SchemaRef =
-        req.schema.clone().unwrap_or_else(|| Arc::new(req.plan.schema().as_arrow().clone()));
+    let schema: SchemaRef = req
+        .schema
+        .clone()
+        .unwrap_or_else(|| Arc::new(req.plan.schema().as_arrow().clone()));
     let limited = LogicalPlanBuilder::from(req.plan.clone())
         .limit(0, Some(req.maxrec.saturating_add(1) as usize))
         .and_then(|b| b.build())
@@ -170,7 +192,14 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
         done: bool,
         head: Option<Bytes>,
     }
-    let st = St { rx, pending: first, encoder, rows: 0, done: false, head: Some(head) };
+    let st = St {
+        rx,
+        pending: first,
+        encoder,
+        rows: 0,
+        done: false,
+        head: Some(head),
+    };
     let body = futures::stream::unfold(st, move |mut st| async move {
         if let Some(h) = st.head.take() {
             return Some((Ok::<Bytes, actix_web::Error>(h), st));
@@ -216,13 +245,19 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
         };
         Some((Ok(out), st))
     });
-    Ok(HttpResponse::Ok().content_type(req.format.content_type()).streaming(body))
+    Ok(HttpResponse::Ok()
+        .content_type(req.format.content_type())
+        .streaming(body))
 }
 
 /// Writes batches in the chosen format.
 enum Encoder {
     VoTable(Box<votable::Writer>),
-    Text { schema: SchemaRef, delimiter: u8, header_done: bool },
+    Text {
+        schema: SchemaRef,
+        delimiter: u8,
+        header_done: bool,
+    },
 }
 
 impl Encoder {
@@ -235,11 +270,20 @@ impl Encoder {
                     table_name: req.table_name.clone(),
                     description: None,
                 };
-                let w = votable::Writer::new(schema, opts).map_err(|e| DalError::bad_request(e.to_string()))?;
+                let w = votable::Writer::new(schema, opts)
+                    .map_err(|e| DalError::bad_request(e.to_string()))?;
                 Encoder::VoTable(Box::new(w))
             }
-            Format::Csv => Encoder::Text { schema, delimiter: b',', header_done: false },
-            Format::Tsv => Encoder::Text { schema, delimiter: b'\t', header_done: false },
+            Format::Csv => Encoder::Text {
+                schema,
+                delimiter: b',',
+                header_done: false,
+            },
+            Format::Tsv => Encoder::Text {
+                schema,
+                delimiter: b'\t',
+                header_done: false,
+            },
         })
     }
 
@@ -253,7 +297,11 @@ impl Encoder {
     fn write(&mut self, batch: &RecordBatch) -> Result<Bytes, String> {
         match self {
             Encoder::VoTable(w) => w.write_batch(batch).map_err(|e| e.to_string()),
-            Encoder::Text { schema, delimiter, header_done } => {
+            Encoder::Text {
+                schema,
+                delimiter,
+                header_done,
+            } => {
                 let _ = schema;
                 let mut buf = Vec::new();
                 {
@@ -272,11 +320,16 @@ impl Encoder {
     fn finish(&mut self, status: EndStatus) -> Bytes {
         match self {
             Encoder::VoTable(w) => w.finish(status),
-            Encoder::Text { schema, delimiter, header_done } => {
+            Encoder::Text {
+                schema,
+                delimiter,
+                header_done,
+            } => {
                 // An empty result still gets its header line.
                 let mut out = Vec::new();
                 if !*header_done {
-                    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    let names: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
                     out.extend_from_slice(names.join(&(*delimiter as char).to_string()).as_bytes());
                     out.push(b'\n');
                     *header_done = true;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::Column;
+use datafusion::common::TableReference;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{lit, Expr};
-use datafusion::common::TableReference;
 use votable::{Encoding, Info};
 
 use crate::params::Params;
@@ -39,19 +39,30 @@ fn error_response(message: &str) -> HttpResponse {
   </RESOURCE>\n</VOTABLE>\n"
     );
     // SCS 1.03 reports errors inside a normal (HTTP 200) VOTable response.
-    HttpResponse::Ok().content_type("application/x-votable+xml").body(doc)
+    HttpResponse::Ok()
+        .content_type("application/x-votable+xml")
+        .body(doc)
 }
 
 fn number(p: &Params, name: &str) -> Result<f64, String> {
-    let v = p.get_nonempty(name).ok_or_else(|| format!("the {name} parameter is missing"))?;
-    let x: f64 = v.parse().map_err(|_| format!("{name}={v} is not a number"))?;
+    let v = p
+        .get_nonempty(name)
+        .ok_or_else(|| format!("the {name} parameter is missing"))?;
+    let x: f64 = v
+        .parse()
+        .map_err(|_| format!("{name}={v} is not a number"))?;
     if !x.is_finite() {
         return Err(format!("{name}={v} is not a finite number"));
     }
     Ok(x)
 }
 
-async fn cone(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+async fn cone(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
     let name = path.into_inner();
     let p = Params::from_request(&req, &body);
     match run_cone(state.into_inner(), &name, &p).await {
@@ -69,10 +80,14 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
     let dec = number(p, "DEC").map_err(DalError::bad_request)?;
     let sr = number(p, "SR").map_err(DalError::bad_request)?;
     if !(-90.0..=90.0).contains(&dec) {
-        return Err(DalError::bad_request(format!("DEC={dec} is outside [-90, 90]")));
+        return Err(DalError::bad_request(format!(
+            "DEC={dec} is outside [-90, 90]"
+        )));
     }
     if !(0.0..=180.0).contains(&sr) {
-        return Err(DalError::bad_request(format!("SR={sr} is outside [0, 180]")));
+        return Err(DalError::bad_request(format!(
+            "SR={sr} is outside [0, 180]"
+        )));
     }
     let verb = match p.get_nonempty("VERB") {
         None => 2,
@@ -90,7 +105,12 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
     let cat = table.catalog().clone();
     let meta = &cat.meta.table;
     let id_col = meta.id.clone();
-    let udf = |n: &str| state.ctx.udf(n).map_err(|e| DalError::internal(e.to_string()));
+    let udf = |n: &str| {
+        state
+            .ctx
+            .udf(n)
+            .map_err(|e| DalError::internal(e.to_string()))
+    };
     let column = |n: &str| Expr::Column(Column::new_unqualified(n));
     let inside = udf("contains")?
         .call(vec![
@@ -107,9 +127,13 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
         .iter()
         .map(|f| f.name().clone())
         .filter(|n| match verb {
-            1 => n.eq_ignore_ascii_case(&meta.ra)
-                || n.eq_ignore_ascii_case(&meta.dec)
-                || id_col.as_deref().is_some_and(|id| n.eq_ignore_ascii_case(id)),
+            1 => {
+                n.eq_ignore_ascii_case(&meta.ra)
+                    || n.eq_ignore_ascii_case(&meta.dec)
+                    || id_col
+                        .as_deref()
+                        .is_some_and(|id| n.eq_ignore_ascii_case(id))
+            }
             2 => principal(n),
             _ => true,
         })
@@ -117,7 +141,10 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
     let (schema_name, table_name) = name.split_once('.').unwrap_or(("", name));
     let df = state
         .ctx
-        .table(TableReference::partial(schema_name.to_ascii_lowercase(), table_name.to_ascii_lowercase()))
+        .table(TableReference::partial(
+            schema_name.to_ascii_lowercase(),
+            table_name.to_ascii_lowercase(),
+        ))
         .await
         .map_err(|e| DalError::internal(e.to_string()))?;
     let df = df
@@ -134,7 +161,10 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
         .map(|f| {
             let mut md: HashMap<String, String> = f.metadata().clone();
             let n = f.name();
-            if id_col.as_deref().is_some_and(|id| n.eq_ignore_ascii_case(id)) {
+            if id_col
+                .as_deref()
+                .is_some_and(|id| n.eq_ignore_ascii_case(id))
+            {
                 md.insert("ucd".into(), "ID_MAIN".into());
             } else if n.eq_ignore_ascii_case(&meta.ra) {
                 md.insert("ucd".into(), "POS_EQ_RA_MAIN".into());
@@ -156,15 +186,28 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
     };
     execute(
         &state,
-        QueryRequest { plan, maxrec, format, infos, schema: Some(Arc::new(Schema::new(fields))), table_name: Some(name.to_string()) },
+        QueryRequest {
+            plan,
+            maxrec,
+            format,
+            infos,
+            schema: Some(Arc::new(Schema::new(fields))),
+            table_name: Some(name.to_string()),
+        },
     )
     .await
 }
 
-async fn capabilities(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn capabilities(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     let name = path.into_inner();
     let Some(table) = state.table(&name) else {
-        return HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body(format!("no cone search service for '{name}'"));
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("no cone search service for '{name}'"));
     };
     let base = format!("{}/scs/{}", state.base_url(&req), name);
     let cat = table.catalog();
@@ -199,7 +242,9 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest, path: web::P
     ));
     doc.push_str(&vosi::vosi_capabilities(&base));
     doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(doc)
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(doc)
 }
 
 /// Centre (degrees) of a nested HEALPix pixel.
@@ -209,5 +254,7 @@ fn cdshealpix_center(order: u8, pixel: u64) -> (f64, f64) {
 }
 
 async fn availability() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::availability())
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(vosi::availability())
 }

@@ -8,9 +8,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 use catalogs::{HatsTable, Storage};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::common::TableReference;
 
 use crate::config::Config;
 use crate::tap_schema::TapMetadata;
@@ -32,7 +32,10 @@ pub struct AppState {
 impl AppState {
     /// A served catalog by qualified name (case-insensitive).
     pub fn table(&self, name: &str) -> Option<&Arc<HatsTable>> {
-        self.tables.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, t)| t)
+        self.tables
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t)
     }
 
     /// The base URL clients reach this server by.
@@ -48,7 +51,10 @@ impl AppState {
 }
 
 /// Builds the state: storage, demo ingest, catalogs, DataFusion context.
-pub async fn build_state(config: Config, query_runtime: tokio::runtime::Handle) -> anyhow::Result<AppState> {
+pub async fn build_state(
+    config: Config,
+    query_runtime: tokio::runtime::Handle,
+) -> anyhow::Result<AppState> {
     let storage = Storage::open(&config.data, &config.storage_options)
         .with_context(|| format!("opening the data folder {}", config.data))?;
     if config.demo {
@@ -79,7 +85,10 @@ pub async fn build_state(config: Config, query_runtime: tokio::runtime::Handle) 
     let mut tables = Vec::new();
     let df_catalog = ctx.catalog("datafusion").context("no default catalog")?;
     for root in roots {
-        if !storage.exists(&storage.path(&format!("{root}/hats.properties"))).await? {
+        if !storage
+            .exists(&storage.path(&format!("{root}/hats.properties")))
+            .await?
+        {
             continue;
         }
         let cat = match catalogs::open_catalog(&storage, &root).await {
@@ -95,17 +104,28 @@ pub async fn build_state(config: Config, query_runtime: tokio::runtime::Handle) 
             df_catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
         }
         let table = Arc::new(HatsTable::new(cat.clone(), storage.url.clone()));
-        ctx.register_table(TableReference::partial(schema.clone(), name.clone()), table.clone())?;
+        ctx.register_table(
+            TableReference::partial(schema.clone(), name.clone()),
+            table.clone(),
+        )?;
         tracing::info!(
             "serving {schema}.{name}: {} rows in {} partitions",
-            cat.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+            cat.rows
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "?".into()),
             cat.partitions.len()
         );
         tables.push((format!("{schema}.{name}"), table));
     }
     let metadata = TapMetadata::build(&tables);
     metadata.register(&ctx)?;
-    Ok(AppState { config, ctx, query_runtime, tables, metadata })
+    Ok(AppState {
+        config,
+        ctx,
+        query_runtime,
+        tables,
+        metadata,
+    })
 }
 
 /// Ingests each demo catalog not yet in the data folder.
@@ -118,11 +138,15 @@ async fn ingest_demo(storage: &Storage, config: &Config) -> anyhow::Result<()> {
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f)?;
-        let meta = catalogs::CatalogMeta::from_toml(&text).with_context(|| format!("in {}", f.display()))?;
+        let meta = catalogs::CatalogMeta::from_toml(&text)
+            .with_context(|| format!("in {}", f.display()))?;
         if crate::ingest::exists(storage, &crate::ingest::catalog_root(&meta)).await? {
             continue;
         }
-        tracing::info!("first start: ingesting demo catalog {}", meta.qualified_name());
+        tracing::info!(
+            "first start: ingesting demo catalog {}",
+            meta.qualified_name()
+        );
         crate::ingest::ingest(storage, &f, true, true).await?;
     }
     Ok(())
@@ -146,8 +170,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .wrap(Cors::permissive().max_age(3600))
-                .wrap(actix_web::middleware::DefaultHeaders::new().add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))))
-                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vostok::http"))
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))),
+                )
+                .wrap(
+                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                        .log_target("vostok::http"),
+                )
                 .route("/", web::get().to(landing))
                 .configure(crate::tap::routes)
                 .configure(crate::scs::routes)
@@ -155,7 +185,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .bind(&bind)
         .with_context(|| format!("cannot listen on {bind}"))?;
         for addr in server.addrs() {
-            tracing::info!("listening on http://{addr}/ (TAP at /tap, cone search at /scs/<schema>.<table>)");
+            tracing::info!(
+                "listening on http://{addr}/ (TAP at /tap, cone search at /scs/<schema>.<table>)"
+            );
         }
         server.run().await.context("server failed")
     })?;
@@ -166,7 +198,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 /// A page for people who open the server in a browser.
 async fn landing(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = state.base_url(&req);
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
     let mut rows = String::new();
     for (name, t) in &state.tables {
         let m = &t.catalog().meta.table;
@@ -190,5 +227,7 @@ async fn landing(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         title = esc(&state.config.service.title),
         version = env!("CARGO_PKG_VERSION"),
     );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html)
 }

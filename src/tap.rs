@@ -43,24 +43,48 @@ async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
 async fn run_sync(state: Arc<AppState>, p: &Params) -> Result<HttpResponse, DalError> {
     if let Some(r) = p.get_nonempty("REQUEST") {
         if !r.eq_ignore_ascii_case("doQuery") {
-            return Err(DalError::bad_request(format!("REQUEST={r} is not supported; use REQUEST=doQuery")));
+            return Err(DalError::bad_request(format!(
+                "REQUEST={r} is not supported; use REQUEST=doQuery"
+            )));
         }
     }
     if let Some(lang) = p.get_nonempty("LANG") {
         let l = lang.to_ascii_uppercase();
         if !(l == "ADQL" || l.starts_with("ADQL-2.")) {
-            return Err(DalError::bad_request(format!("LANG={lang} is not supported; use LANG=ADQL")));
+            return Err(DalError::bad_request(format!(
+                "LANG={lang} is not supported; use LANG=ADQL"
+            )));
         }
     }
-    let query = p.get_nonempty("QUERY").ok_or_else(|| DalError::bad_request("the QUERY parameter is missing"))?;
-    let format = Format::parse(p.get_nonempty("RESPONSEFORMAT").or_else(|| p.get_nonempty("FORMAT")))?;
+    let query = p
+        .get_nonempty("QUERY")
+        .ok_or_else(|| DalError::bad_request("the QUERY parameter is missing"))?;
+    let format = Format::parse(
+        p.get_nonempty("RESPONSEFORMAT")
+            .or_else(|| p.get_nonempty("FORMAT")),
+    )?;
     let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), &state)?;
     if p.get_nonempty("UPLOAD").is_some() {
-        return Err(DalError::bad_request("table uploads (UPLOAD) are not supported by this service yet"));
+        return Err(DalError::bad_request(
+            "table uploads (UPLOAD) are not supported by this service yet",
+        ));
     }
-    let plan = adql::plan(&state.ctx.state(), query).await.map_err(|e| DalError::bad_request(e.to_string()))?;
+    let plan = adql::plan(&state.ctx.state(), query)
+        .await
+        .map_err(|e| DalError::bad_request(e.to_string()))?;
     let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
-    execute(&state, QueryRequest { plan, maxrec, format, infos, schema: None, table_name: Some("result".into()) }).await
+    execute(
+        &state,
+        QueryRequest {
+            plan,
+            maxrec,
+            format,
+            infos,
+            schema: None,
+            table_name: Some("result".into()),
+        },
+    )
+    .await
 }
 
 /// Parses MAXREC: a non-negative integer, capped at the hard limit.
@@ -69,9 +93,9 @@ pub fn parse_maxrec(v: Option<&str>, state: &AppState) -> Result<u64, DalError> 
     match v {
         None => Ok(limits.default_maxrec.min(limits.hard_maxrec)),
         Some(s) => {
-            let n: u64 = s
-                .parse()
-                .map_err(|_| DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'")))?;
+            let n: u64 = s.parse().map_err(|_| {
+                DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'"))
+            })?;
             Ok(n.min(limits.hard_maxrec))
         }
     }
@@ -139,11 +163,15 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         esc(&base)
     ));
     doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(doc)
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(doc)
 }
 
 async fn availability() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::availability())
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(vosi::availability())
 }
 
 async fn tables(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -157,13 +185,21 @@ async fn tables(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 .body(format!("detail={other}: use detail=min or detail=max"))
         }
     };
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::tableset(&state.metadata, min))
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(vosi::tableset(&state.metadata, min))
 }
 
 async fn table(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let name = path.into_inner();
-    match state.metadata.tables().find(|(_, t)| t.name.eq_ignore_ascii_case(&name)) {
-        Some((_, t)) => HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(vosi::table_document(t)),
+    match state
+        .metadata
+        .tables()
+        .find(|(_, t)| t.name.eq_ignore_ascii_case(&name))
+    {
+        Some((_, t)) => HttpResponse::Ok()
+            .content_type("text/xml; charset=utf-8")
+            .body(vosi::table_document(t)),
         None => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body(format!("no table '{name}' in this service")),

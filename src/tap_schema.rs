@@ -8,9 +8,9 @@ use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use datafusion::common::TableReference;
 
 use catalogs::HatsTable;
 
@@ -133,7 +133,11 @@ impl TapMetadata {
                 .collect();
             let desc = TableDesc {
                 name: name.clone(),
-                description: m.table.description.clone().or_else(|| m.table.title.clone()),
+                description: m
+                    .table
+                    .description
+                    .clone()
+                    .or_else(|| m.table.title.clone()),
                 table_type: "table",
                 rows: cat.rows,
                 columns,
@@ -155,7 +159,9 @@ impl TapMetadata {
 
     /// All tables, in TAP_SCHEMA order.
     pub fn tables(&self) -> impl Iterator<Item = (&SchemaDesc, &TableDesc)> {
-        self.schemas.iter().flat_map(|s| s.tables.iter().map(move |t| (s, t)))
+        self.schemas
+            .iter()
+            .flat_map(|s| s.tables.iter().map(move |t| (s, t)))
     }
 
     /// Registers the five TAP_SCHEMA tables with the context.
@@ -166,7 +172,10 @@ impl TapMetadata {
         catalog.register_schema("tap_schema", Arc::new(MemorySchemaProvider::new()))?;
         let str_col = |v: Vec<Option<String>>| Arc::new(StringArray::from(v)) as ArrayRef;
         let int_col = |v: Vec<i32>| Arc::new(Int32Array::from(v)) as ArrayRef;
-        let register = |name: &str, desc: &TableDesc, arrays: Vec<ArrayRef>| -> datafusion::error::Result<()> {
+        let register = |name: &str,
+                        desc: &TableDesc,
+                        arrays: Vec<ArrayRef>|
+         -> datafusion::error::Result<()> {
             let fields: Vec<Field> = desc
                 .columns
                 .iter()
@@ -176,7 +185,8 @@ impl TapMetadata {
                     if let Some(d) = &c.description {
                         md.insert("description".to_string(), d.clone());
                     }
-                    Field::new(c.name.trim_matches('"'), a.data_type().clone(), true).with_metadata(md)
+                    Field::new(c.name.trim_matches('"'), a.data_type().clone(), true)
+                        .with_metadata(md)
                 })
                 .collect();
             let schema = Arc::new(Schema::new(fields));
@@ -186,7 +196,12 @@ impl TapMetadata {
             Ok(())
         };
         let ts = tap_schema_desc();
-        let find = |n: &str| ts.tables.iter().find(|t| t.name == format!("tap_schema.{n}")).cloned();
+        let find = |n: &str| {
+            ts.tables
+                .iter()
+                .find(|t| t.name == format!("tap_schema.{n}"))
+                .cloned()
+        };
 
         // schemas
         let (mut names, mut descs, mut idx) = (vec![], vec![], vec![]);
@@ -197,7 +212,16 @@ impl TapMetadata {
         }
         let n = names.len();
         if let Some(d) = find("schemas") {
-            register("schemas", &d, vec![str_col(names), str_col(vec![None; n]), str_col(descs), int_col(idx)])?;
+            register(
+                "schemas",
+                &d,
+                vec![
+                    str_col(names),
+                    str_col(vec![None; n]),
+                    str_col(descs),
+                    int_col(idx),
+                ],
+            )?;
         }
 
         // tables
@@ -211,12 +235,24 @@ impl TapMetadata {
         }
         let n = sn.len();
         if let Some(d) = find("tables") {
-            register("tables", &d, vec![str_col(sn), str_col(tn), str_col(tt), str_col(vec![None; n]), str_col(td), int_col(ti)])?;
+            register(
+                "tables",
+                &d,
+                vec![
+                    str_col(sn),
+                    str_col(tn),
+                    str_col(tt),
+                    str_col(vec![None; n]),
+                    str_col(td),
+                    int_col(ti),
+                ],
+            )?;
         }
 
         // columns
         let mut c: [Vec<Option<String>>; 9] = Default::default();
-        let (mut size, mut principal, mut indexed, mut std, mut cidx) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut size, mut principal, mut indexed, mut std, mut cidx) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for (_, t) in self.tables() {
             for (i, col) in t.columns.iter().enumerate() {
                 c[0].push(Some(t.name.clone()));
@@ -276,10 +312,24 @@ impl TapMetadata {
         }
         let n = kid.len();
         if let Some(d) = find("keys") {
-            register("keys", &d, vec![str_col(kid), str_col(kfrom), str_col(kto), str_col(vec![None; n]), str_col(vec![None; n])])?;
+            register(
+                "keys",
+                &d,
+                vec![
+                    str_col(kid),
+                    str_col(kfrom),
+                    str_col(kto),
+                    str_col(vec![None; n]),
+                    str_col(vec![None; n]),
+                ],
+            )?;
         }
         if let Some(d) = find("key_columns") {
-            register("key_columns", &d, vec![str_col(cid), str_col(cfrom), str_col(cto)])?;
+            register(
+                "key_columns",
+                &d,
+                vec![str_col(cid), str_col(cfrom), str_col(cto)],
+            )?;
         }
         Ok(())
     }
@@ -292,7 +342,10 @@ fn tap_schema_desc() -> SchemaDesc {
         target_table: format!("tap_schema.{target}"),
         columns: vec![(from.into(), to.into())],
     };
-    let t = |name: &str, description: &str, columns: Vec<ColumnDesc>, foreign_keys: Vec<ForeignKey>| TableDesc {
+    let t = |name: &str,
+             description: &str,
+             columns: Vec<ColumnDesc>,
+             foreign_keys: Vec<ForeignKey>| TableDesc {
         name: format!("tap_schema.{name}"),
         description: s(description),
         table_type: "table",
@@ -304,51 +357,96 @@ fn tap_schema_desc() -> SchemaDesc {
         name: "tap_schema".into(),
         description: s("Metadata of the tables this service publishes (TAP 1.1)"),
         tables: vec![
-            t("schemas", "Schemas in this service", vec![
-                col("schema_name", "char", "Schema name, as used in queries"),
-                col("utype", "char", "utype of the schema"),
-                col("description", "char", "Description of the schema"),
-                col("schema_index", "int", "Suggested order of schemas for display"),
-            ], vec![]),
-            t("tables", "Tables in this service", vec![
-                col("schema_name", "char", "Schema the table belongs to"),
-                col("table_name", "char", "Fully qualified table name, as used in queries"),
-                col("table_type", "char", "table or view"),
-                col("utype", "char", "utype of the table"),
-                col("description", "char", "Description of the table"),
-                col("table_index", "int", "Suggested order of tables for display"),
-            ], vec![fk("tables_schema", "schemas", "schema_name", "schema_name")]),
-            t("columns", "Columns of the tables in this service", vec![
-                col("table_name", "char", "Fully qualified table name"),
-                col("column_name", "char", "Column name"),
-                col("utype", "char", "utype of the column"),
-                col("ucd", "char", "UCD of the column"),
-                col("unit", "char", "Unit of the column (VOUnit)"),
-                col("description", "char", "Description of the column"),
-                col("datatype", "char", "VOTable datatype of the column"),
-                col("arraysize", "char", "VOTable arraysize of the column"),
-                col("xtype", "char", "DALI xtype of the column"),
-                col("\"size\"", "int", "Deprecated length of the column (TAP 1.0)"),
-                col("principal", "int", "1 if the column is of primary interest"),
-                col("indexed", "int", "1 if the column is indexed"),
-                col("std", "int", "1 if the column is defined by a standard"),
-                col("column_index", "int", "Suggested order of columns for display"),
-            ], vec![fk("columns_table", "tables", "table_name", "table_name")]),
-            t("keys", "Foreign keys between tables", vec![
-                col("key_id", "char", "Identifier of the key"),
-                col("from_table", "char", "Table holding the foreign key"),
-                col("target_table", "char", "Table the key points to"),
-                col("utype", "char", "utype of the key"),
-                col("description", "char", "Description of the key"),
-            ], vec![
-                fk("keys_from_table", "tables", "from_table", "table_name"),
-                fk("keys_target_table", "tables", "target_table", "table_name"),
-            ]),
-            t("key_columns", "Columns of the foreign keys", vec![
-                col("key_id", "char", "Identifier of the key"),
-                col("from_column", "char", "Column in the from_table"),
-                col("target_column", "char", "Column in the target_table"),
-            ], vec![fk("key_columns_key", "keys", "key_id", "key_id")]),
+            t(
+                "schemas",
+                "Schemas in this service",
+                vec![
+                    col("schema_name", "char", "Schema name, as used in queries"),
+                    col("utype", "char", "utype of the schema"),
+                    col("description", "char", "Description of the schema"),
+                    col(
+                        "schema_index",
+                        "int",
+                        "Suggested order of schemas for display",
+                    ),
+                ],
+                vec![],
+            ),
+            t(
+                "tables",
+                "Tables in this service",
+                vec![
+                    col("schema_name", "char", "Schema the table belongs to"),
+                    col(
+                        "table_name",
+                        "char",
+                        "Fully qualified table name, as used in queries",
+                    ),
+                    col("table_type", "char", "table or view"),
+                    col("utype", "char", "utype of the table"),
+                    col("description", "char", "Description of the table"),
+                    col(
+                        "table_index",
+                        "int",
+                        "Suggested order of tables for display",
+                    ),
+                ],
+                vec![fk("tables_schema", "schemas", "schema_name", "schema_name")],
+            ),
+            t(
+                "columns",
+                "Columns of the tables in this service",
+                vec![
+                    col("table_name", "char", "Fully qualified table name"),
+                    col("column_name", "char", "Column name"),
+                    col("utype", "char", "utype of the column"),
+                    col("ucd", "char", "UCD of the column"),
+                    col("unit", "char", "Unit of the column (VOUnit)"),
+                    col("description", "char", "Description of the column"),
+                    col("datatype", "char", "VOTable datatype of the column"),
+                    col("arraysize", "char", "VOTable arraysize of the column"),
+                    col("xtype", "char", "DALI xtype of the column"),
+                    col(
+                        "\"size\"",
+                        "int",
+                        "Deprecated length of the column (TAP 1.0)",
+                    ),
+                    col("principal", "int", "1 if the column is of primary interest"),
+                    col("indexed", "int", "1 if the column is indexed"),
+                    col("std", "int", "1 if the column is defined by a standard"),
+                    col(
+                        "column_index",
+                        "int",
+                        "Suggested order of columns for display",
+                    ),
+                ],
+                vec![fk("columns_table", "tables", "table_name", "table_name")],
+            ),
+            t(
+                "keys",
+                "Foreign keys between tables",
+                vec![
+                    col("key_id", "char", "Identifier of the key"),
+                    col("from_table", "char", "Table holding the foreign key"),
+                    col("target_table", "char", "Table the key points to"),
+                    col("utype", "char", "utype of the key"),
+                    col("description", "char", "Description of the key"),
+                ],
+                vec![
+                    fk("keys_from_table", "tables", "from_table", "table_name"),
+                    fk("keys_target_table", "tables", "target_table", "table_name"),
+                ],
+            ),
+            t(
+                "key_columns",
+                "Columns of the foreign keys",
+                vec![
+                    col("key_id", "char", "Identifier of the key"),
+                    col("from_column", "char", "Column in the from_table"),
+                    col("target_column", "char", "Column in the target_table"),
+                ],
+                vec![fk("key_columns_key", "keys", "key_id", "key_id")],
+            ),
         ],
     }
 }

@@ -35,7 +35,10 @@ xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\"{extra_ns}>\n"
 /// The three VOSI capabilities of a service rooted at `base`.
 pub fn vosi_capabilities(base: &str) -> String {
     let mut out = String::new();
-    for (id, path) in [("capabilities", "capabilities"), ("availability", "availability")] {
+    for (id, path) in [
+        ("capabilities", "capabilities"),
+        ("availability", "availability"),
+    ] {
         let _ = write!(
             out,
             "  <capability standardID=\"ivo://ivoa.net/std/VOSI#{id}\">\n    <interface xsi:type=\"vs:ParamHTTP\">\n      <accessURL use=\"full\">{}/{path}</accessURL>\n    </interface>\n  </capability>\n",
@@ -61,7 +64,15 @@ fn opt_el(out: &mut String, indent: &str, name: &str, value: &Option<String>) {
 
 /// One `<table>` element (with columns unless `min`).
 fn table_xml(out: &mut String, t: &TableDesc, min: bool, indent: &str, element: &str, ns: &str) {
-    let _ = writeln!(out, "{indent}<{element} type=\"{}\"{ns}>", if t.table_type == "view" { "view" } else { "output" });
+    let _ = writeln!(
+        out,
+        "{indent}<{element} type=\"{}\"{ns}>",
+        if t.table_type == "view" {
+            "view"
+        } else {
+            "output"
+        }
+    );
     let _ = writeln!(out, "{indent}  <name>{}</name>", esc(&t.name));
     opt_el(out, &format!("{indent}  "), "description", &t.description);
     if let Some(n) = t.rows {
@@ -77,8 +88,16 @@ fn table_xml(out: &mut String, t: &TableDesc, min: bool, indent: &str, element: 
             opt_el(out, &i2, "ucd", &c.ucd);
             opt_el(out, &i2, "utype", &c.utype);
             opt_el(out, &i2, "xtype", &c.xtype);
-            let arraysize = c.arraysize.as_ref().map(|a| format!(" arraysize=\"{}\"", esc(a))).unwrap_or_default();
-            let _ = writeln!(out, "{i2}<dataType xsi:type=\"vs:VOTableType\"{arraysize}>{}</dataType>", c.datatype);
+            let arraysize = c
+                .arraysize
+                .as_ref()
+                .map(|a| format!(" arraysize=\"{}\"", esc(a)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{i2}<dataType xsi:type=\"vs:VOTableType\"{arraysize}>{}</dataType>",
+                c.datatype
+            );
             if c.indexed {
                 let _ = writeln!(out, "{i2}<flag>indexed</flag>");
             }
@@ -92,7 +111,11 @@ fn table_xml(out: &mut String, t: &TableDesc, min: bool, indent: &str, element: 
         }
         for k in &t.foreign_keys {
             let _ = writeln!(out, "{indent}  <foreignKey>");
-            let _ = writeln!(out, "{indent}    <targetTable>{}</targetTable>", esc(&k.target_table));
+            let _ = writeln!(
+                out,
+                "{indent}    <targetTable>{}</targetTable>",
+                esc(&k.target_table)
+            );
             for (from, to) in &k.columns {
                 let _ = writeln!(
                     out,
@@ -113,7 +136,8 @@ xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"";
 
 /// The VOSI tableset document; `min` leaves the columns out (`detail=min`).
 pub fn tableset(meta: &TapMetadata, min: bool) -> String {
-    let mut out = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<vosi:tableset {TABLES_NS}>\n");
+    let mut out =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<vosi:tableset {TABLES_NS}>\n");
     for s in &meta.schemas {
         out.push_str("  <schema>\n");
         let _ = writeln!(out, "    <name>{}</name>", esc(&s.name));
@@ -130,6 +154,13 @@ pub fn tableset(meta: &TapMetadata, min: bool) -> String {
 /// The VOSI document of one table.
 pub fn table_document(t: &TableDesc) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    table_xml(&mut out, t, false, "", "vosi:table", &format!(" {TABLES_NS}"));
+    table_xml(
+        &mut out,
+        t,
+        false,
+        "",
+        "vosi:table",
+        &format!(" {TABLES_NS}"),
+    );
     out
 }

@@ -73,12 +73,22 @@ pub enum ErrorKind {
 
 impl AdqlError {
     fn syntax(message: impl Into<String>, line: Option<u64>, column: Option<u64>) -> Self {
-        AdqlError { kind: ErrorKind::Syntax, message: message.into(), line, column }
+        AdqlError {
+            kind: ErrorKind::Syntax,
+            message: message.into(),
+            line,
+            column,
+        }
     }
 
     fn at(kind: ErrorKind, message: impl Into<String>, tok: &TokenWithSpan) -> Self {
         let loc = tok.span.start;
-        AdqlError { kind, message: message.into(), line: Some(loc.line), column: Some(loc.column) }
+        AdqlError {
+            kind,
+            message: message.into(),
+            line: Some(loc.line),
+            column: Some(loc.column),
+        }
     }
 }
 
@@ -105,7 +115,13 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
     let dialect = AdqlDialect;
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
-        .map_err(|e| AdqlError::syntax(strip_location(&e.message), Some(e.location.line), Some(e.location.column)))?;
+        .map_err(|e| {
+            AdqlError::syntax(
+                strip_location(&e.message),
+                Some(e.location.line),
+                Some(e.location.column),
+            )
+        })?;
     check_tokens(&tokens)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let query = parser.parse_query().map_err(|e| parser_error(e, text))?;
@@ -130,7 +146,10 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
 pub async fn plan(state: &SessionState, text: &str) -> Result<LogicalPlan, AdqlError> {
     let query = parse(text)?;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
-    state.statement_to_plan(stmt).await.map_err(|e| semantic_error(text, e))
+    state
+        .statement_to_plan(stmt)
+        .await
+        .map_err(|e| semantic_error(text, e))
 }
 
 /// Refuses tokens that are SQL but not ADQL, pointing at them.
@@ -138,7 +157,9 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
     for t in tokens {
         let msg = match &t.token {
             Token::DoubleColon => Some("'::' casts are not ADQL; use CAST(x AS type)".to_string()),
-            Token::Char('`') => Some("backtick quotes are not ADQL; delimit identifiers with double quotes".into()),
+            Token::Char('`') => {
+                Some("backtick quotes are not ADQL; delimit identifiers with double quotes".into())
+            }
             Token::Char('[') | Token::LBracket => Some("'[' is not ADQL".into()),
             Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::LIMIT => {
                 Some("LIMIT is not ADQL; use SELECT TOP n (and OFFSET m)".into())
@@ -148,7 +169,9 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
             Token::SingleQuotedByteStringLiteral(_)
             | Token::DoubleQuotedByteStringLiteral(_)
             | Token::NationalStringLiteral(_)
-            | Token::EscapedStringLiteral(_) => Some("only plain '…' string literals are ADQL".into()),
+            | Token::EscapedStringLiteral(_) => {
+                Some("only plain '…' string literals are ADQL".into())
+            }
             _ => None,
         };
         if let Some(m) = msg {
@@ -180,7 +203,13 @@ fn parser_error(e: ParserError, query: &str) -> AdqlError {
 fn find_location(s: &str) -> (Option<u64>, Option<u64>) {
     let num_after = |key: &str| {
         s.find(key).and_then(|i| {
-            s[i + key.len()..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+            s[i + key.len()..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .ok()
         })
     };
     (num_after("Line:"), num_after("Column:"))
@@ -203,14 +232,26 @@ fn semantic_error(text: &str, e: datafusion::error::DataFusionError) -> AdqlErro
         .to_string();
     // Locate the name the message is about in the query text.
     let unknown_field = msg.strip_prefix("No field named ").map(|rest| {
-        rest.split(|c: char| c.is_whitespace()).next().unwrap_or("").trim_end_matches('.').trim_matches('"')
+        rest.split(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .trim_matches('"')
     });
-    let located = unknown_field.or_else(|| msg.split('\'').nth(1)).or_else(|| msg.split('"').nth(1)).and_then(|name| {
-        let bare = name.rsplit('.').next().unwrap_or(name);
-        locate_word(text, bare)
-    });
+    let located = unknown_field
+        .or_else(|| msg.split('\'').nth(1))
+        .or_else(|| msg.split('"').nth(1))
+        .and_then(|name| {
+            let bare = name.rsplit('.').next().unwrap_or(name);
+            locate_word(text, bare)
+        });
     let (line, column) = located.map_or((None, None), |(l, c)| (Some(l), Some(c)));
-    AdqlError { kind: ErrorKind::Semantic, message: msg, line, column }
+    AdqlError {
+        kind: ErrorKind::Semantic,
+        message: msg,
+        line,
+        column,
+    }
 }
 
 /// Line and column (1-based) of the first case-insensitive whole-word occurrence of `word`.
@@ -226,7 +267,9 @@ fn locate_word(text: &str, word: &str) -> Option<(u64, u64)> {
     while let Some(i) = lower[from..].find(&w) {
         let start = from + i;
         let end = start + w.len();
-        if (start == 0 || !is_part(bytes[start - 1])) && (end >= bytes.len() || !is_part(bytes[end])) {
+        if (start == 0 || !is_part(bytes[start - 1]))
+            && (end >= bytes.len() || !is_part(bytes[end]))
+        {
             let line = text[..start].matches('\n').count() as u64 + 1;
             let col = start - text[..start].rfind('\n').map_or(0, |p| p + 1) + 1;
             return Some((line, col as u64));

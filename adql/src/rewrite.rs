@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TopQuantity, Value,
-    VisitMut, VisitorMut,
+    LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TopQuantity,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
@@ -18,15 +18,52 @@ use crate::{AdqlError, ErrorKind};
 /// registers as UDFs.
 const KNOWN_FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "min", "max",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
     // math
-    "abs", "ceiling", "degrees", "exp", "floor", "log", "log10", "mod", "pi", "power", "radians",
-    "sqrt", "rand", "round", "truncate", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "cot",
+    "abs",
+    "ceiling",
+    "degrees",
+    "exp",
+    "floor",
+    "log",
+    "log10",
+    "mod",
+    "pi",
+    "power",
+    "radians",
+    "sqrt",
+    "rand",
+    "round",
+    "truncate",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "cot",
     // strings and conditionals (ADQL 2.1 optional features)
-    "lower", "upper", "coalesce",
+    "lower",
+    "upper",
+    "coalesce",
     // geometry
-    "point", "circle", "box", "polygon", "contains", "intersects", "distance", "coord1", "coord2",
-    "area", "centroid", "coordsys",
+    "point",
+    "circle",
+    "box",
+    "polygon",
+    "contains",
+    "intersects",
+    "distance",
+    "coord1",
+    "coord2",
+    "area",
+    "centroid",
+    "coordsys",
 ];
 
 /// Validates ADQL-only rules and rewrites the query in place.
@@ -47,11 +84,21 @@ fn err_at(message: impl Into<String>, span: Span) -> AdqlError {
     } else {
         (None, None)
     };
-    AdqlError { kind: ErrorKind::Syntax, message: message.into(), line, column }
+    AdqlError {
+        kind: ErrorKind::Syntax,
+        message: message.into(),
+        line,
+        column,
+    }
 }
 
 fn not_adql(what: &str) -> ControlFlow<AdqlError> {
-    ControlFlow::Break(AdqlError { kind: ErrorKind::Syntax, message: format!("{what} is not ADQL"), line: None, column: None })
+    ControlFlow::Break(AdqlError {
+        kind: ErrorKind::Syntax,
+        message: format!("{what} is not ADQL"),
+        line: None,
+        column: None,
+    })
 }
 
 impl VisitorMut for Rewriter {
@@ -64,7 +111,11 @@ impl VisitorMut for Rewriter {
         if !q.locks.is_empty() {
             return not_adql("FOR UPDATE/SHARE");
         }
-        if q.for_clause.is_some() || q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
+        if q.for_clause.is_some()
+            || q.settings.is_some()
+            || q.format_clause.is_some()
+            || !q.pipe_operators.is_empty()
+        {
             return not_adql("this clause");
         }
         if let Some(w) = &q.with {
@@ -97,7 +148,11 @@ impl VisitorMut for Rewriter {
                 Some(LimitClause::LimitOffset { offset, .. }) => offset,
                 _ => None,
             };
-            q.limit_clause = Some(LimitClause::LimitOffset { limit: Some(n), offset, limit_by: vec![] });
+            q.limit_clause = Some(LimitClause::LimitOffset {
+                limit: Some(n),
+                offset,
+                limit_by: vec![],
+            });
         }
         ControlFlow::Continue(())
     }
@@ -109,10 +164,18 @@ impl VisitorMut for Rewriter {
         if s.into.is_some() {
             return not_adql("SELECT INTO");
         }
-        if !s.lateral_views.is_empty() || s.qualify.is_some() || !s.named_window.is_empty() || s.prewhere.is_some() {
+        if !s.lateral_views.is_empty()
+            || s.qualify.is_some()
+            || !s.named_window.is_empty()
+            || s.prewhere.is_some()
+        {
             return not_adql("this clause");
         }
-        if !s.cluster_by.is_empty() || !s.distribute_by.is_empty() || !s.sort_by.is_empty() || !s.connect_by.is_empty() {
+        if !s.cluster_by.is_empty()
+            || !s.distribute_by.is_empty()
+            || !s.sort_by.is_empty()
+            || !s.connect_by.is_empty()
+        {
             return not_adql("this clause");
         }
         ControlFlow::Continue(())
@@ -127,7 +190,10 @@ impl VisitorMut for Rewriter {
         };
         let span = ident.span;
         if f.name.0.len() != 1 {
-            return ControlFlow::Break(err_at(format!("'{}' is not a function ADQL knows", f.name), span));
+            return ControlFlow::Break(err_at(
+                format!("'{}' is not a function ADQL knows", f.name),
+                span,
+            ));
         }
         if f.over.is_some() {
             return ControlFlow::Break(err_at("window functions (OVER) are not ADQL", span));
@@ -139,7 +205,8 @@ impl VisitorMut for Rewriter {
         if !KNOWN_FUNCTIONS.contains(&name.as_str()) {
             return ControlFlow::Break(err_at(format!("unknown function '{}'", ident.value), span));
         }
-        let rename = |to: &str| ObjectName(vec![ObjectNamePart::Identifier(Ident::with_span(span, to))]);
+        let rename =
+            |to: &str| ObjectName(vec![ObjectNamePart::Identifier(Ident::with_span(span, to))]);
         match name.as_str() {
             "log" => f.name = rename("ln"),
             "ceiling" => f.name = rename("ceil"),
@@ -147,11 +214,13 @@ impl VisitorMut for Rewriter {
             "rand" => {
                 // RAND(seed): DataFusion's random() takes no seed.
                 f.name = rename("random");
-                f.args = FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![],
-                    clauses: vec![],
-                });
+                f.args = FunctionArguments::List(
+                    datafusion::sql::sqlparser::ast::FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![],
+                        clauses: vec![],
+                    },
+                );
             }
             "mod" => {
                 let args = plain_args(&f.args);
@@ -206,7 +275,9 @@ fn name_select_items(query: &mut Query) {
         })
         .collect();
     for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(expr) = item else { continue };
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
         if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
             continue;
         }
@@ -232,6 +303,9 @@ fn name_select_items(query: &mut Query) {
             k += 1;
         }
         used.insert(name.clone());
-        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', name) };
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', name),
+        };
     }
 }

@@ -3,13 +3,18 @@
 use super::*;
 
 fn sql(q: &str) -> String {
-    parse(q).map(|q| q.to_string()).unwrap_or_else(|e| format!("ERR {e}"))
+    parse(q)
+        .map(|q| q.to_string())
+        .unwrap_or_else(|e| format!("ERR {e}"))
 }
 
 #[test]
 fn top_becomes_limit_and_keeps_offset() {
     assert_eq!(sql("SELECT TOP 5 a FROM t"), "SELECT a FROM t LIMIT 5");
-    assert_eq!(sql("SELECT TOP 5 a FROM t ORDER BY a OFFSET 10"), "SELECT a FROM t ORDER BY a LIMIT 5 OFFSET 10");
+    assert_eq!(
+        sql("SELECT TOP 5 a FROM t ORDER BY a OFFSET 10"),
+        "SELECT a FROM t ORDER BY a LIMIT 5 OFFSET 10"
+    );
 }
 
 #[test]
@@ -36,13 +41,22 @@ fn syntax_errors_have_line_and_column() {
 
 #[test]
 fn adql_functions_are_renamed() {
-    assert_eq!(sql("SELECT LOG(a), CEILING(a) FROM t"), "SELECT ln(a) AS \"log\", ceil(a) AS \"ceiling\" FROM t");
-    assert_eq!(sql("SELECT MOD(a, 3) AS m FROM t"), "SELECT (a % 3) AS m FROM t");
+    assert_eq!(
+        sql("SELECT LOG(a), CEILING(a) FROM t"),
+        "SELECT ln(a) AS \"log\", ceil(a) AS \"ceiling\" FROM t"
+    );
+    assert_eq!(
+        sql("SELECT MOD(a, 3) AS m FROM t"),
+        "SELECT (a % 3) AS m FROM t"
+    );
 }
 
 #[test]
 fn unnamed_items_get_unique_names() {
-    assert_eq!(sql("SELECT COUNT(*), count(a), a + 1 FROM t"), "SELECT COUNT(*) AS \"count\", count(a) AS \"count_2\", a + 1 AS \"expr\" FROM t");
+    assert_eq!(
+        sql("SELECT COUNT(*), count(a), a + 1 FROM t"),
+        "SELECT COUNT(*) AS \"count\", count(a) AS \"count_2\", a + 1 AS \"expr\" FROM t"
+    );
 }
 
 #[test]

@@ -61,14 +61,23 @@ pub fn parse_properties(text: &str) -> HashMap<String, String> {
 /// Opens the HATS catalog whose root is `root` (relative to the storage prefix).
 pub async fn open_catalog(storage: &Storage, root: &str) -> Result<HatsCatalog, Error> {
     let root_path = storage.path(root);
-    let props_bytes = match storage.get(&storage.path(&format!("{root}/hats.properties"))).await {
+    let props_bytes = match storage
+        .get(&storage.path(&format!("{root}/hats.properties")))
+        .await
+    {
         Ok(b) => b,
-        Err(_) => storage.get(&storage.path(&format!("{root}/properties"))).await?,
+        Err(_) => {
+            storage
+                .get(&storage.path(&format!("{root}/properties")))
+                .await?
+        }
     };
     let props = parse_properties(&String::from_utf8_lossy(&props_bytes));
 
     // The Parquet schema.
-    let common = storage.get(&storage.path(&format!("{root}/dataset/_common_metadata"))).await?;
+    let common = storage
+        .get(&storage.path(&format!("{root}/dataset/_common_metadata")))
+        .await?;
     let md = ParquetMetaDataReader::new().parse_and_finish(&common)?;
     let file_schema = Arc::new(parquet_to_arrow_schema(
         md.file_metadata().schema_descr(),
@@ -91,20 +100,41 @@ pub async fn open_catalog(storage: &Storage, root: &str) -> Result<HatsCatalog, 
             .fields()
             .iter()
             .position(|f| f.name() == &c.name)
-            .or_else(|| file_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(&c.name)))
-            .ok_or_else(|| Error::Layout(format!("column '{}' is not in the Parquet files", c.name)))?;
+            .or_else(|| {
+                file_schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(&c.name))
+            })
+            .ok_or_else(|| {
+                Error::Layout(format!("column '{}' is not in the Parquet files", c.name))
+            })?;
         let f = file_schema.field(idx);
-        fields.push(Arc::new(c.decorate(&Field::new(&c.name, f.data_type().clone(), true))));
+        fields.push(Arc::new(c.decorate(&Field::new(
+            &c.name,
+            f.data_type().clone(),
+            true,
+        ))));
         file_index.push(idx);
     }
     let schema = Arc::new(Schema::new(fields));
-    let healpix_index = file_schema.fields().iter().position(|f| f.name() == HEALPIX_COLUMN);
+    let healpix_index = file_schema
+        .fields()
+        .iter()
+        .position(|f| f.name() == HEALPIX_COLUMN);
 
     // Partitions: partition_info.csv, sizes from one listing of dataset/.
-    let info = storage.get(&storage.path(&format!("{root}/partition_info.csv"))).await?;
+    let info = storage
+        .get(&storage.path(&format!("{root}/partition_info.csv")))
+        .await?;
     let info = String::from_utf8_lossy(&info);
     let mut lines = info.lines();
-    let header: Vec<String> = lines.next().unwrap_or("").split(',').map(|s| s.trim().to_string()).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
     let (oi, pi) = match (col("Norder"), col("Npix")) {
         (Some(o), Some(p)) => (o, p),
@@ -121,36 +151,63 @@ pub async fn open_catalog(storage: &Storage, root: &str) -> Result<HatsCatalog, 
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let parse = |i: usize| cells.get(i).and_then(|c| c.parse::<u64>().ok());
         let (Some(order), Some(pixel)) = (parse(oi), parse(pi)) else {
-            return Err(Error::Layout(format!("bad partition_info.csv line '{line}'")));
+            return Err(Error::Layout(format!(
+                "bad partition_info.csv line '{line}'"
+            )));
         };
         if order > 29 {
             return Err(Error::Layout(format!("partition order {order} > 29")));
         }
-        let px = Pixel { order: order as u8, pixel };
+        let px = Pixel {
+            order: order as u8,
+            pixel,
+        };
         let path = storage.path(&format!("{root}/{}", px.file_path()));
         let size = *sizes
             .get(&path.to_string())
             .ok_or_else(|| Error::Layout(format!("partition file {path} is missing")))?;
-        partitions.push(PartitionFile { pixel: px, path, size });
+        partitions.push(PartitionFile {
+            pixel: px,
+            path,
+            size,
+        });
     }
     partitions.sort_by_key(|p| p.pixel.range29().start);
     let rows = props.get("hats_nrows").and_then(|v| v.parse().ok());
-    Ok(HatsCatalog { meta, root: root_path, file_schema, schema, file_index, healpix_index, partitions, rows })
+    Ok(HatsCatalog {
+        meta,
+        root: root_path,
+        file_schema,
+        schema,
+        file_index,
+        healpix_index,
+        partitions,
+        rows,
+    })
 }
 
 /// Metadata for a HATS catalog made elsewhere (no `vostok.toml`): every column but the index.
-fn derived_meta(root: &str, props: &HashMap<String, String>, schema: &Schema) -> Result<CatalogMeta, Error> {
+fn derived_meta(
+    root: &str,
+    props: &HashMap<String, String>,
+    schema: &Schema,
+) -> Result<CatalogMeta, Error> {
     let name = props
         .get("obs_collection")
         .cloned()
         .unwrap_or_else(|| root.rsplit('/').next().unwrap_or("catalog").to_string());
     let need = |k: &str| {
-        props.get(k).cloned().ok_or_else(|| Error::Layout(format!("hats.properties lacks {k}")))
+        props
+            .get(k)
+            .cloned()
+            .ok_or_else(|| Error::Layout(format!("hats.properties lacks {k}")))
     };
     let columns = schema
         .fields()
         .iter()
-        .filter(|f| f.name() != HEALPIX_COLUMN && !matches!(f.name().as_str(), "Norder" | "Dir" | "Npix"))
+        .filter(|f| {
+            f.name() != HEALPIX_COLUMN && !matches!(f.name().as_str(), "Norder" | "Dir" | "Npix")
+        })
         .map(|f| ColumnMeta {
             name: f.name().clone(),
             unit: f.metadata().get("unit").cloned(),

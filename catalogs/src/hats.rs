@@ -20,9 +20,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::file::metadata::SortingColumn;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::metadata::SortingColumn;
 
 use crate::meta::{CatalogMeta, METADATA_FILE};
 use crate::store::Storage;
@@ -54,7 +54,12 @@ impl Pixel {
 
     /// Path of the partition file relative to the catalog root.
     pub fn file_path(&self) -> String {
-        format!("dataset/Norder={}/Dir={}/Npix={}.parquet", self.order, self.dir(), self.pixel)
+        format!(
+            "dataset/Norder={}/Dir={}/Npix={}.parquet",
+            self.order,
+            self.dir(),
+            self.pixel
+        )
     }
 
     /// The half-open range of order-29 indices inside this pixel.
@@ -66,7 +71,11 @@ impl Pixel {
 
 /// Nested HEALPix index at order 29 of a position in degrees.
 pub fn healpix29(ra_deg: f64, dec_deg: f64) -> u64 {
-    cdshealpix::nested::hash(29, ra_deg.to_radians(), dec_deg.clamp(-90.0, 90.0).to_radians())
+    cdshealpix::nested::hash(
+        29,
+        ra_deg.to_radians(),
+        dec_deg.clamp(-90.0, 90.0).to_radians(),
+    )
 }
 
 /// What an ingest wrote.
@@ -92,7 +101,11 @@ pub struct WriteOptions<'a> {
 
 impl Default for WriteOptions<'_> {
     fn default() -> Self {
-        WriteOptions { partition_rows: DEFAULT_PARTITION_ROWS, row_group_rows: DEFAULT_ROW_GROUP_ROWS, progress: None }
+        WriteOptions {
+            partition_rows: DEFAULT_PARTITION_ROWS,
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            progress: None,
+        }
     }
 }
 
@@ -115,12 +128,28 @@ pub fn plan_partitions(sorted: &[u64], max_rows: usize) -> Vec<(Pixel, std::ops:
             return;
         }
         for child in 0..4 {
-            visit(sorted, Pixel { order: px.order + 1, pixel: px.pixel * 4 + child }, max_rows, out);
+            visit(
+                sorted,
+                Pixel {
+                    order: px.order + 1,
+                    pixel: px.pixel * 4 + child,
+                },
+                max_rows,
+                out,
+            );
         }
     }
     let mut out = Vec::new();
     for base in 0..12 {
-        visit(sorted, Pixel { order: 0, pixel: base }, max_rows.max(1), &mut out);
+        visit(
+            sorted,
+            Pixel {
+                order: 0,
+                pixel: base,
+            },
+            max_rows.max(1),
+            &mut out,
+        );
     }
     out
 }
@@ -139,14 +168,21 @@ pub async fn write_catalog(
     let dec_idx = index_of(&schema, &meta.table.dec)?;
     let ra = cast(all.column(ra_idx), &DataType::Float64)?;
     let dec = cast(all.column(dec_idx), &DataType::Float64)?;
-    let ra = ra.as_any().downcast_ref::<Float64Array>().ok_or_else(|| Error::Layout("ra is not numeric".into()))?;
-    let dec = dec.as_any().downcast_ref::<Float64Array>().ok_or_else(|| Error::Layout("dec is not numeric".into()))?;
+    let ra = ra
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| Error::Layout("ra is not numeric".into()))?;
+    let dec = dec
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| Error::Layout("dec is not numeric".into()))?;
 
     // Index every positioned row, then sort by the index.
     let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(all.num_rows());
     let mut dropped = 0u64;
     for i in 0..all.num_rows() {
-        if ra.is_null(i) || dec.is_null(i) || !ra.value(i).is_finite() || !dec.value(i).is_finite() {
+        if ra.is_null(i) || dec.is_null(i) || !ra.value(i).is_finite() || !dec.value(i).is_finite()
+        {
             dropped += 1;
             continue;
         }
@@ -165,7 +201,9 @@ pub async fn write_catalog(
     let mut fields = vec![Arc::new(Field::new(HEALPIX_COLUMN, DataType::Int64, false))];
     fields.extend(schema.fields().iter().cloned());
     let file_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(sorted_hp.iter().map(|&h| h as i64)))];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
+        sorted_hp.iter().map(|&h| h as i64),
+    ))];
     for c in all.columns() {
         columns.push(take(c.as_ref(), &order, None)?);
     }
@@ -176,7 +214,11 @@ pub async fn write_catalog(
         .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
         .set_compression(Compression::SNAPPY)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
         .set_created_by(format!("vostok {}", env!("CARGO_PKG_VERSION")))
         .build();
 
@@ -196,14 +238,26 @@ pub async fn write_catalog(
             let cols = rg
                 .columns()
                 .iter()
-                .map(|c| c.clone().into_builder().set_file_path(in_dataset.clone()).build())
+                .map(|c| {
+                    c.clone()
+                        .into_builder()
+                        .set_file_path(in_dataset.clone())
+                        .build()
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            row_groups.push(rg.clone().into_builder().set_column_metadata(cols).build()?);
+            row_groups.push(
+                rg.clone()
+                    .into_builder()
+                    .set_column_metadata(cols)
+                    .build()?,
+            );
         }
         if file_meta.is_none() {
             file_meta = Some(md);
         }
-        storage.put(&storage.path(&format!("{root}/{rel}")), buf).await?;
+        storage
+            .put(&storage.path(&format!("{root}/{rel}")), buf)
+            .await?;
         partitions.push((*px, (range.end - range.start) as u64));
         if let Some(p) = opts.progress {
             p(n as u64 + 1, total);
@@ -213,7 +267,12 @@ pub async fn write_catalog(
     // _common_metadata: the schema with no row groups; _metadata: every row group.
     let mut common = Vec::new();
     ArrowWriter::try_new(&mut common, file_schema.clone(), Some(props.clone()))?.close()?;
-    storage.put(&storage.path(&format!("{root}/dataset/_common_metadata")), common).await?;
+    storage
+        .put(
+            &storage.path(&format!("{root}/dataset/_common_metadata")),
+            common,
+        )
+        .await?;
     if let Some(md) = file_meta {
         let fm = md.file_metadata().clone();
         let fm = parquet::file::metadata::FileMetaData::new(
@@ -227,7 +286,9 @@ pub async fn write_catalog(
         let all_md = ParquetMetaData::new(fm, row_groups);
         let mut out = b"PAR1".to_vec();
         ParquetMetaDataWriter::new(&mut out, &all_md).finish()?;
-        storage.put(&storage.path(&format!("{root}/dataset/_metadata")), out).await?;
+        storage
+            .put(&storage.path(&format!("{root}/dataset/_metadata")), out)
+            .await?;
     }
 
     // partition_info.csv, properties, metadata.
@@ -235,11 +296,26 @@ pub async fn write_catalog(
     for (px, _) in &partitions {
         csv.push_str(&format!("{},{}\n", px.order, px.pixel));
     }
-    storage.put(&storage.path(&format!("{root}/partition_info.csv")), csv.into_bytes()).await?;
+    storage
+        .put(
+            &storage.path(&format!("{root}/partition_info.csv")),
+            csv.into_bytes(),
+        )
+        .await?;
     let rows = sorted.num_rows() as u64;
     let props = properties_text(meta, rows, &partitions);
-    storage.put(&storage.path(&format!("{root}/hats.properties")), props.clone().into_bytes()).await?;
-    storage.put(&storage.path(&format!("{root}/properties")), props.into_bytes()).await?;
+    storage
+        .put(
+            &storage.path(&format!("{root}/hats.properties")),
+            props.clone().into_bytes(),
+        )
+        .await?;
+    storage
+        .put(
+            &storage.path(&format!("{root}/properties")),
+            props.into_bytes(),
+        )
+        .await?;
     let mut stored = meta.clone();
     stored.source = None;
     stored.columns = schema
@@ -256,8 +332,17 @@ pub async fn write_catalog(
             c
         })
         .collect();
-    storage.put(&storage.path(&format!("{root}/{METADATA_FILE}")), stored.to_toml()?.into_bytes()).await?;
-    Ok(WriteSummary { rows, dropped, partitions })
+    storage
+        .put(
+            &storage.path(&format!("{root}/{METADATA_FILE}")),
+            stored.to_toml()?.into_bytes(),
+        )
+        .await?;
+    Ok(WriteSummary {
+        rows,
+        dropped,
+        partitions,
+    })
 }
 
 fn index_of(schema: &Schema, name: &str) -> Result<usize, Error> {
@@ -265,7 +350,9 @@ fn index_of(schema: &Schema, name: &str) -> Result<usize, Error> {
         .fields()
         .iter()
         .position(|f| f.name().eq_ignore_ascii_case(name))
-        .ok_or_else(|| Error::Metadata(format!("position column '{name}' is not among the columns")))
+        .ok_or_else(|| {
+            Error::Metadata(format!("position column '{name}' is not among the columns"))
+        })
 }
 
 /// The metadata type name of an Arrow type.
@@ -283,7 +370,10 @@ pub fn type_name(t: &DataType) -> &'static str {
 
 fn properties_text(meta: &CatalogMeta, rows: u64, partitions: &[(Pixel, u64)]) -> String {
     let max_order = partitions.iter().map(|p| p.0.order).max().unwrap_or(0);
-    let sky: f64 = partitions.iter().map(|p| 1.0 / (12.0 * 4f64.powi(p.0.order as i32))).sum();
+    let sky: f64 = partitions
+        .iter()
+        .map(|p| 1.0 / (12.0 * 4f64.powi(p.0.order as i32)))
+        .sum();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -299,10 +389,16 @@ fn properties_text(meta: &CatalogMeta, rows: u64, partitions: &[(Pixel, u64)]) -
     p.push_str(&format!("hats_col_healpix={HEALPIX_COLUMN}\n"));
     p.push_str("hats_col_healpix_order=29\n");
     p.push_str("hats_npix_suffix=.parquet\n");
-    p.push_str(&format!("hats_max_rows={}\n", partitions.iter().map(|p| p.1).max().unwrap_or(0)));
+    p.push_str(&format!(
+        "hats_max_rows={}\n",
+        partitions.iter().map(|p| p.1).max().unwrap_or(0)
+    ));
     p.push_str(&format!("hats_order={max_order}\n"));
     p.push_str(&format!("moc_sky_fraction={sky:.5}\n"));
-    p.push_str(&format!("hats_builder=vostok v{}\n", env!("CARGO_PKG_VERSION")));
+    p.push_str(&format!(
+        "hats_builder=vostok v{}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
     p.push_str(&format!("hats_creation_date={date}\n"));
     p.push_str("hats_version=v1.0\n");
     if let Some(t) = &meta.table.title {
@@ -330,7 +426,11 @@ fn iso_date(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}UTC", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 #[cfg(test)]
@@ -339,7 +439,14 @@ mod tests {
 
     #[test]
     fn partitions_cover_every_row_once() {
-        let mut hp: Vec<u64> = (0..10_000u64).map(|i| healpix29((i as f64 * 7.3) % 360.0, ((i as f64 * 0.013) % 180.0) - 90.0)).collect();
+        let mut hp: Vec<u64> = (0..10_000u64)
+            .map(|i| {
+                healpix29(
+                    (i as f64 * 7.3) % 360.0,
+                    ((i as f64 * 0.013) % 180.0) - 90.0,
+                )
+            })
+            .collect();
         hp.sort_unstable();
         let plan = plan_partitions(&hp, 500);
         let mut covered = 0;

@@ -184,7 +184,10 @@ impl CatalogMeta {
                 )));
             }
             if seen.insert(c.name.to_ascii_lowercase(), ()).is_some() {
-                return Err(Error::Metadata(format!("column '{}' appears twice", c.name)));
+                return Err(Error::Metadata(format!(
+                    "column '{}' appears twice",
+                    c.name
+                )));
             }
             if let Some(t) = &c.datatype {
                 parse_type(t)?;
@@ -195,7 +198,9 @@ impl CatalogMeta {
 
     /// Metadata of one column by (case-insensitive) name.
     pub fn column(&self, name: &str) -> Option<&ColumnMeta> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 }
 

@@ -64,7 +64,11 @@ pub struct HatsTable {
 impl HatsTable {
     /// A table over `catalog`, whose files live in the store registered as `store_url`.
     pub fn new(catalog: Arc<HatsCatalog>, store_url: ObjectStoreUrl) -> Self {
-        HatsTable { catalog, store_url, stats: Arc::new(ScanStats::default()) }
+        HatsTable {
+            catalog,
+            store_url,
+            stats: Arc::new(ScanStats::default()),
+        }
     }
 
     /// The catalog served.
@@ -144,7 +148,10 @@ impl TableProvider for HatsTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -157,7 +164,9 @@ impl TableProvider for HatsTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let cat = &self.catalog;
         self.stats.scans.fetch_add(1, Ordering::Relaxed);
-        self.stats.files_total.fetch_add(cat.partitions.len() as u64, Ordering::Relaxed);
+        self.stats
+            .files_total
+            .fetch_add(cat.partitions.len() as u64, Ordering::Relaxed);
 
         // Published projection → file projection.
         let file_projection: Vec<usize> = match projection {
@@ -169,11 +178,16 @@ impl TableProvider for HatsTable {
         let files: Vec<_> = match &coverage {
             Some(c) => {
                 self.stats.pruned_scans.fetch_add(1, Ordering::Relaxed);
-                cat.partitions.iter().filter(|p| overlaps(c, &p.pixel.range29())).collect()
+                cat.partitions
+                    .iter()
+                    .filter(|p| overlaps(c, &p.pixel.range29()))
+                    .collect()
             }
             None => cat.partitions.iter().collect(),
         };
-        self.stats.files_opened.fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.stats
+            .files_opened
+            .fetch_add(files.len() as u64, Ordering::Relaxed);
         if files.is_empty() {
             let schema = Arc::new(cat.file_schema.project(&file_projection)?);
             return Ok(Arc::new(EmptyExec::new(schema)));
@@ -215,7 +229,10 @@ impl TableProvider for HatsTable {
             .chunks(per)
             .map(|chunk| {
                 FileGroup::new(
-                    chunk.iter().map(|p| PartitionedFile::new(p.path.to_string(), p.size)).collect(),
+                    chunk
+                        .iter()
+                        .map(|p| PartitionedFile::new(p.path.to_string(), p.size))
+                        .collect(),
                 )
             })
             .collect();
@@ -264,7 +281,9 @@ mod pruning_tests {
     fn points(n: usize) -> (Vec<i64>, Vec<f64>, Vec<f64>) {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
         let mut ids = Vec::with_capacity(n);
@@ -279,8 +298,14 @@ mod pruning_tests {
     }
 
     fn sep(ra1: f64, de1: f64, ra2: f64, de2: f64) -> f64 {
-        let (a1, d1, a2, d2) = (ra1.to_radians(), de1.to_radians(), ra2.to_radians(), de2.to_radians());
-        let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((a2 - a1) / 2.0).sin().powi(2);
+        let (a1, d1, a2, d2) = (
+            ra1.to_radians(),
+            de1.to_radians(),
+            ra2.to_radians(),
+            de2.to_radians(),
+        );
+        let h =
+            ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((a2 - a1) / 2.0).sin().powi(2);
         (2.0 * h.sqrt().min(1.0).asin()).to_degrees()
     }
 
@@ -290,7 +315,11 @@ mod pruning_tests {
         let mut acc = (0, 0);
         if let Some(m) = plan.metrics() {
             for x in m.iter() {
-                if let MetricValue::PruningMetrics { name: n, pruning_metrics } = x.value() {
+                if let MetricValue::PruningMetrics {
+                    name: n,
+                    pruning_metrics,
+                } = x.value()
+                {
                     if n.as_ref() == name {
                         acc.0 += pruning_metrics.matched();
                         acc.1 += pruning_metrics.pruned();
@@ -324,7 +353,11 @@ mod pruning_tests {
             ],
         )
         .expect("batch");
-        let col = |n: &str| ColumnMeta { name: n.into(), datatype: Some("float64".into()), ..Default::default() };
+        let col = |n: &str| ColumnMeta {
+            name: n.into(),
+            datatype: Some("float64".into()),
+            ..Default::default()
+        };
         let meta = CatalogMeta {
             table: TableMeta {
                 schema: "test".into(),
@@ -341,22 +374,52 @@ mod pruning_tests {
                 row_group_rows: None,
             },
             source: None,
-            columns: vec![ColumnMeta { datatype: Some("int64".into()), ..col("id") }, col("ra"), col("dec")],
+            columns: vec![
+                ColumnMeta {
+                    datatype: Some("int64".into()),
+                    ..col("id")
+                },
+                col("ra"),
+                col("dec"),
+            ],
         };
-        let opts = WriteOptions { partition_rows: 10_000, row_group_rows: 1_000, progress: None };
-        let summary = write_catalog(&storage, "catalogs/test.sky", &meta, schema, &[batch], &opts).await.expect("write");
+        let opts = WriteOptions {
+            partition_rows: 10_000,
+            row_group_rows: 1_000,
+            progress: None,
+        };
+        let summary = write_catalog(
+            &storage,
+            "catalogs/test.sky",
+            &meta,
+            schema,
+            &[batch],
+            &opts,
+        )
+        .await
+        .expect("write");
         assert_eq!(summary.rows, 200_000);
-        assert!(summary.partitions.len() >= 20, "{} partitions", summary.partitions.len());
+        assert!(
+            summary.partitions.len() >= 20,
+            "{} partitions",
+            summary.partitions.len()
+        );
 
-        let cat = Arc::new(open_catalog(&storage, "catalogs/test.sky").await.expect("open"));
+        let cat = Arc::new(
+            open_catalog(&storage, "catalogs/test.sky")
+                .await
+                .expect("open"),
+        );
         assert_eq!(cat.rows, Some(200_000));
         let table = Arc::new(HatsTable::new(cat, storage.url.clone()));
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-        ctx.runtime_env().register_object_store(storage.url.as_ref(), storage.store.clone());
+        ctx.runtime_env()
+            .register_object_store(storage.url.as_ref(), storage.store.clone());
         for udf in adql::geom::udfs() {
             ctx.register_udf(udf);
         }
-        ctx.register_table(TableReference::bare("sky"), table.clone()).expect("register");
+        ctx.register_table(TableReference::bare("sky"), table.clone())
+            .expect("register");
 
         let (c_ra, c_dec, r) = (123.4, -45.6, 0.5);
         let df = ctx
@@ -368,22 +431,35 @@ mod pruning_tests {
         let mut got: Vec<i64> = batches
             .iter()
             .flat_map(|b| {
-                let a = b.column(0).as_any().downcast_ref::<Int64Array>().expect("ids").clone();
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("ids")
+                    .clone();
                 (0..a.len()).map(move |i| a.value(i))
             })
             .collect();
         got.sort_unstable();
-        let want: Vec<i64> =
-            (0..ra.len()).filter(|&i| sep(ra[i], dec[i], c_ra, c_dec) <= r).map(|i| i as i64).collect();
+        let want: Vec<i64> = (0..ra.len())
+            .filter(|&i| sep(ra[i], dec[i], c_ra, c_dec) <= r)
+            .map(|i| i as i64)
+            .collect();
         assert!(!want.is_empty());
         assert_eq!(got, want);
 
         // The provider opened a few files, not all of them...
         let opened = table.stats.files_opened.load(Ordering::Relaxed);
         let total = table.stats.files_total.load(Ordering::Relaxed);
-        assert!(opened <= 4 && opened * 5 < total, "opened {opened} of {total} partition files");
+        assert!(
+            opened <= 4 && opened * 5 < total,
+            "opened {opened} of {total} partition files"
+        );
         // ...and Parquet skipped most row groups of those files by their _healpix_29 statistics.
         let (matched, pruned) = pruning(&plan, "row_groups_pruned_statistics");
-        assert!((1..=4).contains(&matched) && pruned > matched, "row groups matched {matched}, pruned {pruned}");
+        assert!(
+            (1..=4).contains(&matched) && pruned > matched,
+            "row groups matched {matched}, pruned {pruned}"
+        );
     }
 }

@@ -13,7 +13,9 @@ use datafusion::arrow::compute::{cast, kernels::cmp::eq, nullif};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::meta::{parse_type, to_degrees_factor, CatalogMeta, ColumnMeta, SourceFormat, SourceMeta};
+use crate::meta::{
+    parse_type, to_degrees_factor, CatalogMeta, ColumnMeta, SourceFormat, SourceMeta,
+};
 use crate::Error;
 
 /// Rows per batch produced by the text and binary readers.
@@ -33,7 +35,10 @@ pub fn maybe_gunzip(bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
 }
 
 /// Reads a whole source (already loaded as bytes) into batches of the published schema.
-pub fn read_source(meta: &CatalogMeta, bytes: Vec<u8>) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+pub fn read_source(
+    meta: &CatalogMeta,
+    bytes: Vec<u8>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
     let source = meta
         .source
         .as_ref()
@@ -45,15 +50,20 @@ pub fn read_source(meta: &CatalogMeta, bytes: Vec<u8>) -> Result<(SchemaRef, Vec
         SourceFormat::Csv => select_columns(meta, read_csv(source, bytes)?)?,
         SourceFormat::Parquet => select_columns(meta, read_parquet(bytes)?)?,
         SourceFormat::Votable => {
-            let (s, b) = votable::read(&bytes).map_err(|e| Error::Source(format!("VOTable: {e}")))?;
+            let (s, b) =
+                votable::read(&bytes).map_err(|e| Error::Source(format!("VOTable: {e}")))?;
             select_columns(meta, (s, b))?
         }
-        SourceFormat::Fits => select_columns(meta, crate::fits::read_bintable(&bytes, source.hdu)?)?,
+        SourceFormat::Fits => {
+            select_columns(meta, crate::fits::read_bintable(&bytes, source.hdu)?)?
+        }
     };
     if let Some(expected) = source.rows {
         let got: usize = batches.iter().map(|b| b.num_rows()).sum();
         if got != expected {
-            return Err(Error::Source(format!("expected {expected} rows, read {got}")));
+            return Err(Error::Source(format!(
+                "expected {expected} rows, read {got}"
+            )));
         }
     }
     Ok((schema, batches))
@@ -125,7 +135,9 @@ impl Builder {
                 let v: f64 = s.parse().map_err(|e| bad(&e))?;
                 b.append_value(v * scale.unwrap_or(1.0))
             }
-            Builder::Bool(b) => b.append_value(matches!(s, "T" | "t" | "true" | "1" | "TRUE" | "True")),
+            Builder::Bool(b) => {
+                b.append_value(matches!(s, "T" | "t" | "true" | "1" | "TRUE" | "True"))
+            }
             Builder::Str(b) => b.append_value(s),
         }
         Ok(())
@@ -158,10 +170,12 @@ impl Builder {
 
 /// Parses a CDS byte range `"16-28"` or `"14"` into a 0-based half-open range.
 fn byte_range(c: &ColumnMeta) -> Result<std::ops::Range<usize>, Error> {
-    let spec = c
-        .bytes
-        .as_deref()
-        .ok_or_else(|| Error::Metadata(format!("fixed-width column '{}' needs bytes = \"a-b\"", c.name)))?;
+    let spec = c.bytes.as_deref().ok_or_else(|| {
+        Error::Metadata(format!(
+            "fixed-width column '{}' needs bytes = \"a-b\"",
+            c.name
+        ))
+    })?;
     let bad = || Error::Metadata(format!("column '{}': bad byte range '{spec}'", c.name));
     let (a, b) = match spec.split_once('-') {
         Some((a, b)) => (a.trim(), b.trim()),
@@ -175,12 +189,25 @@ fn byte_range(c: &ColumnMeta) -> Result<std::ops::Range<usize>, Error> {
     Ok(a - 1..b)
 }
 
-fn read_fixed(columns: &[ColumnMeta], bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+fn read_fixed(
+    columns: &[ColumnMeta],
+    bytes: &[u8],
+) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
     let schema = published_schema(columns)?;
-    let ranges = columns.iter().map(byte_range).collect::<Result<Vec<_>, _>>()?;
-    let scales = columns.iter().map(scale_of).collect::<Result<Vec<_>, _>>()?;
+    let ranges = columns
+        .iter()
+        .map(byte_range)
+        .collect::<Result<Vec<_>, _>>()?;
+    let scales = columns
+        .iter()
+        .map(scale_of)
+        .collect::<Result<Vec<_>, _>>()?;
     let new_builders = || -> Result<Vec<Builder>, Error> {
-        schema.fields().iter().map(|f| Builder::new(f.data_type())).collect()
+        schema
+            .fields()
+            .iter()
+            .map(|f| Builder::new(f.data_type()))
+            .collect()
     };
     let mut builders = new_builders()?;
     let mut batches = Vec::new();
@@ -192,10 +219,21 @@ fn read_fixed(columns: &[ColumnMeta], bytes: &[u8]) -> Result<(SchemaRef, Vec<Re
         }
         for (i, b) in builders.iter_mut().enumerate() {
             let r = &ranges[i];
-            let cell = line.get(r.start.min(line.len())..r.end.min(line.len())).unwrap_or("").trim();
-            let cell = if columns[i].null.as_deref() == Some(cell) { "" } else { cell };
+            let cell = line
+                .get(r.start.min(line.len())..r.end.min(line.len()))
+                .unwrap_or("")
+                .trim();
+            let cell = if columns[i].null.as_deref() == Some(cell) {
+                ""
+            } else {
+                cell
+            };
             b.push_text(cell, scales[i]).map_err(|e| {
-                Error::Source(format!("line {}, column '{}': {e}", lineno + 1, columns[i].name))
+                Error::Source(format!(
+                    "line {}, column '{}': {e}",
+                    lineno + 1,
+                    columns[i].name
+                ))
             })?;
         }
         rows += 1;
@@ -233,7 +271,10 @@ fn read_binary(
             DataType::Int16 => Ok(2),
             DataType::Int32 | DataType::Float32 => Ok(4),
             DataType::Int64 | DataType::Float64 => Ok(8),
-            t => Err(Error::Metadata(format!("binary records cannot hold {t} ('{}')", f.name()))),
+            t => Err(Error::Metadata(format!(
+                "binary records cannot hold {t} ('{}')",
+                f.name()
+            ))),
         })
         .collect::<Result<_, _>>()?;
     let record: usize = widths.iter().sum();
@@ -244,12 +285,18 @@ fn read_binary(
             bytes.len()
         )));
     }
-    let scales = columns.iter().map(scale_of).collect::<Result<Vec<_>, _>>()?;
+    let scales = columns
+        .iter()
+        .map(scale_of)
+        .collect::<Result<Vec<_>, _>>()?;
     let body = &bytes[start..];
     let mut batches = Vec::new();
     for chunk in body.chunks(record * BATCH_ROWS) {
-        let mut builders: Vec<Builder> =
-            schema.fields().iter().map(|f| Builder::new(f.data_type())).collect::<Result<_, _>>()?;
+        let mut builders: Vec<Builder> = schema
+            .fields()
+            .iter()
+            .map(|f| Builder::new(f.data_type()))
+            .collect::<Result<_, _>>()?;
         for rec in chunk.chunks_exact(record) {
             let mut off = 0;
             for (i, b) in builders.iter_mut().enumerate() {
@@ -263,15 +310,25 @@ fn read_binary(
                 let scale = scales[i].unwrap_or(1.0);
                 match b {
                     Builder::I16(b) => b.append_value(i16::from_le_bytes([raw[0], raw[1]])),
-                    Builder::I32(b) => b.append_value(i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])),
+                    Builder::I32(b) => {
+                        b.append_value(i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
+                    }
                     Builder::I64(b) => b.append_value(i64::from_le_bytes(raw)),
                     Builder::F32(b) => {
                         let v = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-                        if v.is_nan() { b.append_null() } else { b.append_value((v as f64 * scale) as f32) }
+                        if v.is_nan() {
+                            b.append_null()
+                        } else {
+                            b.append_value((v as f64 * scale) as f32)
+                        }
                     }
                     Builder::F64(b) => {
                         let v = f64::from_le_bytes(raw);
-                        if v.is_nan() { b.append_null() } else { b.append_value(v * scale) }
+                        if v.is_nan() {
+                            b.append_null()
+                        } else {
+                            b.append_value(v * scale)
+                        }
                     }
                     // Widths were checked above: binary records hold only numeric columns.
                     Builder::Bool(_) | Builder::Str(_) => {}
@@ -287,9 +344,13 @@ fn read_csv(source: &SourceMeta, bytes: Vec<u8>) -> Result<(SchemaRef, Vec<Recor
     use datafusion::arrow::csv::reader::{Format, ReaderBuilder};
     let delimiter = source.delimiter.unwrap_or(',');
     if !delimiter.is_ascii() {
-        return Err(Error::Metadata("the CSV delimiter must be one ASCII character".into()));
+        return Err(Error::Metadata(
+            "the CSV delimiter must be one ASCII character".into(),
+        ));
     }
-    let format = Format::default().with_header(true).with_delimiter(delimiter as u8);
+    let format = Format::default()
+        .with_header(true)
+        .with_delimiter(delimiter as u8);
     let (schema, _) = format
         .infer_schema(Cursor::new(&bytes), Some(100_000))
         .map_err(|e| Error::Source(format!("CSV: {e}")))?;
@@ -299,7 +360,9 @@ fn read_csv(source: &SourceMeta, bytes: Vec<u8>) -> Result<(SchemaRef, Vec<Recor
         .with_batch_size(BATCH_ROWS)
         .build(Cursor::new(bytes))
         .map_err(|e| Error::Source(format!("CSV: {e}")))?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| Error::Source(format!("CSV: {e}")))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Source(format!("CSV: {e}")))?;
     Ok((schema, batches))
 }
 
@@ -343,7 +406,12 @@ fn select_columns(
             .fields()
             .iter()
             .position(|f| f.name() == src)
-            .or_else(|| schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(src)))
+            .or_else(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(src))
+            })
             .ok_or_else(|| Error::Metadata(format!("source has no column '{src}'")))?;
         let from = schema.field(idx).data_type().clone();
         let to = match &c.datatype {
@@ -360,7 +428,10 @@ fn select_columns(
         for (idx, to, scale, null) in &picks {
             let mut a = cast(b.column(*idx), to)?;
             if let Some(null) = null {
-                let sentinel = cast(&datafusion::arrow::array::StringArray::from(vec![null.as_str()]), to)?;
+                let sentinel = cast(
+                    &datafusion::arrow::array::StringArray::from(vec![null.as_str()]),
+                    to,
+                )?;
                 if sentinel.is_valid(0) {
                     let scalar = datafusion::arrow::array::Scalar::new(sentinel);
                     let mask = eq(&a, &scalar)?;
@@ -373,7 +444,9 @@ fn select_columns(
                     .as_any()
                     .downcast_ref::<Float64Array>()
                     .map(|f| f.unary::<_, datafusion::arrow::datatypes::Float64Type>(|v| v * s))
-                    .ok_or_else(|| Error::Source("unit conversion needs a numeric column".into()))?;
+                    .ok_or_else(|| {
+                        Error::Source("unit conversion needs a numeric column".into())
+                    })?;
                 a = cast(&f, to)?;
             }
             arrays.push(a);
@@ -398,7 +471,13 @@ fn published_type(t: &DataType) -> DataType {
 pub fn sanitise(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
         s.insert(0, 'c');
@@ -428,9 +507,21 @@ mod tests {
         let text = "  1 3.141593 12.5000\n 22 0.000000   -99.0\n333 1.570796        \n";
         let (_, batches) = read_source(&m, text.as_bytes().to_vec()).expect("read");
         let b = &batches[0];
-        let id = b.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
-        let ra = b.column(1).as_any().downcast_ref::<Float64Array>().expect("f64");
-        let dec = b.column(2).as_any().downcast_ref::<Float64Array>().expect("f64");
+        let id = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .expect("int");
+        let ra = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("f64");
+        let dec = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("f64");
         assert_eq!(id.values().to_vec(), vec![1, 22, 333]);
         assert!((ra.value(0) - 180.0).abs() < 1e-4 && (ra.value(2) - 90.0).abs() < 1e-4);
         assert_eq!(dec.value(0), 12.5);
@@ -448,7 +539,10 @@ mod tests {
              [[columns]]\nname = \"mag\"\ntype = \"float32\"\n"
         ));
         let mut bytes = b"HEAD".to_vec();
-        for (id, ra, dec, mag) in [(7i64, 10.0f64, -20.0f64, 5.5f32), (8, 350.0, 89.0, f32::NAN)] {
+        for (id, ra, dec, mag) in [
+            (7i64, 10.0f64, -20.0f64, 5.5f32),
+            (8, 350.0, 89.0, f32::NAN),
+        ] {
             bytes.extend(id.to_le_bytes());
             bytes.extend(ra.to_le_bytes());
             bytes.extend(dec.to_le_bytes());
@@ -456,8 +550,20 @@ mod tests {
         }
         let (_, batches) = read_source(&m, bytes.clone()).expect("read");
         let b = &batches[0];
-        assert_eq!(b.column(0).as_any().downcast_ref::<Int64Array>().expect("i64").values().to_vec(), vec![7, 8]);
-        let mag = b.column(3).as_any().downcast_ref::<Float32Array>().expect("f32");
+        assert_eq!(
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("i64")
+                .values()
+                .to_vec(),
+            vec![7, 8]
+        );
+        let mag = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .expect("f32");
         assert_eq!(mag.value(0), 5.5);
         assert!(mag.is_null(1), "NaN is null");
         // A truncated record is an error, not a panic.
@@ -474,12 +580,30 @@ mod tests {
         ));
         let csv = "Name,RAJ2000,DEJ2000,Other\nM31,10.68,148287.6,x\nM33,23.46,110430.0,y\n";
         let (schema, batches) = read_source(&m, csv.as_bytes().to_vec()).expect("read");
-        assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["name", "ra", "dec"]);
-        assert_eq!(schema.field(1).metadata().get("ucd").map(String::as_str), Some("pos.eq.ra;meta.main"));
+        assert_eq!(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            vec!["name", "ra", "dec"]
+        );
+        assert_eq!(
+            schema.field(1).metadata().get("ucd").map(String::as_str),
+            Some("pos.eq.ra;meta.main")
+        );
         let b = &batches[0];
-        let names = b.column(0).as_any().downcast_ref::<StringArray>().expect("str");
+        let names = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("str");
         assert_eq!(names.value(1), "M33");
-        let dec = b.column(2).as_any().downcast_ref::<Float64Array>().expect("f64");
+        let dec = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("f64");
         assert!((dec.value(0) - 41.191).abs() < 1e-9);
     }
 

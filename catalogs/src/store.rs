@@ -31,7 +31,11 @@ impl Storage {
                 let (store, prefix) = object_store::parse_url_opts(&url, options.iter().cloned())?;
                 let base = format!("{}://{}", url.scheme(), url.authority());
                 let url = ObjectStoreUrl::parse(&base)?;
-                return Ok(Storage { store: Arc::from(store), url, prefix });
+                return Ok(Storage {
+                    store: Arc::from(store),
+                    url,
+                    prefix,
+                });
             }
             if url.scheme() == "file" {
                 let path = url

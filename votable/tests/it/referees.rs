@@ -2,8 +2,6 @@
 //! VOTable 1.4 schema. The documents are always written (and read back); the external tools run
 //! only when `VOSTOK_VOTLINT=1`, and then a missing tool is a failure, not a skip.
 
-
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

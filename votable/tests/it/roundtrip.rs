@@ -1,7 +1,5 @@
 //! write → read gives back the values (with the reader's type mapping), nulls included.
 
-
-
 use std::sync::Arc;
 
 use crate::common::{all_types, write_doc};

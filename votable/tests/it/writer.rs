@@ -1,7 +1,5 @@
 //! Writer output, checked as text.
 
-
-
 use std::sync::Arc;
 
 use crate::common::{all_types, md, write_doc};
