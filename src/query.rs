@@ -303,6 +303,7 @@ impl Encoder {
                 header_done,
             } => {
                 let _ = schema;
+                let batch = &flatten_lists(batch).map_err(|e| e.to_string())?;
                 let mut buf = Vec::new();
                 {
                     let mut w = datafusion::arrow::csv::WriterBuilder::new()
@@ -341,4 +342,44 @@ impl Encoder {
             }
         }
     }
+}
+
+/// CSV and TSV have no arrays: array cells become their values separated by spaces (as in
+/// VOTable TABLEDATA), so that geometry and array columns can be written.
+fn flatten_lists(batch: &RecordBatch) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let is_list = |t: &DataType| matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _));
+    if !batch.schema().fields().iter().any(|f| is_list(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let opts = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !is_list(f.data_type()) {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+            continue;
+        }
+        let mut b = StringBuilder::new();
+        for i in 0..c.len() {
+            if c.is_null(i) {
+                b.append_null();
+                continue;
+            }
+            let values = match f.data_type() {
+                DataType::List(_) => c.as_list::<i32>().value(i),
+                DataType::LargeList(_) => c.as_list::<i64>().value(i),
+                _ => c.as_fixed_size_list().value(i),
+            };
+            let fmt = ArrayFormatter::try_new(values.as_ref(), &opts)?;
+            let cell: Vec<String> = (0..values.len()).map(|j| fmt.value(j).to_string()).collect();
+            b.append_value(cell.join(" "));
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
 }
