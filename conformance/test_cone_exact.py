@@ -33,6 +33,8 @@ CONES = {
         ("ra-wrap-359.8", 359.8, 12.5, 1.0),
         ("ra-wrap-0.1", 0.1, -30.0, 1.0),
         ("ra-wrap-wide-high-dec", 0.5, 60.0, 5.0),
+        ("ra-negative", -0.2, 12.5, 1.0),      # same cone as ra0=359.8: RA is an angle
+        ("ra-above-360", 719.8, 12.5, 1.0),
         ("radius-100", 200.0, -20.0, 100.0),
     ],
     GAIA_TABLE: [
@@ -112,10 +114,11 @@ def test_tap_tiny_cone_on_one_star(tap):
     assert [int(x) for x in ids] == [32349], f"{q}: got {list(ids)}"
 
 
-@pytest.mark.parametrize("table", [HIP_TABLE, GAIA_TABLE])
-def test_tap_count_radius_100(base_url, table):
-    """COUNT(*) over a cone larger than a hemisphere matches the brute-force count."""
-    ra0, dec0, r = 200.0, -20.0, 100.0
+@pytest.mark.parametrize("table,r", [(HIP_TABLE, 100.0), (GAIA_TABLE, 100.0), (HIP_TABLE, 90.0),
+                                     (HIP_TABLE, 179.5), (HIP_TABLE, 180.0)])
+def test_tap_count_large_radius(base_url, table, r):
+    """COUNT(*) over a hemisphere, more, and the whole sky matches the brute-force count."""
+    ra0, dec0 = 200.0, -20.0
     q = (f"SELECT COUNT(*) AS n FROM {table} "
          f"WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0!r}, {dec0!r}, {r!r}))")
     resp = tap_sync(base_url, q)
@@ -160,7 +163,8 @@ def test_scs(base_url, table, ra0, dec0, r):
     {"RA": "56.75", "SR": "1"},                 # DEC missing
     {"RA": "56.75", "DEC": "95", "SR": "1"},    # DEC out of range
     {"RA": "abc", "DEC": "10", "SR": "1"},      # not a number
-], ids=["missing-dec", "dec-95", "ra-not-a-number"])
+    {"RA": "10", "DEC": "10", "SR": "-1"},      # negative radius
+], ids=["missing-dec", "dec-95", "ra-not-a-number", "sr-negative"])
 def test_scs_error_document(base_url, params):
     """SCS 1.03: a bad request gets a VOTable whose INFO (or PARAM) name="Error" says why
     (SCS 1.1/DALI: INFO QUERY_STATUS=ERROR; either form is accepted), never a 5xx."""

@@ -54,11 +54,23 @@ impl Default for Config {
             storage_options: Vec::new(),
             public_url: None,
             demo: true,
-            demo_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo")),
+            demo_dir: default_demo_dir(),
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
         }
     }
+}
+
+/// `$VOSTOK_DEMO_DIR`, else `./data/demo` when run from a checkout, else the checkout it was built from.
+fn default_demo_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VOSTOK_DEMO_DIR") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from("data/demo");
+    if here.join("hipparcos.hip2.toml").exists() {
+        return here;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo"))
 }
 
 impl Default for ServiceConfig {
