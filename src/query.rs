@@ -350,8 +350,18 @@ fn flatten_lists(batch: &RecordBatch) -> Result<RecordBatch, datafusion::arrow::
     use datafusion::arrow::array::{Array, AsArray, StringBuilder};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let is_list = |t: &DataType| matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _));
-    if !batch.schema().fields().iter().any(|f| is_list(f.data_type())) {
+    let is_list = |t: &DataType| {
+        matches!(
+            t,
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+        )
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| is_list(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let opts = FormatOptions::default();
@@ -375,7 +385,9 @@ fn flatten_lists(batch: &RecordBatch) -> Result<RecordBatch, datafusion::arrow::
                 _ => c.as_fixed_size_list().value(i),
             };
             let fmt = ArrayFormatter::try_new(values.as_ref(), &opts)?;
-            let cell: Vec<String> = (0..values.len()).map(|j| fmt.value(j).to_string()).collect();
+            let cell: Vec<String> = (0..values.len())
+                .map(|j| fmt.value(j).to_string())
+                .collect();
             b.append_value(cell.join(" "));
         }
         fields.push(Field::new(f.name(), DataType::Utf8, true));

@@ -218,18 +218,14 @@ fn derived_meta(
         .collect();
     Ok(CatalogMeta {
         table: TableMeta {
-            schema: "hats".into(),
-            name: crate::source::sanitise(&name),
             title: props.get("obs_title").cloned(),
             description: props.get("obs_description").cloned(),
-            ra: need("hats_col_ra")?,
-            dec: need("hats_col_dec")?,
-            id: None,
-            citation: None,
-            licence: None,
-            schema_description: None,
-            partition_rows: None,
-            row_group_rows: None,
+            ..TableMeta::new(
+                "hats",
+                &crate::source::sanitise(&name),
+                &need("hats_col_ra")?,
+                &need("hats_col_dec")?,
+            )
         },
         source: None,
         columns,

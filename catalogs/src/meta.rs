@@ -62,6 +62,26 @@ pub struct TableMeta {
     pub row_group_rows: Option<usize>,
 }
 
+impl TableMeta {
+    /// A table with its identity and position columns; everything else unset.
+    pub fn new(schema: &str, name: &str, ra: &str, dec: &str) -> Self {
+        TableMeta {
+            schema: schema.into(),
+            name: name.into(),
+            title: None,
+            description: None,
+            ra: ra.into(),
+            dec: dec.into(),
+            id: None,
+            citation: None,
+            licence: None,
+            schema_description: None,
+            partition_rows: None,
+            row_group_rows: None,
+        }
+    }
+}
+
 /// Input format of the raw source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -360,18 +360,8 @@ mod pruning_tests {
         };
         let meta = CatalogMeta {
             table: TableMeta {
-                schema: "test".into(),
-                name: "sky".into(),
-                title: None,
-                description: None,
-                ra: "ra".into(),
-                dec: "dec".into(),
                 id: Some("id".into()),
-                citation: None,
-                licence: None,
-                schema_description: None,
-                partition_rows: None,
-                row_group_rows: None,
+                ..TableMeta::new("test", "sky", "ra", "dec")
             },
             source: None,
             columns: vec![
