@@ -56,6 +56,8 @@ impl ScanStats {
 #[derive(Debug)]
 pub struct HatsTable {
     catalog: Arc<HatsCatalog>,
+    /// The file schema as DataFusion plans against it (built once, used by every scan).
+    file_df_schema: Arc<DFSchema>,
     store_url: ObjectStoreUrl,
     /// What this table's scans read.
     pub stats: Arc<ScanStats>,
@@ -64,8 +66,13 @@ pub struct HatsTable {
 impl HatsTable {
     /// A table over `catalog`, whose files live in the store registered as `store_url`.
     pub fn new(catalog: Arc<HatsCatalog>, store_url: ObjectStoreUrl) -> Self {
+        let file_df_schema = Arc::new(
+            DFSchema::try_from(catalog.file_schema.as_ref().clone())
+                .unwrap_or_else(|_| DFSchema::empty()),
+        );
         HatsTable {
             catalog,
+            file_df_schema,
             store_url,
             stats: Arc::new(ScanStats::default()),
         }
@@ -195,10 +202,10 @@ impl TableProvider for HatsTable {
 
         // The Parquet predicate: the filters it can evaluate, plus the coverage ranges.
         // Filters are written against published names, which are the file's names too.
-        let df_schema = DFSchema::try_from(cat.file_schema.as_ref().clone())?;
+        let df_schema = self.file_df_schema.as_ref();
         let mut conjuncts: Vec<Expr> = Vec::new();
         for f in filters {
-            if state.create_physical_expr(f.clone(), &df_schema).is_ok() {
+            if state.create_physical_expr(f.clone(), df_schema).is_ok() {
                 conjuncts.push(f.clone());
             }
         }
@@ -218,7 +225,7 @@ impl TableProvider for HatsTable {
         }
         let mut source = ParquetSource::new(cat.file_schema.clone());
         if let Some(pred) = conjuncts.into_iter().reduce(Expr::and) {
-            let physical = state.create_physical_expr(pred, &df_schema)?;
+            let physical = state.create_physical_expr(pred, df_schema)?;
             source = source.with_predicate(physical);
         }
 
