@@ -12,6 +12,7 @@
 //! providers can prune with HEALPix.
 
 pub mod geom;
+mod names;
 mod rewrite;
 
 use std::fmt;
@@ -144,7 +145,8 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
 
 /// Parses, validates and plans ADQL text against the tables known to `state`.
 pub async fn plan(state: &SessionState, text: &str) -> Result<LogicalPlan, AdqlError> {
-    let query = parse(text)?;
+    let mut query = parse(text)?;
+    names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
     state
         .statement_to_plan(stmt)
