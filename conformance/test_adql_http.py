@@ -97,3 +97,30 @@ def test_cors_headers_on_every_kind_of_endpoint(base_url):
         "Access-Control-Request-Headers": "content-type"}, timeout=30)
     assert pre.status_code in (200, 204)
     assert "POST" in pre.headers.get("Access-Control-Allow-Methods", "").upper()
+
+
+@pytest.mark.parametrize("fmt", ["votable", "votable/b2"])
+def test_geometry_values_carry_dali_xtypes_and_pass_votlint(base_url, tmp_path, fmt):
+    from vostok_helpers import parse_votable, stilts
+    q = ("SELECT TOP 2 hip, POINT(ra, dec) AS p, CIRCLE(ra, dec, 1) AS c, "
+         "POLYGON(ra, dec, ra + 1, dec, ra, dec + 1) AS g FROM hipparcos.hip2 ORDER BY hip")
+    r = tap_sync(base_url, q, RESPONSEFORMAT=fmt)
+    assert r.status_code == 200, r.text[:500]
+    # votlint: the whole document in TABLEDATA. In BINARY2, votlint 3.4.7's polygon-xtype check
+    # misreads variable-length arrays (it reports an absurd coordinate count although STIL and
+    # astropy decode the same bytes correctly, see below), so there it checks point and circle only.
+    checked = r if fmt == "votable" else tap_sync(
+        base_url, q.replace(", POLYGON(ra, dec, ra + 1, dec, ra, dec + 1) AS g", ""), RESPONSEFORMAT=fmt)
+    path = tmp_path / "geom.vot"
+    path.write_bytes(checked.content)
+    out = stilts("votlint", f"votable={path}")
+    assert out.returncode == 0 and (out.stdout + out.stderr).strip() == "", out.stdout + out.stderr
+    table = parse_votable(r.content).get_first_table()
+    fields = {f.name: f for f in table.fields}
+    assert (fields["p"].xtype, fields["p"].arraysize) == ("point", "2")
+    assert (fields["c"].xtype, fields["c"].arraysize) == ("circle", "3")
+    assert fields["g"].xtype == "polygon"
+    row = table.array[0]
+    assert len(row["p"]) == 2 and len(row["c"]) == 3 and len(row["g"]) == 6
+    assert float(row["c"][2]) == 1.0
+    assert abs(float(row["g"][2]) - float(row["g"][0]) - 1.0) < 1e-9

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use futures::StreamExt;
@@ -252,7 +252,8 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
 
 /// Writes batches in the chosen format.
 enum Encoder {
-    VoTable(Box<votable::Writer>),
+    /// The writer, and the columns cast to fixed-size arrays on the way (see [`dali_arrays`]).
+    VoTable(Box<votable::Writer>, Vec<(usize, DataType)>),
     Text {
         schema: SchemaRef,
         delimiter: u8,
@@ -270,9 +271,10 @@ impl Encoder {
                     table_name: req.table_name.clone(),
                     description: None,
                 };
+                let (schema, casts) = dali_arrays(&schema);
                 let w = votable::Writer::new(schema, opts)
                     .map_err(|e| DalError::bad_request(e.to_string()))?;
-                Encoder::VoTable(Box::new(w))
+                Encoder::VoTable(Box::new(w), casts)
             }
             Format::Csv => Encoder::Text {
                 schema,
@@ -289,14 +291,33 @@ impl Encoder {
 
     fn begin(&mut self) -> Bytes {
         match self {
-            Encoder::VoTable(w) => w.begin(),
+            Encoder::VoTable(w, _) => w.begin(),
             Encoder::Text { .. } => Bytes::new(),
         }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<Bytes, String> {
         match self {
-            Encoder::VoTable(w) => w.write_batch(batch).map_err(|e| e.to_string()),
+            Encoder::VoTable(w, casts) if casts.is_empty() => {
+                w.write_batch(batch).map_err(|e| e.to_string())
+            }
+            Encoder::VoTable(w, casts) => {
+                let mut columns = batch.columns().to_vec();
+                for (i, t) in casts.iter() {
+                    columns[*i] = datafusion::arrow::compute::cast(&columns[*i], t)
+                        .map_err(|e| e.to_string())?;
+                }
+                let fields: Vec<Field> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+                    .collect();
+                let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                    .map_err(|e| e.to_string())?;
+                w.write_batch(&batch).map_err(|e| e.to_string())
+            }
             Encoder::Text {
                 schema,
                 delimiter,
@@ -320,7 +341,7 @@ impl Encoder {
 
     fn finish(&mut self, status: EndStatus) -> Bytes {
         match self {
-            Encoder::VoTable(w) => w.finish(status),
+            Encoder::VoTable(w, _) => w.finish(status),
             Encoder::Text {
                 schema,
                 delimiter,
@@ -394,4 +415,37 @@ fn flatten_lists(batch: &RecordBatch) -> Result<RecordBatch, datafusion::arrow::
         columns.push(std::sync::Arc::new(b.finish()));
     }
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+}
+
+/// DALI geometry values have fixed sizes: a `point` is `double[2]` and a `circle` `double[3]`.
+/// The geometry functions return variable-length lists; columns whose xtype says point or
+/// circle are cast to fixed-size lists so that the VOTable FIELD says `arraysize="2"`/`"3"`.
+fn dali_arrays(schema: &SchemaRef) -> (SchemaRef, Vec<(usize, DataType)>) {
+    let mut casts = Vec::new();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let n = match f.metadata().get("xtype").map(String::as_str) {
+                Some("point") => 2,
+                Some("circle") => 3,
+                _ => return f.as_ref().clone(),
+            };
+            match f.data_type() {
+                DataType::List(item) | DataType::LargeList(item) => {
+                    let t = DataType::FixedSizeList(item.clone(), n);
+                    casts.push((i, t.clone()));
+                    let mut md = f.metadata().clone();
+                    md.remove("arraysize");
+                    Field::new(f.name(), t, true).with_metadata(md)
+                }
+                _ => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    (
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        casts,
+    )
 }

@@ -135,7 +135,6 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         formats = [
             ("votable-td", "application/x-votable+xml", &["votable", "votable/td"][..]),
             ("votable-binary2", "application/x-votable+xml;serialization=BINARY2", &["votable/b2"][..]),
-            ("votable-binary", "application/x-votable+xml;serialization=BINARY", &["votable/b"][..]),
             ("", "text/csv", &["csv"][..]),
             ("", "text/tab-separated-values", &["tsv"][..]),
         ]

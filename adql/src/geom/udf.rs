@@ -795,7 +795,14 @@ impl ScalarUDFImpl for GeomUdf {
         let dt = self.return_type(&types)?;
         let mut field = Field::new(self.name(), dt, true);
         if let Some(x) = self.kind.xtype() {
-            field = field.with_metadata(HashMap::from([("xtype".to_string(), x.to_string())]));
+            // DALI: a point is double[2], a circle double[3], a polygon double[*].
+            let mut md = HashMap::from([("xtype".to_string(), x.to_string())]);
+            match x {
+                "point" => md.insert("arraysize".to_string(), "2".to_string()),
+                "circle" => md.insert("arraysize".to_string(), "3".to_string()),
+                _ => None,
+            };
+            field = field.with_metadata(md);
         }
         Ok(Arc::new(field))
     }
