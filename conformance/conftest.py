@@ -23,7 +23,8 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vostok_helpers import REPO, gaia, hipparcos  # noqa: E402
+from vostok_helpers import (  # noqa: E402
+    REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, gaia, hipparcos)
 
 STARTUP_TIMEOUT = float(os.environ.get("VOSTOK_STARTUP_TIMEOUT", "300"))
 BUILD_TIMEOUT = 3600
@@ -125,6 +126,12 @@ def server(tmp_path_factory) -> Server:
         data_dir = tmp_path_factory.mktemp("vostok-data")
     log_path = tmp_path_factory.mktemp("vostok-log") / "server.log"
     _server_log = log_path
+    # A small synthetic sky (vostok generate), served beside the demo catalogs.
+    if not (data_dir / "catalogs" / SYNTH_TABLE / "vostok.toml").exists():
+        subprocess.run([str(binary), "generate", "--rows", str(SYNTH_ROWS), "--table", SYNTH_TABLE,
+                        "--seed", str(SYNTH_SEED), "--partition-rows", "8000",
+                        "--row-group-rows", "1000", "--data-dir", str(data_dir)],
+                       check=True, timeout=600, stdin=subprocess.DEVNULL)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [str(binary), "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]

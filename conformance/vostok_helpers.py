@@ -32,6 +32,10 @@ HIP_TABLE = "hipparcos.hip2"
 GAIA_TABLE = "gaia.dr3_bright"
 HIP_ROWS = 117_955
 GAIA_ROWS = 482_176
+# The synthetic sky the conftest generates (`vostok generate`) into the server's data folder.
+SYNTH_TABLE = "synth.sky_60k"
+SYNTH_ROWS = 60_000
+SYNTH_SEED = 3
 
 # (connect, read) timeouts for every HTTP call the suite makes.
 HTTP_TIMEOUT = (10, 180)

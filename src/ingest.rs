@@ -37,11 +37,14 @@ pub async fn ingest(
     let meta =
         CatalogMeta::from_toml(&text).with_context(|| format!("in {}", metadata.display()))?;
     let root = catalog_root(&meta);
-    if !force && exists(storage, &root).await? {
-        anyhow::bail!(
-            "{} exists in the data folder (use --force to replace it)",
-            meta.qualified_name()
-        );
+    if exists(storage, &root).await? {
+        if !force {
+            anyhow::bail!(
+                "{} exists in the data folder (use --force to replace it)",
+                meta.qualified_name()
+            );
+        }
+        storage.delete_prefix(&root).await?;
     }
     let source = meta
         .source
@@ -105,5 +108,55 @@ pub async fn ingest(
         summary.rows,
         summary.partitions.len()
     );
+    Ok(summary)
+}
+
+/// Generates a synthetic catalog `schema.table` (see `catalogs::synth`) into the data folder.
+pub async fn generate(
+    storage: &Storage,
+    qualified: &str,
+    opts: &catalogs::synth::SynthOptions,
+    force: bool,
+    show_progress: bool,
+) -> anyhow::Result<WriteSummary> {
+    let (schema, table) = qualified
+        .split_once('.')
+        .context("the table name must be schema.table, e.g. synth.sky_1m")?;
+    for part in [schema, table] {
+        if !catalogs::meta::is_regular_identifier(part) {
+            anyhow::bail!("'{part}' is not an ADQL regular identifier");
+        }
+    }
+    let meta = catalogs::synth::metadata(schema, table, opts);
+    let root = catalog_root(&meta);
+    if exists(storage, &root).await? || force {
+        if !force {
+            anyhow::bail!("{qualified} exists in the data folder (use --force to replace it)");
+        }
+        storage.delete_prefix(&root).await?;
+    }
+    let bar = if show_progress && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(opts.rows);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(qualified.to_string());
+        Some(b)
+    } else {
+        None
+    };
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let summary = catalogs::synth::generate(storage, &root, &meta, opts, Some(&progress)).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     Ok(summary)
 }

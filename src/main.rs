@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Virtual Observatory data server: TAP/ADQL and Cone Search over HATS Parquet catalogs.
 #[derive(Parser)]
 #[command(name = "vostok", version, about)]
@@ -56,6 +59,49 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Write a synthetic Gaia-like sky of N rows straight into the HATS layout (for benchmarks).
+    Generate {
+        /// Rows to generate (suffixes k, M, G accepted: 10M).
+        #[arg(long, value_parser = parse_count)]
+        rows: u64,
+        /// Table name, schema.table.
+        #[arg(long, default_value = "synth.sky")]
+        table: String,
+        /// Seed: the same rows and seed give the same catalog.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Maximum rows per partition file.
+        #[arg(long, default_value_t = catalogs::synth::DEFAULT_PARTITION_ROWS)]
+        partition_rows: usize,
+        /// Rows per Parquet row group.
+        #[arg(long, default_value_t = catalogs::synth::DEFAULT_ROW_GROUP_ROWS)]
+        row_group_rows: usize,
+        /// Partitions generated at once (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Data folder or object-store URL (default ./vostok-data).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Replace the catalog if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `10M` → 10_000_000 (k, M, G are powers of 1000).
+fn parse_count(s: &str) -> Result<u64, String> {
+    let s = s.trim().replace('_', "");
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1_000_000_000),
+        _ => (s.as_str(), 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("'{s}' is not a positive row count"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +154,42 @@ fn main() -> anyhow::Result<()> {
                     } else {
                         String::new()
                     }
+                );
+                Ok(())
+            })
+        }
+        Command::Generate {
+            rows,
+            table,
+            seed,
+            partition_rows,
+            row_group_rows,
+            threads,
+            data_dir,
+            force,
+        } => {
+            if let Some(d) = data_dir {
+                config.data = d;
+            }
+            let mut opts = catalogs::synth::SynthOptions::new(rows, seed);
+            opts.partition_rows = partition_rows.max(1);
+            opts.row_group_rows = row_group_rows.max(1);
+            if let Some(t) = threads {
+                opts.threads = t.max(1);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let storage = catalogs::Storage::open(&config.data, &config.storage_options)?;
+                let t0 = std::time::Instant::now();
+                let summary = ingest::generate(&storage, &table, &opts, force, true).await?;
+                let secs = t0.elapsed().as_secs_f64();
+                println!(
+                    "generated {} rows into {} partitions of {table} in {secs:.1} s ({:.2} M rows/s)",
+                    summary.rows,
+                    summary.partitions.len(),
+                    summary.rows as f64 / secs.max(1e-9) / 1e6
                 );
                 Ok(())
             })

@@ -182,6 +182,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .configure(crate::tap::routes)
                 .configure(crate::scs::routes)
         })
+        // Without TCP_NODELAY the last small segment of a response waits for the client's
+        // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.
+        .tcp_nodelay(true)
         .bind(&bind)
         .with_context(|| format!("cannot listen on {bind}"))?;
         for addr in server.addrs() {

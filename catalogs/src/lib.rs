@@ -13,6 +13,7 @@ pub mod meta;
 pub mod provider;
 pub mod source;
 pub mod store;
+pub mod synth;
 
 pub use catalog::{open_catalog, HatsCatalog, PartitionFile};
 pub use meta::CatalogMeta;

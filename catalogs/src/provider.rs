@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -223,7 +224,14 @@ impl TableProvider for HatsTable {
                 conjuncts.push(any);
             }
         }
-        let mut source = ParquetSource::new(cat.file_schema.clone());
+        // Footers (and page indexes) come from the runtime's metadata cache after the first
+        // read of a file: a cone then costs no footer I/O or decoding.
+        let store = state.runtime_env().object_store(&self.store_url)?;
+        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let mut source =
+            ParquetSource::new(cat.file_schema.clone()).with_parquet_file_reader_factory(Arc::new(
+                CachedParquetFileReaderFactory::new(store, metadata_cache),
+            ));
         if let Some(pred) = conjuncts.into_iter().reduce(Expr::and) {
             let physical = state.create_physical_expr(pred, df_schema)?;
             source = source.with_predicate(physical);

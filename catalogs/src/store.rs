@@ -82,6 +82,26 @@ impl Storage {
         Ok(())
     }
 
+    /// Deletes every object under `rel` (a folder below the prefix); returns how many.
+    pub async fn delete_prefix(&self, rel: &str) -> Result<usize, Error> {
+        use futures::{StreamExt, TryStreamExt};
+        let base = self.path(rel);
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&base))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        let n = paths.len();
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(r) = deleted.next().await {
+            r?;
+        }
+        Ok(n)
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, path: &Path) -> Result<bool, Error> {
         match self.store.head(path).await {
