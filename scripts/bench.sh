@@ -142,21 +142,29 @@ default_maxrec = 100000
 hard_maxrec = 10000000
 EOF
 generate_synthetic
-PORT=$(free_port)
-RUST_LOG=${RUST_LOG:-info} "$BIN/vostok" --config "$WORK/vostok.toml" serve \
-    --bind "127.0.0.1:$PORT" --data-dir "$DATA" >"$WORK/vostok.log" 2>&1 &
-VOSTOK_PID=$!
-log "vostok (pid $VOSTOK_PID) starting on 127.0.0.1:$PORT, ingesting the demo catalogs"
-for i in $(seq 1 600); do
-    if ! kill -0 "$VOSTOK_PID" 2>/dev/null; then
-        tail -n 30 "$WORK/vostok.log" >&2
-        log "vostok exited"; exit 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-        break
-    fi
-    sleep 0.5
-done
+start_vostok() {
+    PORT=$(free_port)
+    RUST_LOG=${RUST_LOG:-info} "$BIN/vostok" --config "$WORK/vostok.toml" serve \
+        --bind "127.0.0.1:$PORT" --data-dir "$DATA" >>"$WORK/vostok.log" 2>&1 &
+    VOSTOK_PID=$!
+    log "vostok (pid $VOSTOK_PID) starting on 127.0.0.1:$PORT (first start ingests the demo catalogs)"
+    for i in $(seq 1 600); do
+        if ! kill -0 "$VOSTOK_PID" 2>/dev/null; then
+            tail -n 30 "$WORK/vostok.log" >&2
+            log "vostok exited"; exit 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            break
+        fi
+        sleep 0.5
+    done
+}
+stop_vostok() {
+    kill "$VOSTOK_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$VOSTOK_PID" 2>/dev/null || break; sleep 0.1; done
+    VOSTOK_PID=""
+}
+start_vostok
 URL="http://127.0.0.1:$PORT"
 CATALOG="$DATA/catalogs/gaia.dr3_bright"
 [[ -f "$CATALOG/partition_info.csv" ]] || { log "no $CATALOG after start"; exit 1; }
@@ -164,17 +172,26 @@ CATALOG="$DATA/catalogs/gaia.dr3_bright"
 # 4. The same catalog into PostgreSQL, indexed as DaCHS indexes it.
 "$BIN/vostok-bench" pg-load --catalog "$CATALOG" --table gaia.dr3_bright --pg "$PG_CONN"
 
-# 5. The comparison.
-SCALE_ARGS=()
-if [[ -n "$SCALE_TABLES" ]]; then
-    SCALE_ARGS=(--tables "$SCALE_TABLES" --catalogs-dir "$DATA/catalogs")
-fi
+# 5. The comparison (gaia.dr3_bright, vostok against PostgreSQL).
 # shellcheck disable=SC2086 # RUN_ARGS is a list of words
 "$BIN/vostok-bench" --client-threads "$CLIENT_THREADS" run \
     --vostok "$URL" --pg "$PG_CONN" --catalog "$CATALOG" \
     --vostok-pid "$VOSTOK_PID" --pg-pids auto \
     --requests "$REQUESTS" --seconds "$SECONDS_PER" \
     --throughput-seconds "$TP_SECONDS" --concurrency "$CONCURRENCY" \
-    --json "$OUT/results.json" --markdown "$OUT/results.md" \
-    "${SCALE_ARGS[@]}" $RUN_ARGS
+    --json "$OUT/results.json" --markdown "$OUT/results.md" $RUN_ARGS
 log "results: $OUT/results.md, $OUT/results.json ($PROFILE build)"
+
+# 6. Scale (vostok only), on a freshly started server so that its memory is measured apart.
+if [[ -n "$SCALE_TABLES" ]]; then
+    stop_vostok
+    start_vostok
+    URL="http://127.0.0.1:$PORT"
+    "$BIN/vostok-bench" --client-threads "$CLIENT_THREADS" run --vostok-only --only scale \
+        --vostok "$URL" --catalog "$CATALOG" --vostok-pid "$VOSTOK_PID" \
+        --tables "$SCALE_TABLES" --catalogs-dir "$DATA/catalogs" \
+        --requests "$REQUESTS" --seconds "$SECONDS_PER" \
+        --throughput-seconds "$TP_SECONDS" --concurrency "$CONCURRENCY" \
+        --json "$OUT/scale.json" --markdown "$OUT/scale.md"
+    log "scale results: $OUT/scale.md, $OUT/scale.json"
+fi

@@ -24,6 +24,9 @@ pub struct Config {
     pub service: ServiceConfig,
     /// TAP limits.
     pub tap: TapConfig,
+    /// Memory for cached Parquet footers, in MiB (a cone then reads no footer). A full scan
+    /// of a catalog whose footers exceed it re-reads them; 100M synthetic rows need ~150.
+    pub metadata_cache_mb: usize,
 }
 
 /// Who runs the service.
@@ -57,6 +60,7 @@ impl Default for Config {
             demo_dir: default_demo_dir(),
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
+            metadata_cache_mb: 64,
         }
     }
 }

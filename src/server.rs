@@ -9,7 +9,7 @@ use anyhow::Context;
 use catalogs::{HatsTable, Storage};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::config::Config;
@@ -61,11 +61,18 @@ pub async fn build_state(
         ingest_demo(&storage, &config).await?;
     }
 
-    let session = SessionConfig::new()
+    let mut session = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_default_catalog_and_schema("datafusion", "public");
-    let runtime = Arc::new(RuntimeEnv::default());
+    // A HATS row group is one page per column (see catalogs::hats): the page index adds a read
+    // and a decode per file and can prune nothing that row-group statistics do not.
+    session.options_mut().execution.parquet.enable_page_index = false;
+    let runtime = Arc::new(
+        RuntimeEnvBuilder::new()
+            .with_metadata_cache_limit(config.metadata_cache_mb.saturating_mul(1024 * 1024))
+            .build()?,
+    );
     runtime.register_object_store(storage.url.as_ref(), storage.store.clone());
     let ctx = SessionContext::new_with_config_rt(session, runtime);
     adql::register(&ctx);
@@ -155,8 +162,11 @@ async fn ingest_demo(storage: &Storage, config: &Config) -> anyhow::Result<()> {
 /// Runs the server until interrupted.
 pub fn run(config: Config) -> anyhow::Result<()> {
     // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers.
+    // Local-file reads run on the blocking pool (object_store): a small pool bounds the threads,
+    // and with them the per-thread allocator caches, under concurrent queries.
     let query_rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("vostok-query")
+        .max_blocking_threads(16)
         .enable_all()
         .build()?;
     let state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;

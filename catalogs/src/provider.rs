@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -228,10 +229,17 @@ impl TableProvider for HatsTable {
         // read of a file: a cone then costs no footer I/O or decoding.
         let store = state.runtime_env().object_store(&self.store_url)?;
         let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let mut source =
-            ParquetSource::new(cat.file_schema.clone()).with_parquet_file_reader_factory(Arc::new(
-                CachedParquetFileReaderFactory::new(store, metadata_cache),
-            ));
+        // The session's Parquet options (page index, pushdown, batch sizes) apply here too.
+        let options = TableParquetOptions {
+            global: state.config_options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        let mut source = ParquetSource::new(cat.file_schema.clone())
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store,
+                metadata_cache,
+            )));
         if let Some(pred) = conjuncts.into_iter().reduce(Expr::and) {
             let physical = state.create_physical_expr(pred, df_schema)?;
             source = source.with_predicate(physical);
