@@ -24,8 +24,9 @@ pub struct Config {
     pub service: ServiceConfig,
     /// TAP limits.
     pub tap: TapConfig,
-    /// Memory for cached Parquet footers, in MiB (a cone then reads no footer). A full scan
-    /// of a catalog whose footers exceed it re-reads them; 100M synthetic rows need ~150.
+    /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
+    /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
+    /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
     pub metadata_cache_mb: usize,
 }
 
@@ -60,7 +61,7 @@ impl Default for Config {
             demo_dir: default_demo_dir(),
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
-            metadata_cache_mb: 64,
+            metadata_cache_mb: 256,
         }
     }
 }
