@@ -25,6 +25,17 @@ pub async fn exists(storage: &Storage, root: &str) -> anyhow::Result<bool> {
         .await?)
 }
 
+/// Refuses to overwrite a complete catalog unless `force`; with `force`, removes whatever is
+/// at `root` (a complete catalog or the leftovers of an interrupted write).
+async fn make_room(storage: &Storage, root: &str, name: &str, force: bool) -> anyhow::Result<()> {
+    if force {
+        storage.delete_prefix(root).await?;
+    } else if exists(storage, root).await? {
+        anyhow::bail!("{name} exists in the data folder (use --force to replace it)");
+    }
+    Ok(())
+}
+
 /// Ingests the catalog that `metadata` describes. Skips it when present, unless `force`.
 pub async fn ingest(
     storage: &Storage,
@@ -37,15 +48,7 @@ pub async fn ingest(
     let meta =
         CatalogMeta::from_toml(&text).with_context(|| format!("in {}", metadata.display()))?;
     let root = catalog_root(&meta);
-    if exists(storage, &root).await? {
-        if !force {
-            anyhow::bail!(
-                "{} exists in the data folder (use --force to replace it)",
-                meta.qualified_name()
-            );
-        }
-        storage.delete_prefix(&root).await?;
-    }
+    make_room(storage, &root, &meta.qualified_name(), force).await?;
     let source = meta
         .source
         .as_ref()
@@ -129,12 +132,7 @@ pub async fn generate(
     }
     let meta = catalogs::synth::metadata(schema, table, opts);
     let root = catalog_root(&meta);
-    if exists(storage, &root).await? || force {
-        if !force {
-            anyhow::bail!("{qualified} exists in the data folder (use --force to replace it)");
-        }
-        storage.delete_prefix(&root).await?;
-    }
+    make_room(storage, &root, qualified, force).await?;
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(opts.rows);
         b.set_style(

@@ -162,11 +162,8 @@ async fn ingest_demo(storage: &Storage, config: &Config) -> anyhow::Result<()> {
 /// Runs the server until interrupted.
 pub fn run(config: Config) -> anyhow::Result<()> {
     // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers.
-    // Local-file reads run on the blocking pool (object_store): a small pool bounds the threads,
-    // and with them the per-thread allocator caches, under concurrent queries.
     let query_rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("vostok-query")
-        .max_blocking_threads(16)
         .enable_all()
         .build()?;
     let state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;

@@ -25,19 +25,8 @@ pub struct Report<'a> {
     pub wall_seconds: f64,
 }
 
+/// Three significant figures or so (milliseconds, requests per second).
 fn ms(x: f64) -> String {
-    if !x.is_finite() {
-        "–".into()
-    } else if x < 10.0 {
-        format!("{x:.2}")
-    } else if x < 100.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.0}")
-    }
-}
-
-fn rate(x: f64) -> String {
     if !x.is_finite() {
         "–".into()
     } else if x < 10.0 {
@@ -82,7 +71,7 @@ fn rates(t: Option<&TargetResult>) -> String {
         Some(t) => t
             .throughput
             .iter()
-            .map(|x| rate(x.req_s))
+            .map(|x| ms(x.req_s))
             .collect::<Vec<_>>()
             .join(" / "),
         None => "–".into(),

@@ -96,10 +96,7 @@ pub fn galactic(ra: f64, dec: f64) -> (f64, f64) {
     let (sa, ca) = ra.sin_cos();
     let (sd, cd) = dec.sin_cos();
     let v = [cd * ca, cd * sa, sd];
-    let g: Vec<f64> = ICRS_TO_GAL
-        .iter()
-        .map(|r| r[0] * v[0] + r[1] * v[1] + r[2] * v[2])
-        .collect();
+    let g = ICRS_TO_GAL.map(|r| r[0] * v[0] + r[1] * v[1] + r[2] * v[2]);
     let l = g[1].atan2(g[0]).to_degrees().rem_euclid(360.0);
     let b = g[2].clamp(-1.0, 1.0).asin().to_degrees();
     (l, b)
