@@ -4,6 +4,7 @@
 //! This binary is the HTTP surface (one module per protocol) and the command line; the
 //! query path lives in the `adql`, `catalogs` and `votable` crates.
 
+mod adql_cli;
 mod config;
 mod ingest;
 mod params;
@@ -86,6 +87,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// ADQL without a server: validate a query, or show how it would run.
+    Adql {
+        #[command(subcommand)]
+        command: AdqlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdqlCommand {
+    /// Validate ADQL read from FILE (or stdin): prints `ok` (exit 0) or the error with its line
+    /// and column (exit 1). Without --data-dir, tables and columns are not checked.
+    Check {
+        /// File holding the query (default or `-`: stdin).
+        file: Option<PathBuf>,
+        /// Also accept this user-defined function (a name, or a TAPRegExt form
+        /// `name(arg TYPE, …) -> TYPE`); repeatable.
+        #[arg(long)]
+        udf: Vec<String>,
+        /// Also check table and column names against the catalogs of this data folder.
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+    /// Show the optimised logical plan, the physical plan, and the HEALPix ranges each spatial
+    /// predicate prunes a catalog scan to, for the query in FILE (or stdin).
+    Explain {
+        /// File holding the query (default or `-`: stdin).
+        file: Option<PathBuf>,
+        /// Data folder or object-store URL (default ./vostok-data).
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
 }
 
 /// `10M` → 10_000_000 (k, M, G are powers of 1000).
@@ -115,6 +147,30 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Adql { command } => {
+            let ok = match command {
+                AdqlCommand::Check {
+                    file,
+                    udf,
+                    data_dir,
+                } => {
+                    let text = adql_cli::read_query(file.as_deref())?;
+                    let config = data_dir.map(|d| {
+                        config.data = d;
+                        config
+                    });
+                    adql_cli::check(&text, &udf, config)?
+                }
+                AdqlCommand::Explain { file, data_dir } => {
+                    let text = adql_cli::read_query(file.as_deref())?;
+                    if let Some(d) = data_dir {
+                        config.data = d;
+                    }
+                    adql_cli::explain(&text, config)?
+                }
+            };
+            std::process::exit(if ok { 0 } else { 1 })
+        }
         Command::Serve {
             bind,
             data_dir,

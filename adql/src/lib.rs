@@ -12,8 +12,11 @@
 //! providers can prune with HEALPix.
 
 pub mod geom;
+pub mod ivo;
 mod names;
 mod rewrite;
+pub mod validate;
+pub mod xmatch;
 
 use std::fmt;
 
@@ -109,10 +112,43 @@ pub fn register(ctx: &SessionContext) {
     for udf in geom::udfs() {
         ctx.register_udf(udf);
     }
+    for udf in ivo::scalar_udfs() {
+        ctx.register_udf(udf);
+    }
+    for udaf in ivo::aggregate_udfs() {
+        ctx.register_udaf(udaf);
+    }
+    xmatch::register(ctx);
+}
+
+/// The user-defined functions vostok registers (lower case), beyond the ADQL built-ins.
+pub const UDF_NAMES: &[&str] = &[
+    "ivo_hasword",
+    "ivo_nocasematch",
+    "ivo_healpix_index",
+    "ivo_healpix_center",
+    "ivo_epoch_prop",
+    "ivo_epoch_prop_pos",
+    "ivo_histogram",
+    "gavo_histogram",
+    "ivo_string_agg",
+];
+
+/// Settings of the ADQL front end.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Names of further user-defined functions to accept (lower or mixed case), beyond the
+    /// ones vostok registers.
+    pub extra_functions: Vec<String>,
 }
 
 /// Parses and validates ADQL text into a query AST ready for DataFusion.
 pub fn parse(text: &str) -> Result<Query, AdqlError> {
+    parse_with(text, &Options::default())
+}
+
+/// [`parse`] with settings.
+pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
     let dialect = AdqlDialect;
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
@@ -124,6 +160,7 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
             )
         })?;
     check_tokens(&tokens)?;
+    let tokens = normalise_tokens(tokens, text)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let query = parser.parse_query().map_err(|e| parser_error(e, text))?;
     // Nothing may follow the query but one optional ';'.
@@ -139,13 +176,22 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
         ));
     }
     let mut query = *query;
-    rewrite::check_and_rewrite(&mut query)?;
+    rewrite::check_and_rewrite(&mut query, opts)?;
     Ok(query)
 }
 
 /// Parses, validates and plans ADQL text against the tables known to `state`.
 pub async fn plan(state: &SessionState, text: &str) -> Result<LogicalPlan, AdqlError> {
-    let mut query = parse(text)?;
+    plan_with(state, text, &Options::default()).await
+}
+
+/// [`plan`] with settings.
+pub async fn plan_with(
+    state: &SessionState,
+    text: &str,
+    opts: &Options,
+) -> Result<LogicalPlan, AdqlError> {
+    let mut query = parse_with(text, opts)?;
     names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
     state
@@ -159,6 +205,7 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
     for t in tokens {
         let msg = match &t.token {
             Token::DoubleColon => Some("'::' casts are not ADQL; use CAST(x AS type)".to_string()),
+            Token::DoubleEq => Some("'==' is not ADQL; compare with '='".into()),
             Token::Char('`') => {
                 Some("backtick quotes are not ADQL; delimit identifiers with double quotes".into())
             }
@@ -181,6 +228,74 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
         }
     }
     Ok(())
+}
+
+/// ADQL's lexical rules sqlparser does not apply: a string literal continues across
+/// whitespace and comments (`'abc' -- note` newline `'def'` is `'abcdef'`, as in SQL-92), and
+/// `0x1F` is a hexadecimal integer literal (ADQL 2.1 §2.3.1); sqlparser's `X'1F'` is not ADQL.
+fn normalise_tokens(
+    tokens: Vec<TokenWithSpan>,
+    text: &str,
+) -> Result<Vec<TokenWithSpan>, AdqlError> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    // Index in `out` of the last string literal, while only whitespace has followed it.
+    let mut open_string: Option<usize> = None;
+    for t in tokens {
+        match &t.token {
+            Token::SingleQuotedString(s) => {
+                if let Some(i) = open_string {
+                    let merged = match &out[i].token {
+                        Token::SingleQuotedString(prev) => format!("{prev}{s}"),
+                        _ => s.clone(),
+                    };
+                    out[i].token = Token::SingleQuotedString(merged);
+                    out[i].span.end = t.span.end;
+                    // Drop the whitespace kept between the two parts.
+                    out.truncate(i + 1);
+                    continue;
+                }
+                open_string = Some(out.len());
+                out.push(t);
+                continue;
+            }
+            Token::Whitespace(_) => {
+                out.push(t);
+                continue;
+            }
+            Token::HexStringLiteral(h) => {
+                let source = text_at(text, t.span.start.line, t.span.start.column);
+                if !(source.starts_with("0x") || source.starts_with("0X")) {
+                    return Err(AdqlError::at(
+                        ErrorKind::Syntax,
+                        "X'…' literals are not ADQL; write hexadecimal integers as 0x…",
+                        &t,
+                    ));
+                }
+                let value = i64::from_str_radix(h, 16).map_err(|_| {
+                    AdqlError::at(
+                        ErrorKind::Syntax,
+                        format!("the hexadecimal literal 0x{h} does not fit a BIGINT"),
+                        &t,
+                    )
+                })?;
+                out.push(TokenWithSpan::new(Token::Number(value.to_string(), false), t.span));
+            }
+            _ => out.push(t),
+        }
+        open_string = None;
+    }
+    Ok(out)
+}
+
+/// The text from a 1-based line and column (columns count characters).
+fn text_at(text: &str, line: u64, column: u64) -> &str {
+    let Some(l) = text.split('\n').nth(line.saturating_sub(1) as usize) else {
+        return "";
+    };
+    match l.char_indices().nth(column.saturating_sub(1) as usize) {
+        Some((i, _)) => &l[i..],
+        None => "",
+    }
 }
 
 fn parser_error(e: ParserError, query: &str) -> AdqlError {

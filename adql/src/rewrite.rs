@@ -12,62 +12,21 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
-use crate::{AdqlError, ErrorKind};
+use crate::{AdqlError, ErrorKind, Options};
 
-/// ADQL functions (lower case) that DataFusion knows under the same name, or that vostok
-/// registers as UDFs.
-const KNOWN_FUNCTIONS: &[&str] = &[
-    // aggregates
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    // math
-    "abs",
-    "ceiling",
-    "degrees",
-    "exp",
-    "floor",
-    "log",
-    "log10",
-    "mod",
-    "pi",
-    "power",
-    "radians",
-    "sqrt",
-    "rand",
-    "round",
-    "truncate",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "atan2",
-    "cot",
-    // strings and conditionals (ADQL 2.1 optional features)
-    "lower",
-    "upper",
-    "coalesce",
-    // geometry
-    "point",
-    "circle",
-    "box",
-    "polygon",
-    "contains",
-    "intersects",
-    "distance",
-    "coord1",
-    "coord2",
-    "area",
-    "centroid",
-    "coordsys",
-];
 
 /// Validates ADQL-only rules and rewrites the query in place.
-pub(crate) fn check_and_rewrite(query: &mut Query) -> Result<(), AdqlError> {
+pub(crate) fn check_and_rewrite(query: &mut Query, opts: &Options) -> Result<(), AdqlError> {
+    let extra: HashSet<String> = opts
+        .extra_functions
+        .iter()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    crate::validate::Validator {
+        extra_functions: &extra,
+        udfs: crate::UDF_NAMES,
+    }
+    .query(query)?;
     let mut v = Rewriter;
     if let ControlFlow::Break(e) = query.visit(&mut v) {
         return Err(e);
@@ -202,9 +161,6 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(err_at("this function syntax is not ADQL", span));
         }
         let name = ident.value.to_ascii_lowercase();
-        if !KNOWN_FUNCTIONS.contains(&name.as_str()) {
-            return ControlFlow::Break(err_at(format!("unknown function '{}'", ident.value), span));
-        }
         let rename =
             |to: &str| ObjectName(vec![ObjectNamePart::Identifier(Ident::with_span(span, to))]);
         match name.as_str() {
