@@ -161,8 +161,37 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
         })?;
     check_tokens(&tokens)?;
     let tokens = normalise_tokens(tokens, text)?;
+    let tokens_copy = tokens.clone();
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let query = parser.parse_query().map_err(|e| parser_error(e, text))?;
+    let query = match parser.parse_query() {
+        Ok(q) => q,
+        Err(e) => {
+            let mut err = parser_error(e, text);
+            if err.line.is_none() {
+                // sqlparser did not say where: find the token it names as found, among the
+                // ones around where it stopped.
+                let found = err
+                    .message
+                    .rsplit("found: ")
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                let here = parser.get_current_index().min(tokens_copy.len());
+                let at = tokens_copy[..here.saturating_add(2).min(tokens_copy.len())]
+                    .iter()
+                    .rev()
+                    .find(|t| t.token.to_string().to_ascii_lowercase() == found)
+                    .map(|t| t.span.start)
+                    .unwrap_or(parser.get_current_token().span.start);
+                if at.line > 0 {
+                    err.line = Some(at.line);
+                    err.column = Some(at.column);
+                }
+            }
+            return Err(err);
+        }
+    };
     // Nothing may follow the query but one optional ';'.
     let mut next = parser.next_token();
     if next.token == Token::SemiColon {
