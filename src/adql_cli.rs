@@ -93,7 +93,10 @@ pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
         }
     };
     let optimized = session.optimize(&plan)?;
-    println!("== logical plan (optimised)\n{}", optimized.display_indent());
+    println!(
+        "== logical plan (optimised)\n{}",
+        optimized.display_indent()
+    );
     let physical = rt.block_on(session.create_physical_plan(&plan))?;
     println!(
         "\n== physical plan\n{}",
@@ -182,10 +185,7 @@ mod tests {
     fn ranges_are_shown_at_their_coarsest_order() {
         let order3 = 1u64 << (2 * 26);
         assert_eq!(describe_range(&(order3 * 5..order3 * 6)), "order 3 pixel 5");
-        assert_eq!(
-            describe_range(&(order3 * 4..order3 * 8)),
-            "order 2 pixel 1"
-        );
+        assert_eq!(describe_range(&(order3 * 4..order3 * 8)), "order 2 pixel 1");
         assert_eq!(describe_range(&(7..9)), "order 29 pixels 7..=8");
         assert_eq!(udf_name("ivo_foo(x DOUBLE) -> DOUBLE"), "ivo_foo");
     }

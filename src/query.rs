@@ -178,7 +178,7 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
     // Wait for the first batch so that an early failure is a proper error document.
     let first = rx.recv().await;
     if let Some(Item::Error(msg)) = &first {
-        return Err(DalError::bad_request(msg.clone()));
+        return Err(DalError::bad_request(adql::humanise(msg)));
     }
     let mut encoder = Encoder::new(schema, &req)?;
     let head = encoder.begin();

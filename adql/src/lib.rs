@@ -15,6 +15,7 @@ pub mod geom;
 pub mod ivo;
 mod names;
 mod rewrite;
+pub mod units;
 pub mod validate;
 pub mod xmatch;
 
@@ -118,6 +119,7 @@ pub fn register(ctx: &SessionContext) {
     for udaf in ivo::aggregate_udfs() {
         ctx.register_udaf(udaf);
     }
+    ctx.register_udf(units::in_unit_udf());
     xmatch::register(ctx);
 }
 
@@ -221,6 +223,7 @@ pub async fn plan_with(
     opts: &Options,
 ) -> Result<LogicalPlan, AdqlError> {
     let mut query = parse_with(text, opts)?;
+    rewrite::expand_regions(&mut query)?;
     names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
     state
@@ -307,7 +310,10 @@ fn normalise_tokens(
                         &t,
                     )
                 })?;
-                out.push(TokenWithSpan::new(Token::Number(value.to_string(), false), t.span));
+                out.push(TokenWithSpan::new(
+                    Token::Number(value.to_string(), false),
+                    t.span,
+                ));
             }
             _ => out.push(t),
         }
@@ -371,11 +377,7 @@ fn strip_location(s: &str) -> String {
 
 /// Turns a DataFusion planning error into an ADQL semantic error, located when possible.
 fn semantic_error(text: &str, e: datafusion::error::DataFusionError) -> AdqlError {
-    let msg = e.strip_backtrace();
-    let msg = msg
-        .trim_start_matches("Error during planning: ")
-        .trim_start_matches("Schema error: ")
-        .to_string();
+    let msg = humanise(&e.strip_backtrace());
     // Locate the name the message is about in the query text.
     let unknown_field = msg.strip_prefix("No field named ").map(|rest| {
         rest.split(|c: char| c.is_whitespace())
@@ -398,6 +400,90 @@ fn semantic_error(text: &str, e: datafusion::error::DataFusionError) -> AdqlErro
         line,
         column,
     }
+}
+
+/// A DataFusion error message in a user's words: no optimizer-rule or error-class
+/// preambles, ADQL type names instead of Arrow's, and the usual mistakes said plainly.
+pub fn humanise(message: &str) -> String {
+    let mut m = message.trim().to_string();
+    // Drop the wrapping "<rule>\ncaused by\n" layers: the cause is what the user needs.
+    while let Some(i) = m.find("\ncaused by\n") {
+        m = m[i + "\ncaused by\n".len()..].trim_start().to_string();
+    }
+    const NO_MATCH: &str = "No function matches the given name and argument types '";
+    if let Some(i) = m.find(NO_MATCH) {
+        let call = m[i + NO_MATCH.len()..].split('\'').next().unwrap_or("");
+        let (name, args) = call.split_once('(').unwrap_or((call, ")"));
+        return humanise(&format!(
+            "type mismatch: {}({} does not exist; check the types of the arguments (CAST converts them)",
+            name.to_ascii_uppercase(),
+            args
+        ));
+    }
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "Internal error: ",
+        "Arrow error: ",
+        "Compute error: ",
+        "Execution error: ",
+        "Cast error: ",
+        "External error: ",
+    ] {
+        while let Some(rest) = m.strip_prefix(prefix) {
+            m = rest.to_string();
+        }
+    }
+    if m.starts_with("Divide by zero") {
+        return "division by zero".into();
+    }
+    if let Some(rest) = m.strip_prefix("Cannot cast string '") {
+        if let Some((value, _)) = rest.split_once('\'') {
+            return format!(
+                "type mismatch: the string '{value}' is compared with or used as a number; compare numbers with numbers (or CAST)"
+            );
+        }
+    }
+    if let Some(i) = m.find(" failed to match any signature") {
+        let name = m[..i].trim_start_matches("Function ").trim_matches('\'');
+        return format!(
+            "type mismatch: {} does not accept arguments of these types",
+            name.to_ascii_uppercase()
+        );
+    }
+    if let (Some(rest), true) = (m.strip_prefix("table '"), m.ends_with("' not found")) {
+        let name = rest.trim_end_matches("' not found");
+        let name = name.strip_prefix("datafusion.").unwrap_or(name);
+        return format!("table '{name}' not found (the tables are listed at /tap/tables)");
+    }
+    // Arrow type names → ADQL's.
+    let mut out = String::with_capacity(m.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let adql = match word.as_str() {
+            "Float64" => "DOUBLE",
+            "Float32" => "REAL",
+            "Int64" => "BIGINT",
+            "Int32" => "INTEGER",
+            "Int16" => "SMALLINT",
+            "Int8" | "UInt8" => "TINYINT",
+            "Utf8" | "Utf8View" | "LargeUtf8" => "VARCHAR",
+            "Boolean" => "BOOLEAN",
+            w => w,
+        };
+        out.push_str(adql);
+        word.clear();
+    };
+    for c in m.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Line and column (1-based) of the first case-insensitive whole-word occurrence of `word`.

@@ -8,12 +8,11 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
     LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TopQuantity,
-    Value, VisitMut, VisitorMut,
+    UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
 use crate::{AdqlError, ErrorKind, Options};
-
 
 /// Validates ADQL-only rules and rewrites the query in place.
 pub(crate) fn check_and_rewrite(query: &mut Query, opts: &Options) -> Result<(), AdqlError> {
@@ -89,6 +88,11 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<AdqlError> {
+        // In a set operation, each SELECT's TOP limits that SELECT alone.
+        if let SetExpr::SetOperation { left, right, .. } = q.body.as_mut() {
+            limit_operands(left);
+            limit_operands(right);
+        }
         // TOP n → LIMIT n, keeping an ADQL OFFSET.
         let top = match q.body.as_mut() {
             SetExpr::Select(s) => s.top.take(),
@@ -141,6 +145,23 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<AdqlError> {
+        // ~x → (-x - 1): two's complement, for DataFusion has no bitwise NOT.
+        if let Expr::UnaryOp {
+            op: UnaryOperator::BitwiseNot,
+            expr,
+        } = e
+        {
+            let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+            *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(Expr::UnaryOp {
+                    op: UnaryOperator::Minus,
+                    expr: Box::new(Expr::Nested(Box::new(inner))),
+                }),
+                op: BinaryOperator::Minus,
+                right: Box::new(Expr::value(Value::Number("1".into(), false))),
+            }));
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(f) = e else {
             return ControlFlow::Continue(());
         };
@@ -195,6 +216,182 @@ impl VisitorMut for Rewriter {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Turns every `SELECT TOP n …` operand of a set operation into `(SELECT … LIMIT n)`.
+fn limit_operands(e: &mut SetExpr) {
+    match e {
+        SetExpr::SetOperation { left, right, .. } => {
+            limit_operands(left);
+            limit_operands(right);
+        }
+        SetExpr::Select(s) if s.top.is_some() => {
+            let mut select = s.clone();
+            let n = match select.top.take().and_then(|t| t.quantity) {
+                Some(TopQuantity::Constant(n)) => Expr::value(Value::Number(n.to_string(), false)),
+                Some(TopQuantity::Expr(x)) => x,
+                None => return,
+            };
+            *e = SetExpr::Query(Box::new(Query {
+                with: None,
+                body: Box::new(SetExpr::Select(select)),
+                order_by: None,
+                limit_clause: Some(LimitClause::LimitOffset {
+                    limit: Some(n),
+                    offset: None,
+                    limit_by: vec![],
+                }),
+                fetch: None,
+                locks: vec![],
+                for_clause: None,
+                settings: None,
+                format_clause: None,
+                pipe_operators: vec![],
+            }));
+        }
+        _ => {}
+    }
+}
+
+/// Replaces `REGION('…')` by the geometry constructor it describes, for planning: STC-S
+/// `Position`, `Circle`, `Box` and `Polygon` (with an optional frame, reference position and
+/// flavour), or the DALI serialisation (2 numbers: a point, 3: a circle, 6 or more: a polygon).
+/// Other STC-S (Union, Intersection, Not, …) is refused with a message.
+pub(crate) fn expand_regions(query: &mut Query) -> Result<(), AdqlError> {
+    struct Regions;
+    impl VisitorMut for Regions {
+        type Break = AdqlError;
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<AdqlError> {
+            let Expr::Function(f) = e else {
+                return ControlFlow::Continue(());
+            };
+            let Some(ident) = f.name.0.last().and_then(|p| p.as_ident()) else {
+                return ControlFlow::Continue(());
+            };
+            if !ident.value.eq_ignore_ascii_case("region") {
+                return ControlFlow::Continue(());
+            }
+            let span = ident.span;
+            let text = match plain_args(&f.args).as_deref() {
+                Some([Expr::Value(v)]) => match &v.value {
+                    Value::SingleQuotedString(t) => t.clone(),
+                    _ => return ControlFlow::Break(err_at("REGION takes a string literal", span)),
+                },
+                _ => return ControlFlow::Break(err_at("REGION takes a string literal", span)),
+            };
+            match region_call(&text, span) {
+                Ok(call) => {
+                    *e = call;
+                    ControlFlow::Continue(())
+                }
+                Err(m) => ControlFlow::Break(AdqlError {
+                    kind: ErrorKind::Semantic,
+                    ..err_at(m, span)
+                }),
+            }
+        }
+    }
+    match query.visit(&mut Regions) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn region_call(text: &str, span: Span) -> Result<Expr, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let is_num = |w: &str| w.parse::<f64>().is_ok_and(|v| v.is_finite());
+    let (shape, rest) = match words.first() {
+        Some(w) if !is_num(w) => (w.to_ascii_lowercase(), &words[1..]),
+        Some(_) => (String::new(), &words[..]),
+        None => return Err("REGION('') is empty".into()),
+    };
+    if !matches!(
+        shape.as_str(),
+        "" | "position" | "circle" | "box" | "polygon"
+    ) {
+        return Err(format!(
+            "REGION: '{}' regions are not supported (Position, Circle, Box and Polygon are)",
+            words.first().copied().unwrap_or("")
+        ));
+    }
+    let numbers_from = rest.iter().position(|w| is_num(w)).unwrap_or(rest.len());
+    let numbers: Vec<f64> = rest[numbers_from..]
+        .iter()
+        .map(|w| {
+            w.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("REGION: '{w}' is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    // Frame, reference position and flavour may each be given; the reference position and
+    // flavour do not change directions on the sky, the frame goes to the constructor (which
+    // accepts ICRS only).
+    let mut frame = "";
+    for q in &rest[..numbers_from] {
+        match q.to_ascii_uppercase().as_str() {
+            "BARYCENTER" | "GEOCENTER" | "TOPOCENTER" | "HELIOCENTER" | "UNKNOWNREFPOS"
+            | "SPHERICAL2" => {}
+            _ if frame.is_empty() => frame = q,
+            other => return Err(format!("REGION: '{other}' is not understood here")),
+        }
+    }
+    let (name, want) = match (shape.as_str(), numbers.len()) {
+        ("position", 2) | ("", 2) => ("POINT", true),
+        ("circle", 3) | ("", 3) => ("CIRCLE", true),
+        ("box", 4) => ("BOX", true),
+        ("polygon", n) | ("", n) if n >= 6 && n % 2 == 0 => ("POLYGON", true),
+        ("position" | "circle" | "box" | "polygon", _) => (shape.as_str(), false),
+        _ => {
+            return Err(format!(
+                "REGION: '{}' regions are not supported (Position, Circle, Box and Polygon are)",
+                words.first().copied().unwrap_or("")
+            ))
+        }
+    };
+    if !want {
+        return Err(format!(
+            "REGION: a {name} takes {}, not {} numbers",
+            match name {
+                "position" => "2",
+                "circle" => "3",
+                "box" => "4",
+                _ => "an even number (at least 6) of",
+            },
+            numbers.len()
+        ));
+    }
+    let mut args = vec![Expr::value(Value::SingleQuotedString(frame.to_string()))];
+    for v in numbers {
+        let lit = Expr::value(Value::Number(format!("{:?}", v.abs()), false));
+        args.push(if v.is_sign_negative() && v != 0.0 {
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: Box::new(lit),
+            }
+        } else {
+            lit
+        });
+    }
+    Ok(Expr::Function(datafusion::sql::sqlparser::ast::Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_span(
+            span, name,
+        ))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
 }
 
 /// The plain positional arguments of a call, if that is all it has.
