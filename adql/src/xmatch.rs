@@ -33,8 +33,13 @@
 //!
 //! Outer, semi and anti joins are rewritten only when the side whose rows are preserved (or
 //! tested) is the point side, whose rows are not duplicated; for DISTANCE either position can
-//! play the point. Radii above [`MAX_RADIUS_DEG`] are left alone, as are joins that already
-//! have equi-join keys.
+//! play the point (in an inner join the first one does, so the second one's table is the one
+//! unnested: best the smaller). Radii above [`MAX_RADIUS_DEG`] are left alone, as are joins
+//! that already have equi-join keys (which also makes the rewrite idempotent).
+//!
+//! The rule is appended after DataFusion's own rules, so it sees WHERE conditions over comma
+//! joins once filter pushdown has made them join filters, with constants folded; the passes
+//! after the first prune the columns of the new projections.
 //!
 //! Positions are validated as the geometry functions do: a latitude outside [-90, 90] is the
 //! same execution error as POINT's (or CIRCLE's / DISTANCE's).
@@ -899,6 +904,7 @@ mod tests {
     }
 
     type Row = (i64, Option<f64>, Option<f64>);
+    type Pairs = HashSet<(i64, i64)>;
 
     /// Positions clustered where HEALPix and longitudes are awkward: both poles, RA 0/360,
     /// plus the whole sky, exact poles and RA 0 / 360, longitudes outside [0, 360), NULLs
@@ -1058,7 +1064,7 @@ mod tests {
 
     /// Pairs (a.id, b.id) surely within `r` by the brute force, and those within 1e-9 degrees
     /// of the boundary (unknown).
-    fn brute_force(a: &[Row], b: &[Row], r: f64) -> (HashSet<(i64, i64)>, HashSet<(i64, i64)>) {
+    fn brute_force(a: &[Row], b: &[Row], r: f64) -> (Pairs, Pairs) {
         let valid = |row: &Row| match row {
             (id, Some(lon), Some(lat)) if lon.is_finite() && lat.is_finite() => {
                 Some((*id, *lon, *lat))
@@ -1095,8 +1101,8 @@ mod tests {
         );
     }
 
-    fn assert_matches_brute_force(run: &Run, a: &[Row], b: &[Row], r: f64, what: &str) {
-        let (inside, ties) = brute_force(a, b, r);
+    fn assert_matches_brute_force(run: &Run, truth: &(Pairs, Pairs), what: &str) {
+        let (inside, ties) = truth;
         let got: Vec<(i64, i64)> = run
             .rows
             .iter()
@@ -1106,7 +1112,7 @@ mod tests {
         assert_eq!(set.len(), got.len(), "{what}: duplicate pairs");
         let missing: Vec<_> = inside.difference(&set).take(10).collect();
         let extra: Vec<_> = set
-            .difference(&inside)
+            .difference(inside)
             .filter(|p| !ties.contains(p))
             .take(10)
             .collect();
@@ -1128,14 +1134,15 @@ mod tests {
 
     #[tokio::test]
     async fn crossmatch_forms_are_hash_joins_with_nested_loop_results() {
-        let a = points_a(1500, 7);
-        let b = points_b(&a, R, 1500, 11);
+        let a = points_a(800, 7);
+        let b = points_b(&a, R, 800, 11);
+        let truth = brute_force(&a, &b, R);
         let with = context(true, &a, &b);
         let without = context(false, &a, &b);
         let point = "POINT('ICRS', a.ra, a.dec)";
         let cases = [
             format!("1 = CONTAINS({point}, CIRCLE('ICRS', b.ra, b.dec, {R}))"),
-            format!("CONTAINS(POINT(a.ra, a.dec), CIRCLE(b.ra, b.dec, 36.0 / 3600)) = 1"),
+            "CONTAINS(POINT(a.ra, a.dec), CIRCLE(b.ra, b.dec, 36.0 / 3600)) = 1".to_string(),
             format!("CONTAINS(POINT(a.ra, a.dec), CIRCLE(POINT(b.ra, b.dec), {R})) >= 1"),
             format!("1 = INTERSECTS(CIRCLE('ICRS', b.ra, b.dec, {R}), {point})"),
             format!("DISTANCE({point}, POINT('ICRS', b.ra, b.dec)) < {R}"),
@@ -1162,7 +1169,7 @@ mod tests {
                     "{query}: differs from the nested loop"
                 );
                 if !cond.contains("<>") {
-                    assert_matches_brute_force(&fast, &a, &b, R, &query);
+                    assert_matches_brute_force(&fast, &truth, &query);
                 }
             }
         }
@@ -1171,8 +1178,9 @@ mod tests {
     #[tokio::test]
     async fn radii_from_arcseconds_to_degrees() {
         for (r, seed) in [(2.0 / 3600.0, 1), (0.2, 2), (1.0, 3), (5.0, 4)] {
-            let a = points_a(1000, seed);
-            let b = points_b(&a, r, 1000, seed + 100);
+            let a = points_a(800, seed);
+            let b = points_b(&a, r, 800, seed + 100);
+            let truth = brute_force(&a, &b, r);
             let ctx = context(true, &a, &b);
             let query = format!(
                 "SELECT a.id, b.id FROM ta AS a JOIN tb AS b \
@@ -1180,14 +1188,14 @@ mod tests {
             );
             let fast = run(&ctx, &query).await.expect("query");
             assert_spatial_join(&fast, &query);
-            assert_matches_brute_force(&fast, &a, &b, r, &query);
+            assert_matches_brute_force(&fast, &truth, &query);
             let query = format!(
                 "SELECT a.id, b.id FROM ta AS a JOIN tb AS b \
                  ON DISTANCE(POINT(a.ra, a.dec), POINT(b.ra, b.dec)) < {r}"
             );
             let fast = run(&ctx, &query).await.expect("query");
             assert_spatial_join(&fast, &query);
-            assert_matches_brute_force(&fast, &a, &b, r, &query);
+            assert_matches_brute_force(&fast, &truth, &query);
         }
     }
 
@@ -1265,7 +1273,7 @@ mod tests {
                 fast.rows, slow.rows,
                 "{query}: differs from the nested loop"
             );
-            assert!(fast.rows.len() > 100, "{query}: {} rows", fast.rows.len());
+            assert!(fast.rows.len() > 50, "{query}: {} rows", fast.rows.len());
         }
     }
 
