@@ -6,6 +6,7 @@
 
 mod adql_cli;
 mod config;
+mod examples;
 mod ingest;
 mod params;
 mod query;

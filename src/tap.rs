@@ -19,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tap/sync", web::post().to(sync))
         .route("/tap/capabilities", web::get().to(capabilities))
         .route("/tap/availability", web::get().to(availability))
+        .route("/tap/examples", web::get().to(crate::examples::examples))
         .route("/tap/tables", web::get().to(tables))
         .route("/tap/tables/{name}", web::get().to(table));
 }
@@ -242,6 +243,12 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         hmax = limits.hard_maxrec,
     ));
     doc.push_str(&vosi::vosi_capabilities(&base));
+    doc.push_str(&format!(
+        "  <capability standardID=\"ivo://ivoa.net/std/DALI#examples\">\n    \
+<interface xsi:type=\"vr:WebBrowser\">\n      <accessURL use=\"full\">{}/examples</accessURL>\n    \
+</interface>\n  </capability>\n",
+        esc(&base)
+    ));
     doc.push_str(&format!(
         "  <capability standardID=\"ivo://ivoa.net/std/VOSI#tables\">\n    <interface xsi:type=\"vs:ParamHTTP\" version=\"1.1\">\n      <accessURL use=\"full\">{}/tables</accessURL>\n    </interface>\n  </capability>\n",
         esc(&base)
