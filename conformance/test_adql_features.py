@@ -186,3 +186,17 @@ def test_semantic_errors_say_what_is_wrong(base_url, query, words):
         assert w in msg, msg
     for jargon in ("Internal error", "DataFusion", "caused by", "Arrow error"):
         assert jargon not in msg, msg
+
+
+def test_explain_shows_the_healpix_ranges_a_cone_prunes_to(server):
+    import re
+
+    from test_xmatch import explain
+    out = explain(server, "SELECT hip FROM hipparcos.hip2 WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1))")
+    assert "== logical plan" in out and "== physical plan" in out, out
+    m = re.search(r"hipparcos\.hip2: (\d+) HEALPix range\(s\), (\d+) of (\d+) partitions scanned", out)
+    assert m, out
+    assert int(m.group(1)) >= 1 and int(m.group(2)) < int(m.group(3)), out
+    assert re.search(r"order \d+ pixels? \d+", out), out
+    out = explain(server, "SELECT COUNT(*) FROM hipparcos.hip2")
+    assert "no spatial predicate" in out, out
