@@ -344,7 +344,7 @@ mod tests {
         ));
         assert!(close(conversion_factor("mJy", "Jy").unwrap(), 1e-3));
         assert!(close(conversion_factor("nm", "Angstrom").unwrap(), 10.0));
-        assert!(close(conversion_factor("10**-3", "").unwrap(), 1e-3));
+        assert!(close(conversion_factor("10**-3.m", "mm").unwrap(), 1.0));
         assert!(close(
             conversion_factor("erg/s/cm**2", "W/m**2").unwrap(),
             1e-7 / 1e-4

@@ -2145,8 +2145,8 @@ mod tests {
 
     // --- the Fermi-LAT catalogues -----------------------------------------------------------
 
-    fn gunzip(path: &str) -> Vec<u8> {
-        let gz = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    fn gunzip(path: &std::path::Path) -> Vec<u8> {
+        let gz = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&gz[..])
             .read_to_end(&mut out)
@@ -2154,14 +2154,28 @@ mod tests {
         out
     }
 
-    const FGL3: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/catalogs/gamma/3fgl_gll_psc_v16.fit.gz"
-    );
-    const FHL3: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/catalogs/gamma/3fhl_gll_psch_v13.fit.gz"
-    );
+    /// The shared data folder beside the repository, found at run time (VOSTOK_SHARED, else
+    /// ../shared from the crate): a compile-time path would point into whichever checkout built
+    /// this test binary first, since checkouts share one target folder.
+    fn shared_dir() -> std::path::PathBuf {
+        use std::path::PathBuf;
+        if let Some(s) = std::env::var_os("VOSTOK_SHARED") {
+            return PathBuf::from(s);
+        }
+        let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        crate_dir.join("../../shared")
+    }
+
+    #[allow(non_snake_case)]
+    fn FGL3() -> std::path::PathBuf {
+        shared_dir().join("data/catalogs/gamma/3fgl_gll_psc_v16.fit.gz")
+    }
+    #[allow(non_snake_case)]
+    fn FHL3() -> std::path::PathBuf {
+        shared_dir().join("data/catalogs/gamma/3fhl_gll_psch_v13.fit.gz")
+    }
 
     fn f32_at(b: &RecordBatch, name: &str, row: usize) -> Option<f32> {
         let a = col(b, name).as_primitive::<Float32Type>();
@@ -2177,7 +2191,7 @@ mod tests {
     // astropy masks empty strings where this reader keeps "".
     #[test]
     fn fermi_3fgl() {
-        let bytes = gunzip(FGL3);
+        let bytes = gunzip(&FGL3());
         let (schema, batches) = read_bintable(&bytes, None).unwrap();
         assert_eq!(schema.fields().len(), 77);
         assert!(schema.metadata().is_empty(), "nothing skipped");
@@ -2278,7 +2292,7 @@ mod tests {
 
     #[test]
     fn fermi_3fhl() {
-        let bytes = gunzip(FHL3);
+        let bytes = gunzip(&FHL3());
         let (schema, batches) = read_bintable(&bytes, Some(1)).unwrap();
         assert_eq!(schema.fields().len(), 44);
         let b = &batches[0];
@@ -2330,7 +2344,7 @@ mod tests {
 
     #[test]
     fn truncated_catalogue_names_what_is_missing() {
-        let bytes = gunzip(FGL3);
+        let bytes = gunzip(&FGL3());
         let (header, data_start) = find_table(&bytes, None).unwrap();
         let table_end = data_start + 1082 * 3034;
         assert_eq!(header.index, 1);

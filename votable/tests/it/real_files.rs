@@ -1,6 +1,6 @@
 //! The reader on real VOTables written by other services and libraries (shared/data/votables).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
@@ -8,12 +8,22 @@ use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int32Type, Int64Type, UInt8Type,
 };
 
+
+/// The shared data folder beside the repository, found at run time (VOSTOK_SHARED, else
+/// ../shared from the crate): a compile-time path would point into whichever checkout built
+/// this test binary first, since checkouts share one target folder.
+fn shared_dir() -> PathBuf {
+    if let Some(s) = std::env::var_os("VOSTOK_SHARED") {
+        return PathBuf::from(s);
+    }
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../../shared")
+}
+
 fn data(rel: &str) -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/votables"
-    ))
-    .join(rel)
+    shared_dir().join("data/votables").join(rel)
 }
 
 fn read(rel: &str) -> RecordBatch {

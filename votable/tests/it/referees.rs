@@ -2,7 +2,7 @@
 //! VOTable 1.4 schema. The documents are always written (and read back); the external tools run
 //! only when `VOSTOK_VOTLINT=1`, and then a missing tool is a failure, not a skip.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -17,8 +17,22 @@ use datafusion::arrow::datatypes::{
 };
 use votable::{error_document, Encoding, EndStatus, Info, Writer, WriterOptions};
 
+
+/// The shared data folder beside the repository, found at run time (VOSTOK_SHARED, else
+/// ../shared from the crate): a compile-time path would point into whichever checkout built
+/// this test binary first, since checkouts share one target folder.
+fn shared_dir() -> PathBuf {
+    if let Some(s) = std::env::var_os("VOSTOK_SHARED") {
+        return PathBuf::from(s);
+    }
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../../shared")
+}
+
 fn shared(rel: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel)
+    shared_dir().join(rel)
 }
 
 fn opts(encoding: Encoding) -> WriterOptions {
