@@ -138,14 +138,19 @@ fn parse_count(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // `vostok adql …` prints its answer on stdout; only warnings go to stderr there.
+    let default_level = match cli.command {
+        Command::Adql { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Adql { command } => {
