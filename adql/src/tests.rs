@@ -70,3 +70,93 @@ fn a_query_that_ends_too_early_points_at_its_end() {
     assert_eq!((e.line, e.column), (Some(2), Some(6)), "{e}");
     assert!(e.message.contains("end of the query"), "{e}");
 }
+
+#[test]
+fn the_adql_2_1_grammar_is_accepted() {
+    for q in [
+        "SELECT a FROM t WHERE a < 3 UNION ALL SELECT b FROM u",
+        "SELECT a FROM t INTERSECT SELECT a FROM u EXCEPT SELECT a FROM v",
+        "WITH x AS (SELECT a FROM t) SELECT a FROM x",
+        "SELECT DISTINCT TOP 3 a FROM t ORDER BY a DESC OFFSET 2",
+        "SELECT a FROM t WHERE b ILIKE 'x%' AND LOWER(c) = UPPER(d)",
+        "SELECT CAST(a AS DOUBLE PRECISION), CAST(b AS VARCHAR(3)), CAST(c AS TIMESTAMP) FROM t",
+        "SELECT IN_UNIT(ra, 'rad'), COALESCE(a, b, 0) FROM t",
+        "SELECT a & 0x0F, a | b, a ^ b, ~a FROM t",
+        "SELECT REGION('Circle ICRS 1 2 3'), CENTROID(c), AREA(c), COORDSYS(c) FROM t",
+        "SELECT * FROM t WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 2, 3))",
+        "SELECT * FROM t AS a JOIN u AS b ON 1 = CONTAINS(POINT(a.ra, a.dec), CIRCLE(b.ra, b.dec, 0.001))",
+        "SELECT * FROM t NATURAL JOIN u",
+        "SELECT * FROM t FULL OUTER JOIN u USING (id)",
+        "SELECT x FROM (SELECT a AS x FROM t) AS s WHERE EXISTS (SELECT 1 FROM u WHERE u.a = s.x)",
+        "SELECT \"distance\", \"select\" FROM \"my table\"",
+        "SELECT CASE WHEN a > 1 THEN 'big' ELSE 'small' END AS size_class FROM t",
+        "SELECT ivo_healpix_index(5, ra, dec), ivo_histogram(m, 0, 20, 10) FROM t",
+        "SELECT 'multi' \n 'line' FROM t",
+    ] {
+        assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
+    }
+}
+
+#[test]
+fn what_the_bnf_does_not_have_is_refused_with_a_reason() {
+    for (q, says) in [
+        ("SELECT a", "FROM"),
+        (
+            "SELECT a FROM t WHERE CONTAINS(POINT(a, b), CIRCLE(1, 2, 3))",
+            "1 = CONTAINS",
+        ),
+        ("SELECT a FROM t WHERE POINT(a, b)", "needs a condition"),
+        ("SELECT a FROM t HAVING b", "needs a condition"),
+        ("SELECT distance FROM t", "reserved word"),
+        ("SELECT a FROM distinct", "reserved word"),
+        ("SELECT a FROM t OFFSET -1", "OFFSET"),
+        ("SELECT a FROM t OFFSET 1.5", "OFFSET"),
+        ("SELECT a FROM (SELECT a FROM t)", "needs a name"),
+        ("SELECT a FROM t WHERE a == 1", "'=='"),
+        ("SELECT a % 2 FROM t", "MOD"),
+        ("SELECT ABS(a, b) FROM t", "ABS takes 1"),
+        ("SELECT COALESCE() FROM t", "at least 1"),
+        ("SELECT CAST(a AS FLOAT) FROM t", "CAST to FLOAT"),
+        ("SELECT CIRCLE('ICRS', 1, 2) FROM t", "point"),
+        ("SELECT POLYGON(1, 2, 3, 4, 5) FROM t", "POLYGON takes"),
+        ("SELECT POINT(1, 2) || 'a' FROM t", "geometry"),
+        ("SELECT x.y.z.a.b FROM t", "4 parts"),
+        ("SELECT a FROM a.b.c.d", "too many parts"),
+        (
+            "SELECT a FROM (WITH x AS (SELECT a FROM t) SELECT a FROM x) AS s",
+            "WITH",
+        ),
+        ("SELECT a FROM t CROSS JOIN u", "CROSS JOIN"),
+        ("SELECT X'1F' FROM t", "0x"),
+        ("SELECT TRUE FROM t", "TRUE"),
+        ("SELECT a FROM t WHERE a LIKE 'x' ESCAPE '!'", "ESCAPE"),
+        ("SELECT SUBSTRING(a FROM 1 FOR 2) FROM t", "string function"),
+        ("SELECT a FROM t UNION DISTINCT SELECT a FROM u", "UNION"),
+        (
+            "SELECT CAST('a' AS VARCHAR(3)) * 2 FROM t",
+            "character string",
+        ),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+        assert!(e.line.is_some(), "{q}: no position in {e}");
+    }
+}
+
+#[test]
+fn hexadecimal_literals_are_integers_and_strings_continue() {
+    assert_eq!(sql("SELECT 0x1F AS h FROM t"), "SELECT 31 AS h FROM t");
+    assert_eq!(
+        sql("SELECT 'ab' -- note\n  'cd' AS s FROM t"),
+        "SELECT 'abcd' AS s FROM t"
+    );
+    assert!(parse("SELECT 0x8000000000000000 FROM t").is_err());
+}
+
+#[test]
+fn top_in_a_set_operand_limits_that_operand() {
+    assert_eq!(
+        sql("SELECT TOP 2 a FROM t UNION SELECT TOP 3 b FROM u"),
+        "(SELECT a FROM t LIMIT 2) UNION (SELECT b FROM u LIMIT 3)"
+    );
+}
