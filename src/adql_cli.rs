@@ -162,7 +162,7 @@ fn describe_range(r: &Range<u64>) -> String {
     let mut order = 29u32;
     while order > 0 {
         let step = 1u64 << (2 * (29 - order + 1));
-        if r.start % step == 0 && r.end % step == 0 {
+        if r.start.is_multiple_of(step) && r.end.is_multiple_of(step) {
             order -= 1;
         } else {
             break;
