@@ -8,8 +8,8 @@ Stages (STILTS 3.4.7): TMV /tables vs XSD, TME /tables content, TMS TAP_SCHEMA c
 TMC /tables vs TAP_SCHEMA, CPV capabilities vs XSD, CAP TAP/TAPRegExt content of
 capabilities, AVV availability vs XSD, QGE sync GET queries, QPO sync POST queries,
 MDQ result columns vs declared metadata, EXA the DALI examples (STILTS parses each query
-with its own ADQL parser). Async (QAS, UWS) and uploads (UPL) are not
-offered by the server yet, so they are not run.
+with its own ADQL parser), UPL table uploads (TAP_UPLOAD), QAS queries run as asynchronous
+jobs (/tap/async), UWS the job operations (create, parameters, phase, abort, delete, run).
 """
 
 import json
@@ -19,7 +19,8 @@ import pytest
 
 from vostok_helpers import stilts
 
-STAGES = ["TMV", "TME", "TMS", "TMC", "CPV", "CAP", "AVV", "QGE", "QPO", "MDQ", "EXA"]
+STAGES = ["TMV", "TME", "TMS", "TMC", "CPV", "CAP", "AVV", "QGE", "QPO", "MDQ", "UPL", "QAS", "UWS",
+          "EXA"]
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 # Idempotent: a second run only checks. Quiet, but any failure stops the script loudly.
 #
 #   apt:  stilts (pulls a JRE), libxml2-utils (xmllint)
-#   venv: pyvo astropy hats pytest pytest-timeout numpy requests  in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow  in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -24,6 +24,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// TAP limits.
     pub tap: TapConfig,
+    /// Asynchronous TAP jobs (UWS): job database, pool, time limits.
+    pub uws: crate::jobs::UwsConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
@@ -48,6 +50,17 @@ pub struct TapConfig {
     pub default_maxrec: u64,
     /// Largest MAXREC honoured.
     pub hard_maxrec: u64,
+    /// Seconds a synchronous query may run before it is stopped (0: no limit); longer
+    /// queries belong in asynchronous jobs (`[uws]`).
+    pub sync_timeout: u64,
+    /// Largest total size in bytes of the tables uploaded with one query (TAP_UPLOAD; the
+    /// `uploadLimit` of /tap/capabilities). Uploads are held in memory while the query runs.
+    pub upload_max_bytes: u64,
+    /// Largest number of rows of one uploaded table.
+    pub upload_max_rows: u64,
+    /// Hosts from which `UPLOAD=name,http(s)://host/...` tables may be fetched (exact host
+    /// names, case-insensitive). Empty (the default): URL uploads are refused.
+    pub upload_url_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -61,6 +74,7 @@ impl Default for Config {
             demo_dir: default_demo_dir(),
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
+            uws: crate::jobs::UwsConfig::default(),
             metadata_cache_mb: 256,
         }
     }
@@ -92,6 +106,10 @@ impl Default for TapConfig {
         TapConfig {
             default_maxrec: 100_000,
             hard_maxrec: 10_000_000,
+            sync_timeout: 600,
+            upload_max_bytes: 64 * 1024 * 1024,
+            upload_max_rows: 1_000_000,
+            upload_url_hosts: Vec::new(),
         }
     }
 }

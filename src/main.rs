@@ -8,12 +8,16 @@ mod adql_cli;
 mod config;
 mod examples;
 mod ingest;
+mod jobs;
+mod output;
 mod params;
 mod query;
 mod scs;
 mod server;
 mod tap;
 mod tap_schema;
+mod upload;
+mod uws;
 mod vosi;
 
 use std::path::PathBuf;

@@ -38,6 +38,29 @@ impl Params {
         Params { pairs }
     }
 
+    /// Parameters from (name, value) pairs, e.g. those an asynchronous job stored.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params {
+            pairs: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_uppercase(), v))
+                .collect(),
+        }
+    }
+
+    /// Every (upper-cased name, value) pair, in the order given.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// Every value of a repeatable parameter.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The first value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs

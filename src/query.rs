@@ -60,6 +60,10 @@ pub enum Format {
     Csv,
     /// Tab-separated values with a header line.
     Tsv,
+    /// FITS binary table (`application/fits`), see [`crate::output::fits`].
+    Fits,
+    /// Parquet with VOTable metadata (VOParquet), see [`crate::output::voparquet`].
+    Parquet,
 }
 
 impl Format {
@@ -93,21 +97,31 @@ impl Format {
             }
             "csv" | "text/csv" | "text/csv;header=present" => Format::Csv,
             "tsv" | "text/tab-separated-values" | "text/tsv" => Format::Tsv,
+            "fits" | "application/fits" | "application/x-fits" => Format::Fits,
+            "parquet"
+            | "voparquet"
+            | "application/vnd.apache.parquet"
+            | "application/x-parquet"
+            | "application/parquet" => Format::Parquet,
             _ => {
                 return Err(DalError::bad_request(format!(
-                    "RESPONSEFORMAT '{v}' is not supported; use votable, votable/b2, csv or tsv"
+                    "RESPONSEFORMAT '{v}' is not supported; use votable, votable/b, \
+                     votable/b2, csv, tsv, fits or parquet"
                 )))
             }
         })
     }
 
-    fn content_type(&self) -> &'static str {
+    /// The MIME type results in this format are sent with.
+    pub fn content_type(&self) -> &'static str {
         match self {
             Format::VoTable(Encoding::TableData) => "application/x-votable+xml",
             Format::VoTable(Encoding::Binary2) => "application/x-votable+xml;serialization=BINARY2",
             Format::VoTable(Encoding::Binary) => "application/x-votable+xml;serialization=BINARY",
             Format::Csv => "text/csv;header=present",
             Format::Tsv => "text/tab-separated-values",
+            Format::Fits => "application/fits",
+            Format::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -133,8 +147,78 @@ enum Item {
     Error(String),
 }
 
+/// A time limit on a query: past `deadline` it stops, with `message` as its error.
+#[derive(Debug, Clone)]
+pub struct TimeLimit {
+    /// When the query must have finished.
+    pub deadline: tokio::time::Instant,
+    /// What the error says (the rows written so far stay, followed by this error).
+    pub message: String,
+}
+
+/// How a result stream ended; known once its last chunk has been produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Every row was written.
+    Complete { rows: u64 },
+    /// MAXREC cut the result after `rows` rows.
+    Overflow { rows: u64 },
+    /// The query failed, or ran out of time, after its first row.
+    Error(String),
+}
+
+/// A result being encoded: its MIME type and its bytes, chunk by chunk. Used as an HTTP body
+/// by [`execute`] and written to object storage by asynchronous jobs (`src/jobs/runner.rs`).
+pub struct ResultStream {
+    /// MIME type of the chunks.
+    pub content_type: &'static str,
+    /// The encoded result. Dropping it stops the query.
+    pub chunks: futures::stream::BoxStream<'static, Bytes>,
+    /// Set when the last chunk has been produced.
+    pub end: Arc<std::sync::Mutex<Option<StreamEnd>>>,
+}
+
+/// Stops the query task when the stream reading its batches is dropped (client gone, job
+/// aborted, time limit): without it a query producing no batch for a long time (an
+/// aggregate over a big join) would run on after nobody wants its answer.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The time limit of synchronous queries (`[tap] sync_timeout`; 0: none).
+pub fn sync_limit(state: &AppState) -> Option<TimeLimit> {
+    let secs = state.config.tap.sync_timeout;
+    (secs > 0).then(|| TimeLimit {
+        deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
+        message: format!(
+            "the query ran longer than the {secs} s allowed to synchronous queries and was \
+             stopped; submit it as an asynchronous job at /tap/async (TAP async, e.g. pyvo's \
+             TAPService.run_async), which may run longer"
+        ),
+    })
+}
+
 /// Runs the plan and streams the result. Errors before the first row become error documents.
 pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpResponse, DalError> {
+    let limit = sync_limit(state);
+    let result = result_stream(state, req, limit).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(result.content_type)
+        .streaming(result.chunks.map(Ok::<Bytes, actix_web::Error>)))
+}
+
+/// Runs the plan and returns its encoded result as a stream of chunks. Errors before the first
+/// row (including the time limit) are returned as such; later ones end the stream with the
+/// format's error trailer and [`StreamEnd::Error`].
+pub async fn result_stream(
+    state: &Arc<AppState>,
+    req: QueryRequest,
+    limit: Option<TimeLimit>,
+) -> Result<ResultStream, DalError> {
     let schema: SchemaRef = req
         .schema
         .clone()
@@ -147,7 +231,7 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
     // Execute on the query runtime; batches come back through a bounded channel.
     let (tx, mut rx) = mpsc::channel::<Item>(2);
     let ctx = state.ctx.clone();
-    state.query_runtime.spawn(async move {
+    let task = state.query_runtime.spawn(async move {
         let df = match ctx.execute_logical_plan(limited).await {
             Ok(df) => df,
             Err(e) => {
@@ -174,15 +258,23 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
             }
         }
     });
+    let guard = AbortOnDrop(task);
 
     // Wait for the first batch so that an early failure is a proper error document.
-    let first = rx.recv().await;
+    let first = match &limit {
+        Some(l) => match tokio::time::timeout_at(l.deadline, rx.recv()).await {
+            Ok(first) => first,
+            Err(_) => return Err(DalError::bad_request(l.message.clone())),
+        },
+        None => rx.recv().await,
+    };
     if let Some(Item::Error(msg)) = &first {
         return Err(DalError::bad_request(adql::humanise(msg)));
     }
     let mut encoder = Encoder::new(schema, &req)?;
     let head = encoder.begin();
     let maxrec = req.maxrec;
+    let end = Arc::new(std::sync::Mutex::new(None));
 
     struct St {
         rx: mpsc::Receiver<Item>,
@@ -191,6 +283,15 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
         rows: u64,
         done: bool,
         head: Option<Bytes>,
+        limit: Option<TimeLimit>,
+        end: Arc<std::sync::Mutex<Option<StreamEnd>>>,
+        _guard: AbortOnDrop,
+    }
+    impl St {
+        fn ended(&mut self, how: StreamEnd) {
+            self.done = true;
+            *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(how);
+        }
     }
     let st = St {
         rx,
@@ -199,36 +300,52 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
         rows: 0,
         done: false,
         head: Some(head),
+        limit,
+        end: end.clone(),
+        _guard: guard,
     };
     let body = futures::stream::unfold(st, move |mut st| async move {
         if let Some(h) = st.head.take() {
-            return Some((Ok::<Bytes, actix_web::Error>(h), st));
+            return Some((h, st));
         }
         if st.done {
-            return None;
+            // FITS sends its rows only after the end (its header needs the row count).
+            return st.encoder.tail().map(|b| (b, st));
         }
         let item = match st.pending.take() {
             Some(i) => Some(i),
-            None => st.rx.recv().await,
+            None => match &st.limit {
+                Some(l) => match tokio::time::timeout_at(l.deadline, st.rx.recv()).await {
+                    Ok(i) => i,
+                    Err(_) => Some(Item::Error(l.message.clone())),
+                },
+                None => st.rx.recv().await,
+            },
         };
         let out = match item {
             None => {
-                st.done = true;
+                let rows = st.rows;
+                st.ended(StreamEnd::Complete { rows });
                 st.encoder.finish(EndStatus::Ok)
             }
             Some(Item::Error(msg)) => {
-                st.done = true;
+                st.ended(StreamEnd::Error(msg.clone()));
                 st.encoder.finish(EndStatus::Error(msg))
             }
             Some(Item::Batch(batch)) => {
                 let room = maxrec - st.rows;
                 if (batch.num_rows() as u64) > room {
                     let cut = batch.slice(0, room as usize);
-                    st.done = true;
                     let mut out = match st.encoder.write(&cut) {
                         Ok(b) => b.to_vec(),
-                        Err(e) => return Some((Ok(st.encoder.finish(EndStatus::Error(e))), st)),
+                        Err(e) => {
+                            st.ended(StreamEnd::Error(e.clone()));
+                            return Some((st.encoder.finish(EndStatus::Error(e)), st));
+                        }
                     };
+                    st.rows += room;
+                    let rows = st.rows;
+                    st.ended(StreamEnd::Overflow { rows });
                     out.extend_from_slice(&st.encoder.finish(EndStatus::Overflow));
                     Bytes::from(out)
                 } else {
@@ -236,18 +353,20 @@ pub async fn execute(state: &Arc<AppState>, req: QueryRequest) -> Result<HttpRes
                     match st.encoder.write(&batch) {
                         Ok(b) => b,
                         Err(e) => {
-                            st.done = true;
+                            st.ended(StreamEnd::Error(e.clone()));
                             st.encoder.finish(EndStatus::Error(e))
                         }
                     }
                 }
             }
         };
-        Some((Ok(out), st))
+        Some((out, st))
     });
-    Ok(HttpResponse::Ok()
-        .content_type(req.format.content_type())
-        .streaming(body))
+    Ok(ResultStream {
+        content_type: req.format.content_type(),
+        chunks: body.boxed(),
+        end,
+    })
 }
 
 /// Writes batches in the chosen format.
@@ -259,6 +378,8 @@ enum Encoder {
         delimiter: u8,
         header_done: bool,
     },
+    Fits(Box<crate::output::fits::FitsEncoder>),
+    Parquet(Box<crate::output::voparquet::VoParquetEncoder>),
 }
 
 impl Encoder {
@@ -286,13 +407,42 @@ impl Encoder {
                 delimiter: b'\t',
                 header_done: false,
             },
+            Format::Fits => {
+                let (schema, _) = dali_arrays(&schema);
+                let e = crate::output::fits::FitsEncoder::new(
+                    &schema,
+                    &req.infos,
+                    req.table_name.clone(),
+                )
+                .map_err(DalError::bad_request)?;
+                Encoder::Fits(Box::new(e))
+            }
+            Format::Parquet => {
+                let (schema, _) = dali_arrays(&schema);
+                let e = crate::output::voparquet::VoParquetEncoder::new(
+                    &schema,
+                    &req.infos,
+                    req.table_name.clone(),
+                )
+                .map_err(DalError::bad_request)?;
+                Encoder::Parquet(Box::new(e))
+            }
         })
+    }
+
+    /// Chunks after [`finish`](Encoder::finish): FITS writes its rows then; `None` at the end.
+    fn tail(&mut self) -> Option<Bytes> {
+        match self {
+            Encoder::Fits(e) => e.next_chunk(),
+            _ => None,
+        }
     }
 
     fn begin(&mut self) -> Bytes {
         match self {
             Encoder::VoTable(w, _) => w.begin(),
-            Encoder::Text { .. } => Bytes::new(),
+            Encoder::Text { .. } | Encoder::Fits(_) => Bytes::new(),
+            Encoder::Parquet(e) => e.begin(),
         }
     }
 
@@ -336,6 +486,8 @@ impl Encoder {
                 *header_done = true;
                 Ok(Bytes::from(buf))
             }
+            Encoder::Fits(e) => e.write(batch).map(|()| Bytes::new()),
+            Encoder::Parquet(e) => e.write(batch),
         }
     }
 
@@ -361,6 +513,8 @@ impl Encoder {
                 }
                 Bytes::from(out)
             }
+            Encoder::Fits(e) => e.finish(&status),
+            Encoder::Parquet(e) => e.finish(&status),
         }
     }
 }

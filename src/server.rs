@@ -27,6 +27,8 @@ pub struct AppState {
     pub tables: Vec<(String, Arc<HatsTable>)>,
     /// Table and column metadata for TAP_SCHEMA and VOSI.
     pub metadata: TapMetadata,
+    /// Asynchronous TAP jobs: set by [`run`] (the server), None for the command-line tools.
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl AppState {
@@ -132,6 +134,7 @@ pub async fn build_state(
         query_runtime,
         tables,
         metadata,
+        jobs: None,
     })
 }
 
@@ -166,9 +169,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("vostok-query")
         .enable_all()
         .build()?;
-    let state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;
+    let mut state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;
+    let jobs = crate::jobs::Jobs::open(&state.config).context("opening the UWS job database")?;
+    state.jobs = Some(jobs.clone());
     let bind = state.config.bind.clone();
     let state = Arc::new(state);
+    // Recovers the jobs of the previous run, then runs the queue and the cleanup.
+    jobs.start(state.clone())?;
     let sys = actix_web::rt::System::new();
     sys.block_on(async move {
         let data = web::Data::from(state.clone());

@@ -16,19 +16,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tap", web::get().to(tap_root))
         .route("/tap/", web::get().to(tap_root))
         .route("/tap/sync", web::get().to(sync))
+        // TAP_UPLOAD: multipart/form-data POSTs carry tables (src/upload.rs).
+        .route(
+            "/tap/sync",
+            web::post()
+                .guard(actix_web::guard::fn_guard(|ctx| {
+                    crate::upload::is_multipart(ctx.head().headers())
+                }))
+                .to(sync_multipart),
+        )
         .route("/tap/sync", web::post().to(sync))
         .route("/tap/capabilities", web::get().to(capabilities))
         .route("/tap/availability", web::get().to(availability))
         .route("/tap/examples", web::get().to(crate::examples::examples))
         .route("/tap/tables", web::get().to(tables))
         .route("/tap/tables/{name}", web::get().to(table));
+    crate::uws::routes(cfg);
 }
 
 /// `/tap` itself: a pointer for people, TAP clients use the resources below it.
 async fn tap_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/tap", state.base_url(&req));
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(format!(
-        "TAP 1.1 service. Point TOPCAT, pyvo or STILTS at {base}\n\n{base}/sync\n{base}/capabilities\n{base}/tables\n{base}/availability\n"
+        "TAP 1.1 service. Point TOPCAT, pyvo or STILTS at {base}\n\n{base}/sync\n{base}/async\n{base}/capabilities\n{base}/tables\n{base}/availability\n"
     ))
 }
 
@@ -41,7 +51,48 @@ async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
     }
 }
 
+/// `/tap/sync` POSTed as multipart/form-data: the parameters are parts (and the query string),
+/// tables for UPLOAD are file parts.
+async fn sync_multipart(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let limits = crate::upload::UploadLimits::from_config(&state.config.tap);
+    let form = match crate::upload::read_multipart(&req, payload, &limits).await {
+        Ok(f) => f,
+        Err(e) => return e.response(),
+    };
+    let mut pairs = Params::from_request(&req, &[]).pairs().to_vec();
+    pairs.extend(form.params);
+    let params = Params::from_pairs(pairs);
+    let state = state.into_inner();
+    let result = match prepare_query_with_uploads(&state, &params, &form.files).await {
+        Ok(q) => execute(&state, q).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| e.response())
+}
+
 async fn run_sync(state: Arc<AppState>, p: &Params) -> Result<HttpResponse, DalError> {
+    let req = prepare_query(&state, p).await?;
+    execute(&state, req).await
+}
+
+/// Checks the TAP query parameters and plans the query: what `/sync` and asynchronous jobs
+/// (`src/jobs/runner.rs`) share. UPLOADs can only name URLs here (no parts): see
+/// [`prepare_query_with_uploads`].
+pub async fn prepare_query(state: &Arc<AppState>, p: &Params) -> Result<QueryRequest, DalError> {
+    prepare_query_with_uploads(state, p, &[]).await
+}
+
+/// [`prepare_query`] for a request whose file parts (`upload::read_multipart`) are `files`:
+/// the tables its UPLOAD parameters name are `TAP_UPLOAD.<name>` for this query only.
+pub async fn prepare_query_with_uploads(
+    state: &Arc<AppState>,
+    p: &Params,
+    files: &[crate::upload::UploadFile],
+) -> Result<QueryRequest, DalError> {
     if let Some(r) = p.get_nonempty("REQUEST") {
         if !r.eq_ignore_ascii_case("doQuery") {
             return Err(DalError::bad_request(format!(
@@ -64,28 +115,20 @@ async fn run_sync(state: Arc<AppState>, p: &Params) -> Result<HttpResponse, DalE
         p.get_nonempty("RESPONSEFORMAT")
             .or_else(|| p.get_nonempty("FORMAT")),
     )?;
-    let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), &state)?;
-    if p.get_nonempty("UPLOAD").is_some() {
-        return Err(DalError::bad_request(
-            "table uploads (UPLOAD) are not supported by this service yet",
-        ));
-    }
-    let plan = adql::plan(&state.ctx.state(), query)
+    let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), state)?;
+    let session = crate::upload::query_session(state, p, files).await?;
+    let plan = adql::plan(&session, query)
         .await
         .map_err(|e| DalError::bad_request(e.to_string()))?;
     let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
-    execute(
-        &state,
-        QueryRequest {
-            plan,
-            maxrec,
-            format,
-            infos,
-            schema: None,
-            table_name: Some("result".into()),
-        },
-    )
-    .await
+    Ok(QueryRequest {
+        plan,
+        maxrec,
+        format,
+        infos,
+        schema: None,
+        table_name: Some("result".into()),
+    })
 }
 
 /// Parses MAXREC: a non-negative integer, capped at the hard limit.
@@ -211,18 +254,25 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
       <description>ADQL 2.1 (and 2.0), planned and executed by Apache DataFusion over HEALPix-partitioned Parquet</description>\n\
 {features}\
     </language>\n{formats}\
+{upload_methods}\
+{async_limits}\
     <outputLimit>\n\
       <default unit=\"row\">{dmax}</default>\n\
       <hard unit=\"row\">{hmax}</hard>\n\
     </outputLimit>\n\
+{upload_limit}\
   </capability>\n",
         base = esc(&base),
         features = language_features(),
         formats = [
             ("votable-td", "application/x-votable+xml", &["votable", "votable/td"][..]),
             ("votable-binary2", "application/x-votable+xml;serialization=BINARY2", &["votable/b2"][..]),
+            ("votable-binary", "application/x-votable+xml;serialization=BINARY", &["votable/b"][..]),
             ("", "text/csv", &["csv"][..]),
             ("", "text/tab-separated-values", &["tsv"][..]),
+            ("", "application/fits", &["fits"][..]),
+            // VOParquet (IVOA Note); application/x-parquet is accepted too.
+            ("", "application/vnd.apache.parquet", &["parquet"][..]),
         ]
         .iter()
         .map(|(id, mime, aliases)| {
@@ -239,8 +289,12 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             )
         })
         .collect::<String>(),
+        // TAPRegExt order: ... uploadMethod, retentionPeriod, executionDuration, outputLimit.
+        async_limits = crate::uws::capability_limits(&state.config.uws),
         dmax = limits.default_maxrec.min(limits.hard_maxrec),
         hmax = limits.hard_maxrec,
+        upload_methods = crate::upload::capability_methods(limits),
+        upload_limit = crate::upload::capability_limit(limits),
     ));
     doc.push_str(&vosi::vosi_capabilities(&base));
     doc.push_str(&format!(

@@ -218,6 +218,8 @@ impl Column {
         }
         let arraysize = match shape {
             Shape::Scalar => None,
+            // One character: no arraysize (VOTable 1.3 Erratum 3 deprecates arraysize="1").
+            Shape::Fixed(1) if matches!(cat, Cat::Text | Cat::Time) => None,
             Shape::Fixed(n) => Some(n.to_string()),
             Shape::Variable { max: None } => Some("*".to_owned()),
             Shape::Variable { max: Some(n) } => Some(format!("{n}*")),
@@ -909,6 +911,16 @@ impl Writer {
     }
 
     fn write_header(&self, out: &mut Vec<u8>) {
+        self.write_table_head(out);
+        out.extend_from_slice(match self.opts.encoding {
+            Encoding::TableData => b"<DATA>\n<TABLEDATA>\n".as_slice(),
+            Encoding::Binary2 => b"<DATA>\n<BINARY2>\n<STREAM encoding=\"base64\">\n",
+            Encoding::Binary => b"<DATA>\n<BINARY>\n<STREAM encoding=\"base64\">\n",
+        });
+    }
+
+    /// Everything before `<DATA>`: preamble, RESOURCE, INFOs, TABLE and its FIELDs.
+    fn write_table_head(&self, out: &mut Vec<u8>) {
         write_preamble(out);
         out.extend_from_slice(b"<RESOURCE type=\"results\">\n");
         if let Some(d) = &self.opts.description {
@@ -938,11 +950,6 @@ impl Writer {
         for col in &self.columns {
             col.write_field(out);
         }
-        out.extend_from_slice(match self.opts.encoding {
-            Encoding::TableData => b"<DATA>\n<TABLEDATA>\n".as_slice(),
-            Encoding::Binary2 => b"<DATA>\n<BINARY2>\n<STREAM encoding=\"base64\">\n",
-            Encoding::Binary => b"<DATA>\n<BINARY>\n<STREAM encoding=\"base64\">\n",
-        });
     }
 
     /// Encodes the rows of one batch (columns by position; names may differ from the schema).
@@ -1076,25 +1083,44 @@ impl Writer {
                 });
             }
         }
-        match status {
-            EndStatus::Ok => {}
-            EndStatus::Overflow => {
-                out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")
-            }
-            EndStatus::Error(msg) => {
-                out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"ERROR\">");
-                xml::escape_text(&mut out, &msg);
-                out.extend_from_slice(b"</INFO>\n");
-            }
-        }
-        out.extend_from_slice(b"</RESOURCE>\n</VOTABLE>\n");
+        write_end(&mut out, &status);
         Bytes::from(out)
+    }
+
+    /// A complete document whose TABLE has the FIELDs and no DATA, with the `QUERY_STATUS`
+    /// INFOs of `status` (as [`finish`](Writer::finish) writes them): the table metadata of a
+    /// result serialized elsewhere, e.g. the `IVOA.VOTable-Parquet.content` of VOParquet.
+    /// Independent of the writer's state.
+    pub fn dataless_document(&self, status: &EndStatus) -> String {
+        let mut out = Vec::with_capacity(1024 + 256 * self.columns.len());
+        self.write_table_head(&mut out);
+        out.extend_from_slice(b"</TABLE>\n");
+        write_end(&mut out, status);
+        // Everything written is valid UTF-8 (escaping copies whole characters).
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Rows written so far.
     pub fn rows_written(&self) -> u64 {
         self.rows
     }
+}
+
+/// The `QUERY_STATUS` INFO after the TABLE (none for `Ok`) and the closing tags.
+fn write_end(out: &mut Vec<u8>, status: &EndStatus) {
+    match status {
+        EndStatus::Ok => {}
+        EndStatus::Overflow => {
+            out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")
+        }
+        EndStatus::Error(msg) => {
+            out.extend_from_slice(b"<INFO name=\"QUERY_STATUS\" value=\"ERROR\">");
+            xml::escape_text(out, msg);
+            out.extend_from_slice(b"</INFO>\n");
+        }
+    }
+    out.extend_from_slice(b"</RESOURCE>\n</VOTABLE>\n");
 }
 
 #[cfg(test)]

@@ -498,3 +498,28 @@ fn writer_is_send_and_sync() {
     check::<Writer>();
     check::<Error>();
 }
+
+#[test]
+fn dataless_document_has_fields_and_no_data() {
+    let batch = all_types();
+    let opts = WriterOptions {
+        resource_infos: vec![Info::new("QUERY", "SELECT 1")],
+        table_name: Some("result".into()),
+        ..td()
+    };
+    let w = Writer::new(batch.schema(), opts).expect("writer");
+    let doc = w.dataless_document(&EndStatus::Overflow);
+    assert!(!doc.contains("<DATA>"), "{doc}");
+    assert!(doc.contains(
+        r#"<FIELD name="fsl" ID="fsl" datatype="double" arraysize="2" unit="deg" xtype="point"/>"#
+    ));
+    assert!(doc.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>"));
+    assert!(doc.contains("<INFO name=\"QUERY\" value=\"SELECT 1\"/>"));
+    assert!(doc.ends_with(
+        "</TABLE>\n<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n</RESOURCE>\n</VOTABLE>\n"
+    ));
+    // It reads back as a VOTable with the same columns and no rows.
+    let (schema, batches) = votable::read(doc.as_bytes()).expect("readable");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(schema.fields().len(), batch.num_columns());
+}
