@@ -167,6 +167,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers.
     let query_rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("vostok-query")
+        // Planning deep expressions recurses (see tap::prepare_query_with_uploads).
+        .thread_stack_size(16 * 1024 * 1024)
         .enable_all()
         .build()?;
     let mut state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;

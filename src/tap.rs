@@ -117,8 +117,15 @@ pub async fn prepare_query_with_uploads(
     )?;
     let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), state)?;
     let session = crate::upload::query_session(state, p, files).await?;
-    let plan = adql::plan(&session, query)
+    // Parsing and planning recurse over the query tree: they run on the query runtime, whose
+    // threads have large stacks, not on an HTTP worker's 2 MiB (a 290-operator expression
+    // overflowed one; adql caps nesting at 300 operators).
+    let text = query.to_string();
+    let plan = state
+        .query_runtime
+        .spawn(async move { adql::plan(&session, &text).await })
         .await
+        .map_err(|e| DalError::internal(format!("planning failed: {e}")))?
         .map_err(|e| DalError::bad_request(e.to_string()))?;
     let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
     Ok(QueryRequest {

@@ -163,6 +163,7 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
         })?;
     check_tokens(&tokens)?;
     let tokens = normalise_tokens(tokens, text)?;
+    check_nesting(&tokens)?;
     let tokens_copy = tokens.clone();
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let query = match parser.parse_query() {
@@ -320,6 +321,90 @@ fn normalise_tokens(
         open_string = None;
     }
     Ok(out)
+}
+
+/// Deepest expression nesting the token stream may imply (operators in a chain plus the
+/// chains around it).
+const MAX_NESTING: usize = 300;
+
+/// Refuses queries whose expressions would nest deeper than [`MAX_NESTING`]: sqlparser builds
+/// `1+1+…+1` as a left-deep tree without counting it against its recursion limit, and every
+/// later pass over such a tree (validation, rewriting, dropping it) recurses once per level, so
+/// a long enough chain overflowed the stack (found by cargo fuzz).
+fn check_nesting(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
+    let mut outer: Vec<usize> = Vec::new();
+    let mut sum_outer = 0usize;
+    let mut current = 0usize;
+    for t in tokens {
+        match &t.token {
+            Token::LParen => {
+                outer.push(current);
+                sum_outer += current;
+                current = 0;
+            }
+            Token::RParen => {
+                current = outer.pop().unwrap_or(0);
+                sum_outer = sum_outer.saturating_sub(current);
+            }
+            Token::Comma => current = 0,
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret
+            | Token::Tilde => current += 1,
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT) =>
+            {
+                current += 1
+            }
+            // A clause or branch starts a new expression beside the previous one.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && matches!(
+                        w.keyword,
+                        Keyword::SELECT
+                            | Keyword::FROM
+                            | Keyword::WHERE
+                            | Keyword::GROUP
+                            | Keyword::HAVING
+                            | Keyword::ORDER
+                            | Keyword::ON
+                            | Keyword::JOIN
+                            | Keyword::UNION
+                            | Keyword::INTERSECT
+                            | Keyword::EXCEPT
+                            | Keyword::WHEN
+                            | Keyword::THEN
+                            | Keyword::ELSE
+                    ) =>
+            {
+                current = 0
+            }
+            _ => {}
+        }
+        if sum_outer + current > MAX_NESTING {
+            return Err(AdqlError::at(
+                ErrorKind::Syntax,
+                format!(
+                    "the query is nested too deeply (more than {MAX_NESTING} operators in one expression)"
+                ),
+                t,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The text from a 1-based line and column (columns count characters).

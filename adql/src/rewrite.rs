@@ -24,6 +24,7 @@ pub(crate) fn check_and_rewrite(query: &mut Query, opts: &Options) -> Result<(),
     crate::validate::Validator {
         extra_functions: &extra,
         udfs: crate::UDF_NAMES,
+        depth: std::cell::Cell::new(0),
     }
     .query(query)?;
     let mut v = Rewriter;

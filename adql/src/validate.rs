@@ -344,7 +344,13 @@ pub(crate) struct Validator<'a> {
     pub(crate) extra_functions: &'a HashSet<String>,
     /// Names of the user-defined functions vostok registers (lower case).
     pub(crate) udfs: &'a [&'a str],
+    /// Current expression nesting, bounded by [`MAX_DEPTH`].
+    pub(crate) depth: std::cell::Cell<usize>,
 }
+
+/// Deepest expression nesting accepted: `1+1+…+1` with thousands of terms would otherwise
+/// exhaust the stack here and in every later pass over the tree (found by cargo fuzz).
+const MAX_DEPTH: usize = 400;
 
 impl Validator<'_> {
     /// Checks a whole query (the top level may have WITH).
@@ -766,14 +772,7 @@ impl Validator<'_> {
 
     /// A numeric operand: any value but a geometry or a computed character string.
     fn numeric(&self, e: &Expr) -> Res<()> {
-        match self.value(e)? {
-            Kind::Geom => Err(err("a geometry cannot be used as a number", e.span())),
-            Kind::Str => Err(err(
-                "a character string cannot be used as a number (CAST it)",
-                e.span(),
-            )),
-            _ => Ok(()),
-        }
+        numeric_kind(self.value(e)?, e)
     }
 
     /// A character operand: any value but a geometry or a computed number.
@@ -792,6 +791,23 @@ impl Validator<'_> {
     }
 
     fn expr(&self, e: &Expr) -> Res<Kind> {
+        let depth = self.depth.get() + 1;
+        if depth > MAX_DEPTH {
+            // No position: a span would walk the whole (deep) subtree.
+            return Err(err(
+                format!(
+                    "the query is nested too deeply (more than {MAX_DEPTH} levels of expressions)"
+                ),
+                Span::empty(),
+            ));
+        }
+        self.depth.set(depth);
+        let k = self.expr_inner(e);
+        self.depth.set(depth - 1);
+        k
+    }
+
+    fn expr_inner(&self, e: &Expr) -> Res<Kind> {
         match e {
             Expr::Identifier(i) => {
                 self.ident(i)?;
@@ -822,8 +838,11 @@ impl Validator<'_> {
             Expr::Nested(inner) => self.expr(inner),
             Expr::UnaryOp { op, expr } => match op {
                 UnaryOperator::Plus | UnaryOperator::Minus => {
-                    self.numeric(expr)?;
-                    Ok(if self.expr(expr)? == Kind::NumLit {
+                    // One pass over the operand: evaluating it twice per sign made
+                    // `++++…x` exponential (found by cargo fuzz).
+                    let k = self.value(expr)?;
+                    numeric_kind(k, expr)?;
+                    Ok(if k == Kind::NumLit {
                         Kind::NumLit
                     } else {
                         Kind::Num
@@ -1216,18 +1235,14 @@ impl Validator<'_> {
             }
             "polygon" => {
                 let rest = self.coord_sys(&exprs)?;
-                let as_points = rest.len() >= 3
-                    && rest
-                        .iter()
-                        .all(|x| self.coord_value(x, "a vertex").is_ok());
-                let as_numbers = rest.len() >= 6
-                    && rest.len() % 2 == 0
-                    && rest.iter().all(|x| self.coordinate(x).is_ok());
+                // Each argument is looked at once (nested calls must not be re-walked).
+                let kinds: Vec<Kind> = rest.iter().map(|x| self.value(x)).collect::<Res<_>>()?;
+                let as_points = kinds.len() >= 3
+                    && kinds.iter().all(|k| matches!(k, Kind::Geom | Kind::Any));
+                let as_numbers = kinds.len() >= 6
+                    && kinds.len() % 2 == 0
+                    && kinds.iter().all(|k| !matches!(k, Kind::Geom | Kind::Str));
                 if !as_points && !as_numbers {
-                    // Report the first argument that fits neither form, if any.
-                    for x in &rest {
-                        self.value(x)?;
-                    }
                     return Err(err(
                         "POLYGON takes ([coordsys,] lon1, lat1, lon2, lat2, lon3, lat3, …) with at least 3 vertices, or at least 3 points",
                         span,
@@ -1335,6 +1350,18 @@ impl Validator<'_> {
     /// A geometry argument (CONTAINS, INTERSECTS, AREA, …): any value but a condition.
     fn geometry(&self, e: &Expr) -> Res<()> {
         self.value(e).map(|_| ())
+    }
+}
+
+/// A numeric operand's kind: anything but a geometry or a computed character string.
+fn numeric_kind(k: Kind, e: &Expr) -> Res<()> {
+    match k {
+        Kind::Geom => Err(err("a geometry cannot be used as a number", e.span())),
+        Kind::Str => Err(err(
+            "a character string cannot be used as a number (CAST it)",
+            e.span(),
+        )),
+        _ => Ok(()),
     }
 }
 
