@@ -187,8 +187,8 @@ fn language_features() -> String {
             "features-adql-sets",
             &[
                 ("UNION", "Rows of either query (ALL keeps duplicates)"),
-                ("EXCEPT", "Rows of the first query not in the second (ALL: multiset)"),
-                ("INTERSECT", "Rows in both queries (ALL: multiset)"),
+                ("EXCEPT", "Rows of the first query not in the second (EXCEPT ALL is not supported yet)"),
+                ("INTERSECT", "Rows in both queries (INTERSECT ALL is not supported yet)"),
             ],
         ),
         (

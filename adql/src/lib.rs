@@ -224,6 +224,7 @@ pub async fn plan_with(
     opts: &Options,
 ) -> Result<LogicalPlan, AdqlError> {
     let mut query = parse_with(text, opts)?;
+    rewrite::refuse_unsupported(&mut query)?;
     rewrite::expand_regions(&mut query)?;
     names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));

@@ -469,7 +469,8 @@ impl Validator<'_> {
                     }
                 }
                 match set_quantifier {
-                    SetQuantifier::None | SetQuantifier::All => {}
+                    SetQuantifier::None => {}
+                    SetQuantifier::All => {}
                     _ => {
                         return Err(err(
                             format!("{op} {set_quantifier} is not ADQL; write {op} or {op} ALL"),
