@@ -8,7 +8,6 @@ use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int32Type, Int64Type, UInt8Type,
 };
 
-
 /// The shared data folder beside the repository, found at run time (VOSTOK_SHARED, else
 /// ../shared from the crate): a compile-time path would point into whichever checkout built
 /// this test binary first, since checkouts share one target folder.

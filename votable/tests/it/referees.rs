@@ -17,7 +17,6 @@ use datafusion::arrow::datatypes::{
 };
 use votable::{error_document, Encoding, EndStatus, Info, Writer, WriterOptions};
 
-
 /// The shared data folder beside the repository, found at run time (VOSTOK_SHARED, else
 /// ../shared from the crate): a compile-time path would point into whichever checkout built
 /// this test binary first, since checkouts share one target folder.
