@@ -344,16 +344,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "metadata along (UNION ALL and INTERSECT pass)",
             "A valid ADQL 2.1 UNION (§4.6)."),
         Broken(
-            "agg_min_max_mix",
-            "SELECT MAX(plx + pmra) AS c0, MAX(plx) AS c1 FROM hipparcos.hip2",
-            [(7073.46, 796.92)],
-            "(3554.61, 796.92): a wrong maximum, silently — rows are skipped for MAX(plx + pmra), "
-            "apparently by the pruning that serves MAX(plx) (MIN(plx) with MAX(plx * 2) gives "
-            "375.52 instead of 1593.84; also with a WHERE clause; right when another kind of "
-            "aggregate such as SUM or COUNT is in the list, or with GROUP BY)",
-            "SQL-92 6.5 <set function specification>: MAX is the maximum of the argument over all "
-            "rows of the group, independently of the other select items."),
-        Broken(
             "distinct_negative_zero",
             "SELECT COUNT(DISTINCT CEILING(v_i)) AS n, COUNT(*) AS m FROM hipparcos.hip2 WHERE hip IN (3, 63)",
             [(1, 2)],
