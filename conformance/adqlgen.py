@@ -394,16 +394,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "constant-false WHERE (also with TAP_SCHEMA: unit UNION ALL utype UNION xtype … WHERE 1 = 0)",
             "A valid ADQL 2.1 set operation (§4.6); an empty operand contributes no rows."),
         Broken(
-            "set_top_operand_nested",
-            "SELECT t1.ic AS v0 FROM hipparcos.hip2 AS t1 WHERE t1.hip < 20 EXCEPT SELECT t2.ic AS v0 "
-            "FROM hipparcos.hip2 AS t2 WHERE t2.hip < 5 INTERSECT (SELECT TOP 3 t3.ic AS v0 FROM "
-            "hipparcos.hip2 AS t3 WHERE t3.hip < 10 ORDER BY t3.hip)",
-            [],
-            "no answer at all: the request hangs (0 % CPU) until the client gives up (curl waited "
-            "200 s); a EXCEPT (SELECT TOP …) or a UNION b INTERSECT (SELECT TOP …) answer at once",
-            "A valid ADQL 2.1 query (§4.6: a parenthesised operand may have TOP and ORDER BY; "
-            "INTERSECT binds tighter than EXCEPT); the answer is the empty table."),
-        Broken(
             "using_unqualified",
             "SELECT hip, b.sn FROM hipparcos.hip2 AS a JOIN hipparcos.hip2 AS b USING (hip) "
             "WHERE hip < 3",
