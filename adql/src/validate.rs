@@ -1241,7 +1241,7 @@ impl Validator<'_> {
                 let as_points = kinds.len() >= 3
                     && kinds.iter().all(|k| matches!(k, Kind::Geom | Kind::Any));
                 let as_numbers = kinds.len() >= 6
-                    && kinds.len() % 2 == 0
+                    && kinds.len().is_multiple_of(2)
                     && kinds.iter().all(|k| !matches!(k, Kind::Geom | Kind::Str));
                 if !as_points && !as_numbers {
                     return Err(err(
