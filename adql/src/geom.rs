@@ -42,7 +42,7 @@
 //! [`healpix29`] of their position.
 
 mod coverage;
-mod filter;
+pub(crate) mod filter;
 mod sphere;
 #[cfg(test)]
 mod tests;

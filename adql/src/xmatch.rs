@@ -44,6 +44,9 @@
 //! Positions are validated as the geometry functions do: a latitude outside [-90, 90] is the
 //! same execution error as POINT's (or CIRCLE's / DISTANCE's).
 
+use crate::geom::filter::{
+    flip, holds, strip_alias, strip_f64_casts, strip_geom_casts, strip_numeric_casts,
+};
 use std::collections::HashSet;
 use std::f64::consts::{FRAC_PI_2, PI};
 use std::sync::Arc;
@@ -400,74 +403,6 @@ struct Cx<'a> {
     right: &'a DFSchema,
     both: DFSchema,
     config: &'a dyn OptimizerConfig,
-}
-
-fn strip_alias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => strip_alias(&a.expr),
-        other => other,
-    }
-}
-
-fn is_f64_list(dt: &DataType) -> bool {
-    match dt {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            f.data_type() == &DataType::Float64
-        }
-        _ => false,
-    }
-}
-
-/// Looks through casts between list-of-double types.
-fn strip_geom_casts(e: &Expr) -> &Expr {
-    match strip_alias(e) {
-        Expr::Cast(c) if is_f64_list(c.field.data_type()) => strip_geom_casts(&c.expr),
-        Expr::TryCast(c) if is_f64_list(c.field.data_type()) => strip_geom_casts(&c.expr),
-        other => other,
-    }
-}
-
-/// Looks through numeric casts (exact on the values 0 and 1 of CONTAINS).
-fn strip_numeric_casts(e: &Expr) -> &Expr {
-    match strip_alias(e) {
-        Expr::Cast(c) if c.field.data_type().is_numeric() => strip_numeric_casts(&c.expr),
-        Expr::TryCast(c) if c.field.data_type().is_numeric() => strip_numeric_casts(&c.expr),
-        other => other,
-    }
-}
-
-/// Looks through casts to Float64 (exact on the Float64 values of DISTANCE).
-fn strip_f64_casts(e: &Expr) -> &Expr {
-    match strip_alias(e) {
-        Expr::Cast(c) if *c.field.data_type() == DataType::Float64 => strip_f64_casts(&c.expr),
-        Expr::TryCast(c) if *c.field.data_type() == DataType::Float64 => strip_f64_casts(&c.expr),
-        other => other,
-    }
-}
-
-fn flip(op: Operator) -> Option<Operator> {
-    Some(match op {
-        Operator::Eq => Operator::Eq,
-        Operator::NotEq => Operator::NotEq,
-        Operator::Lt => Operator::Gt,
-        Operator::LtEq => Operator::GtEq,
-        Operator::Gt => Operator::Lt,
-        Operator::GtEq => Operator::LtEq,
-        _ => return None,
-    })
-}
-
-/// `a op b` on numbers (`None`: not a comparison).
-fn holds(a: f64, op: Operator, b: f64) -> Option<bool> {
-    Some(match op {
-        Operator::Eq => a == b,
-        Operator::NotEq => a != b,
-        Operator::Lt => a < b,
-        Operator::LtEq => a <= b,
-        Operator::Gt => a > b,
-        Operator::GtEq => a >= b,
-        _ => return None,
-    })
 }
 
 impl Cx<'_> {

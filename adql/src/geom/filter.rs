@@ -13,7 +13,7 @@ use super::sphere::{self, Shape};
 use super::udf::{self, GeomUdf, Kind, Lists};
 use super::{Region, SpatialFilter};
 
-fn strip_alias(e: &Expr) -> &Expr {
+pub(crate) fn strip_alias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => strip_alias(&a.expr),
         other => other,
@@ -97,7 +97,7 @@ fn column_of(e: &Expr) -> Option<Column> {
     }
 }
 
-fn is_f64_list(dt: &DataType) -> bool {
+pub(crate) fn is_f64_list(dt: &DataType) -> bool {
     match dt {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
             f.data_type() == &DataType::Float64
@@ -107,7 +107,7 @@ fn is_f64_list(dt: &DataType) -> bool {
 }
 
 /// Looks through casts between list-of-double types.
-fn strip_geom_casts(e: &Expr) -> &Expr {
+pub(crate) fn strip_geom_casts(e: &Expr) -> &Expr {
     match strip_alias(e) {
         Expr::Cast(c) if is_f64_list(c.field.data_type()) => strip_geom_casts(&c.expr),
         Expr::TryCast(c) if is_f64_list(c.field.data_type()) => strip_geom_casts(&c.expr),
@@ -153,20 +153,20 @@ fn region_of(shape: Shape) -> Region {
     }
 }
 
-/// `a op b` on numbers.
-fn holds(a: f64, op: Operator, b: f64) -> bool {
-    match op {
+/// `a op b` on numbers (`None`: not a comparison).
+pub(crate) fn holds(a: f64, op: Operator, b: f64) -> Option<bool> {
+    Some(match op {
         Operator::Eq => a == b,
         Operator::NotEq => a != b,
         Operator::Lt => a < b,
         Operator::LtEq => a <= b,
         Operator::Gt => a > b,
         Operator::GtEq => a >= b,
-        _ => true,
-    }
+        _ => return None,
+    })
 }
 
-fn flip(op: Operator) -> Option<Operator> {
+pub(crate) fn flip(op: Operator) -> Option<Operator> {
     Some(match op {
         Operator::Eq => Operator::Eq,
         Operator::NotEq => Operator::NotEq,
@@ -179,7 +179,7 @@ fn flip(op: Operator) -> Option<Operator> {
 }
 
 /// Looks through numeric casts (all exact on the values 0 and 1).
-fn strip_numeric_casts(e: &Expr) -> &Expr {
+pub(crate) fn strip_numeric_casts(e: &Expr) -> &Expr {
     match strip_alias(e) {
         Expr::Cast(c) if c.field.data_type().is_numeric() => strip_numeric_casts(&c.expr),
         Expr::TryCast(c) if c.field.data_type().is_numeric() => strip_numeric_casts(&c.expr),
@@ -188,7 +188,7 @@ fn strip_numeric_casts(e: &Expr) -> &Expr {
 }
 
 /// Looks through casts to Float64 (exact on Float64 values).
-fn strip_f64_casts(e: &Expr) -> &Expr {
+pub(crate) fn strip_f64_casts(e: &Expr) -> &Expr {
     match strip_alias(e) {
         Expr::Cast(c) if *c.field.data_type() == DataType::Float64 => strip_f64_casts(&c.expr),
         Expr::TryCast(c) if *c.field.data_type() == DataType::Float64 => strip_f64_casts(&c.expr),
@@ -262,7 +262,7 @@ fn comparison(side: &Expr, op: Operator, constant: &Expr) -> Option<SpatialFilte
         if matches!(kind, Kind::Contains | Kind::Intersects) {
             let c = const_f64(constant)?;
             // the function gives 0 or 1: the predicate must reject 0
-            if holds(0.0, op, c) {
+            if holds(0.0, op, c).unwrap_or(true) {
                 return None;
             }
             return shape_predicate(kind, args);
