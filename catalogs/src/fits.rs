@@ -137,6 +137,8 @@ enum Value {
 struct Header {
     index: usize,
     cards: HashMap<String, Value>,
+    /// Every card in file order, commentary cards included (for header archives).
+    raw: Vec<Card>,
 }
 
 impl Header {
@@ -259,6 +261,7 @@ fn parse_value(field: &[u8]) -> Value {
 /// Reads the header of HDU `index` starting at byte `start`; returns it and where its data starts.
 fn read_header(bytes: &[u8], start: usize, index: usize) -> Result<(Header, usize), Error> {
     let mut cards: HashMap<String, Value> = HashMap::new();
+    let mut raw: Vec<Card> = Vec::new();
     let mut last_string: Option<String> = None;
     let mut pos = start;
     loop {
@@ -286,6 +289,7 @@ fn read_header(bytes: &[u8], start: usize, index: usize) -> Result<(Header, usiz
         if key == "END" {
             break;
         }
+        raw.push(Card::parse(card));
         if key == "CONTINUE" {
             // The long-string convention: a string ending in '&' goes on in CONTINUE cards.
             if let Some(Value::Str(s)) = last_string.as_ref().and_then(|k| cards.get_mut(k)) {
@@ -317,7 +321,7 @@ fn read_header(bytes: &[u8], start: usize, index: usize) -> Result<(Header, usiz
     let data_start = start
         .checked_add((pos - start).div_ceil(BLOCK) * BLOCK)
         .ok_or_else(|| err("header size overflows"))?;
-    Ok((Header { index, cards }, data_start))
+    Ok((Header { index, cards, raw }, data_start))
 }
 
 /// Bytes in the data unit of an HDU (without the padding to a whole block).
@@ -430,6 +434,248 @@ fn find_table(bytes: &[u8], want: Option<usize>) -> Result<(Header, usize), Erro
         }
         start = next;
         index += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HDU listing (for image and spectrum ingest, previews and header archives)
+
+/// One header card as written: keyword, value text (strings unquoted, `''` undone) and comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    /// The keyword (trimmed; empty for blank cards; `HIERARCH` cards keep their long name).
+    pub keyword: String,
+    /// The value: a string's content, or the text of a number, logical or undefined value.
+    /// `None` for commentary cards (COMMENT, HISTORY, blank) and cards without `= `.
+    pub value: Option<String>,
+    /// Whether the value was a quoted string.
+    pub is_string: bool,
+    /// The comment after `/`, or the text of a commentary card.
+    pub comment: Option<String>,
+    /// The 80 characters of the card, trailing blanks removed.
+    pub text: String,
+}
+
+impl Card {
+    fn parse(card: &[u8]) -> Card {
+        let text = String::from_utf8_lossy(card).trim_end().to_string();
+        let key8 = String::from_utf8_lossy(&card[..8.min(card.len())])
+            .trim_end()
+            .to_string();
+        let nonempty = |s: &str| {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_string())
+        };
+        // ESO's HIERARCH convention: `HIERARCH ESO DET WIN1 NX = 1024 / comment`.
+        if key8 == "HIERARCH" {
+            let rest = String::from_utf8_lossy(&card[8..]).to_string();
+            if let Some(eq) = rest.find('=') {
+                let keyword = format!("HIERARCH {}", rest[..eq].trim());
+                let (value, is_string, comment) = split_value(&rest[eq + 1..]);
+                return Card {
+                    keyword,
+                    value,
+                    is_string,
+                    comment,
+                    text,
+                };
+            }
+            return Card {
+                keyword: key8,
+                value: None,
+                is_string: false,
+                comment: nonempty(&rest),
+                text,
+            };
+        }
+        if card.len() >= 10
+            && &card[8..10] == b"= "
+            && !matches!(key8.as_str(), "COMMENT" | "HISTORY" | "")
+        {
+            let (value, is_string, comment) = split_value(&String::from_utf8_lossy(&card[10..]));
+            return Card {
+                keyword: key8,
+                value,
+                is_string,
+                comment,
+                text,
+            };
+        }
+        let body = String::from_utf8_lossy(card.get(8..).unwrap_or(&[])).to_string();
+        Card {
+            keyword: key8,
+            value: None,
+            is_string: false,
+            comment: nonempty(&body),
+            text,
+        }
+    }
+}
+
+/// Splits a value field into (value, is_string, comment).
+fn split_value(field: &str) -> (Option<String>, bool, Option<String>) {
+    let t = field.trim_start();
+    let comment_of = |rest: &str| {
+        rest.trim_start()
+            .strip_prefix('/')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+    };
+    if let Some(rest) = t.strip_prefix('\'') {
+        // Find the closing quote ('' is an escaped quote).
+        let b = rest.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\'' {
+                if b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                    continue;
+                }
+                break;
+            }
+            i += 1;
+        }
+        let after = rest.get(i + 1..).unwrap_or("");
+        return (Some(quoted(rest)), true, comment_of(after));
+    }
+    let (v, c) = match t.find('/') {
+        Some(i) => (&t[..i], comment_of(&t[i..])),
+        None => (t, None),
+    };
+    let v = v.trim();
+    ((!v.is_empty()).then(|| v.to_string()), false, c)
+}
+
+/// One HDU of a FITS file: its cards, and where its data unit lies.
+#[derive(Debug, Clone)]
+pub struct Hdu {
+    /// HDU number, 0 for the primary HDU (as astropy counts).
+    pub index: usize,
+    /// Every card, in order (CONTINUE cards included as written).
+    pub cards: Vec<Card>,
+    /// Keyword values (first occurrence; long strings joined across CONTINUE cards).
+    values: HashMap<String, Value>,
+    /// Byte offset of the data unit in the file.
+    pub data_start: usize,
+    /// Bytes in the data unit (without padding).
+    pub data_len: usize,
+}
+
+impl Hdu {
+    /// A string keyword (long-string convention applied).
+    pub fn str(&self, key: &str) -> Option<&str> {
+        match self.values.get(key) {
+            Some(Value::Str(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A numeric keyword (`D` exponents accepted); `None` when absent or not a number.
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        match self.values.get(key) {
+            Some(Value::Other(t)) => t.replace(['D', 'd'], "E").parse::<f64>().ok(),
+            // Some writers quote numbers.
+            Some(Value::Str(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// An integer keyword; `None` when absent or not an integer.
+    pub fn i64(&self, key: &str) -> Option<i64> {
+        match self.values.get(key) {
+            Some(Value::Other(t)) => t.parse::<i64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// A logical keyword.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.values.get(key) {
+            Some(Value::Logical(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Whether the keyword is present (with a value).
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// `XTENSION` value, or `"PRIMARY"` for HDU 0.
+    pub fn kind(&self) -> &str {
+        if self.index == 0 {
+            "PRIMARY"
+        } else {
+            self.str("XTENSION").unwrap_or("")
+        }
+    }
+
+    /// NAXISn values (empty when NAXIS = 0 or absent).
+    pub fn axes(&self) -> Vec<usize> {
+        let n = self.i64("NAXIS").unwrap_or(0).clamp(0, 999) as usize;
+        (1..=n)
+            .map(|k| self.i64(&format!("NAXIS{k}")).unwrap_or(0).max(0) as usize)
+            .collect()
+    }
+
+    /// The data unit's bytes within `file` (empty when out of range).
+    pub fn data<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        file.get(self.data_start..self.data_start.saturating_add(self.data_len))
+            .unwrap_or(&[])
+    }
+
+    /// The header as text: one 80-character card per line (what a DataLink `#auxiliary`
+    /// header link serves).
+    pub fn header_text(&self) -> String {
+        let mut s = String::with_capacity(self.cards.len() * 81 + 4);
+        for c in &self.cards {
+            s.push_str(&c.text);
+            s.push('\n');
+        }
+        s.push_str("END\n");
+        s
+    }
+}
+
+/// Lists every HDU of a FITS file (already gunzipped), checking offsets: a truncated or
+/// malformed file is an [`Error::Source`], never a panic. A truncated last data unit is an
+/// error too.
+pub fn hdus(bytes: &[u8]) -> Result<Vec<Hdu>, Error> {
+    if bytes.len() < CARD || !bytes.starts_with(b"SIMPLE  =") {
+        return Err(err("not a FITS file: it does not start with a SIMPLE card"));
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let index = out.len();
+        let (header, data_start) = read_header(bytes, start, index)?;
+        let size = data_size(&header)?;
+        let data_end = data_start
+            .checked_add(size)
+            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+        if data_end > bytes.len() {
+            return Err(err(format!(
+                "truncated: HDU {index} ({}) needs {size} data bytes from byte {data_start}, \
+                 but the file ends at byte {}",
+                header.kind(),
+                bytes.len()
+            )));
+        }
+        let next = data_start
+            .checked_add(size.div_ceil(BLOCK) * BLOCK)
+            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+        out.push(Hdu {
+            index,
+            cards: header.raw,
+            values: header.cards,
+            data_start,
+            data_len: size,
+        });
+        let rest = bytes.get(next..).unwrap_or(&[]);
+        if rest.len() < CARD || !rest.starts_with(b"XTENSION") {
+            return Ok(out);
+        }
+        start = next;
     }
 }
 
