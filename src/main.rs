@@ -6,14 +6,18 @@
 
 mod adql_cli;
 mod config;
+mod datalink;
 mod examples;
 mod ingest;
 mod jobs;
 mod output;
 mod params;
+mod products;
 mod query;
 mod scs;
 mod server;
+mod sia;
+mod ssa;
 mod tap;
 mod tap_schema;
 mod upload;
@@ -28,6 +32,51 @@ use crate::config::Config;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `vostok ingest <folder or URL>`: FITS products as a collection.
+async fn ingest_products(
+    config: &Config,
+    source: &str,
+    collection: Option<String>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let collection = match collection {
+        Some(c) => c,
+        None => source
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("products")
+            .to_string(),
+    };
+    let storage = catalogs::Storage::open(&config.data, &config.storage_options)?;
+    let s = products::ingest::ingest_products(
+        &storage,
+        source,
+        &config.storage_options,
+        &collection,
+        &config.service.authority,
+        force,
+        true,
+    )
+    .await?;
+    for (file, w) in &s.warnings {
+        println!("warning: {file}: {w}");
+    }
+    for (file, e) in &s.failed {
+        println!("skipped: {file}: {e}");
+    }
+    println!(
+        "collection {collection}: {} files stored, {} ObsCore records, {} files skipped, {} warnings \
+         (restart the server to publish)",
+        s.files,
+        s.records,
+        s.failed.len(),
+        s.warnings.len()
+    );
+    Ok(())
+}
 
 /// A Virtual Observatory data server: TAP/ADQL and Cone Search over HATS Parquet catalogs.
 #[derive(Parser)]
@@ -54,14 +103,19 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
-    /// Ingest a catalog described by a metadata file into the data folder (HATS layout).
+    /// Ingest a catalog (a metadata file → HATS), or a folder / object-store prefix of FITS
+    /// images and spectra (→ stored files, ivoa.obscore, archive.fits_headers).
     Ingest {
-        /// The catalog's metadata file (TOML: [table], [source], [[columns]]).
-        metadata: PathBuf,
+        /// A catalog's metadata file (TOML: [table], [source], [[columns]]), or a folder or
+        /// object-store URL (s3://bucket/prefix) holding FITS files (.fits, .fit, .fts, .gz).
+        source: String,
         /// Data folder or object-store URL (default ./vostok-data).
         #[arg(long)]
         data_dir: Option<String>,
-        /// Replace the catalog if it exists.
+        /// Collection name for FITS products (obs_collection; default: the folder's name).
+        #[arg(long)]
+        collection: Option<String>,
+        /// Replace the catalog or collection if it exists.
         #[arg(long)]
         force: bool,
     },
@@ -198,8 +252,9 @@ fn main() -> anyhow::Result<()> {
             server::run(config)
         }
         Command::Ingest {
-            metadata,
+            source,
             data_dir,
+            collection,
             force,
         } => {
             if let Some(d) = data_dir {
@@ -208,6 +263,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let metadata = PathBuf::from(&source);
+            if !(metadata.is_file() && source.to_ascii_lowercase().ends_with(".toml")) {
+                return rt.block_on(ingest_products(&config, &source, collection, force));
+            }
             rt.block_on(async {
                 let storage = catalogs::Storage::open(&config.data, &config.storage_options)?;
                 let summary = ingest::ingest(&storage, &metadata, force, true).await?;

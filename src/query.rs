@@ -140,6 +140,8 @@ pub struct QueryRequest {
     pub schema: Option<SchemaRef>,
     /// TABLE name.
     pub table_name: Option<String>,
+    /// Further VOTable RESOURCEs (raw XML), e.g. DataLink service descriptors.
+    pub extra_resources: Option<String>,
 }
 
 enum Item {
@@ -391,6 +393,7 @@ impl Encoder {
                     resource_infos: req.infos.clone(),
                     table_name: req.table_name.clone(),
                     description: None,
+                    extra_resources: req.extra_resources.clone(),
                 };
                 let (schema, casts) = dali_arrays(&schema);
                 let w = votable::Writer::new(schema, opts)

@@ -193,6 +193,7 @@ async fn run_cone(state: Arc<AppState>, name: &str, p: &Params) -> Result<HttpRe
             infos,
             schema: Some(Arc::new(Schema::new(fields))),
             table_name: Some(name.to_string()),
+            extra_resources: None,
         },
     )
     .await

@@ -29,6 +29,8 @@ pub struct AppState {
     pub metadata: TapMetadata,
     /// Asynchronous TAP jobs: set by [`run`] (the server), None for the command-line tools.
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// The data folder (catalogs, stored products, job results).
+    pub storage: Storage,
 }
 
 impl AppState {
@@ -127,10 +129,17 @@ pub async fn build_state(
             df_catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
         }
         let table = Arc::new(HatsTable::new(cat.clone(), storage.url.clone()));
-        ctx.register_table(
-            TableReference::partial(schema.clone(), name.clone()),
-            table.clone(),
-        )?;
+        // ivoa.obscore is served with absolute access URLs (crate::products::table).
+        let served: Arc<dyn datafusion::datasource::TableProvider> =
+            if root == crate::products::ingest::OBSCORE_ROOT {
+                Arc::new(crate::products::table::ObscoreTable::new(
+                    table.clone(),
+                    &crate::products::public_base(&config),
+                ))
+            } else {
+                table.clone()
+            };
+        ctx.register_table(TableReference::partial(schema.clone(), name.clone()), served)?;
         tracing::info!(
             "serving {schema}.{name}: {} rows in {} partitions",
             cat.rows
@@ -149,6 +158,7 @@ pub async fn build_state(
         tables,
         metadata,
         jobs: None,
+        storage,
     })
 }
 
@@ -172,6 +182,32 @@ async fn ingest_demo(storage: &Storage, config: &Config) -> anyhow::Result<()> {
             meta.qualified_name()
         );
         crate::ingest::ingest(storage, &f, true, true).await?;
+    }
+    // The demo images and spectra (FITS files under the demo folder) as collection "demo".
+    if !crate::products::ingest::collection_exists(storage, "demo").await? {
+        let has_fits = ["images", "spectra"]
+            .iter()
+            .any(|d| config.demo_dir.join(d).is_dir());
+        if has_fits {
+            tracing::info!("first start: ingesting the demo images and spectra");
+            let dir = config.demo_dir.to_string_lossy().to_string();
+            let s = crate::products::ingest::ingest_products(
+                storage,
+                &dir,
+                &[],
+                "demo",
+                &config.service.authority,
+                true,
+                true,
+            )
+            .await?;
+            tracing::info!(
+                "demo collection: {} files, {} records, {} skipped",
+                s.files,
+                s.records,
+                s.failed.len()
+            );
+        }
     }
     Ok(())
 }
@@ -211,6 +247,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .route("/", web::get().to(landing))
                 .configure(crate::tap::routes)
                 .configure(crate::scs::routes)
+                .configure(crate::products::files::routes)
+                .configure(crate::sia::routes)
+                .configure(crate::ssa::routes)
+                .configure(crate::datalink::routes)
         })
         // Without TCP_NODELAY the last small segment of a response waits for the client's
         // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.

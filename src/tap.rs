@@ -135,6 +135,7 @@ pub async fn prepare_query_with_uploads(
         infos,
         schema: None,
         table_name: Some("result".into()),
+        extra_resources: None,
     })
 }
 
@@ -249,11 +250,17 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     let base = format!("{}/tap", state.base_url(&req));
     let limits = &state.config.tap;
     let mut doc = vosi::capabilities_open(" xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\"");
+    // ObsCore 1.1 is declared when ivoa.obscore is served (taplint's OBS stage keys on it).
+    let datamodel = if state.table("ivoa.obscore").is_some() {
+        "    <dataModel ivo-id=\"ivo://ivoa.net/std/ObsCore#core-1.1\">ObsCore-1.1</dataModel>\n"
+    } else {
+        ""
+    };
     doc.push_str(&format!(
         "  <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n\
       <accessURL use=\"base\">{base}</accessURL>\n\
-    </interface>\n\
+    </interface>\n{datamodel}\
     <language>\n\
       <name>ADQL</name>\n\
       <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\n\

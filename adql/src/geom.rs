@@ -57,6 +57,12 @@ pub use coverage::healpix29;
 pub use sphere::distance_deg;
 pub use udf::geometry_type;
 
+/// The vertices of ADQL's `BOX(lon, lat, width, height)` (degrees; great-circle sides, as the
+/// geometry functions build it), counter-clockwise. Width and height in (0, 180).
+pub fn box_polygon(lon: f64, lat: f64, width: f64, height: f64) -> Result<Vec<(f64, f64)>, String> {
+    sphere::box_vertices(lon, lat, width, height)
+}
+
 /// All the geometry UDFs: point, circle, box, polygon, contains, intersects, distance, coord1,
 /// coord2, area, centroid, coordsys.
 pub fn udfs() -> Vec<ScalarUDF> {

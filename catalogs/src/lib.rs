@@ -10,6 +10,8 @@ pub mod catalog;
 pub mod fits;
 pub mod hats;
 pub mod meta;
+pub mod obscore;
+pub mod preview;
 pub mod provider;
 pub mod source;
 pub mod store;

@@ -96,6 +96,7 @@ impl VoParquetEncoder {
             resource_infos: infos.to_vec(),
             table_name,
             description: None,
+            extra_resources: None,
         };
         let metadata =
             votable::Writer::new(schema.clone(), options.clone()).map_err(|e| e.to_string())?;

@@ -130,6 +130,9 @@ pub struct WriterOptions {
     pub table_name: Option<String>,
     /// The RESOURCE `DESCRIPTION`.
     pub description: Option<String>,
+    /// Further RESOURCE elements (raw XML, already escaped) written after the results
+    /// RESOURCE, e.g. DataLink service descriptors (`<RESOURCE type="meta" utype="adhoc:service">`).
+    pub extra_resources: Option<String>,
 }
 
 /// How a result ends, for [`Writer::finish`].

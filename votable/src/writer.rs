@@ -1083,7 +1083,7 @@ impl Writer {
                 });
             }
         }
-        write_end(&mut out, &status);
+        write_end(&mut out, &status, self.opts.extra_resources.as_deref());
         Bytes::from(out)
     }
 
@@ -1095,7 +1095,7 @@ impl Writer {
         let mut out = Vec::with_capacity(1024 + 256 * self.columns.len());
         self.write_table_head(&mut out);
         out.extend_from_slice(b"</TABLE>\n");
-        write_end(&mut out, status);
+        write_end(&mut out, status, self.opts.extra_resources.as_deref());
         // Everything written is valid UTF-8 (escaping copies whole characters).
         String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -1108,7 +1108,7 @@ impl Writer {
 }
 
 /// The `QUERY_STATUS` INFO after the TABLE (none for `Ok`) and the closing tags.
-fn write_end(out: &mut Vec<u8>, status: &EndStatus) {
+fn write_end(out: &mut Vec<u8>, status: &EndStatus, extra: Option<&str>) {
     match status {
         EndStatus::Ok => {}
         EndStatus::Overflow => {
@@ -1120,7 +1120,11 @@ fn write_end(out: &mut Vec<u8>, status: &EndStatus) {
             out.extend_from_slice(b"</INFO>\n");
         }
     }
-    out.extend_from_slice(b"</RESOURCE>\n</VOTABLE>\n");
+    out.extend_from_slice(b"</RESOURCE>\n");
+    if let Some(x) = extra {
+        out.extend_from_slice(x.as_bytes());
+    }
+    out.extend_from_slice(b"</VOTABLE>\n");
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ fn opts(encoding: Encoding) -> WriterOptions {
         ],
         table_name: Some("result".into()),
         description: Some("A vostok test result".into()),
+        extra_resources: None,
     }
 }
 

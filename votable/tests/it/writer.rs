@@ -191,6 +191,7 @@ fn document_structure_and_infos() {
         ],
         table_name: Some("result<1>".into()),
         description: Some("A description & more".into()),
+        extra_resources: None,
     };
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
         .expect("batch");
