@@ -221,7 +221,22 @@ fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, Stri
         let ok = match slot {
             Cs => matches!(c, Class::Str | Class::Null),
             Num => matches!(c, Class::Num | Class::Null),
-            Geom => matches!(c, Class::Geom | Class::Null),
+            // A stored region may be text (STC-S or DALI, e.g. ObsCore's s_region) where a
+            // whole geometry is expected.
+            Geom => {
+                matches!(c, Class::Geom | Class::Null)
+                    || (*c == Class::Str
+                        && matches!(
+                            kind,
+                            Kind::Contains
+                                | Kind::Intersects
+                                | Kind::Distance
+                                | Kind::Coord1
+                                | Kind::Coord2
+                                | Kind::Area
+                                | Kind::Centroid
+                        ))
+            }
         };
         if !ok {
             let what = match slot {
@@ -345,10 +360,10 @@ pub(crate) struct Lists {
 
 impl Lists {
     pub(crate) fn new(a: &ArrayRef, scalar: bool) -> Result<Lists> {
-        let a = if a.data_type() == &DataType::Null {
-            cast(a, &geometry_type())?
-        } else {
-            a.clone()
+        let a = match a.data_type() {
+            DataType::Null => cast(a, &geometry_type())?,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => regions_from_text(a)?,
+            _ => a.clone(),
         };
         let (list, child) = match a.data_type() {
             DataType::List(_) => {
@@ -461,6 +476,76 @@ impl Geoms {
             },
         }
     }
+}
+
+/// Text regions (STC-S `Position`/`Circle`/`Box`/`Polygon` with optional frame, reference
+/// position and flavour, or DALI numbers) as geometry values; empty text is NULL.
+fn regions_from_text(a: &ArrayRef) -> Result<ArrayRef> {
+    let a = cast(a, &DataType::Utf8)?;
+    let s = a.as_string::<i32>();
+    let mut b = geometry_builder(s.len());
+    for v in s.iter() {
+        match v.map(region_values).transpose().map_err(exec)?.flatten() {
+            Some(vals) => {
+                b.values().append_slice(&vals);
+                b.append(true);
+            }
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Parses one text region into the list-of-doubles representation (`None` for empty text).
+pub(crate) fn region_values(text: &str) -> std::result::Result<Option<Vec<f64>>, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let Some(first) = words.first() else {
+        return Ok(None);
+    };
+    let is_num = |w: &str| w.parse::<f64>().is_ok();
+    let (shape, rest) = if is_num(first) {
+        (String::new(), &words[..])
+    } else {
+        (first.to_ascii_lowercase(), &words[1..])
+    };
+    let from = rest.iter().position(|w| is_num(w)).unwrap_or(rest.len());
+    for q in &rest[..from] {
+        let q = q.to_ascii_uppercase();
+        let known_frame = matches!(q.as_str(), "ICRS" | "FK5" | "J2000" | "UNKNOWNFRAME");
+        let other = matches!(
+            q.as_str(),
+            "BARYCENTER" | "GEOCENTER" | "TOPOCENTER" | "HELIOCENTER" | "UNKNOWNREFPOS"
+                | "SPHERICAL2"
+        );
+        if !known_frame && !other {
+            return Err(format!("region '{text}': frame '{q}' is not supported (ICRS is)"));
+        }
+    }
+    let nums: Vec<f64> = rest[from..]
+        .iter()
+        .map(|w| w.parse::<f64>().map_err(|_| format!("region '{text}': '{w}' is not a number")))
+        .collect::<std::result::Result<_, _>>()?;
+    let n = nums.len();
+    let ok = match shape.as_str() {
+        "" => n == 2 || n == 3 || (n >= 6 && n % 2 == 0),
+        "position" => n == 2,
+        "circle" => n == 3,
+        "box" => n == 4,
+        "polygon" => n >= 6 && n % 2 == 0,
+        _ => {
+            return Err(format!(
+                "region '{text}': only Position, Circle, Box and Polygon are supported"
+            ))
+        }
+    };
+    if !ok {
+        return Err(format!("region '{text}': wrong number of values for its shape"));
+    }
+    if shape == "box" {
+        let v = sphere::box_vertices(nums[0], nums[1], nums[2], nums[3])?;
+        return Ok(Some(v.into_iter().flat_map(|(a, b)| [a, b]).collect()));
+    }
+    Ok(Some(nums))
 }
 
 fn geometry_builder(capacity: usize) -> ListBuilder<Float64Builder> {
@@ -820,6 +905,7 @@ impl ScalarUDFImpl for GeomUdf {
                 Slot::Cs => DataType::Utf8,
                 Slot::Num => DataType::Float64,
                 Slot::Geom => match t {
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => t.clone(),
                     DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
                         if f.data_type() == &DataType::Float64 =>
                     {

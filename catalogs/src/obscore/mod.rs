@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float64Array, Float64Builder, Int32Builder, Int64Builder,
-    ListArray, ListBuilder, StringBuilder,
+    ListArray, StringBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -1166,8 +1166,9 @@ fn col(
 }
 
 /// The `ivoa.obscore` columns, in order (ObsCore 1.1, table 5 and the optional columns used
-/// here, then `hdu`). `s_region` has no `datatype` (the metadata type names know no geometry):
-/// its Arrow type is `adql::geom::geometry_type()` and its xtype `polygon`.
+/// here, then `hdu`). `s_region` is text, an STC-S `Polygon ICRS lon lat …` with xtype
+/// `adql:REGION` as ObsCore 1.1 and taplint want (and as Aladin draws footprints); the ADQL
+/// geometry functions read such text wherever a geometry is expected.
 pub fn obscore_columns() -> Vec<ColumnMeta> {
     let s = Some("string");
     let i = Some("int32");
@@ -1272,11 +1273,11 @@ pub fn obscore_columns() -> Vec<ColumnMeta> {
         ),
         col(
             "s_region",
+            s,
             None,
-            Some("deg"),
             "pos.outline;obs.field",
             Some("Char.SpatialAxis.Coverage.Support.Area"),
-            "Footprint of the data (ICRS polygon)",
+            "Footprint of the data: an STC-S ICRS polygon along the image border",
         ),
         col(
             "s_resolution",
@@ -1465,7 +1466,7 @@ pub fn obscore_columns() -> Vec<ColumnMeta> {
     );
     hdu.principal = Some(false);
     v.push(hdu);
-    v[12].xtype = Some("polygon".into());
+    v[12].xtype = Some("adql:REGION".into());
     v
 }
 
@@ -1528,21 +1529,9 @@ pub fn obscore_batch(records: &[ObsRecord]) -> Result<RecordBatch, Error> {
         Arc::new(b.finish())
     };
     let region: ArrayRef = {
-        let mut b = ListBuilder::with_capacity(Float64Builder::with_capacity(n * 8), n)
-            .with_field(Arc::new(Field::new_list_field(DataType::Float64, false)));
+        let mut b = StringBuilder::with_capacity(n, n * 200);
         for r in records {
-            match &r.s_region {
-                Some(p)
-                    if p.len() >= 3 && p.iter().all(|(a, b)| a.is_finite() && b.is_finite()) =>
-                {
-                    for &(lon, lat) in p {
-                        b.values().append_value(lon);
-                        b.values().append_value(lat);
-                    }
-                    b.append(true);
-                }
-                _ => b.append(false),
-            }
+            b.append_option(r.s_region.as_deref().and_then(stcs_polygon));
         }
         Arc::new(b.finish())
     };
@@ -1587,6 +1576,19 @@ pub fn obscore_batch(records: &[ObsRecord]) -> Result<RecordBatch, Error> {
     Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
+/// An ICRS polygon as STC-S (`Polygon ICRS lon1 lat1 …`); `None` for fewer than 3 vertices or
+/// a non-finite coordinate.
+pub fn stcs_polygon(p: &[(f64, f64)]) -> Option<String> {
+    if p.len() < 3 || !p.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
+        return None;
+    }
+    let mut out = String::from("Polygon ICRS");
+    for (lon, lat) in p {
+        out.push_str(&format!(" {lon} {lat}"));
+    }
+    Some(out)
+}
+
 /// The header-archive columns: the DID, HDU and card number, keyword, value, comment, and the
 /// position (`s_ra`, `s_dec`) the HATS layout partitions on.
 pub fn header_columns() -> Vec<ColumnMeta> {
@@ -1595,7 +1597,7 @@ pub fn header_columns() -> Vec<ColumnMeta> {
         col("hdu", Some("int32"), None, "meta.id;meta.number", None, "HDU number (0 = primary)"),
         col("seq", Some("int32"), None, "meta.number", None, "Card number within the header, from 1"),
         col("keyword", Some("string"), None, "meta.id", None, "Header keyword (HIERARCH keywords in full; empty for blank cards)"),
-        col("value", Some("string"), None, "meta.note", None, "Value as written (strings unquoted); NULL for commentary cards"),
+        col("card_value", Some("string"), None, "meta.note", None, "Value as written (strings unquoted); NULL for commentary cards"),
         col("comment", Some("string"), None, "meta.note", None, "Card comment, or the text of a COMMENT/HISTORY card"),
         col("s_ra", Some("float64"), Some("deg"), "pos.eq.ra", None, "Right ascension (ICRS) of the dataset"),
         col("s_dec", Some("float64"), Some("deg"), "pos.eq.dec", None, "Declination (ICRS) of the dataset"),

@@ -12,6 +12,7 @@
 //! ```
 
 use super::*;
+use datafusion::arrow::array::AsArray;
 
 fn demo(rel: &str) -> Vec<u8> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -713,13 +714,29 @@ fn arrow_batches_carry_the_column_metadata() {
     }
     let schema = batch.schema();
     let region = schema.field_with_name("s_region").unwrap();
-    assert_eq!(region.data_type(), &adql::geom::geometry_type());
+    assert_eq!(region.data_type(), &DataType::Utf8);
     assert_eq!(
         region.metadata().get("xtype").map(String::as_str),
-        Some("polygon")
+        Some("adql:REGION")
     );
     let s_region = batch.column_by_name("s_region").unwrap();
     assert_eq!(s_region.null_count(), 2, "all-sky image and spectrum");
+    // STC-S that the ADQL geometry functions read back as the same polygon.
+    let text = s_region.as_string::<i32>().value(0).to_string();
+    assert!(text.starts_with("Polygon ICRS "), "{text}");
+    let expected: Vec<f64> = records[0]
+        .s_region
+        .as_ref()
+        .unwrap()
+        .iter()
+        .flat_map(|&(a, b)| [a, b])
+        .collect();
+    let parsed: Vec<f64> = text
+        .split_whitespace()
+        .skip(2)
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(parsed, expected);
     let ucd = |n: &str| {
         schema
             .field_with_name(n)
