@@ -67,6 +67,12 @@ async fn ingest_products(
     for (file, e) in &s.failed {
         println!("skipped: {file}: {e}");
     }
+    if s.unpositioned > 0 {
+        println!(
+            "not published: {} record(s) without a position (ivoa.obscore is HEALPix-partitioned)",
+            s.unpositioned
+        );
+    }
     println!(
         "collection {collection}: {} files stored, {} ObsCore records, {} files skipped, {} warnings \
          (restart the server to publish)",

@@ -17,7 +17,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{cast, lit, Expr, ScalarUDF};
+use datafusion::arrow::array::{Array, AsArray, FixedSizeListBuilder, Int32Builder};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::logical_expr::{
+    lit, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use votable::{Encoding, Info};
 
 use crate::params::Params;
@@ -555,8 +559,7 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         .await?
         .filter(filter)
         .map_err(|e| DalError::internal(e.to_string()))?;
-    let point = udf(&state, "point")?;
-    let ints = DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)));
+    let pair = ScalarUDF::new_from_impl(IntPair::new());
     let title = datafusion::functions::expr_fn::coalesce(vec![
         column("obs_title"),
         column("obs_id"),
@@ -567,8 +570,8 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             column("s_ra").alias("ra"),
             column("s_dec").alias("dec"),
             lit(2i32).alias("naxes"),
-            cast(point.call(vec![column("s_xel1"), column("s_xel2")]), ints).alias("naxis"),
-            column("s_pixel_scale").alias("scale_arcsec"),
+            pair.call(vec![column("s_xel1"), column("s_xel2")]).alias("naxis"),
+            (column("s_pixel_scale") / lit(3600.0)).alias("scale"),
             column("access_format").alias("format"),
             column("access_url").alias("access_url"),
             (column("access_estsize") * lit(1024i64)).alias("filesize"),
@@ -589,7 +592,7 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         ("dec", md(&[("ucd", "POS_EQ_DEC_MAIN"), ("utype", ""), ("unit", "deg")])),
         ("naxes", md(&[("ucd", "VOX:Image_Naxes")])),
         ("naxis", md(&[("ucd", "VOX:Image_Naxis"), ("xtype", ""), ("utype", ""), ("unit", "")])),
-        ("scale_arcsec", md(&[("ucd", "VOX:Image_Scale"), ("utype", ""), ("unit", "arcsec")])),
+        ("scale", md(&[("ucd", "VOX:Image_Scale"), ("utype", ""), ("unit", "deg"), ("description", "Pixel scale (degrees per pixel)")])),
         ("format", md(&[("ucd", "VOX:Image_Format"), ("utype", "")])),
         ("access_url", md(&[("ucd", "VOX:Image_AccessReference"), ("utype", "")])),
         ("filesize", md(&[("ucd", "VOX:Image_FileSize"), ("utype", ""), ("unit", "byte")])),
@@ -614,6 +617,60 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         },
     )
     .await
+}
+
+/// `int_pair(a, b)`: the two integers as an `int[2]` value (SIA 1.0's `VOX:Image_Naxis`);
+/// NULL when either is NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntPair {
+    signature: Signature,
+}
+
+impl IntPair {
+    fn new() -> Self {
+        IntPair {
+            signature: Signature::exact(vec![DataType::Int64, DataType::Int64], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IntPair {
+    fn name(&self) -> &str {
+        "int_pair"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::FixedSizeList(
+            Arc::new(Field::new_list_field(DataType::Int32, true)),
+            2,
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (a, b) = (arrays[0].as_primitive::<Int64Type>(), arrays[1].as_primitive::<Int64Type>());
+        let mut out = FixedSizeListBuilder::new(Int32Builder::new(), 2)
+            .with_field(Arc::new(Field::new_list_field(DataType::Int32, true)));
+        for i in 0..a.len() {
+            if a.is_null(i) || b.is_null(i) {
+                out.values().append_null();
+                out.values().append_null();
+                out.append(false);
+            } else {
+                out.values().append_value(a.value(i).clamp(0, i32::MAX as i64) as i32);
+                out.values().append_value(b.value(i).clamp(0, i32::MAX as i64) as i32);
+                out.append(true);
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
 }
 
 /// The vertices of ADQL's BOX(ra, dec, w, h) (great-circle edges, as the geometry UDFs use).

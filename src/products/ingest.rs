@@ -56,6 +56,9 @@ pub struct ProductSummary {
     pub failed: Vec<(String, String)>,
     /// Per-file warnings (published, but something was not understood).
     pub warnings: Vec<(String, String)>,
+    /// ObsCore records (of all collections) left out of `ivoa.obscore` because they have no
+    /// position: the HEALPix layout needs one.
+    pub unpositioned: u64,
 }
 
 /// Checks a collection name: it becomes a path segment and part of identifiers.
@@ -184,6 +187,11 @@ pub async fn ingest_products(
                     .await
                     .with_context(|| format!("storing {rel}"))?;
                 for w in d.warnings {
+                    // The mapping names the file itself.
+                    let w = w
+                        .strip_prefix(&format!("{rel}: "))
+                        .map(str::to_string)
+                        .unwrap_or(w);
                     tracing::info!("{rel}: {w}");
                     summary.warnings.push((rel.clone(), w));
                 }
@@ -212,7 +220,7 @@ pub async fn ingest_products(
             to_parquet(&obs)?,
         )
         .await?;
-    rebuild_tables(storage).await?;
+    summary.unpositioned = rebuild_tables(storage).await?;
     Ok(summary)
 }
 
@@ -241,8 +249,9 @@ async fn read_index(storage: &Storage, file: &str) -> anyhow::Result<Vec<RecordB
     Ok(out)
 }
 
-/// Rewrites `ivoa.obscore` and `archive.fits_headers` from every collection's index.
-pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<()> {
+/// Rewrites `ivoa.obscore` and `archive.fits_headers` from every collection's index; returns
+/// how many ObsCore records had no position (and so are not in the table).
+pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
     let obs_schema = obscore::obscore_batch(&[])?.schema();
     let hdr_schema = obscore::header_batch(&[])?.schema();
     let obs = read_index(storage, "obscore.parquet").await?;
@@ -272,7 +281,13 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<()> {
         row_group_rows: 5_000,
         progress: None,
     };
-    write_catalog(storage, OBSCORE_ROOT, &meta, obs_schema, &[obs], &opts).await?;
+    let written = write_catalog(storage, OBSCORE_ROOT, &meta, obs_schema, &[obs], &opts).await?;
+    if written.dropped > 0 {
+        tracing::warn!(
+            "{} ObsCore record(s) without a position are not published (the HEALPix layout needs one)",
+            written.dropped
+        );
+    }
 
     let mut hmeta = CatalogMeta {
         table: TableMeta::new("archive", "fits_headers", "s_ra", "s_dec"),
@@ -295,5 +310,5 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<()> {
         progress: None,
     };
     write_catalog(storage, HEADERS_ROOT, &hmeta, hdr_schema, &[hdr], &hopts).await?;
-    Ok(())
+    Ok(written.dropped)
 }
