@@ -511,6 +511,12 @@ def test_astropy_footprints_are_sane():
 
 
 def _polygon_of(value):
+    """(ra, dec) arrays of an s_region: a DALI polygon (double[]) or an STC-S 'Polygon ICRS ...'."""
+    if isinstance(value, str):
+        words = value.split()
+        assert words[0].lower() == "polygon", f"s_region {value[:80]!r} is not a polygon"
+        nums = [w for w in words[1:] if not re.fullmatch(r"[A-Za-z_]+", w)]
+        value = [float(w) for w in nums]
     arr = np.asarray(value, dtype=float).ravel()
     assert arr.size >= 6 and arr.size % 2 == 0, f"s_region {value!r}"
     return arr[0::2], arr[1::2]
@@ -630,18 +636,6 @@ def _sia1_rows(svc, ra, dec, size, intersect=None):
     acref = [f.name for f in res.fielddescs if (f.ucd or "").upper() == "VOX:IMAGE_ACCESSREFERENCE"]
     assert acref, f"SIA1 result has no VOX:Image_AccessReference column: {[f.ucd for f in res.fielddescs]}"
     return [str(x) for x in res[acref[0]]], res
-
-
-def _file_truth(truth: Truth) -> Truth:
-    """DID truth -> truth on access files (images/<file>), as multisets via Counter keys."""
-    def f(did):
-        return did[len(DID_PREFIX):].split("#")[0]
-    t = Truth()
-    for did in truth.yes:
-        t.yes.add((f(did), did))
-    for did in truth.ambiguous:
-        t.ambiguous.add((f(did), did))
-    return t
 
 
 def _compare_files(what, got_urls, base_url, truth: Truth):
@@ -854,19 +848,16 @@ def test_sia2_polygon_and_range(base_url, session):
 
 
 def test_sia2_maxrec_overflow(base_url, session):
-    import pyvo
     from pyvo.dal import SIA2Service
     got, r = sia2_dids(base_url, {"COLLECTION": "demo", "MAXREC": "3"}, session)
     assert len(got) == 3, got
     st = query_status(r.content)
     assert "OVERFLOW" in st, f"MAXREC=3 of 18: QUERY_STATUS values {st}"
     svc = SIA2Service(base_url + "/sia/v2", session=session)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = svc.search(collection="demo", maxrec=3)
-    assert len(res) == 3
-    assert any(issubclass(w.category, pyvo.dal.exceptions.DALOverflowWarning) for w in caught), (
-        [str(w.message) for w in caught])
+    res = svc.search(collection="demo", maxrec=3)
+    # pyvo 1.9 reads the last QUERY_STATUS (after the table) and does not warn when the
+    # truncation is at the maxrec the client asked for
+    assert len(res) == 3 and res.status[0] == "OVERFLOW", (len(res), res.status)
     got0, r0 = sia2_dids(base_url, {"COLLECTION": "demo", "MAXREC": "0"}, session)
     assert got0 == [], got0
 
@@ -955,7 +946,7 @@ def test_ssa_time_selects_uves_epochs(base_url, session):
     # the first case is exactly the four UVES spectra of the night of 08-12 (after midnight)
     want12 = {spectrum_did(n) for n in spectra_truth() if n.startswith("r.UVES.2011-08-12T0")}
     assert len(want12) == 4
-    got, _ = _ssa_dids(svc, time=(Time("2011-08-12T00:00:00"), Time("2011-08-12T12:00:00")))
+    got, _ = _ssa_dids(svc, time=Time(["2011-08-12T00:00:00", "2011-08-12T12:00:00"], scale="utc"))
     if set(got) != want12:
         problems.append(f"pyvo SSA time=2011-08-12T00/12: got {sorted(got)}, expected {sorted(want12)}")
     assert not problems, "\n".join(problems)
@@ -1227,8 +1218,9 @@ def test_pyvo_sia2_service_descriptor_reaches_datalink(base_url, session):
     acc = {str(rec["obs_publisher_did"]): str(rec["access_url"]) for rec in res}
     seen = 0
     for dl in res.iter_datalinks():
-        rows = list(dl.bysemantics("#this"))
-        assert len(rows) == 1, [r["semantics"] for r in dl]
+        # (DatalinkResults.bysemantics needs the IVOA vocabulary from the network: filter here)
+        rows = [r for r in dl if str(r["semantics"]) == "#this"]
+        assert len(rows) == 1, [str(r["semantics"]) for r in dl]
         did = str(rows[0]["ID"])
         assert str(rows[0].getdataurl()) == acc[did], (did, rows[0].getdataurl(), acc[did])
         seen += 1

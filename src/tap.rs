@@ -128,15 +128,54 @@ pub async fn prepare_query_with_uploads(
         .map_err(|e| DalError::internal(format!("planning failed: {e}")))?
         .map_err(|e| DalError::bad_request(e.to_string()))?;
     let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
+    // A result with ObsCore's obs_publisher_did links each row to DataLink, as SIA's does.
+    let (schema, extra_resources) = datalink_links(&plan, state);
     Ok(QueryRequest {
         plan,
         maxrec,
         format,
         infos,
-        schema: None,
+        schema,
         table_name: Some("result".into()),
-        extra_resources: None,
+        extra_resources,
     })
+}
+
+/// When the result has a column that is ObsCore's `obs_publisher_did` (by its utype), the
+/// output schema with that column's VOTable ID set and a DataLink service descriptor for it.
+fn datalink_links(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    state: &AppState,
+) -> (Option<datafusion::arrow::datatypes::SchemaRef>, Option<String>) {
+    let base = plan.schema().as_arrow();
+    let is_did = |f: &datafusion::arrow::datatypes::Field| {
+        f.metadata().get("utype").map(String::as_str) == Some("obscore:Curation.PublisherDID")
+    };
+    let Some(did) = base.fields().iter().find(|f| is_did(f)) else {
+        return (None, None);
+    };
+    let id = "obs_publisher_did";
+    if did.name() != id && base.fields().iter().any(|f| f.name() == id) {
+        return (None, None); // another column holds the name the descriptor refers to
+    }
+    let fields: Vec<datafusion::arrow::datatypes::Field> = base
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut f = f.as_ref().clone();
+            if is_did(&f) {
+                let mut md = f.metadata().clone();
+                md.insert("ID".into(), id.into());
+                f = f.with_metadata(md);
+            }
+            f
+        })
+        .collect();
+    let descriptor = crate::sia::datalink_descriptor(&crate::products::public_base(&state.config));
+    (
+        Some(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields))),
+        Some(descriptor),
+    )
 }
 
 /// Parses MAXREC: a non-negative integer, capped at the hard limit.
