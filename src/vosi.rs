@@ -87,12 +87,16 @@ fn table_xml(out: &mut String, t: &TableDesc, min: bool, indent: &str, element: 
             opt_el(out, &i2, "unit", &c.unit);
             opt_el(out, &i2, "ucd", &c.ucd);
             opt_el(out, &i2, "utype", &c.utype);
-            opt_el(out, &i2, "xtype", &c.xtype);
-            let arraysize = c
+            // VODataService 1.1 has no <xtype> element: the xtype is the dataType's
+            // extendedType attribute.
+            let mut arraysize = c
                 .arraysize
                 .as_ref()
                 .map(|a| format!(" arraysize=\"{}\"", esc(a)))
                 .unwrap_or_default();
+            if let Some(x) = c.xtype.as_ref().filter(|x| !x.is_empty()) {
+                arraysize.push_str(&format!(" extendedType=\"{}\"", esc(x)));
+            }
             let _ = writeln!(
                 out,
                 "{i2}<dataType xsi:type=\"vs:VOTableType\"{arraysize}>{}</dataType>",
