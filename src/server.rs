@@ -294,7 +294,10 @@ async fn landing(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 <h2>Services</h2><ul>\n<li>TAP 1.1 (ADQL 2.1): <code>{base}/tap</code> — \
 <a href=\"{base}/tap/capabilities\">capabilities</a>, <a href=\"{base}/tap/tables\">tables</a>, \
 <a href=\"{base}/tap/availability\">availability</a></li>\n\
-<li>Simple Cone Search 1.03: <code>{base}/scs/&lt;schema&gt;.&lt;table&gt;</code></li></ul>\n\
+<li>Simple Cone Search 1.03: <code>{base}/scs/&lt;schema&gt;.&lt;table&gt;</code></li>\n\
+<li>Simple Image Access 2.0: <code>{base}/sia/v2/query</code> (<a href=\"{base}/sia/v2/query?POS=CIRCLE+83.633+22.0145+0.05\">the Crab</a>), 1.0: <code>{base}/sia/v1</code></li>\n\
+<li>Simple Spectral Access 1.1: <code>{base}/ssa</code> (<a href=\"{base}/ssa?REQUEST=queryData&amp;POS=230.876,-38.358&amp;SIZE=0.01\">MN Lup</a>)</li>\n\
+<li>DataLink 1.1: <code>{base}/datalink/links?ID=…</code></li></ul>\n\
 <h2>Catalogs</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th>table</th><th>title</th><th>rows</th><th></th></tr>\n{rows}</table>\n\
 <h2>Try</h2><pre>curl '{base}/tap/sync?LANG=ADQL&amp;QUERY=SELECT+TOP+5+*+FROM+hipparcos.hip2'</pre>\n</body></html>\n",
         title = esc(&state.config.service.title),
