@@ -59,17 +59,83 @@ fn links_schema() -> Arc<Schema> {
     use DataType::*;
     Arc::new(Schema::new(vec![
         field("ID", Utf8, "meta.id;meta.main", None, "Input identifier"),
-        field("access_url", Utf8, "meta.ref.url", None, "Link to data or service"),
-        field("service_def", Utf8, "meta.ref", None, "Reference to a service descriptor resource"),
-        field("error_message", Utf8, "meta.code.error", None, "Error if an access_url cannot be created"),
-        field("semantics", Utf8, "meta.code", None, "Term from a controlled vocabulary describing the link"),
-        field("description", Utf8, "meta.note", None, "Human-readable description of the link"),
-        field("content_type", Utf8, "meta.code.mime", None, "Mime-type of the content the link returns"),
-        field("content_length", Int64, "phys.size;meta.file", Some("byte"), "Size of the download the link returns"),
-        field("content_qualifier", Utf8, "meta.code.class", None, "Type of the content the link returns"),
-        field("local_semantics", Utf8, "meta.code", None, "Identifier for links of the same kind across rows"),
-        field("link_auth", Utf8, "meta.code", None, "Authentication the link needs: false, optional or true"),
-        field("link_authorized", Boolean, "meta.code", None, "Whether the caller may use the link"),
+        field(
+            "access_url",
+            Utf8,
+            "meta.ref.url",
+            None,
+            "Link to data or service",
+        ),
+        field(
+            "service_def",
+            Utf8,
+            "meta.ref",
+            None,
+            "Reference to a service descriptor resource",
+        ),
+        field(
+            "error_message",
+            Utf8,
+            "meta.code.error",
+            None,
+            "Error if an access_url cannot be created",
+        ),
+        field(
+            "semantics",
+            Utf8,
+            "meta.code",
+            None,
+            "Term from a controlled vocabulary describing the link",
+        ),
+        field(
+            "description",
+            Utf8,
+            "meta.note",
+            None,
+            "Human-readable description of the link",
+        ),
+        field(
+            "content_type",
+            Utf8,
+            "meta.code.mime",
+            None,
+            "Mime-type of the content the link returns",
+        ),
+        field(
+            "content_length",
+            Int64,
+            "phys.size;meta.file",
+            Some("byte"),
+            "Size of the download the link returns",
+        ),
+        field(
+            "content_qualifier",
+            Utf8,
+            "meta.code.class",
+            None,
+            "Type of the content the link returns",
+        ),
+        field(
+            "local_semantics",
+            Utf8,
+            "meta.code",
+            None,
+            "Identifier for links of the same kind across rows",
+        ),
+        field(
+            "link_auth",
+            Utf8,
+            "meta.code",
+            None,
+            "Authentication the link needs: false, optional or true",
+        ),
+        field(
+            "link_authorized",
+            Boolean,
+            "meta.code",
+            None,
+            "Whether the caller may use the link",
+        ),
     ]))
 }
 
@@ -91,8 +157,13 @@ fn links_batch(rows: &[Link]) -> Result<RecordBatch, DalError> {
         cols[9].append_value("false"); // link_auth: everything here is public
         authorized.append_value(true);
     }
-    let mut it = cols.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || it.next().unwrap_or_else(|| Arc::new(StringBuilder::new().finish()));
+    let mut it = cols
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || {
+        it.next()
+            .unwrap_or_else(|| Arc::new(StringBuilder::new().finish()))
+    };
     let (a, b, c, d, e, f, g) = (next(), next(), next(), next(), next(), next(), next());
     let (q, ls, la) = (next(), next(), next());
     let columns: Vec<ArrayRef> = vec![
@@ -168,7 +239,9 @@ async fn run_links(state: &AppState, p: &Params, base: &str) -> Result<HttpRespo
             None => rows.push(Link {
                 id: id.clone(),
                 access_url: None,
-                error: Some(format!("NotFoundFault: {id} is not a product of this service")),
+                error: Some(format!(
+                    "NotFoundFault: {id} is not a product of this service"
+                )),
                 semantics: "#this",
                 description: None,
                 content_type: None,
@@ -247,7 +320,10 @@ async fn product_bytes(
     use actix_web::http::StatusCode;
     let p = Params::from_request(req, &[]);
     let Some(id) = p.get_nonempty("ID") else {
-        return Err(plain(StatusCode::BAD_REQUEST, "the ID parameter is missing".into()));
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            "the ID parameter is missing".into(),
+        ));
     };
     let Some((rel, _, hdu)) = locate(state, id).await else {
         return Err(plain(

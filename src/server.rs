@@ -139,7 +139,10 @@ pub async fn build_state(
             } else {
                 table.clone()
             };
-        ctx.register_table(TableReference::partial(schema.clone(), name.clone()), served)?;
+        ctx.register_table(
+            TableReference::partial(schema.clone(), name.clone()),
+            served,
+        )?;
         tracing::info!(
             "serving {schema}.{name}: {} rows in {} partitions",
             cat.rows

@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use datafusion::arrow::array::{Array, AsArray, FixedSizeListBuilder, Int32Builder};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
-use datafusion::arrow::array::{Array, AsArray, FixedSizeListBuilder, Int32Builder};
-use datafusion::arrow::datatypes::Int64Type;
 use datafusion::logical_expr::{
     lit, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -212,7 +212,9 @@ pub(crate) fn pos_pair(name: &str, v: &str) -> Result<(f64, f64), DalError> {
         .collect::<Result<_, _>>()
         .map_err(|_| DalError::bad_request(format!("{name}={v}: expected 'ra,dec' in degrees")))?;
     match nums.as_slice() {
-        [ra, dec] if ra.is_finite() && (-90.0..=90.0).contains(dec) => Ok((ra.rem_euclid(360.0), *dec)),
+        [ra, dec] if ra.is_finite() && (-90.0..=90.0).contains(dec) => {
+            Ok((ra.rem_euclid(360.0), *dec))
+        }
         _ => Err(DalError::bad_request(format!(
             "{name}={v}: expected 'ra,dec' in degrees with -90 <= dec <= 90"
         ))),
@@ -228,12 +230,11 @@ pub(crate) enum Shape {
 impl Shape {
     pub(crate) fn expr(&self, state: &AppState) -> Result<Expr, DalError> {
         Ok(match self {
-            Shape::Circle(ra, dec, r) => udf(state, "circle")?.call(vec![lit(*ra), lit(*dec), lit(*r)]),
-            Shape::Polygon(v) => udf(state, "polygon")?.call(
-                v.iter()
-                    .flat_map(|(a, b)| [lit(*a), lit(*b)])
-                    .collect(),
-            ),
+            Shape::Circle(ra, dec, r) => {
+                udf(state, "circle")?.call(vec![lit(*ra), lit(*dec), lit(*r)])
+            }
+            Shape::Polygon(v) => udf(state, "polygon")?
+                .call(v.iter().flat_map(|(a, b)| [lit(*a), lit(*b)]).collect()),
         })
     }
 }
@@ -303,7 +304,11 @@ fn pos_shapes(v: &str) -> Result<Vec<Shape>, DalError> {
                 )));
             }
             let full_lon = !l1.is_finite() || !l2.is_finite() || (l2 - l1) >= 360.0;
-            let (l1, l2) = if full_lon { (0.0, 360.0) } else { (l1.rem_euclid(360.0), l2.rem_euclid(360.0)) };
+            let (l1, l2) = if full_lon {
+                (0.0, 360.0)
+            } else {
+                (l1.rem_euclid(360.0), l2.rem_euclid(360.0))
+            };
             if full_lon && b1 <= -90.0 && b2 >= 90.0 {
                 return Ok(vec![Shape::Circle(0.0, 90.0, 180.0)]);
             }
@@ -315,15 +320,22 @@ fn pos_shapes(v: &str) -> Result<Vec<Shape>, DalError> {
                     Shape::Circle(0.0, -90.0, 90.0 + b2)
                 }]);
             }
-            Ok(range_polygons(l1, if full_lon { l1 + 360.0 } else { l2 }, b1, b2)
-                .into_iter()
-                .map(Shape::Polygon)
-                .collect())
+            Ok(
+                range_polygons(l1, if full_lon { l1 + 360.0 } else { l2 }, b1, b2)
+                    .into_iter()
+                    .map(Shape::Polygon)
+                    .collect(),
+            )
         }
         ("POLYGON", n) if n.len() >= 6 && n.len() % 2 == 0 => {
-            let v2: Vec<(f64, f64)> = n.chunks(2).map(|c| (c[0].rem_euclid(360.0), c[1])).collect();
+            let v2: Vec<(f64, f64)> = n
+                .chunks(2)
+                .map(|c| (c[0].rem_euclid(360.0), c[1]))
+                .collect();
             if v2.iter().any(|(a, b)| !a.is_finite() || !lat_ok(*b)) {
-                return Err(DalError::bad_request(format!("POS={v}: a vertex is off the sphere")));
+                return Err(DalError::bad_request(format!(
+                    "POS={v}: a vertex is off the sphere"
+                )));
             }
             Ok(vec![Shape::Polygon(v2)])
         }
@@ -497,9 +509,9 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             .get_nonempty("POS")
             .ok_or_else(|| DalError::bad_request("the POS parameter is missing (POS=ra,dec)"))?;
         let (ra, dec) = pos_pair("POS", pos)?;
-        let size = p
-            .get_nonempty("SIZE")
-            .ok_or_else(|| DalError::bad_request("the SIZE parameter is missing (SIZE=deg or SIZE=w,h)"))?;
+        let size = p.get_nonempty("SIZE").ok_or_else(|| {
+            DalError::bad_request("the SIZE parameter is missing (SIZE=deg or SIZE=w,h)")
+        })?;
         let sizes: Vec<f64> = size
             .split(',')
             .map(|s| s.trim().parse::<f64>())
@@ -508,7 +520,11 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         let (w, h) = match sizes.as_slice() {
             [s] => (*s, *s),
             [w, h] => (*w, *h),
-            _ => return Err(DalError::bad_request(format!("SIZE={size}: expected one or two numbers"))),
+            _ => {
+                return Err(DalError::bad_request(format!(
+                    "SIZE={size}: expected one or two numbers"
+                )))
+            }
         };
         if !(w.is_finite() && h.is_finite() && w >= 0.0 && h >= 0.0 && w <= 360.0 && h <= 180.0) {
             return Err(DalError::bad_request(format!("SIZE={size}: out of range")));
@@ -520,7 +536,10 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             let v = adql_box(ra, dec, w.clamp(1e-9, 179.999), h.clamp(1e-9, 179.999))?;
             Shape::Polygon(v)
         };
-        let intersect = p.get_nonempty("INTERSECT").unwrap_or("OVERLAPS").to_ascii_uppercase();
+        let intersect = p
+            .get_nonempty("INTERSECT")
+            .unwrap_or("OVERLAPS")
+            .to_ascii_uppercase();
         let region = column("s_region");
         let roi_expr = roi.expr(&state)?;
         let cond = match intersect.as_str() {
@@ -529,9 +548,13 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             "COVERS" => udf(&state, "contains")?
                 .call(vec![roi_expr, region])
                 .eq(lit(1i32))
-                .or(column("s_region").is_null().and(column("s_fov").gt_eq(lit(359.0)))),
+                .or(column("s_region")
+                    .is_null()
+                    .and(column("s_fov").gt_eq(lit(359.0)))),
             // The image lies inside the ROI.
-            "ENCLOSED" => udf(&state, "contains")?.call(vec![region, roi_expr]).eq(lit(1i32)),
+            "ENCLOSED" => udf(&state, "contains")?
+                .call(vec![region, roi_expr])
+                .eq(lit(1i32)),
             // The image contains the centre of the ROI.
             "CENTER" => footprint_intersects(&state, &Shape::Circle(ra, dec, 0.0))?,
             other => {
@@ -560,17 +583,16 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         .filter(filter)
         .map_err(|e| DalError::internal(e.to_string()))?;
     let pair = ScalarUDF::new_from_impl(IntPair::new());
-    let title = datafusion::functions::expr_fn::coalesce(vec![
-        column("obs_title"),
-        column("obs_id"),
-    ]);
+    let title =
+        datafusion::functions::expr_fn::coalesce(vec![column("obs_title"), column("obs_id")]);
     let df = df
         .select(vec![
             title.alias("title"),
             column("s_ra").alias("ra"),
             column("s_dec").alias("dec"),
             lit(2i32).alias("naxes"),
-            pair.call(vec![column("s_xel1"), column("s_xel2")]).alias("naxis"),
+            pair.call(vec![column("s_xel1"), column("s_xel2")])
+                .alias("naxis"),
             (column("s_pixel_scale") / lit(3600.0)).alias("scale"),
             column("access_format").alias("format"),
             column("access_url").alias("access_url"),
@@ -587,19 +609,71 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     };
     let overrides: HashMap<&str, Vec<(&str, String)>> = HashMap::from([
-        ("title", md(&[("ucd", "VOX:Image_Title"), ("utype", ""), ("unit", "")])),
-        ("ra", md(&[("ucd", "POS_EQ_RA_MAIN"), ("utype", ""), ("unit", "deg")])),
-        ("dec", md(&[("ucd", "POS_EQ_DEC_MAIN"), ("utype", ""), ("unit", "deg")])),
+        (
+            "title",
+            md(&[("ucd", "VOX:Image_Title"), ("utype", ""), ("unit", "")]),
+        ),
+        (
+            "ra",
+            md(&[("ucd", "POS_EQ_RA_MAIN"), ("utype", ""), ("unit", "deg")]),
+        ),
+        (
+            "dec",
+            md(&[("ucd", "POS_EQ_DEC_MAIN"), ("utype", ""), ("unit", "deg")]),
+        ),
         ("naxes", md(&[("ucd", "VOX:Image_Naxes")])),
-        ("naxis", md(&[("ucd", "VOX:Image_Naxis"), ("xtype", ""), ("utype", ""), ("unit", "")])),
-        ("scale", md(&[("ucd", "VOX:Image_Scale"), ("utype", ""), ("unit", "deg"), ("description", "Pixel scale (degrees per pixel)")])),
+        (
+            "naxis",
+            md(&[
+                ("ucd", "VOX:Image_Naxis"),
+                ("xtype", ""),
+                ("utype", ""),
+                ("unit", ""),
+            ]),
+        ),
+        (
+            "scale",
+            md(&[
+                ("ucd", "VOX:Image_Scale"),
+                ("utype", ""),
+                ("unit", "deg"),
+                ("description", "Pixel scale (degrees per pixel)"),
+            ]),
+        ),
         ("format", md(&[("ucd", "VOX:Image_Format"), ("utype", "")])),
-        ("access_url", md(&[("ucd", "VOX:Image_AccessReference"), ("utype", "")])),
-        ("filesize", md(&[("ucd", "VOX:Image_FileSize"), ("utype", ""), ("unit", "byte")])),
-        ("mjd_obs", md(&[("ucd", "VOX:Image_MJDateObs"), ("utype", ""), ("unit", "d")])),
+        (
+            "access_url",
+            md(&[("ucd", "VOX:Image_AccessReference"), ("utype", "")]),
+        ),
+        (
+            "filesize",
+            md(&[
+                ("ucd", "VOX:Image_FileSize"),
+                ("utype", ""),
+                ("unit", "byte"),
+            ]),
+        ),
+        (
+            "mjd_obs",
+            md(&[("ucd", "VOX:Image_MJDateObs"), ("utype", ""), ("unit", "d")]),
+        ),
         ("instrument", md(&[("ucd", "INST_ID"), ("utype", "")])),
-        ("bandpass_lo", md(&[("ucd", "VOX:BandPass_LoLimit"), ("utype", ""), ("unit", "m")])),
-        ("bandpass_hi", md(&[("ucd", "VOX:BandPass_HiLimit"), ("utype", ""), ("unit", "m")])),
+        (
+            "bandpass_lo",
+            md(&[
+                ("ucd", "VOX:BandPass_LoLimit"),
+                ("utype", ""),
+                ("unit", "m"),
+            ]),
+        ),
+        (
+            "bandpass_hi",
+            md(&[
+                ("ucd", "VOX:BandPass_HiLimit"),
+                ("utype", ""),
+                ("unit", "m"),
+            ]),
+        ),
     ]);
     let schema = output_schema(&df, &overrides);
     let maxrec = crate::tap::parse_maxrec(p.get_nonempty("MAXREC"), &state)?;
@@ -629,7 +703,10 @@ struct IntPair {
 impl IntPair {
     fn new() -> Self {
         IntPair {
-            signature: Signature::exact(vec![DataType::Int64, DataType::Int64], Volatility::Immutable),
+            signature: Signature::exact(
+                vec![DataType::Int64, DataType::Int64],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -655,7 +732,10 @@ impl ScalarUDFImpl for IntPair {
         args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (a, b) = (arrays[0].as_primitive::<Int64Type>(), arrays[1].as_primitive::<Int64Type>());
+        let (a, b) = (
+            arrays[0].as_primitive::<Int64Type>(),
+            arrays[1].as_primitive::<Int64Type>(),
+        );
         let mut out = FixedSizeListBuilder::new(Int32Builder::new(), 2)
             .with_field(Arc::new(Field::new_list_field(DataType::Int32, true)));
         for i in 0..a.len() {
@@ -664,8 +744,10 @@ impl ScalarUDFImpl for IntPair {
                 out.values().append_null();
                 out.append(false);
             } else {
-                out.values().append_value(a.value(i).clamp(0, i32::MAX as i64) as i32);
-                out.values().append_value(b.value(i).clamp(0, i32::MAX as i64) as i32);
+                out.values()
+                    .append_value(a.value(i).clamp(0, i32::MAX as i64) as i32);
+                out.values()
+                    .append_value(b.value(i).clamp(0, i32::MAX as i64) as i32);
                 out.append(true);
             }
         }

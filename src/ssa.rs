@@ -109,7 +109,11 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         }
         None => return Err(DalError::bad_request("REQUEST=queryData is missing")),
     }
-    let format = p.get_nonempty("FORMAT").unwrap_or("all").trim().to_ascii_lowercase();
+    let format = p
+        .get_nonempty("FORMAT")
+        .unwrap_or("all")
+        .trim()
+        .to_ascii_lowercase();
     let metadata = format == "metadata";
     let mut conds: Vec<Expr> = vec![column("dataproduct_type").eq(lit("spectrum"))];
     if metadata {
@@ -148,7 +152,9 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
             );
         }
         if let Some(b) = p.get_nonempty("BAND") {
-            let (lo, hi) = range("BAND", b, |s| s.parse::<f64>().ok().filter(|x| x.is_finite()))?;
+            let (lo, hi) = range("BAND", b, |s| {
+                s.parse::<f64>().ok().filter(|x| x.is_finite())
+            })?;
             conds.push(overlaps(
                 "em_min",
                 "em_max",
@@ -193,7 +199,9 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
             column("access_format").alias("access_format"),
             (column("access_estsize") * lit(1024i64)).alias("access_size"),
             column("target_name").alias("target_name"),
-            point.call(vec![column("s_ra"), column("s_dec")]).alias("pos"),
+            point
+                .call(vec![column("s_ra"), column("s_dec")])
+                .alias("pos"),
             column("s_ra").alias("s_ra"),
             column("s_dec").alias("s_dec"),
             column("s_fov").alias("aperture"),
@@ -219,32 +227,179 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     };
     let overrides: HashMap<&str, Vec<(&str, String)>> = HashMap::from([
-        ("title", md(&[("utype", "ssa:DataID.Title"), ("ucd", "meta.title;meta.dataset"), ("unit", "")])),
-        ("obs_publisher_did", md(&[("utype", "ssa:Curation.PublisherDID"), ("ucd", "meta.ref.ivoid")])),
-        ("access_url", md(&[("utype", "ssa:Access.Reference"), ("ucd", "meta.ref.url")])),
-        ("access_format", md(&[("utype", "ssa:Access.Format"), ("ucd", "meta.code.mime")])),
-        ("access_size", md(&[("utype", "ssa:Access.Size"), ("ucd", "phys.size;meta.file"), ("unit", "byte")])),
-        ("target_name", md(&[("utype", "ssa:Target.Name"), ("ucd", "meta.id;src")])),
-        ("pos", md(&[("utype", "ssa:Char.SpatialAxis.Coverage.Location.Value"), ("ucd", "pos.eq"), ("unit", "deg"), ("xtype", "point")])),
-        ("s_ra", md(&[("utype", ""), ("ucd", "pos.eq.ra;meta.main"), ("unit", "deg")])),
-        ("s_dec", md(&[("utype", ""), ("ucd", "pos.eq.dec;meta.main"), ("unit", "deg")])),
-        ("aperture", md(&[("utype", "ssa:Char.SpatialAxis.Coverage.Bounds.Extent"), ("ucd", "instr.fov"), ("unit", "deg")])),
-        ("em_mid", md(&[("utype", "ssa:Char.SpectralAxis.Coverage.Location.Value"), ("ucd", "em.wl;instr.bandpass"), ("unit", "m")])),
-        ("em_width", md(&[("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Extent"), ("ucd", "em.wl;instr.bandwidth"), ("unit", "m")])),
-        ("em_min", md(&[("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Start"), ("ucd", "em.wl;stat.min"), ("unit", "m")])),
-        ("em_max", md(&[("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Stop"), ("ucd", "em.wl;stat.max"), ("unit", "m")])),
-        ("em_res_power", md(&[("utype", "ssa:Char.SpectralAxis.ResPower"), ("ucd", "spect.resolution")])),
-        ("t_mid", md(&[("utype", "ssa:Char.TimeAxis.Coverage.Location.Value"), ("ucd", "time.epoch"), ("unit", "d")])),
-        ("t_exptime", md(&[("utype", "ssa:Char.TimeAxis.Coverage.Support.Extent"), ("ucd", "time.duration;obs.exposure"), ("unit", "s")])),
-        ("t_min", md(&[("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Start"), ("ucd", "time.start;obs.exposure"), ("unit", "d")])),
-        ("t_max", md(&[("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Stop"), ("ucd", "time.end;obs.exposure"), ("unit", "d")])),
-        ("length", md(&[("utype", "ssa:Dataset.Length"), ("ucd", "meta.number")])),
-        ("facility_name", md(&[("utype", "ssa:DataID.Collection"), ("ucd", "meta.id;instr.tel")])),
-        ("instrument_name", md(&[("utype", "ssa:DataID.Instrument"), ("ucd", "meta.id;instr")])),
-        ("collection", md(&[("utype", "ssa:DataID.Collection"), ("ucd", "meta.id")])),
-        ("calib_level", md(&[("utype", "ssa:Dataset.Calibration"), ("ucd", "meta.code.qual")])),
-        ("dataset_type", md(&[("utype", "ssa:Dataset.Type"), ("ucd", "meta.code.class")])),
-        ("data_model", md(&[("utype", "ssa:Dataset.DataModel"), ("ucd", "meta.code")])),
+        (
+            "title",
+            md(&[
+                ("utype", "ssa:DataID.Title"),
+                ("ucd", "meta.title;meta.dataset"),
+                ("unit", ""),
+            ]),
+        ),
+        (
+            "obs_publisher_did",
+            md(&[
+                ("utype", "ssa:Curation.PublisherDID"),
+                ("ucd", "meta.ref.ivoid"),
+            ]),
+        ),
+        (
+            "access_url",
+            md(&[("utype", "ssa:Access.Reference"), ("ucd", "meta.ref.url")]),
+        ),
+        (
+            "access_format",
+            md(&[("utype", "ssa:Access.Format"), ("ucd", "meta.code.mime")]),
+        ),
+        (
+            "access_size",
+            md(&[
+                ("utype", "ssa:Access.Size"),
+                ("ucd", "phys.size;meta.file"),
+                ("unit", "byte"),
+            ]),
+        ),
+        (
+            "target_name",
+            md(&[("utype", "ssa:Target.Name"), ("ucd", "meta.id;src")]),
+        ),
+        (
+            "pos",
+            md(&[
+                ("utype", "ssa:Char.SpatialAxis.Coverage.Location.Value"),
+                ("ucd", "pos.eq"),
+                ("unit", "deg"),
+                ("xtype", "point"),
+            ]),
+        ),
+        (
+            "s_ra",
+            md(&[
+                ("utype", ""),
+                ("ucd", "pos.eq.ra;meta.main"),
+                ("unit", "deg"),
+            ]),
+        ),
+        (
+            "s_dec",
+            md(&[
+                ("utype", ""),
+                ("ucd", "pos.eq.dec;meta.main"),
+                ("unit", "deg"),
+            ]),
+        ),
+        (
+            "aperture",
+            md(&[
+                ("utype", "ssa:Char.SpatialAxis.Coverage.Bounds.Extent"),
+                ("ucd", "instr.fov"),
+                ("unit", "deg"),
+            ]),
+        ),
+        (
+            "em_mid",
+            md(&[
+                ("utype", "ssa:Char.SpectralAxis.Coverage.Location.Value"),
+                ("ucd", "em.wl;instr.bandpass"),
+                ("unit", "m"),
+            ]),
+        ),
+        (
+            "em_width",
+            md(&[
+                ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Extent"),
+                ("ucd", "em.wl;instr.bandwidth"),
+                ("unit", "m"),
+            ]),
+        ),
+        (
+            "em_min",
+            md(&[
+                ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Start"),
+                ("ucd", "em.wl;stat.min"),
+                ("unit", "m"),
+            ]),
+        ),
+        (
+            "em_max",
+            md(&[
+                ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Stop"),
+                ("ucd", "em.wl;stat.max"),
+                ("unit", "m"),
+            ]),
+        ),
+        (
+            "em_res_power",
+            md(&[
+                ("utype", "ssa:Char.SpectralAxis.ResPower"),
+                ("ucd", "spect.resolution"),
+            ]),
+        ),
+        (
+            "t_mid",
+            md(&[
+                ("utype", "ssa:Char.TimeAxis.Coverage.Location.Value"),
+                ("ucd", "time.epoch"),
+                ("unit", "d"),
+            ]),
+        ),
+        (
+            "t_exptime",
+            md(&[
+                ("utype", "ssa:Char.TimeAxis.Coverage.Support.Extent"),
+                ("ucd", "time.duration;obs.exposure"),
+                ("unit", "s"),
+            ]),
+        ),
+        (
+            "t_min",
+            md(&[
+                ("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Start"),
+                ("ucd", "time.start;obs.exposure"),
+                ("unit", "d"),
+            ]),
+        ),
+        (
+            "t_max",
+            md(&[
+                ("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Stop"),
+                ("ucd", "time.end;obs.exposure"),
+                ("unit", "d"),
+            ]),
+        ),
+        (
+            "length",
+            md(&[("utype", "ssa:Dataset.Length"), ("ucd", "meta.number")]),
+        ),
+        (
+            "facility_name",
+            md(&[
+                ("utype", "ssa:DataID.Collection"),
+                ("ucd", "meta.id;instr.tel"),
+            ]),
+        ),
+        (
+            "instrument_name",
+            md(&[("utype", "ssa:DataID.Instrument"), ("ucd", "meta.id;instr")]),
+        ),
+        (
+            "collection",
+            md(&[("utype", "ssa:DataID.Collection"), ("ucd", "meta.id")]),
+        ),
+        (
+            "calib_level",
+            md(&[
+                ("utype", "ssa:Dataset.Calibration"),
+                ("ucd", "meta.code.qual"),
+            ]),
+        ),
+        (
+            "dataset_type",
+            md(&[("utype", "ssa:Dataset.Type"), ("ucd", "meta.code.class")]),
+        ),
+        (
+            "data_model",
+            md(&[("utype", "ssa:Dataset.DataModel"), ("ucd", "meta.code")]),
+        ),
     ]);
     let schema = output_schema(&df, &overrides);
     let maxrec = crate::tap::parse_maxrec(p.get_nonempty("MAXREC"), &state)?;

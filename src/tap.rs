@@ -146,7 +146,10 @@ pub async fn prepare_query_with_uploads(
 fn datalink_links(
     plan: &datafusion::logical_expr::LogicalPlan,
     state: &AppState,
-) -> (Option<datafusion::arrow::datatypes::SchemaRef>, Option<String>) {
+) -> (
+    Option<datafusion::arrow::datatypes::SchemaRef>,
+    Option<String>,
+) {
     let base = plan.schema().as_arrow();
     let is_did = |f: &datafusion::arrow::datatypes::Field| {
         f.metadata().get("utype").map(String::as_str) == Some("obscore:Curation.PublisherDID")
@@ -173,7 +176,9 @@ fn datalink_links(
         .collect();
     let descriptor = crate::sia::datalink_descriptor(&crate::products::public_base(&state.config));
     (
-        Some(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields))),
+        Some(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Schema::new(fields),
+        )),
         Some(descriptor),
     )
 }

@@ -95,12 +95,10 @@ pub async fn ingest_products(
     show_progress: bool,
 ) -> anyhow::Result<ProductSummary> {
     check_collection(collection)?;
-    if collection_exists(storage, collection).await? {
-        if !force {
-            anyhow::bail!(
-                "collection '{collection}' exists in the data folder (use --force to replace it)"
-            );
-        }
+    if !force && collection_exists(storage, collection).await? {
+        anyhow::bail!(
+            "collection '{collection}' exists in the data folder (use --force to replace it)"
+        );
     }
     let src = Storage::open(source, source_options)
         .with_context(|| format!("opening the source {source}"))?;
@@ -236,10 +234,7 @@ async fn read_index(storage: &Storage, file: &str) -> anyhow::Result<Vec<RecordB
     let base = storage.path(INDEX);
     let all: Vec<object_store::ObjectMeta> = storage.store.list(Some(&base)).try_collect().await?;
     let mut out = Vec::new();
-    for o in all
-        .iter()
-        .filter(|o| o.location.filename() == Some(file))
-    {
+    for o in all.iter().filter(|o| o.location.filename() == Some(file)) {
         let bytes = storage.get(&o.location).await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         for b in reader {

@@ -20,10 +20,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
@@ -136,7 +136,11 @@ impl PrefixExec {
 
 impl DisplayAs for PrefixExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "PrefixExec: column={} prefix={}", self.column, self.prefix)
+        write!(
+            f,
+            "PrefixExec: column={} prefix={}",
+            self.column, self.prefix
+        )
     }
 }
 
@@ -146,7 +150,8 @@ fn prefixed(a: &ArrayRef, prefix: &str) -> Result<ArrayRef> {
     let s = a.as_string_opt::<i32>().ok_or_else(|| {
         DataFusionError::Internal(format!("access_url is {}, not Utf8", a.data_type()))
     })?;
-    let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len() + s.len() * prefix.len());
+    let mut b =
+        StringBuilder::with_capacity(s.len(), s.value_data().len() + s.len() * prefix.len());
     for v in s.iter() {
         match v {
             None => b.append_null(),

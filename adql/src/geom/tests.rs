@@ -1471,31 +1471,52 @@ async fn sql_xtypes_and_errors() {
 fn text_regions_are_geometries() {
     // ObsCore's s_region is STC-S text: the predicates and accessors read it as the shape.
     let square = "Polygon ICRS 10 -1 12 -1 12 1 10 1";
-    assert!(int(eval(Kind::Intersects, &[text(square), circle(12.5, 0.0, 0.6)]).unwrap()) == Some(1));
-    assert!(int(eval(Kind::Intersects, &[text(square), circle(13.0, 0.0, 0.6)]).unwrap()) == Some(0));
+    assert!(
+        int(eval(Kind::Intersects, &[text(square), circle(12.5, 0.0, 0.6)]).unwrap()) == Some(1)
+    );
+    assert!(
+        int(eval(Kind::Intersects, &[text(square), circle(13.0, 0.0, 0.6)]).unwrap()) == Some(0)
+    );
     assert_eq!(
         int(eval(Kind::Contains, &[point(11.0, 0.5), text(square)]).unwrap()),
         Some(1)
     );
     assert_eq!(
-        int(eval(Kind::Contains, &[text("Circle ICRS 11 0 0.1"), text(square)]).unwrap()),
+        int(eval(
+            Kind::Contains,
+            &[text("Circle ICRS 11 0 0.1"), text(square)]
+        )
+        .unwrap()),
         Some(1)
     );
     // DALI numbers, a Position, and a Box with its frame, reference position and flavour.
     assert_eq!(
-        int(eval(Kind::Contains, &[text("11 0.5"), text("10 -1 12 -1 12 1 10 1")]).unwrap()),
+        int(eval(
+            Kind::Contains,
+            &[text("11 0.5"), text("10 -1 12 -1 12 1 10 1")]
+        )
+        .unwrap()),
         Some(1)
     );
-    let area = float(eval(Kind::Area, &[text("Box ICRS GEOCENTER SPHERICAL2 0 0 2 2")]).unwrap())
-        .unwrap();
+    let area =
+        float(eval(Kind::Area, &[text("Box ICRS GEOCENTER SPHERICAL2 0 0 2 2")]).unwrap()).unwrap();
     assert!((area - 4.0).abs() < 0.01, "{area}");
     assert!(
-        (float(eval(Kind::Coord1, &[text("Position ICRS 33.5 -2")]).unwrap()).unwrap() - 33.5).abs()
+        (float(eval(Kind::Coord1, &[text("Position ICRS 33.5 -2")]).unwrap()).unwrap() - 33.5)
+            .abs()
             < 1e-12
     );
     // Empty text is NULL; nonsense is an error, not a panic.
-    assert_eq!(int(eval(Kind::Intersects, &[text(""), circle(0.0, 0.0, 1.0)]).unwrap()), None);
-    for bad in ["Union ICRS (Circle 1 2 3)", "Polygon GALACTIC 1 2 3 4 5 6", "Circle 1 2", "x y z"] {
+    assert_eq!(
+        int(eval(Kind::Intersects, &[text(""), circle(0.0, 0.0, 1.0)]).unwrap()),
+        None
+    );
+    for bad in [
+        "Union ICRS (Circle 1 2 3)",
+        "Polygon GALACTIC 1 2 3 4 5 6",
+        "Circle 1 2",
+        "x y z",
+    ] {
         assert!(eval(Kind::Area, &[text(bad)]).is_err(), "{bad}");
     }
 }

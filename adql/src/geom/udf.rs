@@ -514,24 +514,33 @@ pub(crate) fn region_values(text: &str) -> std::result::Result<Option<Vec<f64>>,
         let known_frame = matches!(q.as_str(), "ICRS" | "FK5" | "J2000" | "UNKNOWNFRAME");
         let other = matches!(
             q.as_str(),
-            "BARYCENTER" | "GEOCENTER" | "TOPOCENTER" | "HELIOCENTER" | "UNKNOWNREFPOS"
+            "BARYCENTER"
+                | "GEOCENTER"
+                | "TOPOCENTER"
+                | "HELIOCENTER"
+                | "UNKNOWNREFPOS"
                 | "SPHERICAL2"
         );
         if !known_frame && !other {
-            return Err(format!("region '{text}': frame '{q}' is not supported (ICRS is)"));
+            return Err(format!(
+                "region '{text}': frame '{q}' is not supported (ICRS is)"
+            ));
         }
     }
     let nums: Vec<f64> = rest[from..]
         .iter()
-        .map(|w| w.parse::<f64>().map_err(|_| format!("region '{text}': '{w}' is not a number")))
+        .map(|w| {
+            w.parse::<f64>()
+                .map_err(|_| format!("region '{text}': '{w}' is not a number"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let n = nums.len();
     let ok = match shape.as_str() {
-        "" => n == 2 || n == 3 || (n >= 6 && n % 2 == 0),
+        "" => n == 2 || n == 3 || (n >= 6 && n.is_multiple_of(2)),
         "position" => n == 2,
         "circle" => n == 3,
         "box" => n == 4,
-        "polygon" => n >= 6 && n % 2 == 0,
+        "polygon" => n >= 6 && n.is_multiple_of(2),
         _ => {
             return Err(format!(
                 "region '{text}': only Position, Circle, Box and Polygon are supported"
@@ -539,7 +548,9 @@ pub(crate) fn region_values(text: &str) -> std::result::Result<Option<Vec<f64>>,
         }
     };
     if !ok {
-        return Err(format!("region '{text}': wrong number of values for its shape"));
+        return Err(format!(
+            "region '{text}': wrong number of values for its shape"
+        ));
     }
     if shape == "box" {
         let v = sphere::box_vertices(nums[0], nums[1], nums[2], nums[3])?;
