@@ -28,7 +28,6 @@ import csv
 import functools
 import hashlib
 import http.client
-import io
 import json
 import math
 import re
@@ -293,6 +292,10 @@ def circle_cases():
         pra, pdec = lonlat(p)
         cases.append((f"outside {fp.file} (d={d:.5f}) r=d/2", float(pra), float(pdec), 0.5 * d))
         cases.append((f"outside {fp.file} (d={d:.5f}) r=1.5d", float(pra), float(pdec), 1.5 * d))
+        # and tight: 3 TOL (1 arcsec) either side of the border
+        if d > 4 * TOL_DEG:
+            cases.append((f"outside {fp.file} (d={d:.5f}) r=d-3tol", float(pra), float(pdec), d - 3 * TOL_DEG))
+        cases.append((f"outside {fp.file} (d={d:.5f}) r=d+3tol", float(pra), float(pdec), d + 3 * TOL_DEG))
         # Beyond a corner.
         corner = fp.verts[0]
         p = offset(fp.centre, corner, float(ang(fp.centre, corner)) + max(0.2 * fp.radius, 0.0007))

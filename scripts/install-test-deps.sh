@@ -2,7 +2,8 @@
 # Install what the conformance suite needs on a fresh Debian 12 machine (run as root).
 # Idempotent: a second run only checks. Quiet, but any failure stops the script loudly.
 #
-#   apt:  stilts (pulls a JRE), libxml2-utils (xmllint)
+#   apt:  stilts (pulls a JRE), libxml2-utils (xmllint), aladin xvfb xauth (Aladin run headless
+#         by xvfb-run in conformance/test_products.py)
 #   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow  in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
@@ -18,6 +19,9 @@ export DEBIAN_FRONTEND=noninteractive
 need_apt=()
 command -v stilts  >/dev/null 2>&1 || need_apt+=(stilts)
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+command -v aladin  >/dev/null 2>&1 || need_apt+=(aladin)
+command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb)
+command -v xauth   >/dev/null 2>&1 || need_apt+=(xauth)
 
 if ((${#need_apt[@]})); then
     [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_apt[*]}"
@@ -50,6 +54,9 @@ if ((${#need_apt[@]})); then
 fi
 command -v stilts  >/dev/null 2>&1 || die "stilts not on PATH after install"
 command -v xmllint >/dev/null 2>&1 || die "xmllint not on PATH after install"
+command -v aladin  >/dev/null 2>&1 || die "aladin not on PATH after install"
+command -v xvfb-run >/dev/null 2>&1 || die "xvfb-run not on PATH after install"
+command -v xauth   >/dev/null 2>&1 || die "xauth not on PATH after install"
 timeout 120 stilts -version >/dev/null 2>&1 || die "stilts is installed but does not run (java?)"
 
 # --- Python venv -----------------------------------------------------------
@@ -80,4 +87,4 @@ import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
 PYEOF
-log "ok: stilts, xmllint, $VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"
+log "ok: stilts, xmllint, aladin, xvfb-run, $VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"

@@ -373,11 +373,9 @@ async fn header(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     };
     match catalogs::fits::hdus(&bytes) {
         Ok(hdus) => {
-            let mut text = String::new();
-            for h in &hdus {
-                text.push_str(&format!("# HDU {} ({})\n", h.index, h.kind()));
-                text.push_str(&h.header_text());
-            }
+            // The cards of every HDU, one per line, each header ending with END (the next
+            // starts with its XTENSION card), as `fitsheader` or `imhead` show them.
+            let text: String = hdus.iter().map(|h| h.header_text()).collect();
             HttpResponse::Ok()
                 .content_type("text/plain; charset=utf-8")
                 .body(text)

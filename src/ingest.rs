@@ -102,6 +102,7 @@ pub async fn ingest(
         partition_rows: meta.table.partition_rows.unwrap_or(DEFAULT_PARTITION_ROWS),
         row_group_rows: meta.table.row_group_rows.unwrap_or(DEFAULT_ROW_GROUP_ROWS),
         progress: Some(&progress),
+        keep_unpositioned: false,
     };
     let summary = write_catalog(storage, &root, &meta, schema, &batches, &opts).await?;
     bar.finish_and_clear();

@@ -69,7 +69,7 @@ async fn ingest_products(
     }
     if s.unpositioned > 0 {
         println!(
-            "not published: {} record(s) without a position (ivoa.obscore is HEALPix-partitioned)",
+            "{} record(s) without a position: published, but no position search finds them",
             s.unpositioned
         );
     }

@@ -291,7 +291,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
             "aperture",
             md(&[
                 ("utype", "ssa:Char.SpatialAxis.Coverage.Bounds.Extent"),
-                ("ucd", "instr.fov"),
+                ("ucd", "phys.angSize;instr.fov"),
                 ("unit", "deg"),
             ]),
         ),

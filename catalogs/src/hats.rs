@@ -83,7 +83,8 @@ pub fn healpix29(ra_deg: f64, dec_deg: f64) -> u64 {
 pub struct WriteSummary {
     /// Rows written.
     pub rows: u64,
-    /// Rows dropped because they had no position.
+    /// Rows without a valid position: dropped, or kept at HEALPix index 0 when
+    /// [`WriteOptions::keep_unpositioned`] is set.
     pub dropped: u64,
     /// Partitions written.
     pub partitions: Vec<(Pixel, u64)>,
@@ -97,6 +98,10 @@ pub struct WriteOptions<'a> {
     pub row_group_rows: usize,
     /// Called with (partitions written, partitions in all).
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Keep rows without a (valid) position, at HEALPix index 0, instead of dropping them. A
+    /// spatial predicate never selects them (their point is NULL), so pruning stays exact;
+    /// ivoa.obscore uses this for products with no position (ObsCore allows NULL s_ra).
+    pub keep_unpositioned: bool,
 }
 
 impl Default for WriteOptions<'_> {
@@ -105,6 +110,7 @@ impl Default for WriteOptions<'_> {
             partition_rows: DEFAULT_PARTITION_ROWS,
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             progress: None,
+            keep_unpositioned: false,
         }
     }
 }
@@ -184,11 +190,17 @@ pub async fn write_catalog(
         if ra.is_null(i) || dec.is_null(i) || !ra.value(i).is_finite() || !dec.value(i).is_finite()
         {
             dropped += 1;
+            if opts.keep_unpositioned {
+                keyed.push((0, i as u32));
+            }
             continue;
         }
         let (r, d) = (ra.value(i).rem_euclid(360.0), dec.value(i));
         if !(-90.0..=90.0).contains(&d) {
             dropped += 1;
+            if opts.keep_unpositioned {
+                keyed.push((0, i as u32));
+            }
             continue;
         }
         keyed.push((healpix29(r, d), i as u32));

@@ -400,6 +400,7 @@ mod pruning_tests {
             partition_rows: 10_000,
             row_group_rows: 1_000,
             progress: None,
+            keep_unpositioned: false,
         };
         let summary = write_catalog(
             &storage,

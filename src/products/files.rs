@@ -198,8 +198,11 @@ async fn download(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         _ => (0, size),
     };
     if req.method() == actix_web::http::Method::HEAD {
-        resp.insert_header((header::CONTENT_LENGTH, len.to_string()));
-        return resp.finish();
+        // A sized, empty body: actix then sends the Content-Length a GET would have, and no
+        // body for HEAD.
+        return resp.no_chunking(len).streaming(futures::stream::empty::<
+            Result<bytes::Bytes, actix_web::Error>,
+        >());
     }
     let opts = GetOptions {
         range: match &ranged {

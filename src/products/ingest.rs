@@ -56,8 +56,8 @@ pub struct ProductSummary {
     pub failed: Vec<(String, String)>,
     /// Per-file warnings (published, but something was not understood).
     pub warnings: Vec<(String, String)>,
-    /// ObsCore records (of all collections) left out of `ivoa.obscore` because they have no
-    /// position: the HEALPix layout needs one.
+    /// ObsCore records (of all collections) without a position: published with NULL
+    /// `s_ra`/`s_dec`, found by collection, time or band but never by position.
     pub unpositioned: u64,
 }
 
@@ -245,7 +245,7 @@ async fn read_index(storage: &Storage, file: &str) -> anyhow::Result<Vec<RecordB
 }
 
 /// Rewrites `ivoa.obscore` and `archive.fits_headers` from every collection's index; returns
-/// how many ObsCore records had no position (and so are not in the table).
+/// how many ObsCore records have no position (published with NULL s_ra/s_dec).
 pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
     let obs_schema = obscore::obscore_batch(&[])?.schema();
     let hdr_schema = obscore::header_batch(&[])?.schema();
@@ -275,11 +275,12 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
         partition_rows: 50_000,
         row_group_rows: 5_000,
         progress: None,
+        keep_unpositioned: true,
     };
     let written = write_catalog(storage, OBSCORE_ROOT, &meta, obs_schema, &[obs], &opts).await?;
     if written.dropped > 0 {
-        tracing::warn!(
-            "{} ObsCore record(s) without a position are not published (the HEALPix layout needs one)",
+        tracing::info!(
+            "{} ObsCore record(s) without a position (found by collection, time or band, not by position)",
             written.dropped
         );
     }
@@ -303,6 +304,7 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
         partition_rows: 200_000,
         row_group_rows: 20_000,
         progress: None,
+        keep_unpositioned: true,
     };
     write_catalog(storage, HEADERS_ROOT, &hmeta, hdr_schema, &[hdr], &hopts).await?;
     Ok(written.dropped)

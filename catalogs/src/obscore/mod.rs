@@ -1460,7 +1460,7 @@ pub fn obscore_columns() -> Vec<ColumnMeta> {
         "hdu",
         i,
         None,
-        "meta.id;meta.number",
+        "meta.number",
         None,
         "FITS HDU described (0 = primary; not an ObsCore column)",
     );
@@ -1594,7 +1594,7 @@ pub fn stcs_polygon(p: &[(f64, f64)]) -> Option<String> {
 pub fn header_columns() -> Vec<ColumnMeta> {
     vec![
         col("obs_publisher_did", Some("string"), None, "meta.ref.ivoid", Some("Curation.PublisherDID"), "Dataset the header belongs to (as in ivoa.obscore; for HDUs no record describes, the file's DID without #hdu)"),
-        col("hdu", Some("int32"), None, "meta.id;meta.number", None, "HDU number (0 = primary)"),
+        col("hdu", Some("int32"), None, "meta.number", None, "HDU number (0 = primary)"),
         col("seq", Some("int32"), None, "meta.number", None, "Card number within the header, from 1"),
         col("keyword", Some("string"), None, "meta.id", None, "Header keyword (HIERARCH keywords in full; empty for blank cards)"),
         col("card_value", Some("string"), None, "meta.note", None, "Value as written (strings unquoted); NULL for commentary cards"),
