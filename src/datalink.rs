@@ -401,7 +401,6 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n\
       <accessURL use=\"base\">{}/links</accessURL>\n\
       <queryType>GET</queryType>\n\
-      <queryType>POST</queryType>\n\
       <resultType>application/x-votable+xml;content=datalink</resultType>\n\
       <param std=\"true\"><name>ID</name><description>obs_publisher_did of a product</description><ucd>meta.id;meta.main</ucd><dataType>string</dataType></param>\n\
     </interface>\n\

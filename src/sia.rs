@@ -777,7 +777,6 @@ async fn capabilities2(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"2.0\">\n\
       <accessURL use=\"base\">{}/query</accessURL>\n\
       <queryType>GET</queryType>\n\
-      <queryType>POST</queryType>\n\
       <resultType>application/x-votable+xml</resultType>\n\
     </interface>\n\
   </capability>\n",
