@@ -903,6 +903,19 @@ def test_sia2_capabilities_and_availability(base_url):
     assert r.status_code == 200 and b"ivo://ivoa.net/std/SSA" in r.content, r.text[:1000]
 
 
+@pytest.mark.parametrize("service", ["sia/v2", "sia/v1", "ssa", "datalink"])
+def test_capabilities_and_availability_validate(base_url, tmp_path, service):
+    """VOSI capabilities (with the SIA 1, SSA, TAPRegExt... extension types) and availability of
+    each product service validate against the IVOA schemas."""
+    for doc in ["capabilities", "availability"]:
+        r = http_get(f"{base_url}/{service}/{doc}")
+        assert r.status_code == 200, f"{service}/{doc}: HTTP {r.status_code}"
+        path = tmp_path / f"{doc}.xml"
+        path.write_bytes(r.content)
+        p = xmllint_schema(path, SCHEMAS / "local-all-vo.xsd")
+        assert p.returncode == 0, f"{service}/{doc} does not validate:\n{p.stderr[-3000:]}"
+
+
 def test_sia1_errors_are_votables(base_url):
     """SIA 1 errors: HTTP 200 with QUERY_STATUS=ERROR."""
     for params in [{"SIZE": "0.1"}, {"POS": "10,20"}, {"POS": "abc", "SIZE": "1"},

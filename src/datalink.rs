@@ -32,6 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Longest side of a preview, in pixels.
 const PREVIEW_SIDE: u32 = 512;
 
+/// Largest stored file a preview or header is read from (the file is read whole, and
+/// gunzipped): bigger ones answer 413 rather than hold that much memory.
+const MAX_READ_BYTES: u64 = 512 * 1024 * 1024;
+
 /// One row of a links table.
 struct Link {
     id: String,
@@ -325,12 +329,20 @@ async fn product_bytes(
             "the ID parameter is missing".into(),
         ));
     };
-    let Some((rel, _, hdu)) = locate(state, id).await else {
+    let Some((rel, size, hdu)) = locate(state, id).await else {
         return Err(plain(
             StatusCode::NOT_FOUND,
             format!("NotFoundFault: {id} is not a product of this service"),
         ));
     };
+    if size > MAX_READ_BYTES {
+        return Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{id} is {size} bytes: previews and headers are made from files up to {MAX_READ_BYTES} bytes"
+            ),
+        ));
+    }
     let bytes = state
         .storage
         .get(&state.storage.path(&format!("{PRODUCTS}/{rel}")))
