@@ -26,7 +26,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/datalink/preview", web::get().to(preview))
         .route("/datalink/header", web::get().to(header))
         .route("/datalink/capabilities", web::get().to(capabilities))
-        .route("/datalink/availability", web::get().to(availability));
+        .route(
+            "/datalink/availability",
+            web::get().to(vosi::availability_response),
+        );
 }
 
 /// Longest side of a preview, in pixels.
@@ -399,16 +402,9 @@ async fn header(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     }
 }
 
-async fn availability() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(vosi::availability())
-}
-
 async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/datalink", state.base_url(&req));
-    let mut doc = vosi::capabilities_open("");
-    doc.push_str(&format!(
+    let capability = format!(
         "  <capability standardID=\"ivo://ivoa.net/std/DataLink#links-1.1\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n\
       <accessURL use=\"base\">{}/links</accessURL>\n\
@@ -418,10 +414,6 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     </interface>\n\
   </capability>\n",
         esc(&base)
-    ));
-    doc.push_str(&vosi::vosi_capabilities(&base));
-    doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(doc)
+    );
+    vosi::capabilities_response("", &capability, &base)
 }

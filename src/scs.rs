@@ -24,7 +24,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/scs/{table}", web::get().to(cone))
         .route("/scs/{table}", web::post().to(cone))
         .route("/scs/{table}/capabilities", web::get().to(capabilities))
-        .route("/scs/{table}/availability", web::get().to(availability));
+        .route(
+            "/scs/{table}/availability",
+            web::get().to(vosi::availability_response),
+        );
 }
 
 /// The SCS 1.03 error document: DALI's QUERY_STATUS and SCS 1.03's `Error` INFO.
@@ -220,8 +223,7 @@ async fn capabilities(
             (lon, lat)
         })
         .unwrap_or((0.0, 0.0));
-    let mut doc = vosi::capabilities_open(" xmlns:cs=\"http://www.ivoa.net/xml/ConeSearch/v1.0\"");
-    doc.push_str(&format!(
+    let capability = format!(
         "  <capability standardID=\"ivo://ivoa.net/std/ConeSearch\" xsi:type=\"cs:ConeSearch\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.03\">\n\
       <accessURL use=\"base\">{url}?</accessURL>\n\
@@ -240,22 +242,16 @@ async fn capabilities(
   </capability>\n",
         url = esc(&base),
         maxrec = state.config.tap.hard_maxrec,
-    ));
-    doc.push_str(&vosi::vosi_capabilities(&base));
-    doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(doc)
+    );
+    vosi::capabilities_response(
+        " xmlns:cs=\"http://www.ivoa.net/xml/ConeSearch/v1.0\"",
+        &capability,
+        &base,
+    )
 }
 
 /// Centre (degrees) of a nested HEALPix pixel.
 fn cdshealpix_center(order: u8, pixel: u64) -> (f64, f64) {
     let (lon, lat) = cdshealpix::nested::center(order, pixel);
     (lon.to_degrees(), lat.to_degrees())
-}
-
-async fn availability() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(vosi::availability())
 }

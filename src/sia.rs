@@ -34,11 +34,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sia/v2/query", web::get().to(query2))
         .route("/sia/v2/query", web::post().to(query2))
         .route("/sia/v2/capabilities", web::get().to(capabilities2))
-        .route("/sia/v2/availability", web::get().to(availability))
+        .route(
+            "/sia/v2/availability",
+            web::get().to(vosi::availability_response),
+        )
         .route("/sia/v1", web::get().to(query1))
         .route("/sia/v1", web::post().to(query1))
         .route("/sia/v1/capabilities", web::get().to(capabilities1))
-        .route("/sia/v1/availability", web::get().to(availability));
+        .route(
+            "/sia/v1/availability",
+            web::get().to(vosi::availability_response),
+        );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +195,11 @@ pub(crate) fn output_schema(
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// Metadata entries for [`output_schema`] overrides (an empty value removes the entry).
+pub(crate) fn meta(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
 /// Parses `ra,dec` or `ra dec` (SIA 1, SSA `POS`), with an optional `;ICRS`-style frame suffix.
@@ -605,26 +616,23 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             column("s_region").alias("s_region"),
         ])
         .map_err(|e| DalError::internal(e.to_string()))?;
-    let md = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
-        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
-    };
     let overrides: HashMap<&str, Vec<(&str, String)>> = HashMap::from([
         (
             "title",
-            md(&[("ucd", "VOX:Image_Title"), ("utype", ""), ("unit", "")]),
+            meta(&[("ucd", "VOX:Image_Title"), ("utype", ""), ("unit", "")]),
         ),
         (
             "ra",
-            md(&[("ucd", "POS_EQ_RA_MAIN"), ("utype", ""), ("unit", "deg")]),
+            meta(&[("ucd", "POS_EQ_RA_MAIN"), ("utype", ""), ("unit", "deg")]),
         ),
         (
             "dec",
-            md(&[("ucd", "POS_EQ_DEC_MAIN"), ("utype", ""), ("unit", "deg")]),
+            meta(&[("ucd", "POS_EQ_DEC_MAIN"), ("utype", ""), ("unit", "deg")]),
         ),
-        ("naxes", md(&[("ucd", "VOX:Image_Naxes")])),
+        ("naxes", meta(&[("ucd", "VOX:Image_Naxes")])),
         (
             "naxis",
-            md(&[
+            meta(&[
                 ("ucd", "VOX:Image_Naxis"),
                 ("xtype", ""),
                 ("utype", ""),
@@ -633,21 +641,24 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         ),
         (
             "scale",
-            md(&[
+            meta(&[
                 ("ucd", "VOX:Image_Scale"),
                 ("utype", ""),
                 ("unit", "deg"),
                 ("description", "Pixel scale (degrees per pixel)"),
             ]),
         ),
-        ("format", md(&[("ucd", "VOX:Image_Format"), ("utype", "")])),
+        (
+            "format",
+            meta(&[("ucd", "VOX:Image_Format"), ("utype", "")]),
+        ),
         (
             "access_url",
-            md(&[("ucd", "VOX:Image_AccessReference"), ("utype", "")]),
+            meta(&[("ucd", "VOX:Image_AccessReference"), ("utype", "")]),
         ),
         (
             "filesize",
-            md(&[
+            meta(&[
                 ("ucd", "VOX:Image_FileSize"),
                 ("utype", ""),
                 ("unit", "byte"),
@@ -655,12 +666,12 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         ),
         (
             "mjd_obs",
-            md(&[("ucd", "VOX:Image_MJDateObs"), ("utype", ""), ("unit", "d")]),
+            meta(&[("ucd", "VOX:Image_MJDateObs"), ("utype", ""), ("unit", "d")]),
         ),
-        ("instrument", md(&[("ucd", "INST_ID"), ("utype", "")])),
+        ("instrument", meta(&[("ucd", "INST_ID"), ("utype", "")])),
         (
             "bandpass_lo",
-            md(&[
+            meta(&[
                 ("ucd", "VOX:BandPass_LoLimit"),
                 ("utype", ""),
                 ("unit", "m"),
@@ -668,7 +679,7 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
         ),
         (
             "bandpass_hi",
-            md(&[
+            meta(&[
                 ("ucd", "VOX:BandPass_HiLimit"),
                 ("utype", ""),
                 ("unit", "m"),
@@ -763,16 +774,9 @@ fn adql_box(ra: f64, dec: f64, w: f64, h: f64) -> Result<Vec<(f64, f64)>, DalErr
 // ---------------------------------------------------------------------------------------------
 // VOSI
 
-async fn availability() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(vosi::availability())
-}
-
 async fn capabilities2(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/sia/v2", state.base_url(&req));
-    let mut doc = vosi::capabilities_open("");
-    doc.push_str(&format!(
+    let capability = format!(
         "  <capability standardID=\"ivo://ivoa.net/std/SIA#query-2.0\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"2.0\">\n\
       <accessURL use=\"base\">{}/query</accessURL>\n\
@@ -781,18 +785,13 @@ async fn capabilities2(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     </interface>\n\
   </capability>\n",
         esc(&base)
-    ));
-    doc.push_str(&vosi::vosi_capabilities(&base));
-    doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(doc)
+    );
+    vosi::capabilities_response("", &capability, &base)
 }
 
 async fn capabilities1(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/sia/v1", state.base_url(&req));
-    let mut doc = vosi::capabilities_open(" xmlns:sia=\"http://www.ivoa.net/xml/SIA/v1.1\"");
-    doc.push_str(&format!(
+    let capability = format!(
         "  <capability standardID=\"ivo://ivoa.net/std/SIA\" xsi:type=\"sia:SimpleImageAccess\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.0\">\n\
       <accessURL use=\"base\">{b}?</accessURL>\n\
@@ -809,12 +808,12 @@ async fn capabilities1(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
   </capability>\n",
         b = esc(&base),
         m = state.config.tap.hard_maxrec
-    ));
-    doc.push_str(&vosi::vosi_capabilities(&base));
-    doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(doc)
+    );
+    vosi::capabilities_response(
+        " xmlns:sia=\"http://www.ivoa.net/xml/SIA/v1.1\"",
+        &capability,
+        &base,
+    )
 }
 
 #[cfg(test)]

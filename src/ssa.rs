@@ -18,7 +18,9 @@ use votable::{Encoding, Info};
 use crate::params::Params;
 use crate::query::{execute, DalError, Format, QueryRequest};
 use crate::server::AppState;
-use crate::sia::{column, datalink_descriptor, obscore, output_schema, overlaps, pos_pair, udf};
+use crate::sia::{
+    column, datalink_descriptor, meta, obscore, output_schema, overlaps, pos_pair, udf,
+};
 use crate::vosi::{self, esc};
 
 /// Registers the SSA routes.
@@ -26,7 +28,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ssa", web::get().to(query))
         .route("/ssa", web::post().to(query))
         .route("/ssa/capabilities", web::get().to(capabilities))
-        .route("/ssa/availability", web::get().to(availability));
+        .route(
+            "/ssa/availability",
+            web::get().to(vosi::availability_response),
+        );
 }
 
 /// Search diameter when `SIZE` is not given (degrees).
@@ -223,13 +228,10 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
             lit("Spectrum-1.0").alias("data_model"),
         ])
         .map_err(|e| DalError::internal(e.to_string()))?;
-    let md = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
-        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
-    };
     let overrides: HashMap<&str, Vec<(&str, String)>> = HashMap::from([
         (
             "title",
-            md(&[
+            meta(&[
                 ("utype", "ssa:DataID.Title"),
                 ("ucd", "meta.title;meta.dataset"),
                 ("unit", ""),
@@ -237,22 +239,22 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "obs_publisher_did",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Curation.PublisherDID"),
                 ("ucd", "meta.ref.ivoid"),
             ]),
         ),
         (
             "access_url",
-            md(&[("utype", "ssa:Access.Reference"), ("ucd", "meta.ref.url")]),
+            meta(&[("utype", "ssa:Access.Reference"), ("ucd", "meta.ref.url")]),
         ),
         (
             "access_format",
-            md(&[("utype", "ssa:Access.Format"), ("ucd", "meta.code.mime")]),
+            meta(&[("utype", "ssa:Access.Format"), ("ucd", "meta.code.mime")]),
         ),
         (
             "access_size",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Access.Size"),
                 ("ucd", "phys.size;meta.file"),
                 ("unit", "byte"),
@@ -260,11 +262,11 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "target_name",
-            md(&[("utype", "ssa:Target.Name"), ("ucd", "meta.id;src")]),
+            meta(&[("utype", "ssa:Target.Name"), ("ucd", "meta.id;src")]),
         ),
         (
             "pos",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpatialAxis.Coverage.Location.Value"),
                 ("ucd", "pos.eq"),
                 ("unit", "deg"),
@@ -273,7 +275,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "s_ra",
-            md(&[
+            meta(&[
                 ("utype", ""),
                 ("ucd", "pos.eq.ra;meta.main"),
                 ("unit", "deg"),
@@ -281,7 +283,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "s_dec",
-            md(&[
+            meta(&[
                 ("utype", ""),
                 ("ucd", "pos.eq.dec;meta.main"),
                 ("unit", "deg"),
@@ -289,7 +291,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "aperture",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpatialAxis.Coverage.Bounds.Extent"),
                 ("ucd", "phys.angSize;instr.fov"),
                 ("unit", "deg"),
@@ -297,7 +299,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "em_mid",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpectralAxis.Coverage.Location.Value"),
                 ("ucd", "em.wl;instr.bandpass"),
                 ("unit", "m"),
@@ -305,7 +307,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "em_width",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Extent"),
                 ("ucd", "em.wl;instr.bandwidth"),
                 ("unit", "m"),
@@ -313,7 +315,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "em_min",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Start"),
                 ("ucd", "em.wl;stat.min"),
                 ("unit", "m"),
@@ -321,7 +323,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "em_max",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpectralAxis.Coverage.Bounds.Stop"),
                 ("ucd", "em.wl;stat.max"),
                 ("unit", "m"),
@@ -329,14 +331,14 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "em_res_power",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.SpectralAxis.ResPower"),
                 ("ucd", "spect.resolution"),
             ]),
         ),
         (
             "t_mid",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.TimeAxis.Coverage.Location.Value"),
                 ("ucd", "time.epoch"),
                 ("unit", "d"),
@@ -344,7 +346,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "t_exptime",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.TimeAxis.Coverage.Support.Extent"),
                 ("ucd", "time.duration;obs.exposure"),
                 ("unit", "s"),
@@ -352,7 +354,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "t_min",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Start"),
                 ("ucd", "time.start;obs.exposure"),
                 ("unit", "d"),
@@ -360,7 +362,7 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "t_max",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Stop"),
                 ("ucd", "time.end;obs.exposure"),
                 ("unit", "d"),
@@ -368,37 +370,37 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
         ),
         (
             "length",
-            md(&[("utype", "ssa:Dataset.Length"), ("ucd", "meta.number")]),
+            meta(&[("utype", "ssa:Dataset.Length"), ("ucd", "meta.number")]),
         ),
         (
             "facility_name",
-            md(&[
+            meta(&[
                 ("utype", "ssa:DataID.Collection"),
                 ("ucd", "meta.id;instr.tel"),
             ]),
         ),
         (
             "instrument_name",
-            md(&[("utype", "ssa:DataID.Instrument"), ("ucd", "meta.id;instr")]),
+            meta(&[("utype", "ssa:DataID.Instrument"), ("ucd", "meta.id;instr")]),
         ),
         (
             "collection",
-            md(&[("utype", "ssa:DataID.Collection"), ("ucd", "meta.id")]),
+            meta(&[("utype", "ssa:DataID.Collection"), ("ucd", "meta.id")]),
         ),
         (
             "calib_level",
-            md(&[
+            meta(&[
                 ("utype", "ssa:Dataset.Calibration"),
                 ("ucd", "meta.code.qual"),
             ]),
         ),
         (
             "dataset_type",
-            md(&[("utype", "ssa:Dataset.Type"), ("ucd", "meta.code.class")]),
+            meta(&[("utype", "ssa:Dataset.Type"), ("ucd", "meta.code.class")]),
         ),
         (
             "data_model",
-            md(&[("utype", "ssa:Dataset.DataModel"), ("ucd", "meta.code")]),
+            meta(&[("utype", "ssa:Dataset.DataModel"), ("ucd", "meta.code")]),
         ),
     ]);
     let schema = output_schema(&df, &overrides);
@@ -420,16 +422,9 @@ async fn run(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRespons
     .await
 }
 
-async fn availability() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(vosi::availability())
-}
-
 async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/ssa", state.base_url(&req));
-    let mut doc = vosi::capabilities_open(" xmlns:ssa=\"http://www.ivoa.net/xml/SSA/v1.1\"");
-    doc.push_str(&format!(
+    let capability = format!(
         "  <capability standardID=\"ivo://ivoa.net/std/SSA\" xsi:type=\"ssa:SimpleSpectralAccess\">\n\
     <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n\
       <accessURL use=\"base\">{b}?</accessURL>\n\
@@ -449,12 +444,12 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         b = esc(&base),
         m = state.config.tap.hard_maxrec,
         d = state.config.tap.default_maxrec
-    ));
-    doc.push_str(&vosi::vosi_capabilities(&base));
-    doc.push_str("</vosi:capabilities>\n");
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(doc)
+    );
+    vosi::capabilities_response(
+        " xmlns:ssa=\"http://www.ivoa.net/xml/SSA/v1.1\"",
+        &capability,
+        &base,
+    )
 }
 
 #[cfg(test)]

@@ -48,6 +48,29 @@ pub fn vosi_capabilities(base: &str) -> String {
     out
 }
 
+/// A complete capabilities response: `capability` (one or more `<capability>` elements) and the
+/// VOSI capabilities of the service rooted at `base`.
+pub fn capabilities_response(
+    extra_ns: &str,
+    capability: &str,
+    base: &str,
+) -> actix_web::HttpResponse {
+    let mut doc = capabilities_open(extra_ns);
+    doc.push_str(capability);
+    doc.push_str(&vosi_capabilities(base));
+    doc.push_str("</vosi:capabilities>\n");
+    actix_web::HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(doc)
+}
+
+/// The availability response every service shares.
+pub async fn availability_response() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(availability())
+}
+
 /// The VOSI availability document.
 pub fn availability() -> String {
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\

@@ -375,6 +375,28 @@ fn data_size(h: &Header) -> Result<usize, Error> {
         .ok_or_else(overflow)
 }
 
+/// The size of an HDU's data unit and where the next HDU starts; an error when the file ends
+/// before the data does.
+fn data_extent(header: &Header, data_start: usize, bytes: &[u8]) -> Result<(usize, usize), Error> {
+    let index = header.index;
+    let size = data_size(header)?;
+    let data_end = data_start
+        .checked_add(size)
+        .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+    if data_end > bytes.len() {
+        return Err(err(format!(
+            "truncated: HDU {index} ({}) needs {size} data bytes from byte {data_start}, \
+             but the file ends at byte {}",
+            header.kind(),
+            bytes.len()
+        )));
+    }
+    let next = data_start
+        .checked_add(size.div_ceil(BLOCK) * BLOCK)
+        .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+    Ok((size, next))
+}
+
 /// Walks the HDUs to the requested binary table; returns its header and where its data starts.
 fn find_table(bytes: &[u8], want: Option<usize>) -> Result<(Header, usize), Error> {
     if bytes.len() < CARD || !bytes.starts_with(b"SIMPLE  =") {
@@ -403,21 +425,7 @@ fn find_table(bytes: &[u8], want: Option<usize>) -> Result<(Header, usize), Erro
             None if header.is_bintable() && !compressed_image => return Ok((header, data_start)),
             _ => {}
         }
-        let size = data_size(&header)?;
-        let data_end = data_start
-            .checked_add(size)
-            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
-        if data_end > bytes.len() {
-            return Err(err(format!(
-                "truncated: HDU {index} ({}) needs {size} data bytes from byte {data_start}, \
-                 but the file ends at byte {}",
-                header.kind(),
-                bytes.len()
-            )));
-        }
-        let next = data_start
-            .checked_add(size.div_ceil(BLOCK) * BLOCK)
-            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+        let (_, next) = data_extent(&header, data_start, bytes)?;
         let rest = bytes.get(next..).unwrap_or(&[]);
         if rest.iter().all(|&b| b == 0 || b == b' ') {
             let count = index + 1;
@@ -649,21 +657,7 @@ pub fn hdus(bytes: &[u8]) -> Result<Vec<Hdu>, Error> {
     loop {
         let index = out.len();
         let (header, data_start) = read_header(bytes, start, index)?;
-        let size = data_size(&header)?;
-        let data_end = data_start
-            .checked_add(size)
-            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
-        if data_end > bytes.len() {
-            return Err(err(format!(
-                "truncated: HDU {index} ({}) needs {size} data bytes from byte {data_start}, \
-                 but the file ends at byte {}",
-                header.kind(),
-                bytes.len()
-            )));
-        }
-        let next = data_start
-            .checked_add(size.div_ceil(BLOCK) * BLOCK)
-            .ok_or_else(|| err(format!("HDU {index}: the data size overflows")))?;
+        let (size, next) = data_extent(&header, data_start, bytes)?;
         out.push(Hdu {
             index,
             cards: header.raw,
