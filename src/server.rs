@@ -31,6 +31,9 @@ pub struct AppState {
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
     /// The data folder (catalogs, stored products, job results).
     pub storage: Storage,
+    /// Half the largest `s_fov` of the images in `ivoa.obscore` that have a footprint: how far
+    /// an image centre can be from a region the image meets (SIA uses it to prune).
+    pub obscore_max_half_fov: Option<f64>,
 }
 
 impl AppState {
@@ -154,6 +157,11 @@ pub async fn build_state(
     }
     let metadata = TapMetadata::build(&tables);
     metadata.register(&ctx)?;
+    let obscore_max_half_fov = if tables.iter().any(|(n, _)| n == "ivoa.obscore") {
+        max_half_fov(&ctx).await
+    } else {
+        None
+    };
     Ok(AppState {
         config,
         ctx,
@@ -162,7 +170,28 @@ pub async fn build_state(
         metadata,
         jobs: None,
         storage,
+        obscore_max_half_fov,
     })
+}
+
+/// Half the largest `s_fov` among the ObsCore records with a footprint (a fixed query, no
+/// user text), with a margin for rounding; `None` when there is none or the query fails.
+async fn max_half_fov(ctx: &SessionContext) -> Option<f64> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Float64Type;
+    let df = ctx
+        .sql("SELECT MAX(s_fov) FROM ivoa.obscore WHERE s_region IS NOT NULL")
+        .await
+        .ok()?;
+    let batches = df.collect().await.ok()?;
+    let v = batches
+        .first()
+        .and_then(|b| b.column(0).as_primitive_opt::<Float64Type>())
+        .filter(|a| a.len() == 1 && !a.is_null(0))
+        .map(|a| a.value(0))?;
+    let half = v / 2.0 * (1.0 + 1e-9) + 1e-9;
+    tracing::info!("ivoa.obscore: largest footprint radius {half:.4}°");
+    Some(half)
 }
 
 /// Ingests each demo catalog not yet in the data folder.

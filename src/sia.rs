@@ -250,16 +250,110 @@ impl Shape {
     }
 }
 
-/// Images whose footprint intersects `shape`. Products whose footprint could not be drawn as a
-/// polygon because they cover the whole sky (`s_region` NULL, `s_fov` 360) match any shape.
-pub(crate) fn footprint_intersects(state: &AppState, shape: &Shape) -> Result<Expr, DalError> {
-    let hit = udf(state, "intersects")?
+/// `INTERSECTS(s_region, shape) = 1`: the footprint meets the shape.
+pub(crate) fn intersects_expr(state: &AppState, shape: &Shape) -> Result<Expr, DalError> {
+    Ok(udf(state, "intersects")?
         .call(vec![column("s_region"), shape.expr(state)?])
-        .eq(lit(1i32));
-    let whole_sky = column("s_region")
+        .eq(lit(1i32)))
+}
+
+/// Products whose footprint could not be drawn as a polygon because they cover the whole sky
+/// (`s_region` NULL, `s_fov` 360): they meet every shape.
+fn whole_sky() -> Expr {
+    column("s_region")
         .is_null()
-        .and(column("s_fov").gt_eq(lit(359.0)));
-    Ok(hit.or(whole_sky))
+        .and(column("s_fov").gt_eq(lit(359.0)))
+}
+
+/// Images whose footprint intersects `shape` (whole-sky ones included).
+pub(crate) fn footprint_intersects(state: &AppState, shape: &Shape) -> Result<Expr, DalError> {
+    Ok(intersects_expr(state, shape)?.or(whole_sky()))
+}
+
+/// The smallest circle found around a shape's vertices: (lon, lat, radius), degrees. Every
+/// point of a shape whose vertices lie within 90° of a point lies within the largest vertex
+/// distance of it (distance along a great-circle arc has no interior maximum below 90°).
+fn bounding_cap(shape: &Shape) -> Option<(f64, f64, f64)> {
+    match shape {
+        Shape::Circle(a, b, r) => Some((*a, *b, *r)),
+        Shape::Polygon(v) => {
+            let xyz = |(lon, lat): (f64, f64)| {
+                let (l, b) = (lon.to_radians(), lat.to_radians());
+                [b.cos() * l.cos(), b.cos() * l.sin(), b.sin()]
+            };
+            let mut c = [0.0f64; 3];
+            for p in v {
+                let q = xyz(*p);
+                for k in 0..3 {
+                    c[k] += q[k];
+                }
+            }
+            let n = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+            if n < 1e-9 {
+                return None;
+            }
+            let lon = c[1].atan2(c[0]).to_degrees().rem_euclid(360.0);
+            let lat = (c[2] / n).clamp(-1.0, 1.0).asin().to_degrees();
+            let r = v
+                .iter()
+                .map(|(a, b)| adql::geom::distance_deg(lon, lat, *a, *b))
+                .fold(0.0, f64::max);
+            Some((lon, lat, r))
+        }
+    }
+}
+
+/// The ObsCore rows matching `rest` and `exact`, a footprint condition that implies the
+/// footprint meets `shape`; whole-sky products are added when `with_whole_sky`.
+///
+/// An image meeting a shape has its centre within (shape's bounding radius + the image's
+/// s_fov/2) of the shape's centre. With the largest s_fov of the table that is a cone on
+/// (s_ra, s_dec) which HEALPix-prunes the scan: the query then reads only the partitions near
+/// the shape, and the whole-sky products come from a second scan on s_fov (pruned by the
+/// row-group statistics).
+pub(crate) async fn footprint_frame(
+    state: &AppState,
+    rest: Expr,
+    shape: &Shape,
+    exact: Expr,
+    with_whole_sky: bool,
+) -> Result<DataFrame, DalError> {
+    let internal = |e: datafusion::error::DataFusionError| DalError::internal(e.to_string());
+    let cone = match (bounding_cap(shape), state.obscore_max_half_fov) {
+        (Some((lon, lat, r)), Some(h)) if r < 90.0 && h < 90.0 && r + h < 170.0 => {
+            Some(Shape::Circle(lon, lat, r + h))
+        }
+        _ => None,
+    };
+    let Some(cone) = cone else {
+        let cond = if with_whole_sky {
+            exact.or(whole_sky())
+        } else {
+            exact
+        };
+        return obscore(state)
+            .await?
+            .filter(rest.and(cond))
+            .map_err(internal);
+    };
+    let near = udf(state, "contains")?
+        .call(vec![
+            udf(state, "point")?.call(vec![column("s_ra"), column("s_dec")]),
+            cone.expr(state)?,
+        ])
+        .eq(lit(1i32));
+    let df = obscore(state)
+        .await?
+        .filter(rest.clone().and(near).and(exact))
+        .map_err(internal)?;
+    if !with_whole_sky {
+        return Ok(df);
+    }
+    let all_sky = obscore(state)
+        .await?
+        .filter(rest.and(whole_sky()))
+        .map_err(internal)?;
+    df.union(all_sky).map_err(internal)
 }
 
 /// A RANGE (lon1 lon2 lat1 lat2) as polygons: the edges of constant latitude are small circles,
@@ -362,22 +456,19 @@ const POL_STATES: [&str; 14] = [
     "I", "Q", "U", "V", "RR", "LL", "RL", "LR", "XX", "YY", "XY", "YX", "POLI", "POLA",
 ];
 
-/// Builds the SIA 2.0 filter from the parameters.
-fn sia2_filter(state: &AppState, p: &Params) -> Result<Expr, DalError> {
+/// Builds the SIA 2.0 filter from the parameters: every condition but `POS`, and the `POS`
+/// shapes (OR-ed).
+fn sia2_filter(p: &Params) -> Result<(Expr, Vec<Shape>), DalError> {
     let mut conds: Vec<Expr> = Vec::new();
     let mut add = |alts: Vec<Expr>| {
         if let Some(e) = any_of(alts) {
             conds.push(e);
         }
     };
-    // POS
-    let mut alts = Vec::new();
+    let mut shapes = Vec::new();
     for v in values(p, "POS") {
-        for s in pos_shapes(v)? {
-            alts.push(footprint_intersects(state, &s)?);
-        }
+        shapes.extend(pos_shapes(v)?);
     }
-    add(alts);
     // Numeric intervals: overlap for coverage, containment for single quantities.
     for (name, lo_col, hi_col) in [("BAND", "em_min", "em_max"), ("TIME", "t_min", "t_max")] {
         let mut alts = Vec::new();
@@ -447,7 +538,10 @@ fn sia2_filter(state: &AppState, p: &Params) -> Result<Expr, DalError> {
             .eq(lit("image"))
             .or(column("dataproduct_type").eq(lit("cube"))),
     );
-    Ok(conds.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
+    Ok((
+        conds.into_iter().reduce(Expr::and).unwrap_or(lit(true)),
+        shapes,
+    ))
 }
 
 async fn query2(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -462,11 +556,25 @@ async fn query2(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
 async fn run_sia2(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpResponse, DalError> {
     let maxrec = crate::tap::parse_maxrec(p.get_nonempty("MAXREC"), &state)?;
     let format = Format::parse(p.get_nonempty("RESPONSEFORMAT"))?;
-    let filter = sia2_filter(&state, p)?;
-    let df = obscore(&state)
-        .await?
-        .filter(filter)
-        .map_err(|e| DalError::internal(e.to_string()))?;
+    let (rest, shapes) = sia2_filter(p)?;
+    let df = match shapes.as_slice() {
+        [] => obscore(&state)
+            .await?
+            .filter(rest)
+            .map_err(|e| DalError::internal(e.to_string()))?,
+        [one] => footprint_frame(&state, rest, one, intersects_expr(&state, one)?, true).await?,
+        several => {
+            let mut alts = Vec::new();
+            for s in several {
+                alts.push(footprint_intersects(&state, s)?);
+            }
+            let any = any_of(alts).unwrap_or(lit(false));
+            obscore(&state)
+                .await?
+                .filter(rest.and(any))
+                .map_err(|e| DalError::internal(e.to_string()))?
+        }
+    };
     let schema = output_schema(&df, &HashMap::new());
     let mut infos = vec![Info::new("standardID", "ivo://ivoa.net/std/SIA#query-2.0")];
     for (k, v) in p.pairs() {
@@ -515,6 +623,7 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
     let mut conds: Vec<Expr> = vec![column("dataproduct_type")
         .eq(lit("image"))
         .or(column("dataproduct_type").eq(lit("cube")))];
+    let mut spatial: Option<(Shape, Expr, bool)> = None;
     if !metadata {
         let pos = p
             .get_nonempty("POS")
@@ -553,28 +662,39 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
             .to_ascii_uppercase();
         let region = column("s_region");
         let roi_expr = roi.expr(&state)?;
-        let cond = match intersect.as_str() {
-            "OVERLAPS" => footprint_intersects(&state, &roi)?,
+        // (shape the image must meet, exact condition, whole-sky images included)
+        let (shape, exact, with_whole_sky) = match intersect.as_str() {
+            "OVERLAPS" => {
+                let e = intersects_expr(&state, &roi)?;
+                (roi, e, true)
+            }
             // The image covers the whole ROI.
-            "COVERS" => udf(&state, "contains")?
-                .call(vec![roi_expr, region])
-                .eq(lit(1i32))
-                .or(column("s_region")
-                    .is_null()
-                    .and(column("s_fov").gt_eq(lit(359.0)))),
+            "COVERS" => {
+                let e = udf(&state, "contains")?
+                    .call(vec![roi_expr, region])
+                    .eq(lit(1i32));
+                (roi, e, true)
+            }
             // The image lies inside the ROI.
-            "ENCLOSED" => udf(&state, "contains")?
-                .call(vec![region, roi_expr])
-                .eq(lit(1i32)),
+            "ENCLOSED" => {
+                let e = udf(&state, "contains")?
+                    .call(vec![region, roi_expr])
+                    .eq(lit(1i32));
+                (roi, e, false)
+            }
             // The image contains the centre of the ROI.
-            "CENTER" => footprint_intersects(&state, &Shape::Circle(ra, dec, 0.0))?,
+            "CENTER" => {
+                let centre = Shape::Circle(ra, dec, 0.0);
+                let e = intersects_expr(&state, &centre)?;
+                (centre, e, true)
+            }
             other => {
                 return Err(DalError::bad_request(format!(
                     "INTERSECT={other}: use COVERS, ENCLOSED, CENTER or OVERLAPS"
                 )))
             }
         };
-        conds.push(cond);
+        spatial = Some((shape, exact, with_whole_sky));
         let f = format.to_ascii_lowercase();
         if !(f == "all" || f == "image/fits" || f == "application/fits") {
             if f == "graphic" || f.starts_with("image/png") || f.starts_with("image/jpeg") {
@@ -588,11 +708,16 @@ async fn run_sia1(state: Arc<AppState>, p: &Params, base: &str) -> Result<HttpRe
     } else {
         conds.push(lit(false));
     }
-    let filter = conds.into_iter().reduce(Expr::and).unwrap_or(lit(true));
-    let df = obscore(&state)
-        .await?
-        .filter(filter)
-        .map_err(|e| DalError::internal(e.to_string()))?;
+    let rest = conds.into_iter().reduce(Expr::and).unwrap_or(lit(true));
+    let df = match spatial {
+        Some((shape, exact, with_whole_sky)) => {
+            footprint_frame(&state, rest, &shape, exact, with_whole_sky).await?
+        }
+        None => obscore(&state)
+            .await?
+            .filter(rest)
+            .map_err(|e| DalError::internal(e.to_string()))?,
+    };
     let pair = ScalarUDF::new_from_impl(IntPair::new());
     let title =
         datafusion::functions::expr_fn::coalesce(vec![column("obs_title"), column("obs_id")]);
