@@ -4,11 +4,11 @@
 #
 #   apt:  stilts (pulls a JRE), libxml2-utils (xmllint), aladin xvfb xauth (Aladin run headless
 #         by xvfb-run in conformance/test_products.py)
-#   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow  in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -26,10 +26,65 @@ pub struct Config {
     pub tap: TapConfig,
     /// Asynchronous TAP jobs (UWS): job database, pool, time limits.
     pub uws: crate::jobs::UwsConfig,
+    /// VOSpace: users' folders.
+    pub vospace: VoSpaceConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
     pub metadata_cache_mb: usize,
+}
+
+impl Config {
+    /// Where an SQLite database goes by default: `file` in the data folder when it is local,
+    /// `remote` in the working directory when the data folder is an object-store URL (an object
+    /// store holds no SQLite file: the database stays on this machine).
+    pub fn local_database(&self, file: &str, remote: &str) -> PathBuf {
+        if let Ok(url) = url::Url::parse(&self.data) {
+            if url.scheme() == "file" {
+                if let Ok(p) = url.to_file_path() {
+                    return p.join(file);
+                }
+            } else if url.scheme().len() > 1 {
+                return PathBuf::from(remote);
+            }
+        }
+        PathBuf::from(&self.data).join(file)
+    }
+
+    /// The VOSpace database file.
+    pub fn vospace_database(&self) -> PathBuf {
+        self.vospace
+            .database
+            .clone()
+            .unwrap_or_else(|| self.local_database("vospace.sqlite", "vostok-vospace.sqlite"))
+    }
+}
+
+/// VOSpace settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoSpaceConfig {
+    /// The node and user database (SQLite file). Default: `<data>/vospace.sqlite` when the data
+    /// folder is local, `./vostok-vospace.sqlite` when it is an object-store URL (the bytes
+    /// always go to the data folder's object store, under `vospace/`).
+    pub database: Option<PathBuf>,
+    /// Quota of a new user, in bytes (`vostok user add --quota` overrides; 0: none).
+    pub default_quota: u64,
+    /// Largest body of a node or transfer document, in bytes.
+    pub max_document_bytes: usize,
+    /// How long a negotiated transfer endpoint (a pre-authorised data URL) stays valid, seconds.
+    pub transfer_lifetime: u64,
+}
+
+impl Default for VoSpaceConfig {
+    fn default() -> Self {
+        VoSpaceConfig {
+            database: None,
+            default_quota: 10 * 1024 * 1024 * 1024,
+            max_document_bytes: 1024 * 1024,
+            transfer_lifetime: 24 * 3600,
+        }
+    }
 }
 
 /// Who runs the service.
@@ -75,6 +130,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
             uws: crate::jobs::UwsConfig::default(),
+            vospace: VoSpaceConfig::default(),
             metadata_cache_mb: 256,
         }
     }

@@ -23,6 +23,7 @@ mod tap_schema;
 mod upload;
 mod uws;
 mod vosi;
+mod vospace;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,54 @@ use crate::config::Config;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `vostok user …`.
+async fn user_command(config: &mut Config, command: UserCommand) -> anyhow::Result<()> {
+    let data_dir = match &command {
+        UserCommand::Add { data_dir, .. } | UserCommand::Token { data_dir, .. } => data_dir.clone(),
+    };
+    if let Some(d) = data_dir {
+        config.data = d;
+    }
+    let storage = catalogs::Storage::open(&config.data, &config.storage_options)?;
+    let store = vospace::store::VoStore::open(&config.vospace_database(), storage)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+    store.set_authority(&config.service.authority);
+    match command {
+        UserCommand::Add {
+            name, quota, group, ..
+        } => {
+            let quota = match quota.unwrap_or(config.vospace.default_quota) {
+                0 => None,
+                q => Some(q),
+            };
+            let token = store
+                .add_user(&name, quota)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for g in &group {
+                store
+                    .add_to_group(&name, g)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            println!(
+                "user {name} created with home vos://{}!vospace/{name}{}; token: {token}",
+                config.service.authority,
+                quota.map(|q| format!(", quota {q} bytes")).unwrap_or_default()
+            );
+        }
+        UserCommand::Token { name, .. } => {
+            let token = store
+                .new_token(&name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("new token for {name}: {token}");
+        }
+    }
+    Ok(())
+}
 
 /// `vostok ingest <folder or URL>`: FITS products as a collection.
 async fn ingest_products(
@@ -152,10 +201,42 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// VOSpace users: `user add NAME` creates NAME with the home container /NAME and prints
+    /// a bearer token (the last word of the output).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// ADQL without a server: validate a query, or show how it would run.
     Adql {
         #[command(subcommand)]
         command: AdqlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user and their home container; prints the token last.
+    Add {
+        /// User name (letters, digits, `_`, `-`, `.`; starting with a letter).
+        name: String,
+        /// Quota in bytes (default `[vospace] default_quota`; 0: none).
+        #[arg(long)]
+        quota: Option<u64>,
+        /// Make the user a member of this group (repeatable); shared with
+        /// `core#groupread`/`groupwrite` = `ivo://AUTHORITY/gms?GROUP`.
+        #[arg(long)]
+        group: Vec<String>,
+        /// Data folder or object-store URL (default ./vostok-data).
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+    /// Issue a new token for a user (the old one stops working); prints it last.
+    Token {
+        name: String,
+        /// Data folder or object-store URL (default ./vostok-data).
+        #[arg(long)]
+        data_dir: Option<String>,
     },
 }
 
@@ -240,6 +321,12 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             std::process::exit(if ok { 0 } else { 1 })
+        }
+        Command::User { command } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(user_command(&mut config, command))
         }
         Command::Serve {
             bind,

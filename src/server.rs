@@ -34,6 +34,8 @@ pub struct AppState {
     /// Half the largest `s_fov` of the images in `ivoa.obscore` that have a footprint: how far
     /// an image centre can be from a region the image meets (SIA uses it to prune).
     pub obscore_max_half_fov: Option<f64>,
+    /// VOSpace: set by [`run`] (the server), None for the command-line tools.
+    pub vospace: Option<Arc<crate::vospace::store::VoStore>>,
 }
 
 impl AppState {
@@ -171,6 +173,7 @@ pub async fn build_state(
         jobs: None,
         storage,
         obscore_max_half_fov,
+        vospace: None,
     })
 }
 
@@ -256,6 +259,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut state = query_rt.block_on(build_state(config, query_rt.handle().clone()))?;
     let jobs = crate::jobs::Jobs::open(&state.config).context("opening the UWS job database")?;
     state.jobs = Some(jobs.clone());
+    let vospace = query_rt
+        .block_on(crate::vospace::store::VoStore::open(
+            &state.config.vospace_database(),
+            state.storage.clone(),
+        ))
+        .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+    vospace.set_authority(&state.config.service.authority);
+    state.vospace = Some(vospace);
     let bind = state.config.bind.clone();
     let state = Arc::new(state);
     // Recovers the jobs of the previous run, then runs the queue and the cleanup.
@@ -283,6 +294,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .configure(crate::sia::routes)
                 .configure(crate::ssa::routes)
                 .configure(crate::datalink::routes)
+                .configure(crate::vospace::http::routes)
         })
         // Without TCP_NODELAY the last small segment of a response waits for the client's
         // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.

@@ -86,17 +86,7 @@ pub struct Jobs {
 
 /// Where the job database goes when `[uws] database` is not set.
 fn default_database(config: &Config) -> PathBuf {
-    if let Ok(url) = url::Url::parse(&config.data) {
-        if url.scheme() == "file" {
-            if let Ok(p) = url.to_file_path() {
-                return p.join("uws.sqlite");
-            }
-        } else if url.scheme().len() > 1 {
-            // An object store holds no SQLite file: the database stays on this machine.
-            return PathBuf::from("vostok-uws.sqlite");
-        }
-    }
-    PathBuf::from(&config.data).join("uws.sqlite")
+    config.local_database("uws.sqlite", "vostok-uws.sqlite")
 }
 
 /// File name extension of a stored result, from its MIME type.
