@@ -52,6 +52,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/vospace/transfers/{id}/results/transferDetails",
             web::get().to(transfer_details),
         )
+        .route("/vospace/files{tail:/.*}", web::get().to(get_file))
+        .route("/vospace/files{tail:/.*}", web::head().to(get_file))
         .route("/vospace/data/{id}", web::get().to(get_data))
         .route("/vospace/data/{id}", web::head().to(get_data))
         .route("/vospace/data/{id}", web::put().to(put_data));
@@ -757,10 +759,43 @@ async fn get_data(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
     let inner = async {
         let store = space(&state)?;
         let (_, node_path) = data_transfer(&state, &path, Direction::PullFromVoSpace).await?;
+        serve_data(store, &req, &node_path).await
+    };
+    inner.await.unwrap_or_else(fault)
+}
+
+/// `GET /vospace/files/{path}` (the `files-proto` the `vos` client reads bytes from): the
+/// node's bytes for a caller who may read it, links inside this space followed.
+async fn get_file(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let inner = async {
+        let store = space(&state)?;
+        let user = caller(store, &req).await?;
+        let path = node_path(&req)?;
         let node = store
-            .get(&node_path)
+            .get(&path)
             .await?
-            .ok_or_else(|| Fault::NodeNotFound(node_path.clone()))?;
+            .ok_or_else(|| Fault::NodeNotFound(path.clone()))?;
+        if store.access(user.as_ref(), &path).await? < Access::Read {
+            return Err(denied(user.as_ref(), format!("read {path}")));
+        }
+        let node = resolve_links(store, authority(&state), node).await?;
+        if node.path != path && store.access(user.as_ref(), &node.path).await? < Access::Read {
+            return Err(denied(user.as_ref(), format!("read {} (through a link)", node.path)));
+        }
+        if node.kind != NodeKind::Data {
+            return Err(Fault::InvalidArgument(format!("{} holds no data", node.path)));
+        }
+        serve_data(store, &req, &node.path).await
+    };
+    inner.await.unwrap_or_else(fault)
+}
+
+/// Streams a data node's bytes, honouring `Range` and `HEAD`.
+async fn serve_data(store: &VoStore, req: &HttpRequest, node_path: &str) -> Result<HttpResponse, Fault> {
+        let node = store
+            .get(node_path)
+            .await?
+            .ok_or_else(|| Fault::NodeNotFound(node_path.to_string()))?;
         let size = node.length.unwrap_or(0);
         let ranged = req
             .headers()
@@ -778,7 +813,7 @@ async fn get_data(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
             Ranged::Part(r) => Some(r.clone()),
             Ranged::Whole => None,
         };
-        let read = store.read_range(&node_path, range.clone()).await?;
+        let read = store.read_range(node_path, range.clone()).await?;
         let len = read.range.end - read.range.start;
         let mut resp = match &range {
             Some(r) => {
@@ -817,9 +852,7 @@ async fn get_data(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
         let body = read
             .stream
             .map(|r| r.map_err(|f| actix_web::error::ErrorInternalServerError(f.to_string())));
-        Ok::<_, Fault>(resp.no_chunking(len).streaming(body))
-    };
-    inner.await.unwrap_or_else(fault)
+        Ok(resp.no_chunking(len).streaming(body))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1171,6 +1204,7 @@ async fn capabilities(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         ("ivo://ivoa.net/std/VOSpace/v2.0#protocols", "protocols"),
         ("ivo://ivoa.net/std/VOSpace/v2.0#views", "views"),
         ("ivo://ivoa.net/std/VOSpace/v2.0#properties", "properties"),
+        ("ivo://ivoa.net/std/VOSpace#files-proto", "files"),
     ] {
         cap.push_str(&format!(
             "  <capability standardID=\"{id}\">\n    <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"2.1\">\n      <accessURL use=\"base\">{b}/{path}</accessURL>\n    </interface>\n  </capability>\n"
