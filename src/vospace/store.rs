@@ -49,6 +49,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -662,26 +663,52 @@ struct WritePlan {
     max_len: Option<u64>,
 }
 
-/// The undo of a data write that did not commit: clears `busy`, deletes the objects written.
-/// Run explicitly on errors, or from `Drop` (a spawned task) when the write's future is
-/// dropped (e.g. the client went away).
+/// Progress of a data write, shared by its steps and its undo. They change it while holding
+/// the connection's lock, which orders them: an undo that comes first cancels the commit; one
+/// that comes after the commit leaves everything in place.
+type WriteState = Arc<AtomicU8>;
+/// The write marked the node busy.
+const BUSY_SET: u8 = 1;
+/// The write committed: the new object is referenced.
+const COMMITTED: u8 = 2;
+/// The write was undone: no step may change anything any more.
+const CANCELLED: u8 = 4;
+
+fn check_not_cancelled(state: &WriteState) -> Result<(), Fault> {
+    if state.load(Ordering::SeqCst) & CANCELLED != 0 {
+        return Err(Fault::InternalFault("the write was cancelled".into()));
+    }
+    Ok(())
+}
+
+/// The undo of a data write that did not commit: clears `busy` (when the write set it), deletes
+/// the objects written. Run explicitly on errors, or from `Drop` (a spawned task) when the
+/// write's future is dropped (e.g. the client went away), whatever step it was at.
 struct WriteGuard {
     conn: Arc<Mutex<Connection>>,
     store: Arc<dyn ObjectStore>,
-    busy_path: Option<String>,
+    path: String,
+    state: WriteState,
     objects: Vec<ObjPath>,
     armed: bool,
 }
 
 impl WriteGuard {
-    fn take(&mut self) -> (Option<String>, Vec<ObjPath>) {
+    fn take(&mut self) -> Vec<ObjPath> {
         self.armed = false;
-        (self.busy_path.take(), std::mem::take(&mut self.objects))
+        std::mem::take(&mut self.objects)
     }
 
     async fn undo(mut self) {
-        let (busy, objects) = self.take();
-        undo_write(self.conn.clone(), self.store.clone(), busy, objects).await;
+        let objects = self.take();
+        undo_write(
+            self.conn.clone(),
+            self.store.clone(),
+            self.path.clone(),
+            self.state.clone(),
+            objects,
+        )
+        .await;
     }
 }
 
@@ -690,11 +717,12 @@ impl Drop for WriteGuard {
         if !self.armed {
             return;
         }
-        let (busy, objects) = self.take();
+        let objects = self.take();
         let (conn, store) = (self.conn.clone(), self.store.clone());
+        let (path, state) = (self.path.clone(), self.state.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                h.spawn(undo_write(conn, store, busy, objects));
+                h.spawn(undo_write(conn, store, path, state, objects));
             }
             Err(_) => tracing::warn!(
                 "VOSpace: an interrupted write could not be undone (no runtime); the next \
@@ -707,20 +735,29 @@ impl Drop for WriteGuard {
 async fn undo_write(
     conn: Arc<Mutex<Connection>>,
     store: Arc<dyn ObjectStore>,
-    busy: Option<String>,
+    path: String,
+    state: WriteState,
     objects: Vec<ObjPath>,
 ) {
-    if let Some(path) = busy {
-        let r = tokio::task::spawn_blocking(move || {
-            let c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            c.execute("UPDATE nodes SET busy = 0 WHERE path = ?1", params![path])
-        })
-        .await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("VOSpace: clearing a busy flag: {e}"),
-            Err(e) => tracing::warn!("VOSpace: clearing a busy flag: {e}"),
+    let st = state.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let c = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let s = st.fetch_or(CANCELLED, Ordering::SeqCst);
+        if s & BUSY_SET != 0 && s & COMMITTED == 0 {
+            c.execute("UPDATE nodes SET busy = 0 WHERE path = ?1", params![path])?;
         }
+        Ok::<_, rusqlite::Error>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("VOSpace: clearing a busy flag: {e}"),
+        Err(e) => tracing::warn!("VOSpace: undoing a write: {e}"),
+    }
+    // Objects are deleted only when the commit cannot happen any more, and did not.
+    let s = state.load(Ordering::SeqCst);
+    if s & CANCELLED == 0 || s & COMMITTED != 0 {
+        return;
     }
     for o in objects {
         match store.delete(&o).await {
@@ -1551,13 +1588,22 @@ impl VoStore {
             }
             _ => None,
         };
-        let plan = self.begin_write(path, owner_for_new, quota).await?;
+        let path = normalise_path(path)?;
+        let state = WriteState::default();
         let mut guard = WriteGuard {
             conn: self.conn.clone(),
             store: self.storage.store.clone(),
-            busy_path: plan.existed.then(|| plan.path.clone()),
+            path: path.clone(),
+            state: state.clone(),
             objects: Vec::new(),
             armed: true,
+        };
+        let plan = match self.begin_write(&path, owner_for_new, quota, &state).await {
+            Ok(p) => p,
+            Err(e) => {
+                guard.undo().await;
+                return Err(e);
+            }
         };
         if let (Some(max), Some(d)) = (plan.max_len, declared_length) {
             if d > max {
@@ -1590,7 +1636,7 @@ impl VoStore {
             let key = Self::new_object_key()?;
             guard.objects.push(self.obj(&key));
             self.promote(&tmp_key, &key).await?;
-            self.commit_write(&plan, &key, len, &md5, content_type, quota)
+            self.commit_write(&plan, &key, len, &md5, content_type, quota, &state)
                 .await
         }
         .await;
@@ -1616,6 +1662,7 @@ impl VoStore {
         path: &str,
         owner_for_new: &str,
         quota: Option<u64>,
+        state: &WriteState,
     ) -> Result<WritePlan, Fault> {
         let path = normalise_path(path)?;
         if depth(&path) <= 1 {
@@ -1624,7 +1671,9 @@ impl VoStore {
             )));
         }
         let owner_for_new = owner_for_new.to_string();
+        let state = state.clone();
         self.with(move |c| {
+            check_not_cancelled(&state)?;
             let tx = immediate(c)?;
             let (existed, owner, old_len) = match select_node(&tx, &path)? {
                 Some((n, _)) => {
@@ -1661,6 +1710,9 @@ impl VoStore {
                 None => None,
             };
             tx.commit().db()?;
+            if existed {
+                state.fetch_or(BUSY_SET, Ordering::SeqCst);
+            }
             Ok(WritePlan {
                 path,
                 existed,
@@ -1785,10 +1837,13 @@ impl VoStore {
         md5: &str,
         content_type: Option<String>,
         quota: Option<u64>,
+        state: &WriteState,
     ) -> Result<(Node, Option<String>), Fault> {
         let (path, existed, owner) = (plan.path.clone(), plan.existed, plan.owner.clone());
         let (key, md5) = (key.to_string(), md5.to_string());
+        let state = state.clone();
         self.with(move |c| {
+            check_not_cancelled(&state)?;
             let tx = immediate(c)?;
             let t = now();
             let current = select_node(&tx, &path)?;
@@ -1853,6 +1908,7 @@ impl VoStore {
                 }
             };
             tx.commit().db()?;
+            state.fetch_or(COMMITTED, Ordering::SeqCst);
             Ok((node, old_key))
         })
         .await
@@ -2527,7 +2583,11 @@ mod tests {
         let s = open(&dir).await;
         s.add_user("alice", None).await.unwrap();
         write(&s, "/alice/f", b"v1", None).await.unwrap();
-        let plan = s.begin_write("/alice/f", "alice", None).await.unwrap();
+        let state = WriteState::default();
+        let plan = s
+            .begin_write("/alice/f", "alice", None, &state)
+            .await
+            .unwrap();
         assert!(s.get("/alice/f").await.unwrap().unwrap().busy);
         assert!(matches!(
             write(&s, "/alice/f", b"v2", None).await,
@@ -2537,22 +2597,75 @@ mod tests {
             s.delete("/alice/f").await,
             Err(Fault::NodeLocked(_))
         ));
-        // a dropped write (client gone) clears the flag
-        drop(WriteGuard {
+        assert!(matches!(
+            s.move_node("/alice/f", "/alice/g").await,
+            Err(Fault::NodeLocked(_))
+        ));
+        // the write's future is dropped (client gone) after its upload: the undo clears the
+        // flag, deletes the new object and a late commit cannot happen any more
+        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+        s.upload_tmp(&tmp, chunks(b"v2", 1), None, None, "alice")
+            .await
+            .unwrap();
+        let key = VoStore::new_object_key().unwrap();
+        s.promote(&tmp, &key).await.unwrap();
+        let guard = WriteGuard {
             conn: s.conn.clone(),
             store: s.storage.store.clone(),
-            busy_path: Some(plan.path),
-            objects: Vec::new(),
+            path: plan.path.clone(),
+            state: state.clone(),
+            objects: vec![s.obj(&tmp), s.obj(&key)],
             armed: true,
-        });
-        for _ in 0..100 {
-            if !s.get("/alice/f").await.unwrap().unwrap().busy {
+        };
+        drop(guard);
+        for _ in 0..200 {
+            if state.load(Ordering::SeqCst) & CANCELLED != 0
+                && objects(&s, OBJECTS_DIR).await.len() == 1
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        write(&s, "/alice/f", b"v2", None).await.unwrap();
-        assert_eq!(read_all(&s, "/alice/f", None).await, b"v2");
+        assert!(!s.get("/alice/f").await.unwrap().unwrap().busy);
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+        let late = s
+            .commit_write(&plan, &key, 2, &md5_hex(b"v2"), None, None, &state)
+            .await;
+        assert!(late.is_err());
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v1");
+
+        // an undo after the commit changes nothing
+        let state = WriteState::default();
+        let plan = s
+            .begin_write("/alice/f", "alice", None, &state)
+            .await
+            .unwrap();
+        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+        s.upload_tmp(&tmp, chunks(b"v3", 1), None, None, "alice")
+            .await
+            .unwrap();
+        let key = VoStore::new_object_key().unwrap();
+        s.promote(&tmp, &key).await.unwrap();
+        let (_, old) = s
+            .commit_write(&plan, &key, 2, &md5_hex(b"v3"), None, None, &state)
+            .await
+            .unwrap();
+        s.delete_objects(old.into_iter().collect()).await;
+        WriteGuard {
+            conn: s.conn.clone(),
+            store: s.storage.store.clone(),
+            path: plan.path.clone(),
+            state: state.clone(),
+            objects: vec![s.obj(&tmp), s.obj(&key)],
+            armed: true,
+        }
+        .undo()
+        .await;
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v3");
+        // a write just after a cancelled begin
+        write(&s, "/alice/f", b"v4", None).await.unwrap();
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v4");
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
     }
 
     #[tokio::test]
@@ -2564,7 +2677,10 @@ mod tests {
             write(&s, "/alice/f", b"old content", None).await.unwrap();
             write(&s, "/alice/g", b"other file", None).await.unwrap();
             // a crash after the upload and the rename, before the commit
-            let plan = s.begin_write("/alice/f", "alice", None).await.unwrap();
+            let plan = s
+                .begin_write("/alice/f", "alice", None, &WriteState::default())
+                .await
+                .unwrap();
             let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
             s.upload_tmp(&tmp, chunks(b"new content", 3), None, None, "alice")
                 .await
