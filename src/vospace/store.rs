@@ -181,6 +181,7 @@ impl std::fmt::Debug for DataRead {
 }
 
 /// The group URI used in `core#groupread` / `core#groupwrite`.
+#[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
 pub fn group_uri(authority: &str, group: &str) -> String {
     format!("ivo://{authority}/gms?{group}")
 }
@@ -661,6 +662,8 @@ struct WritePlan {
     owner: String,
     /// How many bytes the new content may have (quota), if limited.
     max_len: Option<u64>,
+    /// The caller's extra limit on the owner's usage.
+    quota: Option<u64>,
 }
 
 /// Progress of a data write, shared by its steps and its undo. They change it while holding
@@ -1028,6 +1031,7 @@ impl VoStore {
     }
 
     /// Sets (None: removes) a user's quota.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
     pub async fn set_quota(&self, name: &str, quota_bytes: Option<u64>) -> Result<(), Fault> {
         let name = name.to_string();
         let n = self
@@ -1079,6 +1083,7 @@ impl VoStore {
     }
 
     /// Names of all users.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
     pub async fn users(&self) -> Result<Vec<String>, Fault> {
         self.with(|c| {
             let mut st = c.prepare("SELECT name FROM users ORDER BY name").db()?;
@@ -1145,6 +1150,7 @@ impl VoStore {
     }
 
     /// Removes a user from a group; whether they were in it.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
     pub async fn remove_from_group(&self, user: &str, group: &str) -> Result<bool, Fault> {
         let (user, group) = (user.to_string(), group.to_string());
         self.with(move |c| {
@@ -1160,6 +1166,7 @@ impl VoStore {
     }
 
     /// Members of a group.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
     pub async fn group_members(&self, group: &str) -> Result<Vec<String>, Fault> {
         let group = group.to_string();
         self.with(move |c| {
@@ -1636,7 +1643,7 @@ impl VoStore {
             let key = Self::new_object_key()?;
             guard.objects.push(self.obj(&key));
             self.promote(&tmp_key, &key).await?;
-            self.commit_write(&plan, &key, len, &md5, content_type, quota, &state)
+            self.commit_write(&plan, &key, len, &md5, content_type, &state)
                 .await
         }
         .await;
@@ -1718,6 +1725,7 @@ impl VoStore {
                 existed,
                 owner,
                 max_len,
+                quota,
             })
         })
         .await
@@ -1836,10 +1844,10 @@ impl VoStore {
         len: u64,
         md5: &str,
         content_type: Option<String>,
-        quota: Option<u64>,
         state: &WriteState,
     ) -> Result<(Node, Option<String>), Fault> {
         let (path, existed, owner) = (plan.path.clone(), plan.existed, plan.owner.clone());
+        let quota = plan.quota;
         let (key, md5) = (key.to_string(), md5.to_string());
         let state = state.clone();
         self.with(move |c| {
@@ -2110,18 +2118,27 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    /// A temporary folder, removed at the end of the test.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!(
             "vostok-vospace-{name}-{}",
             random_hex(6).expect("random")
         ));
         std::fs::create_dir_all(&d).expect("temp dir");
-        d
+        TempDir(d)
     }
 
-    async fn open(dir: &std::path::Path) -> Arc<VoStore> {
-        let storage = catalogs::Storage::local(&dir.join("data")).expect("storage");
-        VoStore::open(&dir.join("vospace.db"), storage)
+    async fn open(dir: &TempDir) -> Arc<VoStore> {
+        let storage = catalogs::Storage::local(&dir.0.join("data")).expect("storage");
+        VoStore::open(&dir.0.join("vospace.db"), storage)
             .await
             .expect("open")
     }
@@ -2629,7 +2646,7 @@ mod tests {
         assert!(!s.get("/alice/f").await.unwrap().unwrap().busy);
         assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
         let late = s
-            .commit_write(&plan, &key, 2, &md5_hex(b"v2"), None, None, &state)
+            .commit_write(&plan, &key, 2, &md5_hex(b"v2"), None, &state)
             .await;
         assert!(late.is_err());
         assert_eq!(read_all(&s, "/alice/f", None).await, b"v1");
@@ -2647,7 +2664,7 @@ mod tests {
         let key = VoStore::new_object_key().unwrap();
         s.promote(&tmp, &key).await.unwrap();
         let (_, old) = s
-            .commit_write(&plan, &key, 2, &md5_hex(b"v3"), None, None, &state)
+            .commit_write(&plan, &key, 2, &md5_hex(b"v3"), None, &state)
             .await
             .unwrap();
         s.delete_objects(old.into_iter().collect()).await;
