@@ -74,6 +74,10 @@ pub struct VoSpaceConfig {
     pub max_document_bytes: usize,
     /// How long a negotiated transfer endpoint (a pre-authorised data URL) stays valid, seconds.
     pub transfer_lifetime: u64,
+    /// OpenID Connect login (`[vospace.oidc]`): JWTs of this issuer are accepted as bearer
+    /// tokens beside vostok's own; absent: off.
+    #[serde(default)]
+    pub oidc: Option<crate::vospace::oidc::OidcConfig>,
 }
 
 impl Default for VoSpaceConfig {
@@ -83,6 +87,7 @@ impl Default for VoSpaceConfig {
             default_quota: 10 * 1024 * 1024 * 1024,
             max_document_bytes: 1024 * 1024,
             transfer_lifetime: 24 * 3600,
+            oidc: None,
         }
     }
 }

@@ -68,7 +68,9 @@ async fn user_command(config: &mut Config, command: UserCommand) -> anyhow::Resu
             println!(
                 "user {name} created with home vos://{}!vospace/{name}{}; token: {token}",
                 config.service.authority,
-                quota.map(|q| format!(", quota {q} bytes")).unwrap_or_default()
+                quota
+                    .map(|q| format!(", quota {q} bytes"))
+                    .unwrap_or_default()
             );
         }
         UserCommand::Token { name, .. } => {

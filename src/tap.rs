@@ -45,7 +45,11 @@ async fn tap_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 /// `/tap/sync`: REQUEST=doQuery, LANG=ADQL, QUERY, RESPONSEFORMAT|FORMAT, MAXREC.
 async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let params = Params::from_request(&req, &body);
-    match run_sync(state.into_inner(), &params).await {
+    let user = match vospace_user(&state, &req).await {
+        Ok(u) => u,
+        Err(e) => return e.response(),
+    };
+    match run_sync(state.into_inner(), &params, user.as_ref()).await {
         Ok(r) => r,
         Err(e) => e.response(),
     }
@@ -66,24 +70,50 @@ async fn sync_multipart(
     let mut pairs = Params::from_request(&req, &[]).pairs().to_vec();
     pairs.extend(form.params);
     let params = Params::from_pairs(pairs);
+    let user = match vospace_user(&state, &req).await {
+        Ok(u) => u,
+        Err(e) => return e.response(),
+    };
     let state = state.into_inner();
-    let result = match prepare_query_with_uploads(&state, &params, &form.files).await {
+    let result = match prepare_query_with_uploads(&state, &params, &form.files, user.as_ref()).await
+    {
         Ok(q) => execute(&state, q).await,
         Err(e) => Err(e),
     };
     result.unwrap_or_else(|e| e.response())
 }
 
-async fn run_sync(state: Arc<AppState>, p: &Params) -> Result<HttpResponse, DalError> {
-    let req = prepare_query(&state, p).await?;
+async fn run_sync(
+    state: Arc<AppState>,
+    p: &Params,
+    user: Option<&crate::vospace::store::User>,
+) -> Result<HttpResponse, DalError> {
+    let req = prepare_query_with_uploads(&state, p, &[], user).await?;
     execute(&state, req).await
+}
+
+/// The VOSpace user a TAP request authenticates as (a bearer token), for `UPLOAD` of
+/// `vos://` files; None when anonymous; an error for a token that names no one.
+async fn vospace_user(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<crate::vospace::store::User>, DalError> {
+    match &state.vospace {
+        None => Ok(None),
+        Some(store) => crate::vospace::http::caller(store, req)
+            .await
+            .map_err(|f| DalError {
+                status: actix_web::http::StatusCode::UNAUTHORIZED,
+                message: f.to_string(),
+            }),
+    }
 }
 
 /// Checks the TAP query parameters and plans the query: what `/sync` and asynchronous jobs
 /// (`src/jobs/runner.rs`) share. UPLOADs can only name URLs here (no parts): see
 /// [`prepare_query_with_uploads`].
 pub async fn prepare_query(state: &Arc<AppState>, p: &Params) -> Result<QueryRequest, DalError> {
-    prepare_query_with_uploads(state, p, &[]).await
+    prepare_query_with_uploads(state, p, &[], None).await
 }
 
 /// [`prepare_query`] for a request whose file parts (`upload::read_multipart`) are `files`:
@@ -92,6 +122,7 @@ pub async fn prepare_query_with_uploads(
     state: &Arc<AppState>,
     p: &Params,
     files: &[crate::upload::UploadFile],
+    user: Option<&crate::vospace::store::User>,
 ) -> Result<QueryRequest, DalError> {
     if let Some(r) = p.get_nonempty("REQUEST") {
         if !r.eq_ignore_ascii_case("doQuery") {
@@ -116,7 +147,7 @@ pub async fn prepare_query_with_uploads(
             .or_else(|| p.get_nonempty("FORMAT")),
     )?;
     let maxrec = parse_maxrec(p.get_nonempty("MAXREC"), state)?;
-    let session = crate::upload::query_session(state, p, files).await?;
+    let session = crate::upload::query_session(state, p, files, user).await?;
     // Parsing and planning recurse over the query tree: they run on the query runtime, whose
     // threads have large stacks, not on an HTTP worker's 2 MiB (a 290-operator expression
     // overflowed one; adql caps nesting at 300 operators).

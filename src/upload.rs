@@ -126,6 +126,9 @@ pub enum UploadSource {
     Param(String),
     /// An `http://` or `https://` URL to fetch.
     Url(String),
+    /// A file in this server's VOSpace (`vos://AUTHORITY!vospace/path`), read with the
+    /// request's identity.
+    VoSpace(String),
 }
 
 /// One `name,URI` item of an UPLOAD parameter.
@@ -182,10 +185,13 @@ pub fn parse_upload_param(value: &str) -> Result<Vec<UploadSpec>, DalError> {
             {
                 UploadSource::Url(uri.to_string())
             }
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("vos") => {
+                UploadSource::VoSpace(uri.to_string())
+            }
             _ => {
                 return Err(DalError::bad_request(format!(
                     "UPLOAD {name},{uri}: the URI must be param:PART (a part of this \
-                     multipart/form-data request) or an http(s) URL"
+                     multipart/form-data request), an http(s) URL or a vos:// file of this service"
                 )))
             }
         };
@@ -436,7 +442,7 @@ async fn parse_parts(
         .flatten()
         .filter_map(|s| match s.source {
             UploadSource::Param(p) => Some(p),
-            UploadSource::Url(_) => None,
+            UploadSource::Url(_) | UploadSource::VoSpace(_) => None,
         })
         .collect();
     if !referenced.is_empty() {
@@ -740,6 +746,7 @@ pub async fn load_uploads(
     specs: &[UploadSpec],
     files: &[UploadFile],
     limits: &UploadLimits,
+    vospace: Option<VoSpaceAccess<'_>>,
 ) -> Result<Vec<UploadedTable>, DalError> {
     let mut total: u64 = 0;
     let mut tables = Vec::with_capacity(specs.len());
@@ -774,6 +781,22 @@ pub async fn load_uploads(
                 )
                 .await?
             }
+            UploadSource::VoSpace(uri) => {
+                let vo = vospace.ok_or_else(|| {
+                    DalError::bad_request(format!(
+                        "UPLOAD {},{uri}: this server has no VOSpace",
+                        spec.name
+                    ))
+                })?;
+                read_vospace(
+                    &spec.name,
+                    uri,
+                    vo,
+                    limits.max_bytes.saturating_sub(total),
+                    limits,
+                )
+                .await?
+            }
         };
         total = total.saturating_add(bytes.len() as u64);
         if total > limits.max_bytes {
@@ -795,6 +818,72 @@ pub async fn load_uploads(
         tables.push(table);
     }
     Ok(tables)
+}
+
+/// What reading `vos://` uploads needs: the space, its authority and who asks.
+#[derive(Clone, Copy)]
+pub struct VoSpaceAccess<'a> {
+    pub store: &'a crate::vospace::store::VoStore,
+    pub authority: &'a str,
+    pub user: Option<&'a crate::vospace::store::User>,
+}
+
+/// Reads a VOSpace file for UPLOAD: the caller must be allowed to read it (anonymous: public
+/// files only); links inside the space are followed; at most `room` bytes.
+async fn read_vospace(
+    name: &str,
+    uri: &str,
+    vo: VoSpaceAccess<'_>,
+    room: u64,
+    limits: &UploadLimits,
+) -> Result<(Bytes, Option<String>), DalError> {
+    use crate::vospace::store::Access;
+    let fault = |f: crate::vospace::model::Fault| {
+        DalError::bad_request(format!("UPLOAD {name},{uri}: {f}"))
+    };
+    let path = crate::vospace::xml::path_of_uri(uri, vo.authority).map_err(fault)?;
+    let node = vo
+        .store
+        .get(&path)
+        .await
+        .map_err(fault)?
+        .ok_or_else(|| fault(crate::vospace::model::Fault::NodeNotFound(path.clone())))?;
+    if vo.store.access(vo.user, &path).await.map_err(fault)? < Access::Read {
+        return Err(fault(crate::vospace::model::Fault::PermissionDenied(
+            format!(
+                "{path} is not readable{}",
+                if vo.user.is_none() {
+                    " anonymously (send your token)"
+                } else {
+                    ""
+                }
+            ),
+        )));
+    }
+    let node = crate::vospace::http::resolve_links(vo.store, vo.authority, node)
+        .await
+        .map_err(fault)?;
+    if node.path != path
+        && vo.store.access(vo.user, &node.path).await.map_err(fault)? < Access::Read
+    {
+        return Err(fault(crate::vospace::model::Fault::PermissionDenied(
+            format!("{} (the link's target) is not readable", node.path),
+        )));
+    }
+    if node.length.unwrap_or(0) > room {
+        return Err(limits.too_many_bytes());
+    }
+    let read = vo.store.read_data(&node.path).await.map_err(fault)?;
+    let mut body = BytesMut::new();
+    let mut stream = read.stream;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(fault)?;
+        if (body.len() + chunk.len()) as u64 > room {
+            return Err(limits.too_many_bytes());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), read.node.content_type.clone()))
 }
 
 /// Fetches an `http(s)://` upload from an allowed host, at most `room` bytes.
@@ -877,6 +966,7 @@ pub async fn query_session(
     state: &AppState,
     params: &Params,
     files: &[UploadFile],
+    user: Option<&crate::vospace::store::User>,
 ) -> Result<SessionState, DalError> {
     let values: Vec<&str> = params
         .pairs()
@@ -889,7 +979,12 @@ pub async fn query_session(
     }
     let specs = parse_upload_params(values)?;
     let limits = UploadLimits::from_config(&state.config.tap);
-    let tables = load_uploads(&specs, files, &limits).await?;
+    let vospace = state.vospace.as_deref().map(|store| VoSpaceAccess {
+        store,
+        authority: &state.config.service.authority,
+        user,
+    });
+    let tables = load_uploads(&specs, files, &limits, vospace).await?;
     session_with_uploads(state, tables)
 }
 

@@ -661,7 +661,7 @@ impl Jobs {
                 .load_uploads(job)
                 .await
                 .map_err(crate::query::DalError::internal)?;
-            let req = crate::tap::prepare_query_with_uploads(state, &params, &files).await?;
+            let req = crate::tap::prepare_query_with_uploads(state, &params, &files, None).await?;
             crate::query::result_stream(state, req, None).await
         };
         let started = tokio::select! {

@@ -21,7 +21,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 
-use super::model::{self, prop, std_uri, Direction, Fault, Node, NodeKind, Property, Protocol, Transfer};
+use super::model::{
+    self, prop, std_uri, Direction, Fault, Node, NodeKind, Property, Protocol, Transfer,
+};
 use super::store::{Access, TransferRecord, User, VoStore};
 use super::xml::{self, Detail};
 use crate::server::AppState;
@@ -30,7 +32,10 @@ use crate::vosi::{self, esc};
 /// Registers the VOSpace routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vospace/capabilities", web::get().to(capabilities))
-        .route("/vospace/availability", web::get().to(vosi::availability_response))
+        .route(
+            "/vospace/availability",
+            web::get().to(vosi::availability_response),
+        )
         .route("/vospace/protocols", web::get().to(protocols))
         .route("/vospace/views", web::get().to(views))
         .route("/vospace/properties", web::get().to(properties))
@@ -44,10 +49,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/vospace/xfer/{id}", web::get().to(xfer))
         .route("/vospace/transfers", web::post().to(create_transfer))
         .route("/vospace/transfers/{id}", web::get().to(transfer_job))
-        .route("/vospace/transfers/{id}/phase", web::get().to(transfer_phase))
-        .route("/vospace/transfers/{id}/phase", web::post().to(run_transfer))
-        .route("/vospace/transfers/{id}/error", web::get().to(transfer_error))
-        .route("/vospace/transfers/{id}/results", web::get().to(transfer_results))
+        .route(
+            "/vospace/transfers/{id}/phase",
+            web::get().to(transfer_phase),
+        )
+        .route(
+            "/vospace/transfers/{id}/phase",
+            web::post().to(run_transfer),
+        )
+        .route(
+            "/vospace/transfers/{id}/error",
+            web::get().to(transfer_error),
+        )
+        .route(
+            "/vospace/transfers/{id}/results",
+            web::get().to(transfer_results),
+        )
         .route(
             "/vospace/transfers/{id}/results/transferDetails",
             web::get().to(transfer_details),
@@ -61,9 +78,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The fault as an HTTP response.
 fn fault(f: Fault) -> HttpResponse {
-    HttpResponse::build(StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("{}: {}\n", f.name(), f.detail()))
+    HttpResponse::build(
+        StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type("text/plain; charset=utf-8")
+    .body(format!("{}: {}\n", f.name(), f.detail()))
 }
 
 fn xml_ok(status: StatusCode, body: String) -> HttpResponse {
@@ -81,7 +100,7 @@ fn space(state: &AppState) -> Result<&Arc<VoStore>, Fault> {
 }
 
 /// The caller: None for anonymous; a fault for a token that names no one.
-async fn caller(store: &VoStore, req: &HttpRequest) -> Result<Option<User>, Fault> {
+pub(crate) async fn caller(store: &VoStore, req: &HttpRequest) -> Result<Option<User>, Fault> {
     let h = req.headers();
     let token = h
         .get(header::AUTHORIZATION)
@@ -161,8 +180,9 @@ async fn get_node_inner(state: &AppState, req: &HttpRequest) -> Result<HttpRespo
     let q = crate::params::Params::from_request(req, &[]);
     let detail = match q.get_nonempty("detail") {
         None => Detail::Max,
-        Some(d) => Detail::parse(d)
-            .ok_or_else(|| Fault::InvalidArgument(format!("detail={d}: use min, max or properties")))?,
+        Some(d) => Detail::parse(d).ok_or_else(|| {
+            Fault::InvalidArgument(format!("detail={d}: use min, max or properties"))
+        })?,
     };
     let limit = match q.get_nonempty("limit") {
         None => None,
@@ -201,7 +221,11 @@ async fn get_node_inner(state: &AppState, req: &HttpRequest) -> Result<HttpRespo
     Ok(xml_ok(StatusCode::OK, doc))
 }
 
-async fn put_node(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+async fn put_node(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     match put_node_inner(&state, &req, payload).await {
         Ok(r) => r,
         Err(f) => fault(f),
@@ -247,8 +271,8 @@ async fn put_node_inner(
     let Some(user) = user else {
         return Err(denied(None, format!("create {path}")));
     };
-    let parent = model::parent(&path)
-        .ok_or_else(|| Fault::DuplicateNode("the root exists".into()))?;
+    let parent =
+        model::parent(&path).ok_or_else(|| Fault::DuplicateNode("the root exists".into()))?;
     if path.matches('/').count() == 1 {
         return Err(Fault::PermissionDenied(
             "home containers are made by `vostok user add`".into(),
@@ -258,7 +282,9 @@ async fn put_node_inner(
         None => return Err(Fault::ContainerNotFound(parent.to_string())),
         Some(p) if p.kind == NodeKind::Link => return Err(Fault::LinkFound(parent.to_string())),
         Some(p) if p.kind != NodeKind::Container => {
-            return Err(Fault::ContainerNotFound(format!("{parent} is not a container")))
+            return Err(Fault::ContainerNotFound(format!(
+                "{parent} is not a container"
+            )))
         }
         Some(_) => {}
     }
@@ -303,7 +329,11 @@ async fn put_node_inner(
     ))
 }
 
-async fn post_node(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+async fn post_node(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     match post_node_inner(&state, &req, payload).await {
         Ok(r) => r,
         Err(f) => fault(f),
@@ -332,7 +362,10 @@ async fn post_node_inner(
         .await?
         .ok_or_else(|| Fault::NodeNotFound(path.clone()))?;
     if store.access(user.as_ref(), &path).await? < Access::Write {
-        return Err(denied(user.as_ref(), format!("change the properties of {path}")));
+        return Err(denied(
+            user.as_ref(),
+            format!("change the properties of {path}"),
+        ));
     }
     let props = settable(parsed.properties);
     let sharing = [prop::IS_PUBLIC, prop::GROUP_READ, prop::GROUP_WRITE];
@@ -425,7 +458,7 @@ fn transfer_from_params(p: &crate::params::Params) -> Result<Transfer, Fault> {
 }
 
 /// Resolves LinkNodes (up to 8 hops inside this space) to the node a pull reads.
-async fn resolve_links(
+pub(crate) async fn resolve_links(
     store: &VoStore,
     authority: &str,
     mut node: Node,
@@ -461,7 +494,10 @@ async fn negotiate(
     let auth = authority(state);
     let path = xml::path_of_uri(&t.target, auth)?;
     if let Some(v) = &t.view {
-        if v != std_uri::VIEW_DEFAULT && v != std_uri::VIEW_BINARY && v != "ivo://ivoa.net/vospace/core#defaultview" {
+        if v != std_uri::VIEW_DEFAULT
+            && v != std_uri::VIEW_BINARY
+            && v != "ivo://ivoa.net/vospace/core#defaultview"
+        {
             return Err(Fault::ViewNotSupported(v.clone()));
         }
     }
@@ -691,7 +727,9 @@ async fn data_transfer(
         )));
     }
     if !alive(&rec, state.config.vospace.transfer_lifetime) {
-        return Err(Fault::PermissionDenied(format!("transfer {id} has expired")));
+        return Err(Fault::PermissionDenied(format!(
+            "transfer {id} has expired"
+        )));
     }
     let path = rec
         .details
@@ -713,7 +751,11 @@ async fn put_data(
         let (rec, node_path) = data_transfer(&state, &path, Direction::PushToVoSpace).await?;
         let owner = store.user(&rec.owner).await?;
         let quota = owner.as_ref().and_then(|u| u.quota_bytes);
-        let md5 = match req.headers().get("Content-MD5").and_then(|v| v.to_str().ok()) {
+        let md5 = match req
+            .headers()
+            .get("Content-MD5")
+            .and_then(|v| v.to_str().ok())
+        {
             None => None,
             Some(b64) => {
                 use base64::Engine;
@@ -748,14 +790,21 @@ async fn put_data(
             .await?;
         Ok::<_, Fault>(
             HttpResponse::Created()
-                .insert_header((header::ETAG, format!("\"{}\"", node.md5.unwrap_or_default())))
+                .insert_header((
+                    header::ETAG,
+                    format!("\"{}\"", node.md5.unwrap_or_default()),
+                ))
                 .finish(),
         )
     };
     inner.await.unwrap_or_else(fault)
 }
 
-async fn get_data(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn get_data(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     let inner = async {
         let store = space(&state)?;
         let (_, node_path) = data_transfer(&state, &path, Direction::PullFromVoSpace).await?;
@@ -780,10 +829,16 @@ async fn get_file(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         }
         let node = resolve_links(store, authority(&state), node).await?;
         if node.path != path && store.access(user.as_ref(), &node.path).await? < Access::Read {
-            return Err(denied(user.as_ref(), format!("read {} (through a link)", node.path)));
+            return Err(denied(
+                user.as_ref(),
+                format!("read {} (through a link)", node.path),
+            ));
         }
         if node.kind != NodeKind::Data {
-            return Err(Fault::InvalidArgument(format!("{} holds no data", node.path)));
+            return Err(Fault::InvalidArgument(format!(
+                "{} holds no data",
+                node.path
+            )));
         }
         serve_data(store, &req, &node.path).await
     };
@@ -791,68 +846,72 @@ async fn get_file(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 }
 
 /// Streams a data node's bytes, honouring `Range` and `HEAD`.
-async fn serve_data(store: &VoStore, req: &HttpRequest, node_path: &str) -> Result<HttpResponse, Fault> {
-        let node = store
-            .get(node_path)
-            .await?
-            .ok_or_else(|| Fault::NodeNotFound(node_path.to_string()))?;
-        let size = node.length.unwrap_or(0);
-        let ranged = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| crate::products::files::parse_range(v, size))
-            .unwrap_or(crate::products::files::Ranged::Whole);
-        use crate::products::files::Ranged;
-        let range = match &ranged {
-            Ranged::Unsatisfiable => {
-                return Ok(HttpResponse::RangeNotSatisfiable()
-                    .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-                    .finish())
-            }
-            Ranged::Part(r) => Some(r.clone()),
-            Ranged::Whole => None,
-        };
-        let read = store.read_range(node_path, range.clone()).await?;
-        let len = read.range.end - read.range.start;
-        let mut resp = match &range {
-            Some(r) => {
-                let mut b = HttpResponse::PartialContent();
-                b.insert_header((
-                    header::CONTENT_RANGE,
-                    format!("bytes {}-{}/{}", r.start, r.end - 1, read.total),
-                ));
-                b
-            }
-            None => HttpResponse::Ok(),
-        };
-        resp.insert_header((header::ACCEPT_RANGES, "bytes"))
-            .insert_header((
-                header::CONTENT_TYPE,
-                read.node
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| "application/octet-stream".into()),
-            ))
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "inline; filename=\"{}\"",
-                    model::name(&read.node.path).replace('"', "")
-                ),
+async fn serve_data(
+    store: &VoStore,
+    req: &HttpRequest,
+    node_path: &str,
+) -> Result<HttpResponse, Fault> {
+    let node = store
+        .get(node_path)
+        .await?
+        .ok_or_else(|| Fault::NodeNotFound(node_path.to_string()))?;
+    let size = node.length.unwrap_or(0);
+    let ranged = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| crate::products::files::parse_range(v, size))
+        .unwrap_or(crate::products::files::Ranged::Whole);
+    use crate::products::files::Ranged;
+    let range = match &ranged {
+        Ranged::Unsatisfiable => {
+            return Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish())
+        }
+        Ranged::Part(r) => Some(r.clone()),
+        Ranged::Whole => None,
+    };
+    let read = store.read_range(node_path, range.clone()).await?;
+    let len = read.range.end - read.range.start;
+    let mut resp = match &range {
+        Some(r) => {
+            let mut b = HttpResponse::PartialContent();
+            b.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end - 1, read.total),
             ));
-        if let Some(m) = &read.node.md5 {
-            resp.insert_header((header::ETAG, format!("\"{m}\"")));
+            b
         }
-        if req.method() == actix_web::http::Method::HEAD {
-            return Ok(resp.no_chunking(len).streaming(futures::stream::empty::<
-                Result<bytes::Bytes, actix_web::Error>,
-            >()));
-        }
-        let body = read
-            .stream
-            .map(|r| r.map_err(|f| actix_web::error::ErrorInternalServerError(f.to_string())));
-        Ok(resp.no_chunking(len).streaming(body))
+        None => HttpResponse::Ok(),
+    };
+    resp.insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((
+            header::CONTENT_TYPE,
+            read.node
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+        ))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "inline; filename=\"{}\"",
+                model::name(&read.node.path).replace('"', "")
+            ),
+        ));
+    if let Some(m) = &read.node.md5 {
+        resp.insert_header((header::ETAG, format!("\"{m}\"")));
+    }
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(resp.no_chunking(len).streaming(futures::stream::empty::<
+            Result<bytes::Bytes, actix_web::Error>,
+        >()));
+    }
+    let body = read
+        .stream
+        .map(|r| r.map_err(|f| actix_web::error::ErrorInternalServerError(f.to_string())));
+    Ok(resp.no_chunking(len).streaming(body))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,7 +936,12 @@ async fn create_transfer(
         let owner = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
         let request = xml::write_transfer_element(&t);
         let rec = store
-            .create_transfer(&owner, t.direction.as_str(), &t.target, Some(&format!("request\n{request}")))
+            .create_transfer(
+                &owner,
+                t.direction.as_str(),
+                &t.target,
+                Some(&format!("request\n{request}")),
+            )
             .await?;
         let base = state.base_url(&req);
         if params
@@ -888,7 +952,10 @@ async fn create_transfer(
         }
         Ok::<_, Fault>(
             HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, format!("{base}/vospace/transfers/{}", rec.id)))
+                .insert_header((
+                    header::LOCATION,
+                    format!("{base}/vospace/transfers/{}", rec.id),
+                ))
                 .finish(),
         )
     };

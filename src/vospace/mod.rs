@@ -6,8 +6,11 @@
 //! * [`store`]: node metadata in SQLite, bytes in object storage (crash-safe writes), users,
 //!   tokens, groups, access control and quotas.
 //! * [`http`]: the REST binding at `/vospace` (nodes, synctrans, transfers, data endpoints).
+//! * [`oidc`]: optional OpenID Connect login (JWTs of a configured issuer, checked against its
+//!   published keys).
 
 pub mod http;
 pub mod model;
+pub mod oidc;
 pub mod store;
 pub mod xml;

@@ -329,7 +329,9 @@ impl std::error::Error for Fault {}
 /// no trailing one (`/` for the root).
 pub fn normalise_path(p: &str) -> Result<String, Fault> {
     if p.len() > 1024 {
-        return Err(Fault::InvalidUri("the path is longer than 1024 bytes".into()));
+        return Err(Fault::InvalidUri(
+            "the path is longer than 1024 bytes".into(),
+        ));
     }
     let mut out = String::with_capacity(p.len() + 1);
     for seg in p.split('/').filter(|s| !s.is_empty()) {
