@@ -74,7 +74,8 @@ def U(tag):
 
 
 def node_uri(path, authority=AUTHORITY):
-    return f"vos://{authority}/{path.strip('/')}"
+    """The node URI of a path (names percent-encoded, as URIs need)."""
+    return f"vos://{authority}/{urllib.parse.quote(path.strip('/'))}"
 
 
 def md5_hex(data: bytes) -> str:
@@ -715,6 +716,14 @@ def test_sync_redirect_form(proto):
     assert r.status_code == 303, (r.status_code, r.text[:300])
     assert r.headers["Location"].startswith(proto.base + "/vospace/data/")
     assert got.status_code == 200 and got.content == data
+    # The Content-Type of the upload becomes core#type, and is served back.
+    csv = b"a,b\n1,2\n"
+    r, put = proto.push_redirect(f"{proto.home}/redir/t.csv", csv,
+                                 headers={"Content-Type": "text/csv"})
+    assert put.status_code in (200, 201, 204), put.text
+    assert proto.node(f"{proto.home}/redir/t.csv").props.get(P_TYPE) == "text/csv"
+    r, got = proto.pull_redirect(f"{proto.home}/redir/t.csv")
+    assert got.content == csv and got.headers["Content-Type"].startswith("text/csv")
     # Pull of a node that does not exist: a fault, no redirect.
     r = proto.redirect(f"{proto.home}/redir/none", "pullFromVoSpace")
     assert_fault(r, 404, "NodeNotFound")
@@ -848,6 +857,53 @@ def test_async_push_and_pull(proto, validate):
             got = requests.get(endpoints[0], timeout=HTTP_TIMEOUT)
             assert got.status_code == 200 and got.content == data
         assert proto.wait(job, ("COMPLETED", "ERROR")) == "COMPLETED"
+
+
+def test_special_names(proto):
+    """Names with spaces, reserved and non-ASCII characters: percent-encoded in request paths
+    and node URIs, created, listed, written, read and deleted like any other."""
+    d = f"{proto.home}/names"
+    proto.mkdir(d)
+    names = ["with space.txt", "plus+sign.txt", "percent%.txt", "hash#.txt", "question?.txt",
+             "ünïcødé.txt", "amp&eq=semi;.txt", "tilde~(paren)'.txt", "comma,at@.txt"]
+    problems = []
+    for n in names:
+        path = f"{d}/{n}"
+        r = proto.put_node(path)
+        if r.status_code != 201:
+            problems.append(f"{n!r}: PUT {r.request.url} -> {r.status_code} {r.text.strip()[:150]}")
+            continue
+        got_uri = parse_node(r.content).uri
+        if urllib.parse.unquote(got_uri) != urllib.parse.unquote(node_uri(path)):
+            problems.append(f"{n!r}: created node has uri {got_uri}")
+        data = f"content of {n}".encode()
+        try:
+            proto.push(path, data)
+            if proto.pull(path) != data:
+                problems.append(f"{n!r}: pulled bytes differ")
+            if proto.node(path).md5 != md5_hex(data):
+                problems.append(f"{n!r}: MD5 property wrong")
+        except AssertionError as e:
+            problems.append(f"{n!r}: transfer failed: {str(e)[:200]}")
+    raw = proto.node(d).children
+    for u in raw:
+        parts = urllib.parse.urlsplit(u)
+        if parts.query or parts.fragment or " " in u:
+            problems.append(f"listed node URI {u!r} is not a valid URI (unencoded ' ', '?' or '#')")
+    listed = {urllib.parse.unquote(u) for u in raw}
+    for n in names:
+        if urllib.parse.unquote(node_uri(f"{d}/{n}")) not in listed:
+            problems.append(f"{n!r}: not in the listing {sorted(listed)}")
+    for n in names:
+        if proto.exists(f"{d}/{n}"):
+            r = proto.delete(f"{d}/{n}")
+            if r.status_code != 204:
+                problems.append(f"{n!r}: DELETE -> {r.status_code} {r.text[:100]}")
+    # Nothing else appeared (e.g. "question" from a '?' taken as a query).
+    left = proto.node(d).children
+    if left:
+        problems.append(f"left over after deleting them all: {left}")
+    assert not problems, "\n".join(problems)
 
 
 def test_faults(proto, users, base_url):
@@ -1000,6 +1056,13 @@ def test_vos_client(base_url, users, tmp_path):
 
     vos("vlock", "--lock", f"{root}/d2/g.bin")
     assert api.node(f"{name}/d2/g.bin").props.get(P_LOCKED) == "true"
+    # Locked: no delete, no new content (CADC's semantics), even for the owner.
+    r = api.delete(f"{name}/d2/g.bin")
+    assert r.status_code in (403, 409) and r.text.startswith(("NodeLocked", "PermissionDenied")), (
+        r.status_code, r.text[:200])
+    r, put = api.push_redirect(f"{name}/d2/g.bin", b"overwrite a locked node")
+    assert put is None or put.status_code >= 400, "a locked node was overwritten"
+    assert api.node(f"{name}/d2/g.bin").md5 == md5_hex(data)
     vos("vlock", "--unlock", f"{root}/d2/g.bin")
     assert api.node(f"{name}/d2/g.bin").props.get(P_LOCKED) in (None, "false")
 
@@ -1488,7 +1551,7 @@ def test_crash_consistency(server, tmp_path_factory):
         c.mkdir(f"{name}/mv")
         c.mkdir(f"{name}/cp")
         # A big file copied (keepBytes true) in each round: copying bytes takes time.
-        big = BigUpload(48, 0)
+        big = BigUpload(64, 0)
         r, put = c.push_redirect(f"{name}/big", big.body())
         assert put is not None and put.status_code in (200, 201, 204), (r.status_code, put)
         kept[f"{name}/big"] = big.md5
@@ -1497,22 +1560,13 @@ def test_crash_consistency(server, tmp_path_factory):
         moves = []  # (job url or None, {src file: dst file}, md5 by src)
 
         # (delay before the kill, MiB per upload, seconds between 1 MiB chunks)
-        rounds = [(0.8, 64, 0.02), (2.5, 96, 0.01), (None, 8, 0.0)]
+        # (delay before the kill, MiB of the 3 uploads, seconds between 1 MiB chunks): killed
+        # early in the uploads, when some have finished and others not, and just after
+        # everything was acknowledged.
+        rounds = [(0.4, (64, 64, 64), 0.02), (1.0, (8, 48, 128), 0.01), (None, (8, 8, 8), 0.0)]
         for rnd, (delay, mib, pace) in enumerate(rounds):
             c = vo()
-            ups = []
-            for k in range(2):  # new files
-                u = BigUpload(mib, pace)
-                path = f"{name}/new/r{rnd}-{k}"
-                u.start(c, path)
-                ups.append((u, path, {None}))
-            # Overwrite a kept file.
-            u = BigUpload(mib, pace)
-            path = f"{name}/keep/f{rnd}"
-            old = kept.pop(path)
-            u.start(c, path)
-            ups.append((u, path, {old}))
-            # Move a container of three files.
+            # A container of three files to move.
             src = f"{name}/mv/src{rnd}"
             c.mkdir(src)
             files = {}
@@ -1520,14 +1574,22 @@ def test_crash_consistency(server, tmp_path_factory):
                 b = os.urandom(100_000 + j)
                 c.push(f"{src}/m{j}", b)
                 files[f"{src}/m{j}"] = md5_hex(b)
-            _, job = c.async_transfer(transfer_doc(node_uri(src), node_uri(f"{name}/mv/dst{rnd}"),
-                                                   keep_bytes=False))
-            assert job, "move not accepted"
-            moves.append((job, src, f"{name}/mv/dst{rnd}", files))
+            # Then, all at once: two new files, an overwrite of a kept file, the copy, the move.
+            ups = []
+            for k in range(2):
+                ups.append((BigUpload(mib[k], pace), f"{name}/new/r{rnd}-{k}", {None}))
+            path = f"{name}/keep/f{rnd}"
+            ups.append((BigUpload(mib[2], pace), path, {kept.pop(path)}))
+            for u, path, _ in ups:
+                u.start(c, path)
             _, copy_job = c.async_transfer(transfer_doc(node_uri(f"{name}/big"),
                                                         node_uri(f"{name}/cp/c{rnd}"),
                                                         keep_bytes=True))
             assert copy_job, "copy not accepted"
+            _, job = c.async_transfer(transfer_doc(node_uri(src), node_uri(f"{name}/mv/dst{rnd}"),
+                                                   keep_bytes=False))
+            assert job, "move not accepted"
+            moves.append((job, src, f"{name}/mv/dst{rnd}", files))
             if delay is None:
                 # Wait until everything is acknowledged, then kill at once.
                 for u, _, _ in ups:
@@ -1549,6 +1611,9 @@ def test_crash_consistency(server, tmp_path_factory):
                 expect[path] = {u.md5} if u.acked else accept | {u.md5}
                 if path.startswith(f"{name}/keep/"):
                     kept[path] = None  # checked through expect
+            if rnd == 0:
+                assert not any(u.acked for u, _, _ in ups), (
+                    "the first kill came after the uploads finished: slow them down")
             s.start()
             c = vo()
             # Check everything after this restart.

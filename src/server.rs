@@ -36,6 +36,8 @@ pub struct AppState {
     pub obscore_max_half_fov: Option<f64>,
     /// VOSpace: set by [`run`] (the server), None for the command-line tools.
     pub vospace: Option<Arc<crate::vospace::store::VoStore>>,
+    /// VOSpace OpenID Connect login (`[vospace.oidc]`): set by [`run`] when configured.
+    pub oidc: Option<Arc<crate::vospace::oidc::Oidc>>,
 }
 
 impl AppState {
@@ -174,6 +176,7 @@ pub async fn build_state(
         storage,
         obscore_max_half_fov,
         vospace: None,
+        oidc: None,
     })
 }
 
@@ -267,7 +270,32 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
     vospace.set_authority(&state.config.service.authority);
     state.vospace = Some(vospace);
+    state.oidc = state
+        .config
+        .vospace
+        .oidc
+        .clone()
+        .map(|c| Arc::new(crate::vospace::oidc::Oidc::new(c)));
     let bind = state.config.bind.clone();
+    // Negotiated transfers older than twice their lifetime are forgotten, hourly.
+    if let Some(store) = state.vospace.clone() {
+        let keep = state.config.vospace.transfer_lifetime.saturating_mul(2);
+        query_rt.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let cutoff = (chrono::Utc::now()
+                    - chrono::Duration::seconds(keep.min(i64::MAX as u64) as i64))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+                match store.delete_transfers_before(&cutoff).await {
+                    Ok(n) if n > 0 => tracing::info!("vospace: {n} expired transfers forgotten"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("vospace: transfer cleanup failed: {e}"),
+                }
+            }
+        });
+    }
     let state = Arc::new(state);
     // Recovers the jobs of the previous run, then runs the queue and the cleanup.
     jobs.start(state.clone())?;

@@ -110,14 +110,9 @@ async fn vospace_user(
 }
 
 /// Checks the TAP query parameters and plans the query: what `/sync` and asynchronous jobs
-/// (`src/jobs/runner.rs`) share. UPLOADs can only name URLs here (no parts): see
-/// [`prepare_query_with_uploads`].
-pub async fn prepare_query(state: &Arc<AppState>, p: &Params) -> Result<QueryRequest, DalError> {
-    prepare_query_with_uploads(state, p, &[], None).await
-}
-
-/// [`prepare_query`] for a request whose file parts (`upload::read_multipart`) are `files`:
-/// the tables its UPLOAD parameters name are `TAP_UPLOAD.<name>` for this query only.
+/// (`src/jobs/runner.rs`) share. `files` are the request's file parts
+/// (`upload::read_multipart`): the tables its UPLOAD parameters name are `TAP_UPLOAD.<name>`
+/// for this query only; `user` reads `vos://` uploads.
 pub async fn prepare_query_with_uploads(
     state: &Arc<AppState>,
     p: &Params,

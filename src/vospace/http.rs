@@ -118,10 +118,27 @@ pub(crate) async fn caller(store: &VoStore, req: &HttpRequest) -> Result<Option<
         });
     match token {
         None => Ok(None),
-        Some(t) => match store.user_for_token(t).await {
-            Some(u) => Ok(Some(u)),
-            None => Err(Fault::NotAuthenticated("the token is not valid".into())),
-        },
+        Some(t) => {
+            // A JWT from the configured OpenID Connect issuer (first login provisions the user).
+            if super::oidc::looks_like_jwt(t) {
+                if let Some(state) = req.app_data::<web::Data<AppState>>() {
+                    if let Some(oidc) = &state.oidc {
+                        return super::oidc::login(
+                            oidc,
+                            store,
+                            t,
+                            state.config.vospace.default_quota,
+                        )
+                        .await
+                        .map(Some);
+                    }
+                }
+            }
+            match store.user_for_token(t).await {
+                Some(u) => Ok(Some(u)),
+                None => Err(Fault::NotAuthenticated("the token is not valid".into())),
+            }
+        }
     }
 }
 
@@ -137,10 +154,42 @@ fn creator_uri(authority: &str, owner: &str) -> String {
     format!("ivo://{authority}/user?{owner}")
 }
 
-/// The node path of a `/vospace/nodes/...` request.
+/// The node path of a `/vospace/nodes/...` (or `files/...`) request. actix decodes the path
+/// but leaves `%25`, `%2B` and `%2F` encoded: those are decoded here, per segment, and a
+/// segment that would hold a `/` is refused.
 fn node_path(req: &HttpRequest) -> Result<String, Fault> {
     let tail = req.match_info().query("tail");
-    model::normalise_path(tail)
+    let mut out = String::with_capacity(tail.len());
+    for seg in tail.split('/') {
+        let decoded = percent_decode(seg)
+            .ok_or_else(|| Fault::InvalidUri(format!("'{tail}' is not a valid node path")))?;
+        if decoded.contains('/') {
+            return Err(Fault::InvalidUri(format!(
+                "'{tail}': a node name cannot contain '/'"
+            )));
+        }
+        out.push('/');
+        out.push_str(&decoded);
+    }
+    model::normalise_path(&out)
+}
+
+/// Decodes `%XX` escapes; None for a malformed escape or a result that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The request body, bounded.
@@ -578,8 +627,9 @@ async fn negotiate(
         });
     }
     for p in &t.protocols {
-        if wanted.contains(&p.uri.as_str()) {
-            if !protocols.iter().any(|q: &Protocol| q.uri == p.uri) {
+        if wanted.contains(&p.uri.as_str()) && !protocols.iter().any(|q: &Protocol| q.uri == p.uri)
+        {
+            {
                 protocols.push(Protocol {
                     uri: p.uri.clone(),
                     endpoint: Some(endpoint.clone()),

@@ -221,6 +221,7 @@ pub struct Transfer {
 /// The VOSpace faults (VOSpace 2.1 §5.5), each with its HTTP status. The response body is
 /// `text/plain`: the fault name, then details (what the `vos` client and CADC send).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // the standard's names: InternalFault, …
 pub enum Fault {
     /// 500
     InternalFault(String),
@@ -232,8 +233,6 @@ pub enum Fault {
     NodeNotFound(String),
     /// 409
     DuplicateNode(String),
-    /// 400
-    InvalidToken(String),
     /// 400
     InvalidArgument(String),
     /// 400
@@ -265,7 +264,6 @@ impl Fault {
             Fault::InvalidUri(_) => "InvalidURI",
             Fault::NodeNotFound(_) => "NodeNotFound",
             Fault::DuplicateNode(_) => "DuplicateNode",
-            Fault::InvalidToken(_) => "InvalidToken",
             Fault::InvalidArgument(_) => "InvalidArgument",
             Fault::TypeNotSupported(_) => "TypeNotSupported",
             Fault::ContainerNotFound(_) => "ContainerNotFound",
@@ -301,7 +299,6 @@ impl Fault {
             | Fault::InvalidUri(s)
             | Fault::NodeNotFound(s)
             | Fault::DuplicateNode(s)
-            | Fault::InvalidToken(s)
             | Fault::InvalidArgument(s)
             | Fault::TypeNotSupported(s)
             | Fault::ContainerNotFound(s)

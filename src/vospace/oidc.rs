@@ -23,8 +23,13 @@
 //! * Groups: the claim `groups_claim` when configured (an array of strings, or one string),
 //!   taken verbatim (at most 1000, each at most 256 bytes; others are ignored).
 //!
+//! [`login`] is what the HTTP binding calls for a bearer token that [`looks_like_jwt`]: it
+//! verifies it and creates the user on the first login (home `/NAME`, `default_quota`).
+//!
 //! Faults: `NotAuthenticated` for every token that does not pass, `InternalFault` when the
 //! issuer's keys cannot be fetched (and none were ever fetched).
+
+// Until src/vospace/http.rs calls [`login`] (the wiring): remove then.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +41,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::model::Fault;
+use super::store::{User, VoStore};
 
 /// How long fetched keys are used before they are fetched again.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
@@ -84,6 +90,7 @@ fn default_leeway() -> u64 {
 
 impl OidcConfig {
     /// A configuration with the defaults and this issuer.
+    #[cfg(test)]
     pub fn new(issuer: &str) -> Self {
         OidcConfig {
             issuer: issuer.into(),
@@ -163,6 +170,9 @@ impl Oidc {
         }
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
+            // Fetches are rare, and made from whichever runtime (actix worker) asks: no
+            // connection outlives its request.
+            .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
             .map_err(|e| tracing::error!("OIDC: cannot make an HTTP client: {e}"))
@@ -178,6 +188,7 @@ impl Oidc {
 
     /// A verifier with a fixed key set (a JWKS document), never fetched: for tests, and for
     /// issuers whose keys are configured by hand.
+    #[cfg(test)]
     pub fn with_keys(cfg: OidcConfig, jwks_json: &str) -> Result<Self, Fault> {
         let keys = parse_jwks(jwks_json.as_bytes())
             .map_err(|e| Fault::InvalidArgument(format!("OIDC key set: {e}")))?;
@@ -195,6 +206,7 @@ impl Oidc {
     }
 
     /// The configuration.
+    #[allow(dead_code)] // for diagnostics
     pub fn config(&self) -> &OidcConfig {
         &self.cfg
     }
@@ -212,6 +224,7 @@ impl Oidc {
     }
 
     /// Verifies with the keys in hand and the clock at `now` (Unix seconds), never fetching.
+    #[cfg(test)]
     fn verify_at(&self, token: &str, now: i64) -> Result<OidcIdentity, Fault> {
         let jws = Jws::parse(token)?;
         let keys = self.lock().keys.clone();
@@ -404,6 +417,44 @@ impl Oidc {
         };
         Ok(OidcIdentity { username, groups })
     }
+}
+
+/// The user a JWT names, for the HTTP binding: the token verified by `oidc`; on the first login
+/// the user is created with home `/NAME` and quota `default_quota` (0: none), as by `vostok user
+/// add` (the vostok token that makes is told to no one; `vostok user token` issues another);
+/// the token's groups are added to the user's own (`vostok user add --group`).
+pub async fn login(
+    oidc: &Oidc,
+    store: &VoStore,
+    token: &str,
+    default_quota: u64,
+) -> Result<User, Fault> {
+    let id = oidc.verify(token).await?;
+    let mut user = match store.user(&id.username).await? {
+        Some(u) => u,
+        None => {
+            let quota = (default_quota > 0).then_some(default_quota);
+            match store.add_user(&id.username, quota).await {
+                Ok(_) => tracing::info!(
+                    "OIDC: first login of {}: user created, home /{}",
+                    id.username,
+                    id.username
+                ),
+                // A concurrent first request created it.
+                Err(Fault::InvalidArgument(_)) => {}
+                Err(e) => return Err(e),
+            }
+            store.user(&id.username).await?.ok_or_else(|| {
+                Fault::InternalFault(format!("user {} was not created", id.username))
+            })?
+        }
+    };
+    for g in id.groups {
+        if !user.groups.contains(&g) {
+            user.groups.push(g);
+        }
+    }
+    Ok(user)
 }
 
 fn now_secs() -> i64 {
@@ -1180,6 +1231,35 @@ mod tests {
         )
         .unwrap();
         assert!(refusal(&o, RS256_OK).contains("'kid'"));
+    }
+
+    #[tokio::test]
+    async fn login_provisions_once() {
+        let dir = std::env::temp_dir().join(format!("vostok-oidc-login-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let storage = catalogs::Storage::local(&dir.join("data")).unwrap();
+        let store = VoStore::open(&dir.join("vospace.db"), storage)
+            .await
+            .unwrap();
+        let o = oidc();
+        assert!(store.user("dana").await.unwrap().is_none());
+        let u = login(&o, &store, RS256_OK, 1000).await.unwrap();
+        assert_eq!(u.name, "dana");
+        assert_eq!(u.quota_bytes, Some(1000));
+        assert_eq!(u.groups, ["team", "survey-x"]);
+        // Stored without the token's groups; a second login finds the user.
+        assert!(store.user("dana").await.unwrap().unwrap().groups.is_empty());
+        let again = login(&o, &store, RS256_OK, 5).await.unwrap();
+        assert_eq!(again.quota_bytes, Some(1000));
+        assert_eq!(again.groups, ["team", "survey-x"]);
+        let erin = login(&o, &store, ES256_OK, 0).await.unwrap();
+        assert_eq!((erin.name.as_str(), erin.quota_bytes), ("erin", None));
+        // Refused tokens create no one.
+        assert!(login(&o, &store, BAD_NAME, 0).await.is_err());
+        assert_eq!(store.users().await.unwrap(), ["dana", "erin"]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
