@@ -388,10 +388,32 @@ async fn create_job(
         .filter(|(k, _)| !CONTROL.contains(&k.as_str()))
         .cloned()
         .collect();
+    // The owner: the VOSpace user of the request's token (anonymous without one). `DEST`
+    // (a vos:// node, as CADC's TAP services have it) needs one who may write there.
+    let owner = match &state.vospace {
+        Some(store) => crate::vospace::http::caller(store, req)
+            .await
+            .map_err(|f| fail(StatusCode::UNAUTHORIZED, f.to_string()))?,
+        None => None,
+    };
+    if let Some(dest) = p.get_nonempty("DEST") {
+        let store = state
+            .vospace
+            .as_ref()
+            .ok_or_else(|| bad_request("DEST needs the server's VOSpace"))?;
+        crate::vospace::http::writable_target(
+            store,
+            &state.config.service.authority,
+            owner.as_ref(),
+            dest,
+        )
+        .await
+        .map_err(|f| fail(StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_REQUEST), format!("DEST={dest}: {f}")))?;
+    }
     let id = jobs.new_id();
     let uploads = jobs.store_uploads(&id, files).await.map_err(job_error)?;
     let job = jobs
-        .create(id, parameters, uploads, false)
+        .create(id, owner.map(|u| u.name), parameters, uploads, false)
         .await
         .map_err(job_error)?;
     if let Some(d) = duration {

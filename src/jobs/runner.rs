@@ -189,6 +189,7 @@ impl Jobs {
     pub async fn create(
         &self,
         id: String,
+        owner: Option<String>,
         parameters: Vec<(String, String)>,
         uploads: Vec<JobUpload>,
         run: bool,
@@ -197,7 +198,7 @@ impl Jobs {
         let mut job = Job {
             id,
             run_id: None,
-            owner: None,
+            owner,
             phase: Phase::Pending,
             creation_time: now,
             start_time: None,
@@ -647,6 +648,53 @@ impl Jobs {
         self.changed();
     }
 
+    /// Writes a finished result (stored at `rel`) into the owner's VOSpace at `dest`
+    /// (`DEST=vos://…`, checked again here with the owner's rights), streaming.
+    async fn copy_to_vospace(
+        &self,
+        state: &Arc<AppState>,
+        job: &Job,
+        dest: &str,
+        rel: &str,
+        content_type: &str,
+        size: u64,
+    ) -> Result<(), String> {
+        let store = state.vospace.as_ref().ok_or("this server has no VOSpace")?;
+        let owner = job.owner.as_deref().ok_or("the job has no owner")?;
+        let user = store
+            .user(owner)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no user {owner}"))?;
+        let path = crate::vospace::http::writable_target(
+            store,
+            &state.config.service.authority,
+            Some(&user),
+            dest,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let got = self
+            .storage
+            .store
+            .get(&self.storage.path(rel))
+            .await
+            .map_err(|e| e.to_string())?;
+        store
+            .write_data(
+                &path,
+                owner,
+                got.into_stream(),
+                Some(size),
+                None,
+                Some(content_type),
+                user.quota_bytes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Plans the query, streams its result into object storage; `stop` ends it early.
     async fn produce(
         &self,
@@ -661,7 +709,17 @@ impl Jobs {
                 .load_uploads(job)
                 .await
                 .map_err(crate::query::DalError::internal)?;
-            let req = crate::tap::prepare_query_with_uploads(state, &params, &files, None).await?;
+            // The owner's identity reads their vos:// uploads.
+            let user = match (&job.owner, &state.vospace) {
+                (Some(o), Some(store)) => store
+                    .user(o)
+                    .await
+                    .map_err(|e| crate::query::DalError::internal(e.to_string()))?,
+                _ => None,
+            };
+            let req =
+                crate::tap::prepare_query_with_uploads(state, &params, &files, user.as_ref())
+                    .await?;
             crate::query::result_stream(state, req, None).await
         };
         let started = tokio::select! {
@@ -725,11 +783,23 @@ impl Jobs {
             s = &mut stop => Err(s),
         };
         match finished {
-            Ok(Ok(_)) => Outcome::Done(JobResult {
-                path: rel,
-                content_type: content_type.to_string(),
-                size,
-            }),
+            Ok(Ok(_)) => {
+                if let Some(dest) = job.parameter("DEST") {
+                    if let Err(e) = self
+                        .copy_to_vospace(state, job, dest, &rel, content_type, size)
+                        .await
+                    {
+                        return Outcome::Failed(format!(
+                            "the result could not be written to {dest}: {e}"
+                        ));
+                    }
+                }
+                Outcome::Done(JobResult {
+                    path: rel,
+                    content_type: content_type.to_string(),
+                    size,
+                })
+            }
             Ok(Err(e)) => Outcome::Failed(format!("cannot store the result: {e}")),
             Err(s) => {
                 self.delete_object(&rel).await;

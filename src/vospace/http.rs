@@ -530,6 +530,42 @@ pub(crate) async fn resolve_links(
     Err(Fault::InvalidArgument("too many links".into()))
 }
 
+/// The path of `uri` when `user` may write data there: an existing DataNode they may write,
+/// or a new node in a container they may write (not a home itself).
+pub(crate) async fn writable_target(
+    store: &VoStore,
+    authority: &str,
+    user: Option<&User>,
+    uri: &str,
+) -> Result<String, Fault> {
+    let path = xml::path_of_uri(uri, authority)?;
+    match store.get(&path).await? {
+        Some(n) if n.kind != NodeKind::Data => {
+            Err(Fault::InvalidArgument(format!("{path} is not a data node")))
+        }
+        Some(_) => {
+            if user.is_none() || store.access(user, &path).await? < Access::Write {
+                return Err(denied(user, format!("write {path}")));
+            }
+            Ok(path)
+        }
+        None => {
+            let parent = model::parent(&path).unwrap_or("/");
+            match store.get(parent).await? {
+                Some(p) if p.kind == NodeKind::Container => {}
+                _ => return Err(Fault::ContainerNotFound(parent.to_string())),
+            }
+            if path.matches('/').count() == 1
+                || user.is_none()
+                || store.access(user, parent).await? < Access::Write
+            {
+                return Err(denied(user, format!("create {path}")));
+            }
+            Ok(path)
+        }
+    }
+}
+
 /// Checks a push or pull and returns the negotiated transfer (with endpoints) and the path
 /// the data endpoint reads or writes.
 async fn negotiate(
