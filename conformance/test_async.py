@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from pyvo.dal import DALQueryError, TAPService
 
-from vostok_helpers import (REPO, SCHEMAS, TimeoutSession, hipparcos, http_get, http_post,
+from vostok_helpers import (SCHEMAS, OwnServer, TimeoutSession, hipparcos, http_get, http_post,
                             parse_votable, query_status, tap_sync, xmllint_schema)
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
@@ -404,51 +400,6 @@ def test_capabilities_declare_async_limits(base_url):
 # ---------------------------------------------------------------------------------------
 
 
-class OwnServer:
-    def __init__(self, binary, data_dir, config, log):
-        self.binary, self.data_dir, self.config, self.log = binary, data_dir, config, log
-        self.proc = None
-        self.base_url = None
-
-    def start(self, timeout=300):
-        from conftest import free_port
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
-                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
-        cmd = [str(self.binary), "--config", str(self.config), "serve", "--bind",
-               f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.config.parent, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"vostok exited:\n{self.tail()}"
-            try:
-                if requests.get(self.base_url + "/tap/availability", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"vostok not ready:\n{self.tail()}"
-            time.sleep(0.3)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, n=80):
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-
 @pytest.fixture(scope="module")
 def own_server(server, tmp_path_factory):
     """max_running=1, a 3 s sync limit, cleanup every second; the catalogs of the shared
@@ -460,7 +411,7 @@ def own_server(server, tmp_path_factory):
     shutil.copytree(server.data_dir / "catalogs", data / "catalogs")
     config = root / "vostok.toml"
     config.write_text("[tap]\nsync_timeout = 3\n\n[uws]\nmax_running = 1\ncleanup_interval = 1\n")
-    s = OwnServer(find_binary(), data, config, root / "server.log")
+    s = OwnServer(find_binary(), data, root / "server.log", config=config)
     s.start()
     yield s
     s.stop()

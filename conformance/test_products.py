@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 
 from vostok_helpers import (REPO, SCHEMAS, TimeoutSession, http_get, parse_votable, query_status,
-                            require_tool, run_tool, stilts, tap_sync, xmllint_schema)
+                            require_tool, stilts, tap_sync, xmllint_schema)
 
 DEMO = REPO / "data" / "demo"
 IMAGES = DEMO / "images"

@@ -31,7 +31,6 @@ import itertools
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -44,7 +43,7 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 import requests
 
-from vostok_helpers import HTTP_TIMEOUT, REPO, SCHEMAS, run_tool, xmllint_schema
+from vostok_helpers import HTTP_TIMEOUT, SCHEMAS, OwnServer, run_tool, xmllint_schema
 
 VOS_NS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -1433,50 +1432,6 @@ def test_quota(base_url, users, server):
 # ---------------------------------------------------------------------------------------
 
 
-class OwnServer:
-    def __init__(self, binary, data_dir: Path, log: Path):
-        self.binary, self.data_dir, self.log = binary, data_dir, log
-        self.proc = None
-        self.base_url = None
-
-    def start(self, timeout=120):
-        from conftest import free_port
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
-                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
-        cmd = [str(self.binary), "serve", "--bind", f"127.0.0.1:{port}", "--data-dir",
-               str(self.data_dir)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.log.parent, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"vostok exited:\n{self.tail()}"
-            try:
-                if requests.get(self.base_url + "/vospace/availability", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"vostok not ready:\n{self.tail()}"
-            time.sleep(0.2)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, n=60):
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-
 class BigUpload:
     """A deterministic large body, sent slowly from a generator; its MD5 known in advance."""
 
@@ -1533,7 +1488,7 @@ def test_crash_consistency(server, tmp_path_factory):
     if (server.data_dir / "catalogs").exists():
         shutil.copytree(server.data_dir / "catalogs", data / "catalogs")
     binary = vostok_binary()
-    s = OwnServer(binary, data, root / "server.log")
+    s = OwnServer(binary, data, root / "server.log", ready="/vospace/availability")
     s.start()
     try:
         name = "crash" + SUFFIX

@@ -22,10 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import signal
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -39,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from vostok_helpers import REPO
+from vostok_helpers import OwnServer
 
 VOS_NS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -160,58 +157,6 @@ class Issuer:
 # ---------------------------------------------------------------------------------------
 
 
-class OwnServer:
-    def __init__(self, binary, data_dir, config, log):
-        self.binary, self.data_dir, self.config, self.log = binary, data_dir, config, log
-        self.proc = None
-        self.base_url = None
-
-    def start(self, timeout=120):
-        from conftest import free_port
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
-                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
-        cmd = [str(self.binary), "--config", str(self.config), "serve", "--bind",
-               f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.config.parent, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"vostok exited:\n{self.tail()}"
-            try:
-                if requests.get(self.base_url + "/vospace/availability",
-                                timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"vostok not ready:\n{self.tail()}"
-            time.sleep(0.3)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-
-    def tail(self, n=80):
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-    def user_add(self, name):
-        """`vostok user add NAME` on this server's data; (returncode, what it printed: the
-        token is the last word of its standard output)."""
-        cmd = [str(self.binary), "--config", str(self.config), "user", "add", name,
-               "--data-dir", str(self.data_dir)]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL, cwd=self.config.parent)
-        return p.returncode, (p.stdout.strip() or p.stderr.strip())
-
-
 @pytest.fixture(scope="module")
 def issuer():
     i = Issuer()
@@ -232,7 +177,7 @@ def vostok(issuer, tmp_path_factory):
         f'issuer = "{issuer.url}"\n'
         f'audience = "{AUDIENCE}"\n'
         'groups_claim = "groups"\n')
-    s = OwnServer(find_binary(), data, config, root / "server.log")
+    s = OwnServer(find_binary(), data, root / "server.log", config=config, ready="/vospace/availability")
     s.start()
     yield s
     s.stop()

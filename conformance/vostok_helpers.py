@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,3 +281,56 @@ def xmllint_schema(path, schema):
     assert (SCHEMAS / "catalog.xml").is_file(), f"missing {SCHEMAS / 'catalog.xml'} (shared/ beside the repo?)"
     return run_tool([exe, "--nonet", "--noout", "--schema", str(schema), str(path)],
                     env={"XML_CATALOG_FILES": str(SCHEMAS / "catalog.xml")}, timeout=120)
+
+
+class OwnServer:
+    """A vostok server of a test's own (its own data folder, optional config file), which the
+    test can SIGKILL and restart. Ready when `ready` (a path) answers 200."""
+
+    def __init__(self, binary, data_dir, log, config=None, ready="/tap/availability"):
+        self.binary, self.data_dir, self.log = binary, data_dir, log
+        self.config, self.ready = config, ready
+        self.proc = None
+        self.base_url = None
+
+    def start(self, timeout=300):
+        import requests
+        from conftest import free_port
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
+                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
+        cmd = [str(self.binary)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        cmd += ["serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
+        cwd = (self.config.parent if self.config is not None else self.log.parent)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"vostok exited:\n{self.tail()}"
+            try:
+                if requests.get(self.base_url + self.ready, timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"vostok not ready:\n{self.tail()}"
+            time.sleep(0.2)
+
+    def kill(self):
+        import signal
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n=80):
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

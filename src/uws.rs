@@ -408,7 +408,12 @@ async fn create_job(
             dest,
         )
         .await
-        .map_err(|f| fail(StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_REQUEST), format!("DEST={dest}: {f}")))?;
+        .map_err(|f| {
+            fail(
+                StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                format!("DEST={dest}: {f}"),
+            )
+        })?;
     }
     let id = jobs.new_id();
     let uploads = jobs.store_uploads(&id, files).await.map_err(job_error)?;

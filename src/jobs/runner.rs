@@ -717,9 +717,8 @@ impl Jobs {
                     .map_err(|e| crate::query::DalError::internal(e.to_string()))?,
                 _ => None,
             };
-            let req =
-                crate::tap::prepare_query_with_uploads(state, &params, &files, user.as_ref())
-                    .await?;
+            let req = crate::tap::prepare_query_with_uploads(state, &params, &files, user.as_ref())
+                .await?;
             crate::query::result_stream(state, req, None).await
         };
         let started = tokio::select! {
