@@ -334,3 +334,15 @@ class OwnServer:
 
     def tail(self, n=80):
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def user_add(self, name):
+        """`vostok user add NAME` on this server's data; (returncode, what it printed: the
+        token is the last word of its standard output)."""
+        cmd = [str(self.binary)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        cmd += ["user", "add", name, "--data-dir", str(self.data_dir)]
+        cwd = self.config.parent if self.config is not None else self.log.parent
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, cwd=cwd)
+        return p.returncode, (p.stdout.strip() or p.stderr.strip())

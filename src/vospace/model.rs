@@ -146,11 +146,14 @@ impl Node {
             out.push(ro(prop::MD5, m.clone()));
         }
         if let Some(t) = &self.content_type {
-            out.push(Property {
-                uri: prop::CONTENT_TYPE.to_string(),
-                value: Some(t.clone()),
-                read_only: false,
-            });
+            // Both names are in use (CADC writes core#type; others core#contenttype).
+            for uri in [prop::CONTENT_TYPE, prop::CONTENT_TYPE_ALT] {
+                out.push(Property {
+                    uri: uri.to_string(),
+                    value: Some(t.clone()),
+                    read_only: false,
+                });
+            }
         }
         if !self.owner.is_empty() {
             out.push(ro(prop::CREATOR, creator_uri.to_string()));

@@ -961,6 +961,7 @@ pub fn standard_properties() -> (Vec<&'static str>, Vec<&'static str>) {
         prop::TITLE,
         prop::DESCRIPTION,
         prop::CONTENT_TYPE,
+        prop::CONTENT_TYPE_ALT,
         prop::GROUP_READ,
         prop::GROUP_WRITE,
         prop::IS_PUBLIC,
@@ -973,6 +974,7 @@ pub fn standard_properties() -> (Vec<&'static str>, Vec<&'static str>) {
         prop::MTIME,
         prop::MD5,
         prop::CONTENT_TYPE,
+        prop::CONTENT_TYPE_ALT,
         prop::CREATOR,
     ];
     (accepts, provides)
