@@ -105,3 +105,21 @@ def test_dest_needs_write_permission(base_url, people):
         assert r.status_code == status, (status, r.status_code, r.text[:500])
     r = session(tokens["tapa"]).get(f"{base_url}/vospace/nodes/{a}/stolen.csv", timeout=60)
     assert r.status_code == 404
+
+
+def test_transfer_job_list(base_url, people, tmp_path):
+    """GET /vospace/transfers lists the caller's transfer jobs (UWS 1.1 job list), and only
+    theirs."""
+    from vostok_helpers import SCHEMAS, xmllint_schema
+    names, tokens = people
+    a = names["tapa"]
+    push(base_url, tokens["tapa"], f"{a}/listed.csv", CSV)
+    r = session(tokens["tapa"]).get(f"{base_url}/vospace/transfers", timeout=60)
+    assert r.status_code == 200, r.text
+    path = tmp_path / "jobs.xml"
+    path.write_bytes(r.content)
+    p = xmllint_schema(path, SCHEMAS / "local-all-vo.xsd")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert b"<uws:jobref" in r.content and f"<uws:ownerId>{a}<".encode() in r.content
+    other = session(tokens["tapb"]).get(f"{base_url}/vospace/transfers", timeout=60)
+    assert other.status_code == 200 and f">{a}<".encode() not in other.content

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/vospace/synctrans", web::get().to(synctrans))
         .route("/vospace/xfer/{id}", web::get().to(xfer))
         .route("/vospace/transfers", web::post().to(create_transfer))
+        .route("/vospace/transfers", web::get().to(list_transfers))
         .route("/vospace/transfers/{id}", web::get().to(transfer_job))
         .route(
             "/vospace/transfers/{id}/phase",
@@ -1257,6 +1258,40 @@ async fn transfer_results(
             StatusCode::OK,
             format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{r}\n"),
         ))
+    };
+    inner.await.unwrap_or_else(fault)
+}
+
+/// `GET /vospace/transfers`: the UWS job list of the caller's transfers (anonymous callers:
+/// the anonymous ones), newest first.
+async fn list_transfers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let inner = async {
+        let store = space(&state)?;
+        let user = caller(store, &req).await?;
+        let owner = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+        let mut recs = store.list_transfers(Some(&owner)).await?;
+        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        let base = state.base_url(&req);
+        let mut doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<uws:jobs xmlns:uws=\"{UWS_NS}\" \
+xmlns:xlink=\"http://www.w3.org/1999/xlink\" version=\"1.1\">"
+        );
+        for r in &recs {
+            doc.push_str(&format!(
+                "<uws:jobref id=\"{id}\" xlink:href=\"{b}/vospace/transfers/{id}\"><uws:phase>{ph}</uws:phase>{own}<uws:creationTime>{c}</uws:creationTime></uws:jobref>",
+                id = esc(&r.id),
+                b = esc(&base),
+                ph = esc(&r.phase),
+                own = if r.owner.is_empty() {
+                    String::new()
+                } else {
+                    format!("<uws:ownerId>{}</uws:ownerId>", esc(&r.owner))
+                },
+                c = esc(&r.created),
+            ));
+        }
+        doc.push_str("</uws:jobs>\n");
+        Ok::<_, Fault>(xml_ok(StatusCode::OK, doc))
     };
     inner.await.unwrap_or_else(fault)
 }

@@ -2073,7 +2073,6 @@ impl VoStore {
     }
 
     /// Transfer jobs, of one owner or all, oldest first.
-    #[allow(dead_code)] // for a transfer job list; not served yet
     pub async fn list_transfers(&self, owner: Option<&str>) -> Result<Vec<TransferRecord>, Fault> {
         let owner = owner.map(str::to_string);
         self.with(move |c| {
