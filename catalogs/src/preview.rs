@@ -955,7 +955,6 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::path::{Path, PathBuf};
-    use std::time::Instant;
 
     fn demo(dir: &str) -> Vec<PathBuf> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1384,58 +1383,13 @@ mod tests {
     }
 
     #[test]
-    fn preview_timing_1024_float_image() {
+    fn preview_of_a_large_float_image_is_shrunk() {
         let file = f32_image(1024, 1024, |x, y| {
             let (dx, dy) = (x as f32 - 500.0, y as f32 - 300.0);
             100.0 + ((x * 31 + y * 17) % 23) as f32 + 5000.0 / (1.0 + (dx * dx + dy * dy) / 50.0)
         });
-        let t = Instant::now();
         let png_bytes = preview_png(&file, None, 512).unwrap();
-        let elapsed = t.elapsed();
-        eprintln!("1024x1024 BITPIX -32 → 512x512 PNG: {elapsed:?}");
         let (w, h, _, _) = decode(&png_bytes);
         assert_eq!((w, h), (512, 512));
-        assert!(elapsed.as_secs_f64() < 10.0);
-    }
-
-    /// Writes previews of the demo files (and of the larger shared data set, when present) to
-    /// /tmp/previews, with timings: `cargo test -p catalogs preview_write_samples -- --ignored
-    /// --nocapture`.
-    #[test]
-    #[ignore]
-    fn preview_write_samples() {
-        let out = Path::new("/tmp/previews");
-        std::fs::create_dir_all(out).unwrap();
-        let mut files = demo("images");
-        files.extend(demo("spectra"));
-        for dir in ["/work/shared/data/images", "/work/shared/data/spectra"] {
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                let mut more: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-                more.sort();
-                files.extend(more.into_iter().filter(|p| {
-                    let n = p.to_string_lossy();
-                    n.ends_with(".fits") || n.ends_with(".fits.gz")
-                }));
-            }
-        }
-        let mut seen = HashSet::new();
-        for path in files {
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !seen.insert(name.clone()) {
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            let t = Instant::now();
-            match preview_png(&bytes, None, 512) {
-                Ok(png_bytes) => {
-                    let elapsed = t.elapsed();
-                    let (w, h, c, _) = decode(&png_bytes);
-                    eprintln!("{name}: {c:?} {w}x{h} in {elapsed:?}");
-                    let stem = name.trim_end_matches(".gz").trim_end_matches(".fits");
-                    std::fs::write(out.join(format!("{stem}.png")), png_bytes).unwrap();
-                }
-                Err(e) => eprintln!("{name}: ERROR {e}"),
-            }
-        }
     }
 }
