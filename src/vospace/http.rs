@@ -256,8 +256,11 @@ async fn get_node_inner(state: &AppState, req: &HttpRequest) -> Result<HttpRespo
     if node.kind == NodeKind::Container && detail != Detail::Properties && limit != Some(0) {
         // Children the caller may not read are not listed: names are data too.
         let children = store.children(&path, after.as_deref(), limit).await?;
-        for c in &children {
-            if store.access(user.as_ref(), &c.path).await? >= Access::Read {
+        let rights = store
+            .access_children(user.as_ref(), &node, &children)
+            .await?;
+        for (c, right) in children.iter().zip(rights) {
+            if right >= Access::Read {
                 doc.push_str(&xml::write_node_list_item(
                     c,
                     detail,
@@ -480,6 +483,24 @@ fn now() -> String {
         .to_string()
 }
 
+/// The transfer a request asks for: a transfer document in the body, or the parameter form;
+/// with the request's parameters.
+async fn read_transfer(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Transfer, crate::params::Params), Fault> {
+    let doc = body(payload, state.config.vospace.max_document_bytes).await?;
+    let is_xml = doc.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    let params = crate::params::Params::from_request(req, if is_xml { &[] } else { &doc });
+    let t = if is_xml {
+        xml::parse_transfer(&doc)?
+    } else {
+        transfer_from_params(&params)?
+    };
+    Ok((t, params))
+}
+
 /// A transfer from the parameter form (`TARGET`, `DIRECTION`, `PROTOCOL`, `VIEW`).
 fn transfer_from_params(p: &crate::params::Params) -> Result<Transfer, Fault> {
     let target = p
@@ -588,43 +609,7 @@ async fn negotiate(
         }
     }
     let (path, get) = match t.direction {
-        Direction::PushToVoSpace => {
-            match store.get(&path).await? {
-                Some(n) if n.kind == NodeKind::Container => {
-                    return Err(Fault::InvalidArgument(format!("{path} is a container")))
-                }
-                Some(n) if n.kind == NodeKind::Link => {
-                    return Err(Fault::LinkFound(format!("{path} is a link")))
-                }
-                Some(_) => {
-                    if store.access(user, &path).await? < Access::Write {
-                        return Err(denied(user, format!("write {path}")));
-                    }
-                }
-                None => {
-                    let parent = model::parent(&path).unwrap_or("/");
-                    match store.get(parent).await? {
-                        None => return Err(Fault::ContainerNotFound(parent.to_string())),
-                        Some(p) if p.kind == NodeKind::Link => {
-                            return Err(Fault::LinkFound(parent.to_string()))
-                        }
-                        Some(p) if p.kind != NodeKind::Container => {
-                            return Err(Fault::ContainerNotFound(parent.to_string()))
-                        }
-                        Some(_) => {}
-                    }
-                    if user.is_none() || store.access(user, parent).await? < Access::Write {
-                        return Err(denied(user, format!("create {path}")));
-                    }
-                    if path.matches('/').count() == 1 {
-                        return Err(Fault::PermissionDenied(
-                            "home containers are made by `vostok user add`".into(),
-                        ));
-                    }
-                }
-            }
-            (path, false)
-        }
+        Direction::PushToVoSpace => (writable_target(store, auth, user, &t.target).await?, false),
         Direction::PullFromVoSpace => {
             let node = store
                 .get(&path)
@@ -729,14 +714,7 @@ async fn synctrans_inner(
 ) -> Result<HttpResponse, Fault> {
     let store = space(state)?;
     let user = caller(store, req).await?;
-    let doc = body(payload, state.config.vospace.max_document_bytes).await?;
-    let is_xml = doc.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-    let params = crate::params::Params::from_request(req, if is_xml { &[] } else { &doc });
-    let t = if is_xml {
-        xml::parse_transfer(&doc)?
-    } else {
-        transfer_from_params(&params)?
-    };
+    let (t, params) = read_transfer(state, req, payload).await?;
     let base = state.base_url(req);
     let owner = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
     let rec = store
@@ -1012,14 +990,7 @@ async fn create_transfer(
     let inner = async {
         let store = space(&state)?;
         let user = caller(store, &req).await?;
-        let doc = body(payload, state.config.vospace.max_document_bytes).await?;
-        let is_xml = doc.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-        let params = crate::params::Params::from_request(&req, if is_xml { &[] } else { &doc });
-        let t = if is_xml {
-            xml::parse_transfer(&doc)?
-        } else {
-            transfer_from_params(&params)?
-        };
+        let (t, params) = read_transfer(&state, &req, payload).await?;
         let owner = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
         let request = xml::write_transfer_element(&t);
         let rec = store

@@ -339,6 +339,17 @@ fn ancestor_paths(path: &str) -> Vec<String> {
     out
 }
 
+/// The nodes above `path` that exist, root first.
+fn select_ancestors(c: &Connection, path: &str) -> Result<Vec<Node>, Fault> {
+    let mut anc = Vec::new();
+    for a in ancestor_paths(path) {
+        if let Some((n, _)) = select_node(c, &a)? {
+            anc.push(n);
+        }
+    }
+    Ok(anc)
+}
+
 /// User and group names: a letter, then letters, digits, `_`, `-`, `.`; at most 64 bytes.
 fn check_name(what: &str, n: &str) -> Result<(), Fault> {
     let ok = n.len() <= 64
@@ -1189,18 +1200,30 @@ impl VoStore {
 
     /// What `user` may do with the node at `path` (see the module documentation);
     /// NodeNotFound / LinkFound when there is no such node.
+    /// What `user` may do with each of `children` of the container `parent` (one lookup of
+    /// the ancestors for all of them, not one per child: a listing's hot path).
+    pub async fn access_children(
+        &self,
+        user: Option<&User>,
+        parent: &Node,
+        children: &[Node],
+    ) -> Result<Vec<Access>, Fault> {
+        let path = parent.path.clone();
+        let mut ancestors = self.with(move |c| select_ancestors(c, &path)).await?;
+        ancestors.push(parent.clone());
+        let authority = self.authority.get().map(String::as_str);
+        Ok(children
+            .iter()
+            .map(|child| access(child, &ancestors, user, authority))
+            .collect())
+    }
+
     pub async fn access(&self, user: Option<&User>, path: &str) -> Result<Access, Fault> {
         let path = normalise_path(path)?;
         let (node, ancestors) = self
             .with(move |c| {
                 let (node, _) = require_node(c, &path)?;
-                let mut anc = Vec::new();
-                for a in ancestor_paths(&path) {
-                    if let Some((n, _)) = select_node(c, &a)? {
-                        anc.push(n);
-                    }
-                }
-                Ok((node, anc))
+                Ok((node, select_ancestors(c, &path)?))
             })
             .await?;
         Ok(access(
