@@ -86,8 +86,12 @@ def test_async_result_into_vospace(base_url, people):
     job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=120)
     assert job.phase == "COMPLETED", job.phase
     assert job.owner == a
-    result = requests.get(job.result_uri, timeout=60).content
+    result = session(tokens["tapa"]).get(job.result_uri, timeout=60).content
     assert result.splitlines()[0] == b"id,r2"
+    # The job is the owner's: anyone else (another user, or no token) finds no such job.
+    for other in (requests, session(tokens["tapb"])):
+        r = other.get(job.result_uri, timeout=60)
+        assert r.status_code == 404, (r.status_code, r.text[:300])
     # The same bytes are in the user's VOSpace, with its MD5 and length.
     stored = session(tokens["tapa"]).get(f"{base_url}/vospace/files/{a}/out.csv", timeout=60)
     assert stored.status_code == 200 and stored.content == result

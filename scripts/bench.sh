@@ -39,12 +39,12 @@ SCALE=${SCALE-500k 1M 10M 100M}
 SCALE_TABLES=""
 BENCH_DATA=${BENCH_DATA:-$HOME/.cache/vostok/bench-data}
 RUN_ARGS=${RUN_ARGS:-}
-OUT=${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-${CARGO_TARGET_DIR:-$ROOT/target}/bench/$(date +%Y%m%d-%H%M%S)}
 KEEP=${KEEP:-0}
 
 case "$PROFILE" in
-    release) CARGO_PROFILE=(--release); BIN="$ROOT/target/release" ;;
-    dev|debug) CARGO_PROFILE=(); BIN="$ROOT/target/debug" ;;
+    release) CARGO_PROFILE=(--release); BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release" ;;
+    dev|debug) CARGO_PROFILE=(); BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug" ;;
     *) echo "bench: PROFILE must be release or dev" >&2; exit 2 ;;
 esac
 

@@ -57,6 +57,13 @@ if ! VOSTOK_VOTLINT=1 cargo test --workspace; then
     status=1
 fi
 
+# --- repository checks ---------------------------------------------------------
+step "THIRD-PARTY.md is current (scripts/third-party.py --check)"
+if ! python3 scripts/third-party.py --check; then
+    fail "THIRD-PARTY.md"
+    status=1
+fi
+
 # --- conformance suite -------------------------------------------------------
 step "conformance (pytest)"
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p adql --bench adql` (release; add `-- --quick` for a fast pass).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code may panic
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

@@ -164,7 +164,7 @@ impl Sampler {
 
     /// The peaks since the last call (or the start), and starts a new window.
     pub fn take_window(&self) -> Peaks {
-        let mut st = self.state.lock().expect("sampler lock");
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut st.window)
     }
 
@@ -174,7 +174,7 @@ impl Sampler {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        let st = self.state.lock().expect("sampler lock");
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.total
     }
 }

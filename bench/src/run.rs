@@ -1015,7 +1015,8 @@ pub async fn run(cfg: RunConfig) -> Result<bool> {
         });
     }
     let total_mem = sampler.finish();
-    let failures: Vec<String> = std::mem::take(&mut *failures.list.lock().expect("failures lock"));
+    let failures: Vec<String> =
+        std::mem::take(&mut *failures.list.lock().unwrap_or_else(|e| e.into_inner()));
 
     let rep = report::Report {
         cfg: &cfg,

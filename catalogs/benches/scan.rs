@@ -4,19 +4,22 @@
 //!
 //! `cargo bench -p catalogs --bench scan` (release; add `-- --quick` for a fast pass).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code may panic
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalogs::hats::{write_catalog, WriteOptions};
 use catalogs::meta::{CatalogMeta, ColumnMeta, TableMeta};
-use catalogs::{open_catalog, HatsTable, Storage};
+use catalogs::{open_catalog, store_url, HatsTable};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use datafusion::arrow::array::{Array, Float32Array, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use storage::Storage;
 use tokio::runtime::Runtime;
 
 const ROWS: usize = 300_000;
@@ -98,7 +101,7 @@ fn meta() -> CatalogMeta {
 /// Writes the catalog and returns a context serving it twice: `gaia.dr3_bright` through
 /// [`HatsTable`] and `plain.dr3_bright` as a plain Parquet listing table over the same files.
 async fn setup(dir: &std::path::Path) -> (SessionContext, Arc<HatsTable>) {
-    let storage = Storage::local(dir).expect("storage");
+    let storage = Storage::local(dir, storage::Missing::Create).expect("storage");
     let (schema, batch) = rows(ROWS);
     let started = Instant::now();
     let summary = write_catalog(
@@ -126,7 +129,7 @@ async fn setup(dir: &std::path::Path) -> (SessionContext, Arc<HatsTable>) {
             .with_default_catalog_and_schema("datafusion", "public"),
     );
     ctx.runtime_env()
-        .register_object_store(storage.url.as_ref(), storage.store.clone());
+        .register_object_store(&storage.url, storage.store.clone());
     adql::register(&ctx);
     let df_catalog = ctx.catalog("datafusion").expect("default catalog");
     for schema in ["gaia", "plain"] {
@@ -134,7 +137,7 @@ async fn setup(dir: &std::path::Path) -> (SessionContext, Arc<HatsTable>) {
             .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
             .expect("schema");
     }
-    let table = Arc::new(HatsTable::new(cat, storage.url.clone()));
+    let table = Arc::new(HatsTable::new(cat, store_url(&storage).expect("store url")));
     ctx.register_table(TableReference::partial("gaia", "dr3_bright"), table.clone())
         .expect("register hats table");
     let dataset = dir.join(ROOT).join("dataset");

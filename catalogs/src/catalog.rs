@@ -11,8 +11,8 @@ use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::hats::{Pixel, HEALPIX_COLUMN};
 use crate::meta::{CatalogMeta, ColumnMeta, TableMeta, METADATA_FILE};
-use crate::store::Storage;
 use crate::Error;
+use storage::Storage;
 
 /// One partition file of a catalog.
 #[derive(Debug, Clone)]

@@ -25,8 +25,8 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataWriter, RowGroupMe
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::meta::{CatalogMeta, METADATA_FILE};
-use crate::store::Storage;
 use crate::Error;
+use storage::Storage;
 
 /// Name of the spatial index column.
 pub const HEALPIX_COLUMN: &str = "_healpix_29";
@@ -557,24 +557,13 @@ fn properties_text(meta: &CatalogMeta, rows: u64, partitions: &[(Pixel, u64)]) -
     p
 }
 
-/// `YYYY-MM-DDTHH:MMUTC` from Unix seconds (civil-from-days, no time-zone crate needed).
+/// `YYYY-MM-DDTHH:MMUTC` from Unix seconds.
 fn iso_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+        .unwrap_or_default();
+    t.format("%Y-%m-%dT%H:%MUTC").to_string()
 }
 
 #[cfg(test)]

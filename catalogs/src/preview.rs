@@ -35,9 +35,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 
-use crate::fits::{self, Hdu};
 use crate::source::maybe_gunzip;
 use crate::Error;
+use votable::fits::{self, Hdu};
 
 /// Most rows of a 2-D image drawn as a stack of spectra rather than as a picture.
 const STACK_ROWS: usize = 16;
@@ -1307,6 +1307,7 @@ mod tests {
             for hdu in [None, Some(0)] {
                 match preview_png(&bytes, hdu, 256) {
                     Err(Error::Source(msg)) => assert!(!msg.is_empty()),
+                    Err(Error::Fits(e)) => assert!(!e.to_string().is_empty()),
                     other => panic!("{what}: expected a source error, got {other:?}"),
                 }
             }

@@ -298,7 +298,8 @@ mod pruning_tests {
 
     use crate::hats::{write_catalog, WriteOptions};
     use crate::meta::{CatalogMeta, ColumnMeta, TableMeta};
-    use crate::{open_catalog, HatsTable, Storage};
+    use crate::{open_catalog, store_url as crate_store_url, HatsTable};
+    use storage::Storage;
 
     /// Deterministic points spread over the sphere (a simple LCG, uniform in area).
     fn points(n: usize) -> (Vec<i64>, Vec<f64>, Vec<f64>) {
@@ -360,7 +361,7 @@ mod pruning_tests {
     #[tokio::test]
     async fn small_cone_reads_few_partitions_and_row_groups() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let storage = Storage::local(dir.path()).expect("storage");
+        let storage = Storage::local(dir.path(), storage::Missing::Create).expect("storage");
         let (ids, ra, dec) = points(200_000);
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -425,10 +426,13 @@ mod pruning_tests {
                 .expect("open"),
         );
         assert_eq!(cat.rows, Some(200_000));
-        let table = Arc::new(HatsTable::new(cat, storage.url.clone()));
+        let table = Arc::new(HatsTable::new(
+            cat,
+            crate_store_url(&storage).expect("store url"),
+        ));
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
         ctx.runtime_env()
-            .register_object_store(storage.url.as_ref(), storage.store.clone());
+            .register_object_store(&storage.url, storage.store.clone());
         for udf in adql::geom::udfs() {
             ctx.register_udf(udf);
         }

@@ -55,7 +55,7 @@ pub fn read_source(
             select_columns(meta, (s, b))?
         }
         SourceFormat::Fits => {
-            select_columns(meta, crate::fits::read_bintable(&bytes, source.hdu)?)?
+            select_columns(meta, votable::fits::read_bintable(&bytes, source.hdu)?)?
         }
     };
     if let Some(expected) = source.rows {

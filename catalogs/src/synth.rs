@@ -32,8 +32,8 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::hats::{HatsWriter, Pixel, WriteSummary, HEALPIX_COLUMN};
 use crate::meta::{CatalogMeta, ColumnMeta, TableMeta};
-use crate::store::Storage;
 use crate::Error;
+use storage::Storage;
 
 /// HEALPix order at which the density model is evaluated and counts are fixed.
 pub const DENSITY_ORDER: u8 = 8;

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p votable --bench encode` (release; add `-- --quick` for a fast pass).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code may panic
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -112,7 +112,9 @@ impl Cursor<'_> {
     }
 }
 
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// algorithm). Not chrono's calendar: an Arrow Date32 spans ±5.8 million years, chrono ±262,000,
+/// and a value must never be written as another.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

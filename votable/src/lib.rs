@@ -1,7 +1,11 @@
-//! VOTable 1.4 for vostok: a streaming writer from Arrow record batches (the hot path of every
-//! query result) and a reader (for TAP uploads and for ingesting small tables).
+//! vostok's table I/O: one table model (Arrow record batches, with VOTable column metadata in
+//! the field metadata) and its serialisations, the STIL shape. VOTable 1.4 first — a streaming
+//! writer from Arrow record batches (the hot path of every query result) and a reader (TAP
+//! uploads, small tables to ingest) — and beside it FITS (a binary-table writer, and a reader
+//! of headers and binary tables: [`fits`]), VOParquet ([`parquet`]) and CSV/TSV ([`text`]),
+//! all behind one [`Encoder`] chosen by [`Format`].
 //!
-//! This crate knows Arrow and XML only: no HTTP, no ADQL, no catalogs. The server feeds
+//! This crate knows Arrow, XML and FITS only: no HTTP, no ADQL, no catalogs. The server feeds
 //! [`Writer`] the batches of a DataFusion stream and forwards the returned chunks as a chunked
 //! HTTP body; nothing here holds more than one batch (plus a few carried base64 bytes).
 //!
@@ -19,15 +23,22 @@
 //! non-ASCII character of a `char` column by `?`. A string column whose metadata says
 //! `datatype=unicodeChar` is written as `unicodeChar` instead (UCS-2: in BINARY/BINARY2
 //! characters outside the Basic Multilingual Plane become U+FFFD; TABLEDATA keeps them as XML
-//! text). Control characters that XML 1.0 cannot carry are written as `?` in TABLEDATA.
+//! text). Control characters that XML 1.0 cannot carry are written as U+FFFD in TABLEDATA (`?`
+//! in `char` cells, which are ASCII).
 
+pub mod encode;
+pub mod fits;
 mod format;
 pub mod meta;
+pub mod parquet;
 mod reader;
+mod spill;
+pub mod text;
 mod types;
 mod writer;
-mod xml;
+pub mod xml;
 
+pub use encode::{Encoder, Format, TableInfo};
 pub use reader::read;
 pub use writer::Writer;
 

@@ -1,4 +1,5 @@
-//! XML escaping into a byte buffer, without per-call allocation.
+//! XML escaping: into a byte buffer without per-call allocation (the result writers), and
+//! [`escape`] for whole documents.
 //!
 //! quick-xml's `escape` helpers return a `Cow<str>` and leave characters that XML 1.0 cannot
 //! carry at all (C0 controls, U+FFFE, U+FFFF) untouched; result cells may contain anything, so
@@ -47,7 +48,7 @@ static TEXT: [bool; 256] = table(Mode::Text);
 static ASCII: [bool; 256] = table(Mode::Ascii);
 
 #[inline]
-fn escape(out: &mut Vec<u8>, s: &str, mode: Mode) {
+fn escape_into(out: &mut Vec<u8>, s: &str, mode: Mode) {
     let bytes = s.as_bytes();
     let table = match mode {
         Mode::Attr => &ATTR,
@@ -72,7 +73,9 @@ fn escape(out: &mut Vec<u8>, s: &str, mode: Mode) {
             b'\t' => out.extend_from_slice(b"&#9;"),
             b'\n' => out.extend_from_slice(b"&#10;"),
             b'\r' => out.extend_from_slice(b"&#13;"),
-            0..=0x1F => out.push(b'?'),
+            // What XML 1.0 cannot carry: U+FFFD, or `?` where the output must be ASCII.
+            0..=0x1F if mode == Mode::Ascii => out.push(b'?'),
+            0..=0x1F => out.extend_from_slice("\u{FFFD}".as_bytes()),
             0xEF if mode != Mode::Ascii => {
                 if bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
                 {
@@ -97,6 +100,18 @@ fn escape(out: &mut Vec<u8>, s: &str, mode: Mode) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// `s` escaped for XML element text or a double-quoted attribute value: `&`, `<`, `>` and `"`
+/// as entities, tab, newline and carriage return as character references, and the characters
+/// XML 1.0 cannot carry at all (the other C0 controls, U+FFFE, U+FFFF) as U+FFFD. The one
+/// escaper behind every XML document vostok writes; result cells follow the same policy
+/// (with `?` instead of U+FFFD in ASCII-only `char` cells).
+pub fn escape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 8);
+    escape_attr(&mut out, s);
+    // Escaping copies whole characters and writes ASCII or U+FFFD: the result is UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Length of the UTF-8 sequence that starts with lead byte `b`.
 #[inline]
 pub(crate) fn utf8_len(b: u8) -> usize {
@@ -113,17 +128,17 @@ pub(crate) fn utf8_len(b: u8) -> usize {
 
 /// Escapes an attribute value (to be written between double quotes).
 pub(crate) fn escape_attr(out: &mut Vec<u8>, s: &str) {
-    escape(out, s, Mode::Attr);
+    escape_into(out, s, Mode::Attr);
 }
 
 /// Escapes element text, keeping every Unicode character XML allows.
 pub(crate) fn escape_text(out: &mut Vec<u8>, s: &str) {
-    escape(out, s, Mode::Text);
+    escape_into(out, s, Mode::Text);
 }
 
 /// Escapes element text for a VOTable `char` value: non-ASCII characters become `?`.
 pub(crate) fn escape_ascii_text(out: &mut Vec<u8>, s: &str) {
-    escape(out, s, Mode::Ascii);
+    escape_into(out, s, Mode::Ascii);
 }
 
 /// The longest prefix of `s` with at most `n` characters.
@@ -164,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             run(escape_text, "tab\tnl\ncr\r\u{1}x"),
-            "tab\tnl\ncr&#13;?x"
+            "tab\tnl\ncr&#13;\u{FFFD}x"
         );
         assert_eq!(run(escape_text, "Ångström → ok"), "Ångström → ok");
         assert_eq!(
@@ -186,7 +201,7 @@ mod tests {
     fn attr_escaping() {
         assert_eq!(
             run(escape_attr, "a\"b<c>&\td\ne\u{0}"),
-            "a&quot;b&lt;c&gt;&amp;&#9;d&#10;e?"
+            "a&quot;b&lt;c&gt;&amp;&#9;d&#10;e\u{FFFD}"
         );
         assert_eq!(run(escape_attr, "é"), "é");
     }

@@ -21,7 +21,7 @@
 use std::f64::consts::PI;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Read access to header keywords (implemented for [`crate::fits::Hdu`]).
+/// Read access to header keywords (implemented for [`votable::fits::Hdu`]).
 pub(crate) trait Keys {
     /// A numeric value (also from a quoted number).
     fn num(&self, key: &str) -> Option<f64>;

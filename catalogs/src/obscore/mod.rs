@@ -56,10 +56,10 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::fits::{self, Hdu};
 use crate::meta::ColumnMeta;
 use crate::Error;
 use celestial::{CelestialWcs, Frame, Keys};
+use votable::fits::{self, Hdu};
 
 /// One ObsCore 1.1 record (`ivoa.obscore` row). Field names are the standard column names.
 #[derive(Debug, Clone, Default, PartialEq)]

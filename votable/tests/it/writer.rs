@@ -286,7 +286,7 @@ fn overflow_and_mid_stream_error() {
         EndStatus::Error("disk <full> & \u{1}gone".into()),
     ));
     assert!(doc.ends_with(
-        "</STREAM>\n</BINARY2>\n</DATA>\n</TABLE>\n<INFO name=\"QUERY_STATUS\" value=\"ERROR\">disk &lt;full&gt; &amp; ?gone</INFO>\n</RESOURCE>\n</VOTABLE>\n"
+        "</STREAM>\n</BINARY2>\n</DATA>\n</TABLE>\n<INFO name=\"QUERY_STATUS\" value=\"ERROR\">disk &lt;full&gt; &amp; \u{FFFD}gone</INFO>\n</RESOURCE>\n</VOTABLE>\n"
     ));
 }
 

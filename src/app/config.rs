@@ -1,0 +1,204 @@
+//! `vostok.toml`: every key has a default, so no file is needed to start. Each part is
+//! declared beside what it configures (`[tap]` in the TAP front, `[uws]` in the `uws` crate,
+//! `[vospace]` in the VOSpace front); this is where they come together.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use uws::UwsConfig;
+
+use crate::dali::Service;
+use crate::engine::Limits;
+use crate::protocols::tap::TapConfig;
+use crate::protocols::vospace::VoSpaceConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Where catalogs live: a local folder or an object-store URL (`s3://bucket/prefix`).
+    pub data: String,
+    /// Options for the object store (e.g. `aws_endpoint`, `aws_allow_http`, `aws_region`).
+    pub storage_options: Vec<(String, String)>,
+    /// Public base URL (e.g. `https://vo.example.org`); by default taken from each request.
+    pub public_url: Option<String>,
+    /// Ingest and serve the demo catalogs shipped with vostok.
+    pub demo: bool,
+    /// Folder holding the demo catalogs' metadata files and raw data.
+    pub demo_dir: PathBuf,
+    /// Service identity.
+    pub service: ServiceConfig,
+    /// Query limits (every protocol) and TAP uploads.
+    pub tap: TapConfig,
+    /// Asynchronous jobs (UWS: TAP queries and VOSpace transfers): job database, pools, time
+    /// limits.
+    pub uws: UwsConfig,
+    /// VOSpace: users' folders.
+    pub vospace: VoSpaceConfig,
+    /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
+    /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
+    /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
+    pub metadata_cache_mb: usize,
+}
+
+/// Who runs the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Title shown to people.
+    pub title: String,
+    /// IVOA authority for identifiers (`ivo://AUTHORITY/...`).
+    pub authority: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            title: "vostok data centre".into(),
+            authority: "vostok.example".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            data: "vostok-data".into(),
+            storage_options: Vec::new(),
+            public_url: None,
+            demo: true,
+            demo_dir: default_demo_dir(),
+            service: ServiceConfig::default(),
+            tap: TapConfig::default(),
+            uws: UwsConfig::default(),
+            vospace: VoSpaceConfig::default(),
+            metadata_cache_mb: 256,
+        }
+    }
+}
+
+/// `$VOSTOK_DEMO_DIR`, else `./data/demo` when run from a checkout, else the checkout it was built from.
+fn default_demo_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VOSTOK_DEMO_DIR") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from("data/demo");
+    if here.join("hipparcos.hip2.toml").exists() {
+        return here;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo"))
+}
+
+impl Config {
+    /// Reads `path` if given, else `./vostok.toml` if present, else the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("vostok.toml")).filter(|p| p.exists()),
+        };
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            }
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Where an SQLite database is: `configured` when set, else `file` in the data folder when
+    /// it is local. A data folder in object storage holds no SQLite file, and nothing is
+    /// written into the working directory: there the path must be configured (`key`).
+    pub fn database(
+        &self,
+        configured: &Option<PathBuf>,
+        file: &str,
+        key: &str,
+    ) -> anyhow::Result<PathBuf> {
+        if let Some(p) = configured {
+            return Ok(p.clone());
+        }
+        if let Ok(url) = url::Url::parse(&self.data) {
+            if url.scheme() == "file" {
+                if let Ok(p) = url.to_file_path() {
+                    return Ok(p.join(file));
+                }
+            } else if url.scheme().len() > 1 {
+                anyhow::bail!(
+                    "the data folder {} is in object storage: set `{key}` in vostok.toml to \
+                     the local file that holds this database",
+                    self.data
+                );
+            }
+        }
+        Ok(PathBuf::from(&self.data).join(file))
+    }
+
+    /// The UWS job database file.
+    pub fn uws_database(&self) -> anyhow::Result<PathBuf> {
+        self.database(&self.uws.database, "uws.sqlite", "[uws] database")
+    }
+
+    /// The VOSpace database file.
+    pub fn vospace_database(&self) -> anyhow::Result<PathBuf> {
+        self.database(
+            &self.vospace.database,
+            "vospace.sqlite",
+            "[vospace] database",
+        )
+    }
+
+    /// What the service says about itself.
+    pub fn service(&self) -> Service {
+        Service {
+            title: self.service.title.clone(),
+            authority: self.service.authority.clone(),
+            public_url: self.public_url.clone(),
+            bind: self.bind.clone(),
+        }
+    }
+
+    /// The query limits of `[tap]`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            default_maxrec: self.tap.default_maxrec,
+            hard_maxrec: self.tap.hard_maxrec,
+            sync_timeout: self.tap.sync_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn databases_go_beside_local_data_and_must_be_named_for_object_storage() {
+        let at = |data: &str| {
+            Config {
+                data: data.into(),
+                ..Config::default()
+            }
+            .uws_database()
+        };
+        assert_eq!(at("/srv/vo").unwrap(), PathBuf::from("/srv/vo/uws.sqlite"));
+        assert_eq!(
+            at("file:///srv/vo").unwrap(),
+            PathBuf::from("/srv/vo/uws.sqlite")
+        );
+        let e = at("s3://bucket/prefix").unwrap_err().to_string();
+        assert!(e.contains("[uws] database"), "{e}");
+        let mut c = Config {
+            data: "s3://bucket/prefix".into(),
+            ..Config::default()
+        };
+        c.vospace.database = Some(PathBuf::from("/var/lib/vostok/vospace.sqlite"));
+        assert_eq!(
+            c.vospace_database().unwrap(),
+            PathBuf::from("/var/lib/vostok/vospace.sqlite")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The application: configuration ([`config`]), the state built at start from it
+//! ([`state`]: storage, demo data, engine, job service, users' space, identity), and the HTTP
+//! server with every protocol's routes ([`routes`]) — the only place that knows every
+//! protocol.
+
+pub mod config;
+mod landing;
+pub mod routes;
+pub mod state;
+
+pub use config::Config;

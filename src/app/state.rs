@@ -1,0 +1,159 @@
+//! Startup: opens the storage, ingests the demo data on first start, opens the engine over
+//! every catalog, the job service and the users' space, and hands each protocol its handles.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use storage::{Missing, Storage};
+use uws::{Jobs, Kind, SqliteStore};
+use vospace::oidc::Oidc;
+use vospace::VoStore;
+
+use super::Config;
+use crate::dali::Service;
+use crate::engine::{self, Engine};
+use crate::identity::Identity;
+use crate::products::{self, Obscore};
+use crate::protocols::tap::jobs::TapExecutor;
+use crate::protocols::tap::Tap;
+use crate::protocols::vospace::transfers::TransferExecutor;
+use crate::protocols::vospace::VoSpace;
+
+/// Opens the data folder (creating it and ingesting the demo data when `demo`) and the
+/// engine over its catalogs; queries run on `runtime`.
+pub async fn open_engine(
+    config: &Config,
+    runtime: tokio::runtime::Handle,
+    missing: Missing,
+    demo: bool,
+) -> anyhow::Result<(Storage, Engine)> {
+    let storage = Storage::open(&config.data, &config.storage_options, missing)
+        .with_context(|| format!("opening the data folder {}", config.data))?;
+    if demo {
+        crate::publish::demo::ingest(&storage, &config.demo_dir, &config.service.authority).await?;
+    }
+    let public_base = config.service().public_base();
+    let served = move |root: &str, table| products::served(&public_base, root, table);
+    let engine = engine::open(
+        &storage,
+        config.limits(),
+        config.metadata_cache_mb,
+        runtime,
+        &served,
+    )
+    .await?;
+    Ok((storage, engine))
+}
+
+/// Everything the server runs with, each part a handle a protocol may be given.
+pub struct State {
+    /// What the service says about itself.
+    pub service: Service,
+    /// The data folder.
+    pub storage: Storage,
+    /// The query engine.
+    pub engine: Arc<Engine>,
+    /// What the product services know of ObsCore.
+    pub obscore: Obscore,
+    /// The job service (TAP queries, VOSpace transfers).
+    pub jobs: Arc<Jobs>,
+    /// Who is calling.
+    pub identity: Arc<Identity>,
+    /// TAP's settings.
+    pub tap: Arc<Tap>,
+    /// The VOSpace front's settings and store.
+    pub vospace: Arc<VoSpace>,
+}
+
+impl State {
+    /// Builds the state: storage (with the demo data on first start), engine, job service,
+    /// users' space; starts the job queues and the periodic cleanups.
+    pub fn open(config: &Config, query_rt: &tokio::runtime::Runtime) -> anyhow::Result<State> {
+        let (storage, engine) = query_rt.block_on(open_engine(
+            config,
+            query_rt.handle().clone(),
+            Missing::Create,
+            config.demo,
+        ))?;
+        let engine = Arc::new(engine);
+        let obscore = query_rt.block_on(Obscore::load(&engine));
+        let service = config.service();
+
+        let uws_db = config.uws_database()?;
+        let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
+        tracing::info!("UWS job database: {}", uws_db.display());
+        let jobs = Jobs::new(Arc::new(store), storage.clone(), config.uws.clone());
+
+        let vospace_db = config.vospace_database()?;
+        let store = query_rt
+            .block_on(VoStore::open(&vospace_db, storage.clone()))
+            .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+        store.set_authority(&config.service.authority);
+        let identity = Arc::new(Identity {
+            store: store.clone(),
+            oidc: config.vospace.oidc.clone().map(|c| Arc::new(Oidc::new(c))),
+            default_quota: config.vospace.default_quota,
+        });
+        let tap = Arc::new(Tap {
+            config: config.tap.clone(),
+            service: service.clone(),
+            vospace: Some(store.clone()),
+        });
+        let vospace = Arc::new(VoSpace {
+            store: store.clone(),
+            config: config.vospace.clone(),
+            authority: config.service.authority.clone(),
+            service: service.clone(),
+        });
+        forget_expired_transfers(query_rt, store.clone(), config.vospace.transfer_lifetime);
+        // Recovers the jobs of the previous run, then runs the queues and the cleanup.
+        jobs.start(vec![
+            Kind {
+                name: crate::protocols::tap::jobs::KIND,
+                executor: Arc::new(TapExecutor {
+                    engine: engine.clone(),
+                    tap: tap.clone(),
+                }),
+                max_running: config.uws.max_running,
+            },
+            Kind {
+                name: crate::protocols::vospace::transfers::KIND,
+                executor: Arc::new(TransferExecutor {
+                    store,
+                    authority: config.service.authority.clone(),
+                }),
+                max_running: config.uws.max_running_transfers,
+            },
+        ])?;
+        Ok(State {
+            service,
+            storage,
+            engine,
+            obscore,
+            jobs,
+            identity,
+            tap,
+            vospace,
+        })
+    }
+}
+
+/// Negotiated transfers older than twice their lifetime are forgotten, hourly.
+fn forget_expired_transfers(rt: &tokio::runtime::Runtime, store: Arc<VoStore>, lifetime: u64) {
+    let keep = lifetime.saturating_mul(2);
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = (chrono::Utc::now()
+                - chrono::Duration::seconds(keep.min(i64::MAX as u64) as i64))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+            match store.delete_transfers_before(&cutoff).await {
+                Ok(n) if n > 0 => tracing::info!("vospace: {n} expired transfers forgotten"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("vospace: transfer cleanup failed: {e}"),
+            }
+        }
+    });
+}

@@ -1,0 +1,104 @@
+//! What every IVOA protocol front shares (DALI 1.1 and around it): request parameters
+//! ([`params`]), errors as VOTable error documents ([`error`]), MAXREC and RESPONSEFORMAT,
+//! the streamed result response ([`respond`]), VOSI availability and tables ([`vosi`]),
+//! capabilities declared as data and rendered once ([`capabilities`]), the UWS binding of
+//! asynchronous jobs ([`uws`]), and what the service says about itself ([`Service`]).
+//!
+//! Uses the engine and the caller's identity; knows no protocol.
+
+pub mod capabilities;
+pub mod error;
+pub mod examples;
+pub mod params;
+pub mod range;
+pub mod uws;
+pub mod vosi;
+
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::StreamExt;
+use votable::Format;
+
+use crate::engine::{Engine, Limits, QueryRequest, ResultStream};
+pub use error::DalError;
+pub use params::Params;
+
+/// Who runs the service and where it is reached (`[service]`, `public_url`, `bind`).
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Title shown to people.
+    pub title: String,
+    /// IVOA authority for identifiers (`ivo://AUTHORITY/...`).
+    pub authority: String,
+    /// Public base URL; by default taken from each request.
+    pub public_url: Option<String>,
+    /// The address the server listens on (the base URL of last resort).
+    pub bind: String,
+}
+
+impl Service {
+    /// The base URL clients reach this server by.
+    pub fn base_url(&self, req: &HttpRequest) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+
+    /// The base URL written into `access_url` and links: `public_url`, else `http://<bind>`
+    /// (with `0.0.0.0`/`[::]` read as `localhost`).
+    pub fn public_base(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let bind = self
+            .bind
+            .replace("0.0.0.0", "localhost")
+            .replace("[::]", "localhost");
+        format!("http://{bind}")
+    }
+}
+
+/// Parses MAXREC: a non-negative integer, capped at the hard limit.
+pub fn parse_maxrec(v: Option<&str>, limits: &Limits) -> Result<u64, DalError> {
+    match v {
+        None => Ok(limits.default_maxrec.min(limits.hard_maxrec)),
+        Some(s) => {
+            let n: u64 = s.parse().map_err(|_| {
+                DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'"))
+            })?;
+            Ok(n.min(limits.hard_maxrec))
+        }
+    }
+}
+
+/// Parses RESPONSEFORMAT (a MIME type or a short name); absent: VOTable TABLEDATA.
+pub fn parse_format(value: Option<&str>) -> Result<Format, DalError> {
+    let Some(v) = value else {
+        return Ok(Format::VoTable(votable::Encoding::TableData));
+    };
+    Format::parse(v).ok_or_else(|| {
+        DalError::bad_request(format!(
+            "RESPONSEFORMAT '{}' is not supported; use votable, votable/b, votable/b2, csv, \
+             tsv, fits or parquet",
+            v.trim().to_ascii_lowercase()
+        ))
+    })
+}
+
+/// A result stream as a streamed HTTP 200 response.
+pub fn respond(result: ResultStream) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(result.content_type)
+        .streaming(result.chunks.map(Ok::<Bytes, actix_web::Error>))
+}
+
+/// Runs a query synchronously (with the synchronous time limit) and streams its result;
+/// errors before the first row are error documents.
+pub async fn execute(engine: &Engine, req: QueryRequest) -> Result<HttpResponse, DalError> {
+    let result = engine.stream(req, engine.sync_limit()).await?;
+    Ok(respond(result))
+}

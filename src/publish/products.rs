@@ -1,0 +1,311 @@
+//! Ingest of data products (FITS images and spectra): a folder or an object-store prefix →
+//! the original files in the data folder, their ObsCore records in `ivoa.obscore` and every
+//! header card in `archive.fits_headers`.
+//!
+//! Layout in the data folder:
+//! ```text
+//! products/<collection>/<path>                  the files, byte for byte as ingested
+//! products/_index/<collection>/obscore.parquet  the collection's ObsCore records
+//! products/_index/<collection>/headers.parquet  its header cards
+//! catalogs/ivoa.obscore/                        HATS table rebuilt from every collection's index
+//! catalogs/archive.fits_headers/                same, for the header cards
+//! ```
+//! A file the mapping cannot read is reported and skipped; one it only partly understands is
+//! published with what could be derived, and each gap is reported per file.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use catalogs::hats::{write_catalog, WriteOptions};
+use catalogs::meta::{CatalogMeta, TableMeta};
+use catalogs::obscore::{self, Product};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::ObjectStoreExt;
+use storage::Storage;
+
+/// Root of the stored files.
+pub const PRODUCTS: &str = "products";
+/// Where each collection's derived rows are kept.
+const INDEX: &str = "products/_index";
+/// The published ObsCore table.
+pub const OBSCORE_ROOT: &str = "catalogs/ivoa.obscore";
+/// The published header archive.
+pub const HEADERS_ROOT: &str = "catalogs/archive.fits_headers";
+
+/// File names taken as FITS.
+pub fn is_fits_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz"]
+        .iter()
+        .any(|x| n.ends_with(x))
+}
+
+/// What an ingest did.
+#[derive(Debug, Default)]
+pub struct ProductSummary {
+    /// Files stored and described.
+    pub files: usize,
+    /// ObsCore records written for this collection.
+    pub records: usize,
+    /// Files skipped (unreadable), with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Per-file warnings (published, but something was not understood).
+    pub warnings: Vec<(String, String)>,
+    /// ObsCore records (of all collections) without a position: published with NULL
+    /// `s_ra`/`s_dec`, found by collection, time or band but never by position.
+    pub unpositioned: u64,
+}
+
+/// Checks a collection name: it becomes a path segment and part of identifiers.
+pub fn check_collection(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.starts_with(['_', '.'])
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        anyhow::bail!(
+            "collection name '{name}': use letters, digits, '-', '_' and '.', not starting with '_' or '.'"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the collection has been ingested.
+pub async fn collection_exists(storage: &Storage, collection: &str) -> anyhow::Result<bool> {
+    Ok(storage
+        .exists(&storage.path(&format!("{INDEX}/{collection}/obscore.parquet")))
+        .await?)
+}
+
+/// Ingests every FITS file under `source` (a local folder or an object-store URL such as
+/// `s3://bucket/prefix`) as collection `collection`, then rebuilds the published tables.
+pub async fn ingest_products(
+    storage: &Storage,
+    source: &str,
+    source_options: &[(String, String)],
+    collection: &str,
+    authority: &str,
+    force: bool,
+    show_progress: bool,
+) -> anyhow::Result<ProductSummary> {
+    check_collection(collection)?;
+    if !force && collection_exists(storage, collection).await? {
+        anyhow::bail!(
+            "collection '{collection}' exists in the data folder (use --force to replace it)"
+        );
+    }
+    let src = Storage::open(source, source_options, storage::Missing::Refuse)
+        .with_context(|| format!("opening the source {source}"))?;
+    let mut objects: Vec<object_store::ObjectMeta> = src
+        .store
+        .list(Some(&src.prefix))
+        .try_collect()
+        .await
+        .with_context(|| format!("listing {source}"))?;
+    objects.retain(|o| o.location.filename().is_some_and(is_fits_name));
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    if objects.is_empty() {
+        anyhow::bail!("no FITS files (.fits, .fit, .fts, optionally .gz) under {source}");
+    }
+    // Replacing: the old files and rows go first, so nothing stale stays published.
+    if force {
+        storage
+            .delete_prefix(&format!("{PRODUCTS}/{collection}"))
+            .await?;
+        storage
+            .delete_prefix(&format!("{INDEX}/{collection}"))
+            .await?;
+    }
+
+    let bar = if show_progress && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(objects.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_message(format!("{collection}: ingesting"));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let prefix_parts = src.prefix.parts().count();
+    let mut summary = ProductSummary::default();
+    let mut records = Vec::new();
+    let mut headers = Vec::new();
+    for o in &objects {
+        let rel: Vec<String> = o
+            .location
+            .parts()
+            .skip(prefix_parts)
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        let rel = rel.join("/");
+        bar.set_message(format!("{collection}: {rel}"));
+        let bytes = src
+            .store
+            .get(&o.location)
+            .await
+            .with_context(|| format!("reading {rel}"))?
+            .bytes()
+            .await
+            .with_context(|| format!("reading {rel}"))?;
+        let (c, a, r, b) = (
+            collection.to_string(),
+            authority.to_string(),
+            rel.clone(),
+            bytes.clone(),
+        );
+        let derived = tokio::task::spawn_blocking(move || {
+            obscore::derive(&Product {
+                collection: &c,
+                authority: &a,
+                path: &r,
+                bytes: &b,
+            })
+        })
+        .await?;
+        match derived {
+            Err(e) => {
+                tracing::warn!("{rel}: skipped: {e}");
+                summary.failed.push((rel.clone(), e.to_string()));
+            }
+            Ok(d) => {
+                storage
+                    .put(
+                        &storage.path(&format!("{PRODUCTS}/{collection}/{rel}")),
+                        bytes.to_vec(),
+                    )
+                    .await
+                    .with_context(|| format!("storing {rel}"))?;
+                for w in d.warnings {
+                    // The mapping names the file itself.
+                    let w = w
+                        .strip_prefix(&format!("{rel}: "))
+                        .map(str::to_string)
+                        .unwrap_or(w);
+                    tracing::info!("{rel}: {w}");
+                    summary.warnings.push((rel.clone(), w));
+                }
+                summary.files += 1;
+                summary.records += d.records.len();
+                records.extend(d.records);
+                headers.extend(d.headers);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let obs = obscore::obscore_batch(&records)?;
+    let hdr = obscore::header_batch(&headers)?;
+    // The index is written last: a collection counts as ingested only when it is complete.
+    storage
+        .put(
+            &storage.path(&format!("{INDEX}/{collection}/headers.parquet")),
+            to_parquet(&hdr)?,
+        )
+        .await?;
+    storage
+        .put(
+            &storage.path(&format!("{INDEX}/{collection}/obscore.parquet")),
+            to_parquet(&obs)?,
+        )
+        .await?;
+    summary.unpositioned = rebuild_tables(storage).await?;
+    Ok(summary)
+}
+
+fn to_parquet(batch: &RecordBatch) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None)?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(buf)
+}
+
+async fn read_index(storage: &Storage, file: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let base = storage.path(INDEX);
+    let all: Vec<object_store::ObjectMeta> = storage.store.list(Some(&base)).try_collect().await?;
+    let mut out = Vec::new();
+    for o in all.iter().filter(|o| o.location.filename() == Some(file)) {
+        let bytes = storage.get(&o.location).await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        for b in reader {
+            out.push(b?);
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites `ivoa.obscore` and `archive.fits_headers` from every collection's index; returns
+/// how many ObsCore records have no position (published with NULL s_ra/s_dec).
+pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
+    let obs_schema = obscore::obscore_batch(&[])?.schema();
+    let hdr_schema = obscore::header_batch(&[])?.schema();
+    let obs = read_index(storage, "obscore.parquet").await?;
+    let hdr = read_index(storage, "headers.parquet").await?;
+    // Older indexes may lack newer columns: concat fails loudly rather than mixing schemas.
+    let obs = concat_batches(&obs_schema, obs.iter()).context("combining ObsCore indexes")?;
+    let hdr = concat_batches(&hdr_schema, hdr.iter()).context("combining header indexes")?;
+
+    let mut meta = CatalogMeta {
+        table: TableMeta::new("ivoa", "obscore", "s_ra", "s_dec"),
+        source: None,
+        columns: obscore::obscore_columns(),
+    };
+    meta.table.id = Some("obs_publisher_did".into());
+    meta.table.title = Some("ObsCore 1.1 table of the images and spectra served here".into());
+    meta.table.description = Some(
+        "One row per data product (image, cube or spectrum): the IVOA ObsCore 1.1 data model, \
+         derived from the FITS headers at ingest. s_region is the footprint from the WCS."
+            .into(),
+    );
+    meta.table.schema_description = Some("IVOA standard tables".into());
+    meta.table.partition_rows = Some(50_000);
+    meta.table.row_group_rows = Some(5_000);
+    storage.delete_prefix(OBSCORE_ROOT).await?;
+    let opts = WriteOptions {
+        partition_rows: 50_000,
+        row_group_rows: 5_000,
+        progress: None,
+        keep_unpositioned: true,
+    };
+    let written = write_catalog(storage, OBSCORE_ROOT, &meta, obs_schema, &[obs], &opts).await?;
+    if written.dropped > 0 {
+        tracing::info!(
+            "{} ObsCore record(s) without a position (found by collection, time or band, not by position)",
+            written.dropped
+        );
+    }
+
+    let mut hmeta = CatalogMeta {
+        table: TableMeta::new("archive", "fits_headers", "s_ra", "s_dec"),
+        source: None,
+        columns: obscore::header_columns(),
+    };
+    hmeta.table.title = Some("Every FITS header card of the served files".into());
+    hmeta.table.description = Some(
+        "One row per header card of every HDU of every ingested file, keyed by \
+         obs_publisher_did (join with ivoa.obscore); s_ra/s_dec repeat the product's position."
+            .into(),
+    );
+    hmeta.table.schema_description = Some("The archive behind ivoa.obscore".into());
+    hmeta.table.partition_rows = Some(200_000);
+    hmeta.table.row_group_rows = Some(20_000);
+    storage.delete_prefix(HEADERS_ROOT).await?;
+    let hopts = WriteOptions {
+        partition_rows: 200_000,
+        row_group_rows: 20_000,
+        progress: None,
+        keep_unpositioned: true,
+    };
+    write_catalog(storage, HEADERS_ROOT, &hmeta, hdr_schema, &[hdr], &hopts).await?;
+    Ok(written.dropped)
+}

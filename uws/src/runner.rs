@@ -1,0 +1,1166 @@
+//! Runs jobs: one FIFO queue per job kind, drained by at most that kind's `max_running` jobs at
+//! once, each limited to its execution duration and abortable. Results are streamed to object
+//! storage with a multipart upload (memory stays flat whatever the size) and become visible
+//! only once complete: the object first, then the database row that points at it.
+//!
+//! Restart recovery ([`Jobs::recover`]): every job is in the database, so all are still known
+//! after a restart or a crash. COMPLETED, ERROR and ABORTED jobs keep their results until
+//! their destruction time. QUEUED jobs are queued again in creation order. A job that was
+//! EXECUTING when the server stopped is re-queued and runs again from the start: its kind's
+//! [`Executor`] must make that safe (TAP queries only read; VOSpace moves check their source
+//! again); what it had written is discarded first.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use object_store::{ObjectStoreExt, WriteMultipart};
+use storage::Storage;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+
+use crate::model::{new_job_id, now_ms, Job, JobFilter, JobResult, JobUpload, Phase, UwsConfig};
+use crate::store::{JobStore, StoreError};
+
+/// Upload parts (of the object store's multipart size, 5 MiB) buffered at most per job.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// What can go wrong with a job request.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No such job (or not one the caller may see: job identifiers are not an oracle).
+    #[error("no job '{0}' in this service")]
+    NotFound(String),
+    /// The request does not fit the job's phase.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database or the object store failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::Internal(e.to_string())
+    }
+}
+
+/// Why a running job stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// PHASE=ABORT or a deletion.
+    Aborted,
+    /// It ran past its execution duration.
+    Timeout,
+}
+
+/// How one execution ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It finished; these are its results.
+    Done(Vec<JobResult>),
+    /// It failed: the job's error message.
+    Failed(String),
+    /// It was stopped.
+    Stopped(Stop),
+}
+
+impl From<Stop> for Outcome {
+    fn from(s: Stop) -> Self {
+        Outcome::Stopped(s)
+    }
+}
+
+/// What a job kind does when one of its jobs runs.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Runs `job` to its end. Long steps go through [`RunContext::unless_stopped`], results
+    /// through [`RunContext::store_result`], so that an abort or the time limit stops it.
+    async fn run(&self, job: &Job, ctx: &mut RunContext<'_>) -> Outcome;
+}
+
+/// A job kind: its name (the jobs' `kind`), how it runs, and how many run at once.
+#[derive(Clone)]
+pub struct Kind {
+    /// The name jobs of this kind carry.
+    pub name: &'static str,
+    /// What runs them.
+    pub executor: Arc<dyn Executor>,
+    /// Jobs of this kind executing at once; the others wait in QUEUED.
+    pub max_running: usize,
+}
+
+/// The jobs of one kind waiting to execute.
+#[derive(Default)]
+struct Queue {
+    ids: Mutex<VecDeque<String>>,
+    ready: Notify,
+}
+
+/// A new job: what [`Jobs::create`] needs besides the identifier.
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    /// Its kind.
+    pub kind: String,
+    /// Its owner (`None`: anonymous).
+    pub owner: Option<String>,
+    /// Its parameters.
+    pub parameters: Vec<(String, String)>,
+    /// Files already stored for it ([`Jobs::store_uploads`]).
+    pub uploads: Vec<JobUpload>,
+    /// Its `jobInfo` element.
+    pub job_info: Option<String>,
+    /// The base URL of the request creating it.
+    pub origin: Option<String>,
+}
+
+/// A file that came with a job's request, to be stored with the job.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// The name it is referred to by (a multipart part's name).
+    pub part: String,
+    /// Its Content-Type, if any.
+    pub content_type: Option<String>,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
+/// The job service: store, queues, pools, running jobs.
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    storage: Storage,
+    cfg: UwsConfig,
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Jobs executing now, with the means to stop them.
+    running: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Ticks on every phase change (what blocking WAITs wait on).
+    changes: watch::Sender<u64>,
+}
+
+/// File name extension of a stored result, from its MIME type.
+fn extension(content_type: &str) -> &'static str {
+    let t = content_type.to_ascii_lowercase();
+    if t.contains("votable") {
+        "vot"
+    } else if t.starts_with("text/xml") || t.starts_with("application/xml") {
+        "xml"
+    } else if t.starts_with("text/csv") {
+        "csv"
+    } else if t.starts_with("text/tab-separated-values") {
+        "tsv"
+    } else if t.contains("fits") {
+        "fits"
+    } else if t.contains("parquet") {
+        "parquet"
+    } else if t.contains("json") {
+        "json"
+    } else {
+        "dat"
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Jobs {
+    /// A job service over `store`, keeping files (uploads, results) in `storage`.
+    pub fn new(store: Arc<dyn JobStore>, storage: Storage, cfg: UwsConfig) -> Arc<Jobs> {
+        let (changes, _) = watch::channel(0);
+        Arc::new(Jobs {
+            store,
+            storage,
+            cfg,
+            queues: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            changes,
+        })
+    }
+
+    /// The `[uws]` configuration.
+    pub fn config(&self) -> &UwsConfig {
+        &self.cfg
+    }
+
+    /// Recovers the jobs of an earlier run, then runs the queues of `kinds` and the periodic
+    /// cleanup.
+    ///
+    /// Jobs are driven from a runtime of their own: a query itself may execute elsewhere (on
+    /// threads a CPU-bound query can keep busy for seconds between two yields); the timers,
+    /// aborts and database updates of the jobs must not wait for them.
+    pub fn start(self: &Arc<Self>, kinds: Vec<Kind>) -> std::io::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vostok-jobs")
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        // The runtime lives as long as the process (the jobs run until it exits); dropping it
+        // would mean shutting it down from whatever thread dropped the last reference.
+        std::mem::forget(rt);
+        let me = self.clone();
+        handle.spawn(async move {
+            if let Err(e) = me.recover().await {
+                tracing::error!("recovering asynchronous jobs: {e}");
+            }
+            let cleaner = me.clone();
+            tokio::spawn(async move { cleaner.cleanup_loop().await });
+            for kind in kinds {
+                let me = me.clone();
+                tokio::spawn(async move { me.dispatch(kind).await });
+            }
+        });
+        Ok(())
+    }
+
+    /// A fresh identifier for a job about to be created (its uploads are stored under it
+    /// before the job itself).
+    pub fn new_id(&self) -> String {
+        new_job_id()
+    }
+
+    /// Creates a job in PENDING (then QUEUED when `run`).
+    pub async fn create(&self, id: String, new: NewJob, run: bool) -> Result<Job, JobError> {
+        let now = now_ms();
+        let mut job = Job {
+            id,
+            kind: new.kind,
+            run_id: None,
+            owner: new.owner,
+            phase: Phase::Pending,
+            creation_time: now,
+            start_time: None,
+            end_time: None,
+            execution_duration: self
+                .cfg
+                .execution_duration
+                .min(self.cfg.max_execution_duration),
+            destruction: now.saturating_add(secs_to_ms(self.cfg.destruction)),
+            parameters: new.parameters,
+            uploads: new.uploads,
+            job_info: new.job_info,
+            origin: new.origin,
+            error: None,
+            results: Vec::new(),
+        };
+        job.run_id = job.parameter("RUNID").map(str::to_string);
+        if !self.store.create(&job).await? {
+            return Err(JobError::Internal(format!(
+                "job identifier {} already taken",
+                job.id
+            )));
+        }
+        if run {
+            return self.run(&job.id).await;
+        }
+        Ok(job)
+    }
+
+    /// Records a job that was done at once, in the request that created it (a VOSpace
+    /// synchronous transfer, which clients look at as a job): COMPLETED with `results`, or
+    /// ERROR with the message.
+    pub async fn create_done(
+        &self,
+        id: String,
+        new: NewJob,
+        outcome: Result<Vec<JobResult>, String>,
+    ) -> Result<Job, JobError> {
+        let job = self.create(id, new, false).await?;
+        let now = now_ms();
+        let done = self
+            .store
+            .update(
+                &job.id,
+                &[Phase::Pending],
+                Box::new(move |j| {
+                    j.start_time = Some(now);
+                    j.end_time = Some(now);
+                    match outcome {
+                        Ok(results) => {
+                            j.phase = Phase::Completed;
+                            j.results = results;
+                        }
+                        Err(message) => {
+                            j.phase = Phase::Error;
+                            j.error = Some(message);
+                        }
+                    }
+                }),
+            )
+            .await?;
+        self.changed();
+        done.ok_or(JobError::NotFound(job.id))
+    }
+
+    /// A job, whoever owns it (for the service itself, not for requests: see
+    /// [`Jobs::get_for`]).
+    pub async fn get(&self, id: &str) -> Result<Job, JobError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// The job `id` of kind `kind` as `caller` (a user name, `None`: anonymous) may see it:
+    /// not found when it does not exist, is of another kind, or belongs to someone else
+    /// ([`Job::visible_to`]). Every request about a job goes through here first.
+    pub async fn get_for(
+        &self,
+        id: &str,
+        kind: &str,
+        caller: Option<&str>,
+    ) -> Result<Job, JobError> {
+        match self.store.get(id).await? {
+            Some(j) if j.kind == kind && j.visible_to(caller) => Ok(j),
+            _ => Err(JobError::NotFound(id.to_string())),
+        }
+    }
+
+    /// The jobs a filter selects, most recently created first.
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, JobError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// PHASE=RUN: a PENDING (or HELD) job is queued; in any other phase nothing changes.
+    pub async fn run(&self, id: &str) -> Result<Job, JobError> {
+        let queued = self
+            .store
+            .update(
+                id,
+                &[Phase::Pending, Phase::Held],
+                Box::new(|j| j.phase = Phase::Queued),
+            )
+            .await?;
+        match queued {
+            Some(job) => {
+                self.enqueue(&job);
+                self.changed();
+                Ok(job)
+            }
+            None => self.get(id).await,
+        }
+    }
+
+    /// PHASE=ABORT: a job not yet finished becomes ABORTED (and stops if executing); a
+    /// finished one does not change.
+    pub async fn abort(&self, id: &str) -> Result<Job, JobError> {
+        let aborted = self
+            .store
+            .update(
+                id,
+                &[
+                    Phase::Pending,
+                    Phase::Queued,
+                    Phase::Executing,
+                    Phase::Held,
+                    Phase::Suspended,
+                    Phase::Unknown,
+                ],
+                Box::new(|j| {
+                    j.phase = Phase::Aborted;
+                    j.end_time = Some(now_ms());
+                }),
+            )
+            .await?;
+        match aborted {
+            Some(job) => {
+                self.stop_running(id);
+                self.changed();
+                Ok(job)
+            }
+            None => self.get(id).await,
+        }
+    }
+
+    /// Destroys a job: stops it, forgets it, deletes its files.
+    pub async fn delete(&self, id: &str) -> Result<(), JobError> {
+        self.stop_running(id);
+        if !self.store.delete(id).await? {
+            return Err(JobError::NotFound(id.to_string()));
+        }
+        self.changed();
+        if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
+            tracing::warn!("job {id}: deleting its files: {e}");
+        }
+        Ok(())
+    }
+
+    /// Changes parameters of a PENDING job (POST to /parameters).
+    pub async fn set_parameters(
+        &self,
+        id: &str,
+        parameters: Vec<(String, String)>,
+        uploads: Vec<JobUpload>,
+    ) -> Result<Job, JobError> {
+        let updated = self
+            .store
+            .update(
+                id,
+                &[Phase::Pending],
+                Box::new(move |j| {
+                    for (k, v) in &parameters {
+                        j.set_parameter(k, v);
+                        if k.eq_ignore_ascii_case("RUNID") {
+                            j.run_id = Some(v.clone());
+                        }
+                    }
+                    for u in uploads {
+                        j.uploads.retain(|old| old.part != u.part);
+                        j.uploads.push(u);
+                    }
+                }),
+            )
+            .await?;
+        match updated {
+            Some(job) => Ok(job),
+            None => Err(self.not_pending(id, "its parameters").await),
+        }
+    }
+
+    /// Sets the execution duration of a PENDING job; 0 (no limit) and values above the
+    /// maximum become the maximum.
+    pub async fn set_execution_duration(&self, id: &str, secs: u64) -> Result<Job, JobError> {
+        let max = self.cfg.max_execution_duration;
+        let secs = if secs == 0 { max } else { secs.min(max) };
+        let updated = self
+            .store
+            .update(
+                id,
+                &[Phase::Pending],
+                Box::new(move |j| j.execution_duration = secs),
+            )
+            .await?;
+        match updated {
+            Some(job) => Ok(job),
+            None => Err(self.not_pending(id, "its execution duration").await),
+        }
+    }
+
+    /// Sets when a job is destroyed, no later than `max_destruction` after its creation.
+    pub async fn set_destruction(&self, id: &str, at: i64) -> Result<Job, JobError> {
+        let max = secs_to_ms(self.cfg.max_destruction);
+        self.store
+            .update(
+                id,
+                &[],
+                Box::new(move |j| j.destruction = at.min(j.creation_time.saturating_add(max))),
+            )
+            .await?
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// Stores files of a request under `jobs/<id>/uploads/`, for a job that is new or
+    /// PENDING; the job's parameters refer to them by part name.
+    pub async fn store_uploads(
+        &self,
+        id: &str,
+        files: Vec<NewUpload>,
+    ) -> Result<Vec<JobUpload>, JobError> {
+        let mut stored: Vec<JobUpload> = Vec::with_capacity(files.len());
+        for f in files {
+            // Object names from the part name, kept to safe characters (and made unique).
+            let mut name: String = f
+                .part
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect();
+            if name.is_empty() || stored.iter().any(|u| u.path.ends_with(&format!("/{name}"))) {
+                name = format!("{name}-{}", stored.len());
+            }
+            let path = format!("jobs/{id}/uploads/{name}");
+            self.storage
+                .store
+                .put(&self.storage.path(&path), f.bytes.into())
+                .await
+                .map_err(|e| JobError::Internal(format!("storing upload {}: {e}", f.part)))?;
+            stored.push(JobUpload {
+                part: f.part,
+                path,
+                content_type: f.content_type,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// The bytes of a file stored with a job.
+    pub async fn read_upload(&self, upload: &JobUpload) -> Result<Bytes, String> {
+        self.storage
+            .get(&self.storage.path(&upload.path))
+            .await
+            .map_err(|e| format!("reading the uploaded file '{}': {e}", upload.part))
+    }
+
+    async fn not_pending(&self, id: &str, what: &str) -> JobError {
+        match self.store.get(id).await {
+            Ok(Some(j)) => JobError::Conflict(format!(
+                "job {id} is {}: {what} can only be changed while it is PENDING",
+                j.phase.as_str()
+            )),
+            Ok(None) => JobError::NotFound(id.to_string()),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// A blocking read of a job (UWS 1.1 §2.2.1.1, `WAIT`): returns when its phase changes,
+    /// after `secs` seconds (capped at `max_wait`), or at once when the job is not in an
+    /// active phase or not in `phase`, the phase the client last saw.
+    pub async fn wait(&self, id: &str, phase: Option<Phase>, secs: u64) -> Result<Job, JobError> {
+        let mut changes = self.changes.subscribe();
+        let job = self.get(id).await?;
+        let seen = phase.unwrap_or(job.phase);
+        if !job.phase.is_active() || job.phase != seen || secs == 0 {
+            return Ok(job);
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(secs.min(self.cfg.max_wait));
+        loop {
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {
+                    let job = self.get(id).await?;
+                    if job.phase != seen {
+                        return Ok(job);
+                    }
+                }
+                // Timed out (or the service is going away): the job as it is now.
+                _ => return self.get(id).await,
+            }
+        }
+    }
+
+    /// A stored result, as a stream of bytes.
+    pub async fn open_result(
+        &self,
+        result: &JobResult,
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>, JobError> {
+        let got = self
+            .storage
+            .store
+            .get(&self.storage.path(&result.path))
+            .await
+            .map_err(|e| JobError::Internal(format!("reading the result: {e}")))?;
+        Ok(got.into_stream())
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn queue(&self, kind: &str) -> Arc<Queue> {
+        lock(&self.queues)
+            .entry(kind.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn enqueue(&self, job: &Job) {
+        let q = self.queue(&job.kind);
+        lock(&q.ids).push_back(job.id.clone());
+        q.ready.notify_one();
+    }
+
+    fn stop_running(&self, id: &str) {
+        if let Some(tx) = lock(&self.running).remove(id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Starts queued jobs of `kind` as places in its pool free up.
+    async fn dispatch(self: Arc<Self>, kind: Kind) {
+        let queue = self.queue(kind.name);
+        let pool = Arc::new(Semaphore::new(kind.max_running.max(1)));
+        loop {
+            let Ok(permit) = pool.clone().acquire_owned().await else {
+                return;
+            };
+            let id = loop {
+                if let Some(id) = lock(&queue.ids).pop_front() {
+                    break id;
+                }
+                queue.ready.notified().await;
+            };
+            let me = self.clone();
+            let executor = kind.executor.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                // Its own task: a panic in a job ends that job (ERROR), never the service.
+                let inner = {
+                    let me = me.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move { me.execute(executor.as_ref(), &id).await })
+                };
+                if let Err(e) = inner.await {
+                    tracing::error!("job {id}: its task failed: {e}");
+                    lock(&me.running).remove(&id);
+                    me.fail(&id, "the job failed inside the server (see its log)".into())
+                        .await;
+                }
+            });
+        }
+    }
+
+    /// Executes one job taken from the queue.
+    async fn execute(&self, executor: &dyn Executor, id: &str) {
+        // Registered before the job turns EXECUTING, so that an abort in between is not lost.
+        let (abort_tx, abort_rx) = oneshot::channel::<()>();
+        lock(&self.running).insert(id.to_string(), abort_tx);
+        let started = self
+            .store
+            .update(
+                id,
+                &[Phase::Queued],
+                Box::new(|j| {
+                    j.phase = Phase::Executing;
+                    j.start_time = Some(now_ms());
+                    j.end_time = None;
+                    j.error = None;
+                    j.results = Vec::new();
+                }),
+            )
+            .await;
+        let job = match started {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                // Aborted or deleted while it waited.
+                lock(&self.running).remove(id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("job {id}: cannot start it: {e}");
+                lock(&self.running).remove(id);
+                return;
+            }
+        };
+        self.changed();
+        tracing::info!("job {id} ({}): executing", job.kind);
+        // What an earlier run (before a restart) may have left.
+        self.clear_results(id).await;
+
+        let secs = job.execution_duration;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let stop = async move {
+            tokio::select! {
+                _ = abort_rx => Stop::Aborted,
+                _ = tokio::time::sleep_until(deadline) => Stop::Timeout,
+            }
+        };
+        let mut ctx = RunContext {
+            jobs: self,
+            job_id: job.id.clone(),
+            stop: Box::pin(stop),
+            stopped: None,
+        };
+        let outcome = executor.run(&job, &mut ctx).await;
+        drop(ctx);
+        lock(&self.running).remove(id);
+        match outcome {
+            Outcome::Done(results) => self.complete(id, results).await,
+            Outcome::Failed(message) => self.fail(id, message).await,
+            Outcome::Stopped(Stop::Timeout) => {
+                self.fail(
+                    id,
+                    format!(
+                        "the job ran longer than its execution duration of {secs} s and was \
+                         stopped"
+                    ),
+                )
+                .await
+            }
+            Outcome::Stopped(Stop::Aborted) => {
+                // Whoever aborted or deleted it has set its phase already.
+                self.clear_results(id).await;
+                tracing::info!("job {id}: stopped");
+            }
+        }
+        self.changed();
+    }
+
+    /// An EXECUTING job goes to COMPLETED with `results`.
+    async fn complete(&self, id: &str, results: Vec<JobResult>) {
+        let paths: Vec<String> = results
+            .iter()
+            .filter(|r| r.link.is_none())
+            .map(|r| r.path.clone())
+            .collect();
+        let size: u64 = results.iter().map(|r| r.size).sum();
+        let done = self
+            .store
+            .update(
+                id,
+                &[Phase::Executing],
+                Box::new(move |j| {
+                    j.phase = Phase::Completed;
+                    j.end_time = Some(now_ms());
+                    j.results = results;
+                }),
+            )
+            .await;
+        match done {
+            Ok(Some(_)) => tracing::info!("job {id}: completed, {size} bytes"),
+            Ok(None) => {
+                // Aborted or deleted as it finished: the results are nobody's.
+                for p in &paths {
+                    self.delete_object(p).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!("job {id}: recording its results: {e}");
+                for p in &paths {
+                    self.delete_object(p).await;
+                }
+                self.fail(id, format!("recording the result failed: {e}"))
+                    .await;
+            }
+        }
+    }
+
+    /// An EXECUTING job goes to ERROR with `message`.
+    async fn fail(&self, id: &str, message: String) {
+        tracing::info!("job {id}: error: {message}");
+        let failed = self
+            .store
+            .update(
+                id,
+                &[Phase::Executing, Phase::Queued],
+                Box::new(move |j| {
+                    j.phase = Phase::Error;
+                    j.end_time = Some(now_ms());
+                    j.error = Some(message);
+                    j.results = Vec::new();
+                }),
+            )
+            .await;
+        if let Err(e) = failed {
+            tracing::error!("job {id}: recording its error: {e}");
+        }
+        self.clear_results(id).await;
+        self.changed();
+    }
+
+    /// Deletes what a job wrote, keeping its uploaded files.
+    async fn clear_results(&self, id: &str) {
+        let base = self.storage.path(&format!("jobs/{id}"));
+        let uploads = self.storage.path(&format!("jobs/{id}/uploads"));
+        let listed: Vec<_> = self
+            .storage
+            .store
+            .list(Some(&base))
+            .filter_map(|m| async move { m.ok().map(|m| m.location) })
+            .collect()
+            .await;
+        for p in listed {
+            if !p.prefix_matches(&uploads) {
+                if let Err(e) = self.storage.store.delete(&p).await {
+                    tracing::warn!("job {id}: deleting {p}: {e}");
+                }
+            }
+        }
+    }
+
+    async fn delete_object(&self, rel: &str) {
+        match self.storage.store.delete(&self.storage.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!("deleting {rel}: {e}"),
+        }
+    }
+
+    /// After a (re)start: EXECUTING jobs are queued again, QUEUED jobs queued in creation
+    /// order, and job folders no job owns any more are deleted.
+    pub async fn recover(&self) -> Result<(), JobError> {
+        let executing = self
+            .store
+            .list(&JobFilter {
+                phases: vec![Phase::Executing],
+                ..Default::default()
+            })
+            .await?;
+        for job in &executing {
+            self.store
+                .update(
+                    &job.id,
+                    &[Phase::Executing],
+                    Box::new(|j| {
+                        j.phase = Phase::Queued;
+                        j.start_time = None;
+                    }),
+                )
+                .await?;
+        }
+        if !executing.is_empty() {
+            tracing::info!(
+                "{} job(s) were executing when the server stopped: they run again",
+                executing.len()
+            );
+        }
+        let mut queued = self
+            .store
+            .list(&JobFilter {
+                phases: vec![Phase::Queued],
+                ..Default::default()
+            })
+            .await?;
+        queued.reverse(); // oldest first
+        for job in &queued {
+            self.enqueue(job);
+        }
+        tracing::info!("asynchronous jobs: {} queued", queued.len());
+        self.remove_orphans().await;
+        self.destroy_expired().await;
+        Ok(())
+    }
+
+    /// Deletes folders under jobs/ whose job is not in the database (a crash between
+    /// deleting the row and the files).
+    async fn remove_orphans(&self) {
+        let base = self.storage.path("jobs");
+        let Ok(listing) = self.storage.store.list_with_delimiter(Some(&base)).await else {
+            return;
+        };
+        for p in listing.common_prefixes {
+            let Some(id) = p.filename().map(str::to_string) else {
+                continue;
+            };
+            if let Ok(None) = self.store.get(&id).await {
+                tracing::info!("deleting files of unknown job {id}");
+                if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
+                    tracing::warn!("job {id}: deleting its files: {e}");
+                }
+            }
+        }
+    }
+
+    /// Destroys the jobs past their destruction time.
+    async fn destroy_expired(&self) {
+        match self.store.list_expired(now_ms()).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!("job {id}: destruction time reached");
+                    if let Err(e) = self.delete(&id).await {
+                        tracing::warn!("job {id}: destroying it: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing expired jobs: {e}"),
+        }
+    }
+
+    async fn cleanup_loop(self: Arc<Self>) {
+        let every = Duration::from_secs(self.cfg.cleanup_interval.max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            self.destroy_expired().await;
+        }
+    }
+}
+
+/// What an [`Executor`] gets while one job runs: the stop signal (abort, time limit) and the
+/// job's result storage.
+pub struct RunContext<'a> {
+    jobs: &'a Jobs,
+    job_id: String,
+    stop: Pin<Box<dyn Future<Output = Stop> + Send + 'a>>,
+    stopped: Option<Stop>,
+}
+
+impl RunContext<'_> {
+    /// Runs `fut` unless the job is stopped first (then `fut` is dropped).
+    pub async fn unless_stopped<T>(&mut self, fut: impl Future<Output = T>) -> Result<T, Stop> {
+        if let Some(s) = self.stopped {
+            return Err(s);
+        }
+        tokio::select! {
+            v = fut => Ok(v),
+            s = &mut self.stop => {
+                self.stopped = Some(s);
+                Err(s)
+            }
+        }
+    }
+
+    /// The storage the job's files live in.
+    pub fn storage(&self) -> &Storage {
+        &self.jobs.storage
+    }
+
+    /// The bytes of a file stored with the job.
+    pub async fn read_upload(&mut self, upload: &JobUpload) -> Result<Bytes, Outcome> {
+        let jobs = self.jobs;
+        match self.unless_stopped(jobs.read_upload(upload)).await {
+            Ok(r) => r.map_err(Outcome::Failed),
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    /// A stored result of this job, as a stream of bytes (to copy it elsewhere).
+    pub async fn open_result(
+        &mut self,
+        result: &JobResult,
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>, JobError> {
+        self.jobs.open_result(result).await
+    }
+
+    /// Streams `chunks` into the job's result `name` (object `jobs/<id>/<name>.<ext>`) with a
+    /// multipart upload, a few parts in flight at most. `check` runs after the last chunk and
+    /// before the upload is completed: an error there (a query that failed after its first
+    /// row, say) discards the upload. Nothing is visible unless everything succeeds.
+    pub async fn store_result(
+        &mut self,
+        name: &str,
+        content_type: &str,
+        mut chunks: impl Stream<Item = Bytes> + Unpin,
+        check: impl FnOnce() -> Result<(), String>,
+    ) -> Result<JobResult, Outcome> {
+        let rel = format!("jobs/{}/{name}.{}", self.job_id, extension(content_type));
+        let location = self.jobs.storage.path(&rel);
+        let store = self.jobs.storage.store.clone();
+        let upload = self
+            .unless_stopped(store.put_multipart(&location))
+            .await?
+            .map_err(|e| Outcome::Failed(format!("cannot store the result: {e}")))?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut size = 0u64;
+        loop {
+            let chunk = match self.unless_stopped(chunks.next()).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(s) => {
+                    let _ = writer.abort().await;
+                    return Err(s.into());
+                }
+            };
+            size += chunk.len() as u64;
+            match self
+                .unless_stopped(writer.wait_for_capacity(PARTS_IN_FLIGHT))
+                .await
+            {
+                Ok(Ok(())) => writer.put(chunk),
+                Ok(Err(e)) => {
+                    let _ = writer.abort().await;
+                    return Err(Outcome::Failed(format!("cannot store the result: {e}")));
+                }
+                Err(s) => {
+                    let _ = writer.abort().await;
+                    return Err(s.into());
+                }
+            }
+        }
+        if let Err(message) = check() {
+            let _ = writer.abort().await;
+            return Err(Outcome::Failed(message));
+        }
+        match self.unless_stopped(writer.finish()).await {
+            Ok(Ok(_)) => Ok(JobResult {
+                id: name.to_string(),
+                path: rel,
+                content_type: content_type.to_string(),
+                size,
+                link: None,
+            }),
+            Ok(Err(e)) => Err(Outcome::Failed(format!("cannot store the result: {e}"))),
+            Err(s) => {
+                self.jobs.delete_object(&rel).await;
+                Err(s.into())
+            }
+        }
+    }
+
+    /// Stores a small result held in memory.
+    pub async fn store_bytes(
+        &mut self,
+        name: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<JobResult, Outcome> {
+        let stream = futures::stream::iter([bytes]);
+        self.store_result(name, content_type, stream, || Ok(()))
+            .await
+    }
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    /// Writes its QUERY parameter as the result; `SLEEP` waits forever first; `FAIL` fails.
+    struct Echo;
+
+    #[async_trait]
+    impl Executor for Echo {
+        async fn run(&self, job: &Job, ctx: &mut RunContext<'_>) -> Outcome {
+            match job.parameter("QUERY").unwrap_or("") {
+                "SLEEP" => match ctx.unless_stopped(std::future::pending::<()>()).await {
+                    Ok(()) => Outcome::Failed("woke".into()),
+                    Err(s) => s.into(),
+                },
+                "FAIL" => Outcome::Failed("asked to fail".into()),
+                q => {
+                    let bytes = Bytes::from(q.to_string());
+                    match ctx.store_bytes("result", "text/plain", bytes).await {
+                        Ok(r) => Outcome::Done(vec![r]),
+                        Err(o) => o,
+                    }
+                }
+            }
+        }
+    }
+
+    fn service(dir: &std::path::Path, cfg: UwsConfig) -> Arc<Jobs> {
+        let storage = Storage::local(dir, storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let jobs = Jobs::new(store, storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 1,
+        }])
+        .unwrap();
+        jobs
+    }
+
+    async fn submit(jobs: &Jobs, owner: Option<&str>, query: &str) -> Job {
+        let id = jobs.new_id();
+        let new = NewJob {
+            kind: "echo".into(),
+            owner: owner.map(str::to_string),
+            parameters: vec![("QUERY".into(), query.into())],
+            ..Default::default()
+        };
+        jobs.create(id, new, true).await.unwrap()
+    }
+
+    async fn settle(jobs: &Jobs, id: &str) -> Job {
+        for _ in 0..200 {
+            let j = jobs.wait(id, None, 5).await.unwrap();
+            if !j.phase.is_active() {
+                return j;
+            }
+        }
+        panic!("job {id} did not finish");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_complete_fail_abort_and_keep_their_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = service(dir.path(), UwsConfig::default());
+        let done = settle(&jobs, &submit(&jobs, None, "hello").await.id).await;
+        assert_eq!(done.phase, Phase::Completed);
+        let r = done.result("result").unwrap();
+        assert_eq!(r.size, 5);
+        let body: Vec<Bytes> = jobs
+            .open_result(r)
+            .await
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        assert_eq!(body.concat(), b"hello");
+
+        let failed = settle(&jobs, &submit(&jobs, None, "FAIL").await.id).await;
+        assert_eq!(failed.phase, Phase::Error);
+        assert_eq!(failed.error.as_deref(), Some("asked to fail"));
+
+        let sleeping = submit(&jobs, None, "SLEEP").await;
+        let seen = jobs
+            .wait(&sleeping.id, Some(Phase::Queued), 5)
+            .await
+            .unwrap();
+        assert_eq!(seen.phase, Phase::Executing);
+        jobs.abort(&sleeping.id).await.unwrap();
+        assert_eq!(settle(&jobs, &sleeping.id).await.phase, Phase::Aborted);
+
+        // The pool was freed: another job runs.
+        let after = settle(&jobs, &submit(&jobs, None, "again").await.id).await;
+        assert_eq!(after.phase, Phase::Completed);
+        let stored = dir.path().join(&after.result("result").unwrap().path);
+        assert!(stored.is_file(), "{}", stored.display());
+        jobs.delete(&after.id).await.unwrap();
+        assert!(matches!(
+            jobs.get(&after.id).await,
+            Err(JobError::NotFound(_))
+        ));
+        assert!(!stored.exists(), "the result is deleted with its job");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_past_its_execution_duration_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UwsConfig {
+            execution_duration: 1,
+            ..UwsConfig::default()
+        };
+        let jobs = service(dir.path(), cfg);
+        let j = settle(&jobs, &submit(&jobs, None, "SLEEP").await.id).await;
+        assert_eq!(j.phase, Phase::Error);
+        assert!(j.error.unwrap().contains("execution duration of 1 s"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_is_seen_by_its_owner_only_and_anonymous_ones_by_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = service(dir.path(), UwsConfig::default());
+        let alices = submit(&jobs, Some("alice"), "a").await;
+        let anons = submit(&jobs, None, "n").await;
+        assert!(jobs
+            .get_for(&alices.id, "echo", Some("alice"))
+            .await
+            .is_ok());
+        for caller in [None, Some("bob")] {
+            assert!(matches!(
+                jobs.get_for(&alices.id, "echo", caller).await,
+                Err(JobError::NotFound(_))
+            ));
+        }
+        assert!(jobs
+            .get_for(&alices.id, "other-kind", Some("alice"))
+            .await
+            .is_err());
+        for caller in [None, Some("bob"), Some("alice")] {
+            assert!(jobs.get_for(&anons.id, "echo", caller).await.is_ok());
+        }
+        let listed = |owner: Option<&str>| JobFilter {
+            kind: Some("echo".into()),
+            owner: Some(owner.map(str::to_string)),
+            ..Default::default()
+        };
+        let ids = |v: Vec<Job>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(jobs.list(&listed(Some("alice"))).await.unwrap()),
+            std::slice::from_ref(&alices.id)
+        );
+        assert_eq!(
+            ids(jobs.list(&listed(None)).await.unwrap()),
+            std::slice::from_ref(&anons.id)
+        );
+        assert!(jobs.list(&listed(Some("bob"))).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn result_extensions() {
+        assert_eq!(extension("application/x-votable+xml"), "vot");
+        assert_eq!(
+            extension("application/x-votable+xml;serialization=BINARY2"),
+            "vot"
+        );
+        assert_eq!(extension("text/csv;header=present"), "csv");
+        assert_eq!(extension("text/tab-separated-values"), "tsv");
+        assert_eq!(extension("application/fits"), "fits");
+        assert_eq!(extension("application/vnd.apache.parquet"), "parquet");
+        assert_eq!(extension("text/xml; charset=utf-8"), "xml");
+    }
+}

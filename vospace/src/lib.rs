@@ -1,0 +1,14 @@
+//! VOSpace 2.1 without HTTP: the node model and faults ([`model`]), the store that keeps node
+//! metadata, users, tokens and negotiated transfers in SQLite and the bytes in object storage
+//! ([`store`]), the XML documents ([`xml`]), the checks and actions of transfers
+//! ([`transfer`]), and OpenID Connect logins ([`oidc`]). The binary's VOSpace binding maps the
+//! REST resources onto these; asynchronous transfers run as UWS jobs.
+
+pub mod model;
+pub mod oidc;
+pub mod store;
+pub mod transfer;
+pub mod xml;
+
+pub use model::Fault;
+pub use store::{Access, User, VoStore};

@@ -1,0 +1,2871 @@
+//! Node metadata in SQLite, bytes in object storage.
+//!
+//! # Layout
+//!
+//! * SQLite (one file, WAL journal, `synchronous = FULL`): the node tree, users (with the
+//!   SHA-256 of their token and their quota), group memberships and transfer jobs.
+//! * Object storage, below the [`storage::Storage`] prefix:
+//!   * `vospace/tmp/<random>`: uploads in progress;
+//!   * `vospace/objects/<random>`: the content of data nodes. An object is never overwritten:
+//!     a new version of a node's content is a new object.
+//!
+//! # Crash safety
+//!
+//! A data write streams into a new object under `vospace/tmp/`, renames it to a new key under
+//! `vospace/objects/`, then points the node at it in one SQLite transaction and only then
+//! deletes the previous object. A crash at any point leaves the node on its old content (and
+//! unreferenced objects) or on the new one (and the unreferenced old object). [`VoStore::open`]
+//! deletes everything under `vospace/tmp/` and every object under `vospace/objects/` no node
+//! references, and clears the `busy` flags. Deletes, copies and moves follow the same rule:
+//! metadata first, objects after the commit.
+//!
+//! # Decisions
+//!
+//! * The root `/` belongs to no one, is readable by everyone (anonymous included) and writable by
+//!   no one: its children are the users' homes, created by [`VoStore::add_user`] only. Listing
+//!   the root shows every home (as the CADC service does); a home's content is then subject to
+//!   its own permissions.
+//! * Homes (`/NAME`) cannot be deleted or moved by [`VoStore::delete`] / [`VoStore::move_node`]
+//!   (`PermissionDenied`); [`VoStore::remove_user`] removes a user with their home.
+//!   [`VoStore::create`], [`VoStore::move_node`] and [`VoStore::copy_node`] refuse to make
+//!   top-level nodes.
+//! * Permissions (see [`access`]): reading or writing a node depends on that node only (and on
+//!   who owns its ancestors), not on read permission on its ancestors: a public file inside a
+//!   private folder can be read by whoever knows its path. The owner of a node, and the owner
+//!   of any container above it (the home owner), may do anything with it; `core#groupwrite`
+//!   members may write (and so read) the node; `core#groupread` members and, when
+//!   `core#ispublic` is `true`, everyone may read it. Creating or deleting a child needs write
+//!   on the container. Properties are not inherited. Links are never followed for permissions.
+//! * A path through a LinkNode (`/alice/link/x` where `/alice/link` is a LinkNode) is answered
+//!   with `LinkFound` (detail: the link's path) by every call taking a path: the caller
+//!   resolves links.
+//! * `busy`: a data write marks an existing node busy for its duration; a second write, a
+//!   delete or a move of a busy node (or of a tree holding one) fails with `NodeLocked`. CADC's
+//!   `islocked` property (`true`) also makes writes, deletes and moves fail with `NodeLocked`;
+//!   properties can still be changed (so that the lock can be lifted).
+//! * Quotas: the owner's quota (users table) applies to data writes and copies; `write_data`
+//!   also takes an extra limit (the smaller applies).
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+
+use super::model::{name, normalise_path, parent, prop, Fault, Node, NodeKind, Property};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    path TEXT PRIMARY KEY NOT NULL,
+    parent TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '[]',
+    target TEXT,
+    length INTEGER,
+    md5 TEXT,
+    content_type TEXT,
+    object_key TEXT,
+    ctime TEXT NOT NULL,
+    mtime TEXT NOT NULL,
+    busy INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS nodes_children ON nodes (parent, name);
+CREATE INDEX IF NOT EXISTS nodes_owner ON nodes (owner);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_object ON nodes (object_key) WHERE object_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY NOT NULL,
+    token_sha256 TEXT UNIQUE,
+    quota_bytes INTEGER,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    grp TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (grp, user)
+);
+CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user);
+CREATE TABLE IF NOT EXISTS transfers (
+    id TEXT PRIMARY KEY NOT NULL,
+    owner TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT,
+    error TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_owner ON transfers (owner, created);
+CREATE INDEX IF NOT EXISTS transfers_created ON transfers (created);
+PRAGMA user_version = 1;
+";
+
+const COLUMNS: &str =
+    "path, kind, owner, properties, target, length, md5, content_type, ctime, mtime, busy, object_key";
+
+/// Uploads in progress.
+const TMP_DIR: &str = "vospace/tmp";
+/// Node contents.
+const OBJECTS_DIR: &str = "vospace/objects";
+/// Multipart upload part size (S3's minimum is 5 MiB); at most [`UPLOAD_CONCURRENCY`] parts are
+/// in flight, so an upload holds a few parts in memory, whatever its size.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+const UPLOAD_CONCURRENCY: usize = 2;
+
+/// Limits on client properties.
+const MAX_PROPERTY_URI: usize = 1024;
+const MAX_PROPERTY_VALUE: usize = 32 * 1024;
+const MAX_PROPERTIES: usize = 100;
+const MAX_TARGET: usize = 4096;
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub quota_bytes: Option<u64>,
+    /// Short names of the groups the user belongs to.
+    pub groups: Vec<String>,
+}
+
+/// What a user may do with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    None,
+    Read,
+    Write,
+}
+
+/// A transfer job (UWS-like) as the HTTP layer keeps it. `details` and `error` are free text
+/// (e.g. the transfer document) that the store does not interpret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub id: String,
+    pub owner: String,
+    /// UWS phase (`PENDING`, `EXECUTING`, `COMPLETED`, `ERROR`, `ABORTED`, …).
+    pub phase: String,
+    pub direction: String,
+    pub target: String,
+    pub details: Option<String>,
+    pub error: Option<String>,
+    /// ISO 8601 UTC with milliseconds.
+    pub created: String,
+}
+
+/// The bytes of a data node, from [`VoStore::read_range`].
+pub struct DataRead {
+    pub node: Node,
+    /// The byte range served (`0..0` for a node without content).
+    pub range: Range<u64>,
+    /// The node's full length.
+    pub total: u64,
+    pub stream: BoxStream<'static, Result<Bytes, Fault>>,
+}
+
+impl std::fmt::Debug for DataRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataRead")
+            .field("node", &self.node)
+            .field("range", &self.range)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The group URI used in `core#groupread` / `core#groupwrite`.
+#[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
+pub fn group_uri(authority: &str, group: &str) -> String {
+    format!("ivo://{authority}/gms?{group}")
+}
+
+/// Whether `entry` (a short group name or a group URI `ivo://AUTHORITY/gms?NAME`) names a
+/// group `user` belongs to. With `authority` None, a URI of any authority is accepted.
+pub fn is_member(user: &User, entry: &str, authority: Option<&str>) -> bool {
+    let short = match entry.strip_prefix("ivo://") {
+        Some(rest) => {
+            let Some((auth, group)) = rest.split_once("/gms?") else {
+                return false;
+            };
+            if authority.is_some_and(|a| !a.eq_ignore_ascii_case(auth)) {
+                return false;
+            }
+            group
+        }
+        None => entry,
+    };
+    !short.is_empty() && user.groups.iter().any(|g| g == short)
+}
+
+/// What `user` (None: anonymous) may do with `node`, whose ancestors (root first, without the
+/// node) are `ancestors`. See the module documentation for the rules.
+pub fn access(
+    node: &Node,
+    ancestors: &[Node],
+    user: Option<&User>,
+    authority: Option<&str>,
+) -> Access {
+    if node.path == "/" {
+        return Access::Read;
+    }
+    if let Some(u) = user {
+        let owns = |n: &Node| !n.owner.is_empty() && n.owner == u.name;
+        if owns(node) || ancestors.iter().any(owns) {
+            return Access::Write;
+        }
+        if node
+            .groups(prop::GROUP_WRITE)
+            .iter()
+            .any(|g| is_member(u, g, authority))
+        {
+            return Access::Write;
+        }
+        if node
+            .groups(prop::GROUP_READ)
+            .iter()
+            .any(|g| is_member(u, g, authority))
+        {
+            return Access::Read;
+        }
+    }
+    if node.is_public() {
+        return Access::Read;
+    }
+    Access::None
+}
+
+/// The metadata store and the object storage of the space.
+pub struct VoStore {
+    conn: Arc<Mutex<Connection>>,
+    storage: storage::Storage,
+    authority: OnceLock<String>,
+}
+
+impl std::fmt::Debug for VoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoStore")
+            .field("prefix", &self.storage.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+fn internal(e: impl std::fmt::Display) -> Fault {
+    Fault::InternalFault(e.to_string())
+}
+
+trait DbResult<T> {
+    fn db(self) -> Result<T, Fault>;
+}
+
+impl<T> DbResult<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, Fault> {
+        self.map_err(|e| {
+            tracing::error!("VOSpace database: {e}");
+            Fault::InternalFault(format!("database: {e}"))
+        })
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+fn random_hex(n: usize) -> Result<String, Fault> {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| Fault::InternalFault("no random numbers".into()))?;
+    Ok(to_hex(&buf))
+}
+
+fn sha256_hex(s: &str) -> String {
+    to_hex(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// Number of segments: 0 for the root, 1 for a home.
+fn depth(path: &str) -> usize {
+    if path == "/" {
+        0
+    } else {
+        path.matches('/').count()
+    }
+}
+
+/// Bounds of the strict descendants of `path` (not the root): `[path/, path0)`.
+fn subtree_bounds(path: &str) -> (String, String) {
+    (format!("{path}/"), format!("{path}0"))
+}
+
+/// Ancestors of a path, root first, without the path itself.
+fn ancestor_paths(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = parent(path);
+    while let Some(x) = p {
+        out.push(x.to_string());
+        p = parent(x);
+    }
+    out.reverse();
+    out
+}
+
+/// The nodes above `path` that exist, root first.
+fn select_ancestors(c: &Connection, path: &str) -> Result<Vec<Node>, Fault> {
+    let mut anc = Vec::new();
+    for a in ancestor_paths(path) {
+        if let Some((n, _)) = select_node(c, &a)? {
+            anc.push(n);
+        }
+    }
+    Ok(anc)
+}
+
+/// User and group names: a letter, then letters, digits, `_`, `-`, `.`; at most 64 bytes.
+fn check_name(what: &str, n: &str) -> Result<(), Fault> {
+    let ok = n.len() <= 64
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Fault::InvalidArgument(format!(
+            "'{n}' is not a valid {what} name (a letter, then letters, digits, '_', '-', '.'; \
+             at most 64 characters)"
+        )))
+    }
+}
+
+fn is_locked(node: &Node) -> bool {
+    node.property(prop::IS_LOCKED)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+fn is_content_type(uri: &str) -> bool {
+    uri == prop::CONTENT_TYPE || uri == prop::CONTENT_TYPE_ALT
+}
+
+fn check_content_type(t: &str) -> Result<(), Fault> {
+    if t.len() > 255 || t.chars().any(|c| c.is_control()) {
+        return Err(Fault::InvalidArgument(format!("bad content type '{t}'")));
+    }
+    Ok(())
+}
+
+/// Applies property changes to `props` (client properties) and `content_type`: read-only ones
+/// are ignored, a None value deletes, `core#type` sets the content type.
+fn apply_properties(
+    props: &mut Vec<Property>,
+    content_type: &mut Option<String>,
+    changes: &[Property],
+) -> Result<(), Fault> {
+    for p in changes {
+        if prop::READ_ONLY.contains(&p.uri.as_str()) {
+            continue;
+        }
+        if p.uri.is_empty()
+            || p.uri.len() > MAX_PROPERTY_URI
+            || p.uri.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Fault::InvalidArgument(format!(
+                "'{}' is not a valid property URI",
+                p.uri
+            )));
+        }
+        if p.value
+            .as_ref()
+            .is_some_and(|v| v.len() > MAX_PROPERTY_VALUE)
+        {
+            return Err(Fault::InvalidArgument(format!(
+                "the value of {} is longer than {MAX_PROPERTY_VALUE} bytes",
+                p.uri
+            )));
+        }
+        if is_content_type(&p.uri) {
+            match &p.value {
+                Some(v) if !v.trim().is_empty() => {
+                    check_content_type(v.trim())?;
+                    *content_type = Some(v.trim().to_string());
+                }
+                _ => *content_type = None,
+            }
+            continue;
+        }
+        props.retain(|q| q.uri != p.uri);
+        if let Some(v) = &p.value {
+            props.push(Property {
+                uri: p.uri.clone(),
+                value: Some(v.clone()),
+                read_only: false,
+            });
+        }
+    }
+    if props.len() > MAX_PROPERTIES {
+        return Err(Fault::InvalidArgument(format!(
+            "a node has at most {MAX_PROPERTIES} properties"
+        )));
+    }
+    Ok(())
+}
+
+fn props_to_json(props: &[Property]) -> String {
+    let v: Vec<serde_json::Value> = props
+        .iter()
+        .filter_map(|p| {
+            p.value
+                .as_ref()
+                .map(|v| serde_json::json!({ "uri": p.uri, "value": v }))
+        })
+        .collect();
+    serde_json::Value::Array(v).to_string()
+}
+
+fn props_from_json(s: &str) -> Vec<Property> {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(s) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|it| {
+            Some(Property {
+                uri: it.get("uri")?.as_str()?.to_string(),
+                value: Some(it.get("value")?.as_str()?.to_string()),
+                read_only: false,
+            })
+        })
+        .collect()
+}
+
+/// A node row and its object key.
+fn node_from_row(row: &Row) -> rusqlite::Result<(Node, Option<String>)> {
+    let kind: String = row.get(1)?;
+    let props: String = row.get(3)?;
+    let busy: i64 = row.get(10)?;
+    Ok((
+        Node {
+            path: row.get(0)?,
+            kind: NodeKind::parse(&kind).unwrap_or(NodeKind::Data),
+            owner: row.get(2)?,
+            properties: props_from_json(&props),
+            target: row.get(4)?,
+            length: to_u64(row.get(5)?),
+            md5: row.get(6)?,
+            content_type: row.get(7)?,
+            ctime: row.get(8)?,
+            mtime: row.get(9)?,
+            busy: busy != 0,
+        },
+        row.get(11)?,
+    ))
+}
+
+fn select_node(c: &Connection, path: &str) -> Result<Option<(Node, Option<String>)>, Fault> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM nodes WHERE path = ?1"),
+        params![path],
+        node_from_row,
+    )
+    .optional()
+    .db()
+}
+
+/// The node and its strict descendants, parents before children.
+fn select_subtree(c: &Connection, path: &str) -> Result<Vec<(Node, Option<String>)>, Fault> {
+    let (lo, hi) = subtree_bounds(path);
+    let mut st = c
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3) \
+             ORDER BY path"
+        ))
+        .db()?;
+    let rows = st
+        .query_map(params![path, lo, hi], node_from_row)
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(rows)
+}
+
+fn insert_node(c: &Connection, n: &Node, object_key: Option<&str>) -> Result<(), Fault> {
+    c.execute(
+        "INSERT INTO nodes (path, parent, name, kind, owner, properties, target, length, md5, \
+         content_type, object_key, ctime, mtime, busy) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            n.path,
+            parent(&n.path),
+            name(&n.path),
+            n.kind.as_str(),
+            n.owner,
+            props_to_json(&n.properties),
+            n.target,
+            n.length.map(to_i64),
+            n.md5,
+            n.content_type,
+            object_key,
+            n.ctime,
+            n.mtime,
+            i64::from(n.busy),
+        ],
+    )
+    .db()?;
+    Ok(())
+}
+
+/// Why there is no node at `path`: `LinkFound` when the deepest existing ancestor is a
+/// LinkNode, else `missing` (ContainerNotFound or NodeNotFound).
+fn why_missing(c: &Connection, path: &str, missing: Fault) -> Result<Fault, Fault> {
+    for a in ancestor_paths(path).iter().rev() {
+        if let Some((n, _)) = select_node(c, a)? {
+            if n.kind == NodeKind::Link {
+                return Ok(Fault::LinkFound(n.path));
+            }
+            return Ok(missing);
+        }
+    }
+    Ok(missing)
+}
+
+/// Checks that a node can be created at `path`: its parent exists and is a container.
+fn check_parent(c: &Connection, path: &str) -> Result<(), Fault> {
+    let Some(p) = parent(path) else {
+        return Err(Fault::DuplicateNode("the root exists".into()));
+    };
+    match select_node(c, p)? {
+        Some((n, _)) => match n.kind {
+            NodeKind::Container => Ok(()),
+            NodeKind::Link => Err(Fault::LinkFound(n.path)),
+            NodeKind::Data => Err(Fault::ContainerNotFound(format!(
+                "{p} is a DataNode, not a ContainerNode"
+            ))),
+        },
+        None => Err(why_missing(
+            c,
+            p,
+            Fault::ContainerNotFound(format!("no container {p}")),
+        )?),
+    }
+}
+
+/// The node at `path`, or NodeNotFound / LinkFound.
+fn require_node(c: &Connection, path: &str) -> Result<(Node, Option<String>), Fault> {
+    match select_node(c, path)? {
+        Some(n) => Ok(n),
+        None => Err(why_missing(
+            c,
+            path,
+            Fault::NodeNotFound(format!("no node {path}")),
+        )?),
+    }
+}
+
+fn usage_of(c: &Connection, owner: &str) -> Result<u64, Fault> {
+    let s: Option<i64> = c
+        .query_row(
+            "SELECT SUM(length) FROM nodes WHERE owner = ?1",
+            params![owner],
+            |r| r.get(0),
+        )
+        .db()?;
+    Ok(to_u64(s).unwrap_or(0))
+}
+
+fn user_quota(c: &Connection, owner: &str) -> Result<Option<u64>, Fault> {
+    let q: Option<Option<i64>> = c
+        .query_row(
+            "SELECT quota_bytes FROM users WHERE name = ?1",
+            params![owner],
+            |r| r.get(0),
+        )
+        .optional()
+        .db()?;
+    Ok(to_u64(q.flatten()))
+}
+
+fn min_quota(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn load_user(c: &Connection, name: &str) -> Result<Option<User>, Fault> {
+    let q: Option<Option<i64>> = c
+        .query_row(
+            "SELECT quota_bytes FROM users WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()
+        .db()?;
+    let Some(q) = q else { return Ok(None) };
+    let mut st = c
+        .prepare("SELECT grp FROM group_members WHERE user = ?1 ORDER BY grp")
+        .db()?;
+    let groups = st
+        .query_map(params![name], |r| r.get::<_, String>(0))
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(Some(User {
+        name: name.to_string(),
+        quota_bytes: to_u64(q),
+        groups,
+    }))
+}
+
+fn immediate(c: &mut Connection) -> Result<Transaction<'_>, Fault> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()
+}
+
+fn transfer_from_row(r: &Row) -> rusqlite::Result<TransferRecord> {
+    Ok(TransferRecord {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        phase: r.get(2)?,
+        direction: r.get(3)?,
+        target: r.get(4)?,
+        details: r.get(5)?,
+        error: r.get(6)?,
+        created: r.get(7)?,
+    })
+}
+
+const TRANSFER_COLUMNS: &str = "id, owner, phase, direction, target, details, error, created";
+
+/// What a data write found before streaming.
+#[derive(Debug)]
+struct WritePlan {
+    path: String,
+    /// The node existed (and is now marked busy).
+    existed: bool,
+    owner: String,
+    /// How many bytes the new content may have (quota), if limited.
+    max_len: Option<u64>,
+    /// The caller's extra limit on the owner's usage.
+    quota: Option<u64>,
+}
+
+/// Progress of a data write, shared by its steps and its undo. They change it while holding
+/// the connection's lock, which orders them: an undo that comes first cancels the commit; one
+/// that comes after the commit leaves everything in place.
+type WriteState = Arc<AtomicU8>;
+/// The write marked the node busy.
+const BUSY_SET: u8 = 1;
+/// The write committed: the new object is referenced.
+const COMMITTED: u8 = 2;
+/// The write was undone: no step may change anything any more.
+const CANCELLED: u8 = 4;
+
+fn check_not_cancelled(state: &WriteState) -> Result<(), Fault> {
+    if state.load(Ordering::SeqCst) & CANCELLED != 0 {
+        return Err(Fault::InternalFault("the write was cancelled".into()));
+    }
+    Ok(())
+}
+
+/// The undo of a data write that did not commit: clears `busy` (when the write set it), deletes
+/// the objects written. Run explicitly on errors, or from `Drop` (a spawned task) when the
+/// write's future is dropped (e.g. the client went away), whatever step it was at.
+struct WriteGuard {
+    conn: Arc<Mutex<Connection>>,
+    store: Arc<dyn ObjectStore>,
+    path: String,
+    state: WriteState,
+    objects: Vec<ObjPath>,
+    armed: bool,
+}
+
+impl WriteGuard {
+    fn take(&mut self) -> Vec<ObjPath> {
+        self.armed = false;
+        std::mem::take(&mut self.objects)
+    }
+
+    async fn undo(mut self) {
+        let objects = self.take();
+        undo_write(
+            self.conn.clone(),
+            self.store.clone(),
+            self.path.clone(),
+            self.state.clone(),
+            objects,
+        )
+        .await;
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let objects = self.take();
+        let (conn, store) = (self.conn.clone(), self.store.clone());
+        let (path, state) = (self.path.clone(), self.state.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(undo_write(conn, store, path, state, objects));
+            }
+            Err(_) => tracing::warn!(
+                "VOSpace: an interrupted write could not be undone (no runtime); the next \
+                 start cleans up"
+            ),
+        }
+    }
+}
+
+async fn undo_write(
+    conn: Arc<Mutex<Connection>>,
+    store: Arc<dyn ObjectStore>,
+    path: String,
+    state: WriteState,
+    objects: Vec<ObjPath>,
+) {
+    let st = state.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let c = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let s = st.fetch_or(CANCELLED, Ordering::SeqCst);
+        if s & BUSY_SET != 0 && s & COMMITTED == 0 {
+            c.execute("UPDATE nodes SET busy = 0 WHERE path = ?1", params![path])?;
+        }
+        Ok::<_, rusqlite::Error>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("VOSpace: clearing a busy flag: {e}"),
+        Err(e) => tracing::warn!("VOSpace: undoing a write: {e}"),
+    }
+    // Objects are deleted only when the commit cannot happen any more, and did not.
+    let s = state.load(Ordering::SeqCst);
+    if s & CANCELLED == 0 || s & COMMITTED != 0 {
+        return;
+    }
+    for o in objects {
+        match store.delete(&o).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!("VOSpace: deleting {o}: {e} (the next start removes it)"),
+        }
+    }
+}
+
+fn check_md5_syntax(m: &str) -> Result<String, Fault> {
+    let m = m.trim().to_ascii_lowercase();
+    if m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(m)
+    } else {
+        Err(Fault::InvalidArgument(format!(
+            "'{m}' is not an MD5 checksum (32 hexadecimal digits)"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+impl VoStore {
+    /// Opens (creating when missing) the database at `db_path` and the object area of
+    /// `storage`; creates the root; removes what a crash left behind (uploads in progress,
+    /// unreferenced objects, busy flags).
+    pub async fn open(db_path: &FsPath, storage: storage::Storage) -> Result<Arc<VoStore>, Fault> {
+        let db_path = db_path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Fault> {
+            if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let conn = Connection::open(&db_path)
+                .map_err(|e| internal(format!("cannot open {}: {e}", db_path.display())))?;
+            conn.busy_timeout(Duration::from_secs(10)).db()?;
+            let _mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .db()?;
+            // FULL: a commit that makes a new version of a file visible (and after which its
+            // old object is deleted) survives a power loss.
+            conn.pragma_update(None, "synchronous", "FULL").db()?;
+            conn.execute_batch(SCHEMA).db()?;
+            let t = now();
+            conn.execute(
+                "INSERT OR IGNORE INTO nodes (path, parent, name, kind, owner, properties, \
+                 ctime, mtime) VALUES ('/', NULL, '', 'container', '', '[]', ?1, ?1)",
+                params![t],
+            )
+            .db()?;
+            Ok(conn)
+        })
+        .await
+        .map_err(internal)??;
+        let store = Arc::new(VoStore {
+            conn: Arc::new(Mutex::new(conn)),
+            storage,
+            authority: OnceLock::new(),
+        });
+        store.recover().await?;
+        Ok(store)
+    }
+
+    /// Sets the authority of group URIs (`ivo://AUTHORITY/gms?NAME`): once set, group URIs of
+    /// other authorities grant nothing. Before, any authority is accepted. Set once.
+    pub fn set_authority(&self, authority: &str) {
+        let _ = self.authority.set(authority.to_string());
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, Fault> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    fn obj(&self, key: &str) -> ObjPath {
+        self.storage.path(key)
+    }
+
+    fn new_object_key() -> Result<String, Fault> {
+        Ok(format!("{OBJECTS_DIR}/{}", random_hex(16)?))
+    }
+
+    /// Crash recovery: clears busy flags, deletes uploads in progress and unreferenced objects.
+    async fn recover(&self) -> Result<(), Fault> {
+        let (cleared, referenced) = self
+            .with(|c| {
+                let n = c
+                    .execute("UPDATE nodes SET busy = 0 WHERE busy != 0", [])
+                    .db()?;
+                let mut st = c
+                    .prepare("SELECT object_key FROM nodes WHERE object_key IS NOT NULL")
+                    .db()?;
+                let keys = st
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .db()?
+                    .collect::<rusqlite::Result<HashSet<_>>>()
+                    .db()?;
+                Ok((n, keys))
+            })
+            .await?;
+        if cleared > 0 {
+            tracing::info!("VOSpace recovery: cleared the busy flag of {cleared} node(s)");
+        }
+        let referenced: HashSet<ObjPath> = referenced.iter().map(|k| self.obj(k)).collect();
+        let store = &self.storage.store;
+        let tmp = self.obj(TMP_DIR);
+        let objects = self.obj(OBJECTS_DIR);
+        let mut doomed: Vec<ObjPath> = store
+            .list(Some(&tmp))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(internal)?;
+        let n_tmp = doomed.len();
+        let orphans: Vec<ObjPath> = store
+            .list(Some(&objects))
+            .try_filter_map(|m| {
+                let keep = referenced.contains(&m.location);
+                futures::future::ready(Ok((!keep).then_some(m.location)))
+            })
+            .try_collect()
+            .await
+            .map_err(internal)?;
+        for o in &orphans {
+            tracing::info!("VOSpace recovery: removing unreferenced object {o}");
+        }
+        let n_orphans = orphans.len();
+        doomed.extend(orphans);
+        for o in doomed {
+            match store.delete(&o).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!("VOSpace recovery: deleting {o}: {e}"),
+            }
+        }
+        // A local store's multipart uploads in progress are staging files (`NAME#N`) that
+        // listing does not show: remove them from the disk.
+        let staged = self.remove_local_staging();
+        if n_tmp + n_orphans + staged > 0 {
+            tracing::info!(
+                "VOSpace recovery: removed {n_tmp} upload(s) in progress, {n_orphans} \
+                 unreferenced object(s) and {staged} staging file(s)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Local storage only: deletes the staging files of interrupted uploads and copies.
+    fn remove_local_staging(&self) -> usize {
+        if !self.storage.url.as_str().starts_with("file:") {
+            return 0;
+        }
+        let mut n = 0;
+        for dir in [TMP_DIR, OBJECTS_DIR] {
+            let fs_dir = std::path::PathBuf::from(format!("/{}", self.obj(dir)));
+            let Ok(entries) = std::fs::read_dir(&fs_dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let is_staging = e.file_name().to_string_lossy().contains('#');
+                if is_staging && e.file_type().is_ok_and(|t| t.is_file()) {
+                    match std::fs::remove_file(e.path()) {
+                        Ok(()) => n += 1,
+                        Err(err) => tracing::warn!(
+                            "VOSpace recovery: deleting {}: {err}",
+                            e.path().display()
+                        ),
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    async fn delete_objects(&self, keys: Vec<String>) {
+        for k in keys {
+            let p = self.obj(&k);
+            match self.storage.store.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!("VOSpace: deleting {p}: {e} (the next start removes it)"),
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Users and groups
+
+    /// Creates a user, with quota, and their home container `/NAME`; returns their token (64
+    /// hexadecimal digits), of which only the SHA-256 is stored.
+    pub async fn add_user(&self, name: &str, quota_bytes: Option<u64>) -> Result<String, Fault> {
+        check_name("user", name)?;
+        let token = random_hex(32)?;
+        let hash = sha256_hex(&token);
+        let name = name.to_string();
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .db()?;
+            if exists.is_some() {
+                return Err(Fault::InvalidArgument(format!("user exists: {name}")));
+            }
+            let home = format!("/{name}");
+            if select_node(&tx, &home)?.is_some() {
+                return Err(Fault::DuplicateNode(format!("{home} exists")));
+            }
+            let t = now();
+            tx.execute(
+                "INSERT INTO users (name, token_sha256, quota_bytes, created) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash, quota_bytes.map(to_i64), t],
+            )
+            .db()?;
+            insert_node(
+                &tx,
+                &Node {
+                    path: home,
+                    kind: NodeKind::Container,
+                    owner: name.clone(),
+                    properties: Vec::new(),
+                    target: None,
+                    length: None,
+                    md5: None,
+                    content_type: None,
+                    ctime: t.clone(),
+                    mtime: t,
+                    busy: false,
+                },
+                None,
+            )?;
+            tx.commit().db()?;
+            tracing::info!("VOSpace: user {name} added");
+            Ok(())
+        })
+        .await?;
+        Ok(token)
+    }
+
+    /// Gives a user a new token (the old one stops working); returns it.
+    pub async fn new_token(&self, name: &str) -> Result<String, Fault> {
+        let token = random_hex(32)?;
+        let hash = sha256_hex(&token);
+        let name = name.to_string();
+        let n = self
+            .with(move |c| {
+                c.execute(
+                    "UPDATE users SET token_sha256 = ?1 WHERE name = ?2",
+                    params![hash, name],
+                )
+                .db()
+            })
+            .await?;
+        if n == 0 {
+            return Err(Fault::InvalidArgument("no such user".into()));
+        }
+        Ok(token)
+    }
+
+    /// Sets (None: removes) a user's quota.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
+    pub async fn set_quota(&self, name: &str, quota_bytes: Option<u64>) -> Result<(), Fault> {
+        let name = name.to_string();
+        let n = self
+            .with(move |c| {
+                c.execute(
+                    "UPDATE users SET quota_bytes = ?1 WHERE name = ?2",
+                    params![quota_bytes.map(to_i64), name],
+                )
+                .db()
+            })
+            .await?;
+        if n == 0 {
+            return Err(Fault::InvalidArgument("no such user".into()));
+        }
+        Ok(())
+    }
+
+    /// The user a token belongs to (None for an unknown token, or on a database error, which
+    /// is logged).
+    pub async fn user_for_token(&self, token: &str) -> Option<User> {
+        let token = token.trim();
+        if token.is_empty() || token.len() > 256 {
+            return None;
+        }
+        let hash = sha256_hex(token);
+        self.with(move |c| {
+            let name: Option<String> = c
+                .query_row(
+                    "SELECT name FROM users WHERE token_sha256 = ?1",
+                    params![hash],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db()?;
+            match name {
+                Some(n) => load_user(c, &n),
+                None => Ok(None),
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// A user by name.
+    pub async fn user(&self, name: &str) -> Result<Option<User>, Fault> {
+        let name = name.to_string();
+        self.with(move |c| load_user(c, &name)).await
+    }
+
+    /// Names of all users.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
+    pub async fn users(&self) -> Result<Vec<String>, Fault> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT name FROM users ORDER BY name").db()?;
+            let v = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Removes a user, their group memberships and their home with everything in it
+    /// (whatever locks). Nodes they own elsewhere stay (with their owner name).
+    #[allow(dead_code)] // administration and tests
+    pub async fn remove_user(&self, name: &str) -> Result<(), Fault> {
+        check_name("user", name)?;
+        let name = name.to_string();
+        let keys = self
+            .with(move |c| {
+                let tx = immediate(c)?;
+                let n = tx
+                    .execute("DELETE FROM users WHERE name = ?1", params![name])
+                    .db()?;
+                if n == 0 {
+                    return Err(Fault::InvalidArgument("no such user".into()));
+                }
+                tx.execute("DELETE FROM group_members WHERE user = ?1", params![name])
+                    .db()?;
+                let home = format!("/{name}");
+                let rows = select_subtree(&tx, &home)?;
+                let (lo, hi) = subtree_bounds(&home);
+                tx.execute(
+                    "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                    params![home, lo, hi],
+                )
+                .db()?;
+                tx.commit().db()?;
+                tracing::info!("VOSpace: user {name} removed ({} node(s))", rows.len());
+                Ok(rows.into_iter().filter_map(|(_, k)| k).collect::<Vec<_>>())
+            })
+            .await?;
+        self.delete_objects(keys).await;
+        Ok(())
+    }
+
+    /// Adds a user to a group (short name; created by its first member).
+    pub async fn add_to_group(&self, user: &str, group: &str) -> Result<(), Fault> {
+        check_name("group", group)?;
+        let (user, group) = (user.to_string(), group.to_string());
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            if load_user(&tx, &user)?.is_none() {
+                return Err(Fault::InvalidArgument("no such user".into()));
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO group_members (grp, user) VALUES (?1, ?2)",
+                params![group, user],
+            )
+            .db()?;
+            tx.commit().db()
+        })
+        .await
+    }
+
+    /// Removes a user from a group; whether they were in it.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
+    pub async fn remove_from_group(&self, user: &str, group: &str) -> Result<bool, Fault> {
+        let (user, group) = (user.to_string(), group.to_string());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM group_members WHERE grp = ?1 AND user = ?2",
+                    params![group, user],
+                )
+                .db()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Members of a group.
+    #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
+    pub async fn group_members(&self, group: &str) -> Result<Vec<String>, Fault> {
+        let group = group.to_string();
+        self.with(move |c| {
+            let mut st = c
+                .prepare("SELECT user FROM group_members WHERE grp = ?1 ORDER BY user")
+                .db()?;
+            let v = st
+                .query_map(params![group], |r| r.get::<_, String>(0))
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Access control
+
+    /// What `user` may do with the node at `path` (see the module documentation);
+    /// NodeNotFound / LinkFound when there is no such node.
+    /// What `user` may do with each of `children` of the container `parent` (one lookup of
+    /// the ancestors for all of them, not one per child: a listing's hot path).
+    pub async fn access_children(
+        &self,
+        user: Option<&User>,
+        parent: &Node,
+        children: &[Node],
+    ) -> Result<Vec<Access>, Fault> {
+        let path = parent.path.clone();
+        let mut ancestors = self.with(move |c| select_ancestors(c, &path)).await?;
+        ancestors.push(parent.clone());
+        let authority = self.authority.get().map(String::as_str);
+        Ok(children
+            .iter()
+            .map(|child| access(child, &ancestors, user, authority))
+            .collect())
+    }
+
+    pub async fn access(&self, user: Option<&User>, path: &str) -> Result<Access, Fault> {
+        let path = normalise_path(path)?;
+        let (node, ancestors) = self
+            .with(move |c| {
+                let (node, _) = require_node(c, &path)?;
+                Ok((node, select_ancestors(c, &path)?))
+            })
+            .await?;
+        Ok(access(
+            &node,
+            &ancestors,
+            user,
+            self.authority.get().map(String::as_str),
+        ))
+    }
+
+    /// Whether `user` may read the node (or list the container) at `path`.
+    #[allow(dead_code)] // administration and tests
+    pub async fn can_read(&self, user: Option<&User>, path: &str) -> Result<bool, Fault> {
+        Ok(self.access(user, path).await? >= Access::Read)
+    }
+
+    /// Whether `user` may write the node at `path` (its data and properties; for a container,
+    /// creating and deleting children). The root is writable by no one.
+    #[allow(dead_code)] // administration and tests
+    pub async fn can_write(&self, user: Option<&User>, path: &str) -> Result<bool, Fault> {
+        Ok(self.access(user, path).await? == Access::Write)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Nodes
+
+    /// The node at `path`: None when there is none, LinkFound when the path goes through a
+    /// LinkNode.
+    pub async fn get(&self, path: &str) -> Result<Option<Node>, Fault> {
+        let path = normalise_path(path)?;
+        self.with(move |c| match select_node(c, &path)? {
+            Some((n, _)) => Ok(Some(n)),
+            None => match why_missing(c, &path, Fault::NodeNotFound(String::new()))? {
+                f @ Fault::LinkFound(_) => Err(f),
+                _ => Ok(None),
+            },
+        })
+        .await
+    }
+
+    /// The children of the container at `path`, ordered by name, starting after the name
+    /// `after` (exclusive), at most `limit` of them. Empty for a data or link node;
+    /// NodeNotFound when there is no node at `path`.
+    pub async fn children(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Node>, Fault> {
+        let path = normalise_path(path)?;
+        let after = after.map(str::to_string);
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.with(move |c| {
+            let (node, _) = require_node(c, &path)?;
+            if node.kind != NodeKind::Container {
+                return Ok(Vec::new());
+            }
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM nodes WHERE parent = ?1 AND (?2 IS NULL OR name > ?2) \
+                     ORDER BY name LIMIT ?3"
+                ))
+                .db()?;
+            let v = st
+                .query_map(params![path, after, limit], node_from_row)
+                .db()?
+                .map(|r| r.map(|(n, _)| n))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Creates a node: a container, a link (with its target) or an empty data node. The
+    /// server sets ctime, mtime, length, MD5 and busy; client properties are kept (read-only
+    /// ones dropped, `core#type` → content type). The parent must be an existing container
+    /// (ContainerNotFound; LinkFound when it is a link); DuplicateNode when the node exists;
+    /// top-level nodes (homes) are made by `add_user` only (PermissionDenied).
+    pub async fn create(&self, node: Node) -> Result<Node, Fault> {
+        let path = normalise_path(&node.path)?;
+        if path == "/" {
+            return Err(Fault::DuplicateNode("the root exists".into()));
+        }
+        if depth(&path) == 1 {
+            return Err(Fault::PermissionDenied(
+                "top-level nodes are user homes, created with the user".into(),
+            ));
+        }
+        if node.owner.is_empty() {
+            return Err(Fault::InvalidArgument("a node needs an owner".into()));
+        }
+        let target = match node.kind {
+            NodeKind::Link => match node.target.as_deref().map(str::trim) {
+                Some(t) if !t.is_empty() && t.len() <= MAX_TARGET => Some(t.to_string()),
+                _ => {
+                    return Err(Fault::InvalidArgument(
+                        "a LinkNode needs a target URI".into(),
+                    ))
+                }
+            },
+            _ => None,
+        };
+        let mut props = Vec::new();
+        let mut content_type = match node.content_type.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => {
+                check_content_type(t)?;
+                Some(t.to_string())
+            }
+            _ => None,
+        };
+        let given: Vec<Property> = node
+            .properties
+            .iter()
+            .filter(|p| p.value.is_some())
+            .cloned()
+            .collect();
+        apply_properties(&mut props, &mut content_type, &given)?;
+        let t = now();
+        let new = Node {
+            path,
+            kind: node.kind,
+            owner: node.owner,
+            properties: props,
+            target,
+            length: None,
+            md5: None,
+            content_type,
+            ctime: t.clone(),
+            mtime: t,
+            busy: false,
+        };
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            if select_node(&tx, &new.path)?.is_some() {
+                return Err(Fault::DuplicateNode(format!("{} exists", new.path)));
+            }
+            check_parent(&tx, &new.path)?;
+            insert_node(&tx, &new, None)?;
+            tx.commit().db()?;
+            Ok(new)
+        })
+        .await
+    }
+
+    /// Changes client properties (a None value deletes one; server-maintained ones are
+    /// ignored; `core#type`/`core#contenttype` set the content type); returns the node.
+    pub async fn set_properties(&self, path: &str, props: &[Property]) -> Result<Node, Fault> {
+        let path = normalise_path(path)?;
+        let changes = props.to_vec();
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            let (mut node, _) = require_node(&tx, &path)?;
+            apply_properties(&mut node.properties, &mut node.content_type, &changes)?;
+            tx.execute(
+                "UPDATE nodes SET properties = ?1, content_type = ?2 WHERE path = ?3",
+                params![props_to_json(&node.properties), node.content_type, path],
+            )
+            .db()?;
+            tx.commit().db()?;
+            Ok(node)
+        })
+        .await
+    }
+
+    /// Deletes a node and, for a container, everything below it; the objects are deleted
+    /// after the commit. The root and homes cannot be deleted (PermissionDenied: see
+    /// `remove_user`); NodeLocked when a node of the tree is busy or locked.
+    pub async fn delete(&self, path: &str) -> Result<(), Fault> {
+        let path = normalise_path(path)?;
+        if depth(&path) <= 1 {
+            return Err(Fault::PermissionDenied(format!(
+                "{path} is the root or a home: it cannot be deleted"
+            )));
+        }
+        let keys = self
+            .with(move |c| {
+                let tx = immediate(c)?;
+                require_node(&tx, &path)?;
+                let rows = select_subtree(&tx, &path)?;
+                if let Some((n, _)) = rows.iter().find(|(n, _)| n.busy || is_locked(n)) {
+                    return Err(Fault::NodeLocked(format!("{} is busy or locked", n.path)));
+                }
+                let (lo, hi) = subtree_bounds(&path);
+                tx.execute(
+                    "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                    params![path, lo, hi],
+                )
+                .db()?;
+                tx.commit().db()?;
+                Ok(rows.into_iter().filter_map(|(_, k)| k).collect::<Vec<_>>())
+            })
+            .await?;
+        self.delete_objects(keys).await;
+        Ok(())
+    }
+
+    /// Where `src` goes for a move or copy to `dst`: inside `dst` when that is an existing
+    /// container, else `dst` itself (whose parent must be a container).
+    fn destination(c: &Connection, src: &str, dst: &str) -> Result<String, Fault> {
+        let target = match select_node(c, dst)? {
+            Some((d, _)) => match d.kind {
+                NodeKind::Container => {
+                    if dst == "/" {
+                        format!("/{}", name(src))
+                    } else {
+                        format!("{dst}/{}", name(src))
+                    }
+                }
+                NodeKind::Link => return Err(Fault::LinkFound(d.path)),
+                NodeKind::Data => return Err(Fault::DuplicateNode(format!("{dst} exists"))),
+            },
+            None => {
+                check_parent(c, dst)?;
+                dst.to_string()
+            }
+        };
+        if target == src || target.starts_with(&format!("{src}/")) {
+            return Err(Fault::InvalidArgument(format!(
+                "cannot move or copy {src} into itself"
+            )));
+        }
+        if depth(&target) <= 1 {
+            return Err(Fault::PermissionDenied(
+                "top-level nodes are user homes, created with the user".into(),
+            ));
+        }
+        if select_node(c, &target)?.is_some() {
+            return Err(Fault::DuplicateNode(format!("{target} exists")));
+        }
+        check_parent(c, &target)?;
+        Ok(target)
+    }
+
+    /// Moves a node (and what is below it) to `dst`, or inside `dst` when that is an existing
+    /// container; returns the moved node. Owners, properties and objects stay.
+    pub async fn move_node(&self, src: &str, dst: &str) -> Result<Node, Fault> {
+        let src = normalise_path(src)?;
+        let dst = normalise_path(dst)?;
+        if depth(&src) <= 1 {
+            return Err(Fault::PermissionDenied(format!(
+                "{src} is the root or a home: it cannot be moved"
+            )));
+        }
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            require_node(&tx, &src)?;
+            let target = Self::destination(&tx, &src, &dst)?;
+            let rows = select_subtree(&tx, &src)?;
+            if let Some((n, _)) = rows.iter().find(|(n, _)| n.busy || is_locked(n)) {
+                return Err(Fault::NodeLocked(format!("{} is busy or locked", n.path)));
+            }
+            {
+                let mut st = tx
+                    .prepare("UPDATE nodes SET path = ?1, parent = ?2, name = ?3 WHERE path = ?4")
+                    .db()?;
+                for (n, _) in &rows {
+                    let new_path = format!("{target}{}", &n.path[src.len()..]);
+                    st.execute(params![
+                        new_path,
+                        parent(&new_path),
+                        name(&new_path),
+                        n.path
+                    ])
+                    .db()?;
+                }
+            }
+            let (moved, _) = require_node(&tx, &target)?;
+            tx.commit().db()?;
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// Copies a node (and what is below it) to `dst`, or inside `dst` when that is an existing
+    /// container; the copies belong to `owner` and get new objects (copied in the store before
+    /// the metadata commit). QuotaExceeded when the owner's quota would be exceeded.
+    pub async fn copy_node(&self, src: &str, dst: &str, owner: &str) -> Result<Node, Fault> {
+        let src = normalise_path(src)?;
+        let dst = normalise_path(dst)?;
+        if src == "/" {
+            return Err(Fault::PermissionDenied("the root cannot be copied".into()));
+        }
+        if owner.is_empty() {
+            return Err(Fault::InvalidArgument("a node needs an owner".into()));
+        }
+        let (s, d) = (src.clone(), dst.clone());
+        let (rows, owner_usage, quota) = self
+            .with({
+                let owner = owner.to_string();
+                move |c| {
+                    require_node(c, &s)?;
+                    Self::destination(c, &s, &d)?;
+                    let rows = select_subtree(c, &s)?;
+                    Ok((rows, usage_of(c, &owner)?, user_quota(c, &owner)?))
+                }
+            })
+            .await?;
+        let added: u64 = rows.iter().filter_map(|(n, _)| n.length).sum();
+        if let Some(q) = quota {
+            if owner_usage.saturating_add(added) > q {
+                return Err(Fault::QuotaExceeded(format!(
+                    "the copy needs {added} bytes; {owner} uses {owner_usage} of {q}"
+                )));
+            }
+        }
+        // Copy the objects first (new keys): a crash leaves orphans, removed at the next start.
+        let mut copies: Vec<(Node, Option<String>)> = Vec::with_capacity(rows.len());
+        let mut new_keys: Vec<String> = Vec::new();
+        let t = now();
+        for (n, key) in rows {
+            let new_key = match key {
+                Some(k) => {
+                    let nk = Self::new_object_key()?;
+                    if let Err(e) = self.storage.store.copy(&self.obj(&k), &self.obj(&nk)).await {
+                        self.delete_objects(new_keys).await;
+                        return Err(internal(format!("copying {}: {e}", n.path)));
+                    }
+                    new_keys.push(nk.clone());
+                    Some(nk)
+                }
+                None => None,
+            };
+            let mut copy = n;
+            copy.owner = owner.to_string();
+            copy.ctime = t.clone();
+            copy.mtime = t.clone();
+            copy.busy = false;
+            copies.push((copy, new_key));
+        }
+        let owner = owner.to_string();
+        let r = self
+            .with(move |c| {
+                let tx = immediate(c)?;
+                require_node(&tx, &src)?;
+                let target = Self::destination(&tx, &src, &dst)?;
+                if let Some(q) = user_quota(&tx, &owner)? {
+                    let u = usage_of(&tx, &owner)?;
+                    if u.saturating_add(added) > q {
+                        return Err(Fault::QuotaExceeded(format!(
+                            "the copy needs {added} bytes; {owner} uses {u} of {q}"
+                        )));
+                    }
+                }
+                for (n, key) in &mut copies {
+                    n.path = format!("{target}{}", &n.path[src.len()..]);
+                    insert_node(&tx, n, key.as_deref())?;
+                }
+                let (copied, _) = require_node(&tx, &target)?;
+                tx.commit().db()?;
+                Ok(copied)
+            })
+            .await;
+        if r.is_err() {
+            self.delete_objects(new_keys).await;
+        }
+        r
+    }
+
+    /// Bytes used by the nodes `owner` owns.
+    #[allow(dead_code)] // administration and tests
+    pub async fn usage(&self, owner: &str) -> Result<u64, Fault> {
+        let owner = owner.to_string();
+        self.with(move |c| usage_of(c, &owner)).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Data
+
+    /// Writes the content of the data node at `path` (created, owned by `owner_for_new`, when
+    /// missing; the parent rules of [`VoStore::create`] apply) from `stream`, crash-safely (see
+    /// the module documentation). `declared_length` / `declared_md5` (hex): TransferFailed
+    /// when the bytes differ, and nothing changes. `content_type` None keeps the node's.
+    /// QuotaExceeded as soon as the owner's usage would exceed their quota (users table) or
+    /// `quota`. NodeLocked when the node is busy (another write) or locked.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_data<S, E>(
+        &self,
+        path: &str,
+        owner_for_new: &str,
+        stream: S,
+        declared_length: Option<u64>,
+        declared_md5: Option<&str>,
+        content_type: Option<&str>,
+        quota: Option<u64>,
+    ) -> Result<Node, Fault>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let declared_md5 = declared_md5.map(check_md5_syntax).transpose()?;
+        let content_type = match content_type.map(str::trim) {
+            Some(t) if !t.is_empty() => {
+                check_content_type(t)?;
+                Some(t.to_string())
+            }
+            _ => None,
+        };
+        let path = normalise_path(path)?;
+        let state = WriteState::default();
+        let mut guard = WriteGuard {
+            conn: self.conn.clone(),
+            store: self.storage.store.clone(),
+            path: path.clone(),
+            state: state.clone(),
+            objects: Vec::new(),
+            armed: true,
+        };
+        let plan = match self.begin_write(&path, owner_for_new, quota, &state).await {
+            Ok(p) => p,
+            Err(e) => {
+                guard.undo().await;
+                return Err(e);
+            }
+        };
+        if let (Some(max), Some(d)) = (plan.max_len, declared_length) {
+            if d > max {
+                guard.undo().await;
+                return Err(Fault::QuotaExceeded(format!(
+                    "{d} bytes exceed the quota of {} ({max} bytes left)",
+                    plan.owner
+                )));
+            }
+        }
+        let tmp_key = format!("{TMP_DIR}/{}", random_hex(16)?);
+        guard.objects.push(self.obj(&tmp_key));
+        let result = async {
+            let (len, md5) = self
+                .upload_tmp(&tmp_key, stream, plan.max_len, declared_length, &plan.owner)
+                .await?;
+            if declared_length.is_some_and(|d| d != len) {
+                return Err(Fault::TransferFailed(format!(
+                    "received {len} bytes, {} declared",
+                    declared_length.unwrap_or(0)
+                )));
+            }
+            if let Some(d) = &declared_md5 {
+                if *d != md5 {
+                    return Err(Fault::TransferFailed(format!(
+                        "the MD5 of the bytes received is {md5}, {d} declared"
+                    )));
+                }
+            }
+            let key = Self::new_object_key()?;
+            guard.objects.push(self.obj(&key));
+            self.promote(&tmp_key, &key).await?;
+            self.commit_write(&plan, &key, len, &md5, content_type, &state)
+                .await
+        }
+        .await;
+        match result {
+            Ok((node, old_key)) => {
+                // Committed: the new object is referenced; the tmp one is gone.
+                guard.take();
+                if let Some(k) = old_key {
+                    self.delete_objects(vec![k]).await;
+                }
+                Ok(node)
+            }
+            Err(e) => {
+                guard.undo().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// First step of a write: checks, marks an existing node busy, computes the quota left.
+    async fn begin_write(
+        &self,
+        path: &str,
+        owner_for_new: &str,
+        quota: Option<u64>,
+        state: &WriteState,
+    ) -> Result<WritePlan, Fault> {
+        let path = normalise_path(path)?;
+        if depth(&path) <= 1 {
+            return Err(Fault::InvalidArgument(format!(
+                "{path} is the root or a home, not a DataNode"
+            )));
+        }
+        let owner_for_new = owner_for_new.to_string();
+        let state = state.clone();
+        self.with(move |c| {
+            check_not_cancelled(&state)?;
+            let tx = immediate(c)?;
+            let (existed, owner, old_len) = match select_node(&tx, &path)? {
+                Some((n, _)) => {
+                    if n.kind != NodeKind::Data {
+                        return Err(Fault::InvalidArgument(format!(
+                            "{path} is a {}, not a DataNode",
+                            &n.kind.xsi_type()[4..]
+                        )));
+                    }
+                    if n.busy {
+                        return Err(Fault::NodeLocked(format!("{path} is being written")));
+                    }
+                    if is_locked(&n) {
+                        return Err(Fault::NodeLocked(format!("{path} is locked")));
+                    }
+                    tx.execute("UPDATE nodes SET busy = 1 WHERE path = ?1", params![path])
+                        .db()?;
+                    (true, n.owner, n.length.unwrap_or(0))
+                }
+                None => {
+                    check_parent(&tx, &path)?;
+                    if owner_for_new.is_empty() {
+                        return Err(Fault::InvalidArgument("a node needs an owner".into()));
+                    }
+                    (false, owner_for_new, 0)
+                }
+            };
+            let q = min_quota(user_quota(&tx, &owner)?, quota);
+            let max_len = match q {
+                Some(q) => {
+                    let others = usage_of(&tx, &owner)?.saturating_sub(old_len);
+                    Some(q.saturating_sub(others))
+                }
+                None => None,
+            };
+            tx.commit().db()?;
+            if existed {
+                state.fetch_or(BUSY_SET, Ordering::SeqCst);
+            }
+            Ok(WritePlan {
+                path,
+                existed,
+                owner,
+                max_len,
+                quota,
+            })
+        })
+        .await
+    }
+
+    /// Streams into the object `key` (multipart for more than a part); returns the length and
+    /// MD5 (hex).
+    async fn upload_tmp<S, E>(
+        &self,
+        key: &str,
+        stream: S,
+        max_len: Option<u64>,
+        declared_length: Option<u64>,
+        owner: &str,
+    ) -> Result<(u64, String), Fault>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        use md5::Digest;
+        let location = self.obj(key);
+        let mut stream = std::pin::pin!(stream);
+        let mut hasher = md5::Md5::new();
+        let mut len: u64 = 0;
+        // Bytes received before the multipart upload starts (small files: one put).
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
+        let mut writer: Option<WriteMultipart> = None;
+        let r: Result<(), Fault> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| Fault::TransferFailed(format!("the upload failed: {e}")))?;
+                if chunk.is_empty() {
+                    continue;
+                }
+                len = len.saturating_add(chunk.len() as u64);
+                if max_len.is_some_and(|m| len > m) {
+                    return Err(Fault::QuotaExceeded(format!(
+                        "the upload exceeds the quota of {owner}"
+                    )));
+                }
+                if declared_length.is_some_and(|d| len > d) {
+                    return Err(Fault::TransferFailed(format!(
+                        "more than the {} bytes declared",
+                        declared_length.unwrap_or(0)
+                    )));
+                }
+                hasher.update(&chunk);
+                match &mut writer {
+                    Some(w) => {
+                        w.wait_for_capacity(UPLOAD_CONCURRENCY)
+                            .await
+                            .map_err(internal)?;
+                        w.put(chunk);
+                    }
+                    None => {
+                        pending_len += chunk.len();
+                        pending.push(chunk);
+                        if pending_len >= PART_SIZE {
+                            let upload = self
+                                .storage
+                                .store
+                                .put_multipart(&location)
+                                .await
+                                .map_err(internal)?;
+                            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                            for b in pending.drain(..) {
+                                w.put(b);
+                            }
+                            pending_len = 0;
+                            writer = Some(w);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match (r, writer) {
+            (Ok(()), Some(w)) => {
+                w.finish().await.map_err(internal)?;
+            }
+            (Ok(()), None) => {
+                self.storage
+                    .store
+                    .put(&location, PutPayload::from_iter(pending))
+                    .await
+                    .map_err(internal)?;
+            }
+            (Err(e), Some(w)) => {
+                if let Err(a) = w.abort().await {
+                    tracing::warn!("VOSpace: aborting the upload to {location}: {a}");
+                }
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        }
+        Ok((len, to_hex(&hasher.finalize())))
+    }
+
+    /// Moves a finished upload to its final key.
+    async fn promote(&self, tmp_key: &str, key: &str) -> Result<(), Fault> {
+        self.storage
+            .store
+            .rename(&self.obj(tmp_key), &self.obj(key))
+            .await
+            .map_err(internal)
+    }
+
+    /// Points the node at its new object in one transaction (creating the node when it did
+    /// not exist); returns the node and the object it pointed to before.
+    async fn commit_write(
+        &self,
+        plan: &WritePlan,
+        key: &str,
+        len: u64,
+        md5: &str,
+        content_type: Option<String>,
+        state: &WriteState,
+    ) -> Result<(Node, Option<String>), Fault> {
+        let (path, existed, owner) = (plan.path.clone(), plan.existed, plan.owner.clone());
+        let quota = plan.quota;
+        let (key, md5) = (key.to_string(), md5.to_string());
+        let state = state.clone();
+        self.with(move |c| {
+            check_not_cancelled(&state)?;
+            let tx = immediate(c)?;
+            let t = now();
+            let current = select_node(&tx, &path)?;
+            let (node, old_key) = match current {
+                Some((mut n, old_key)) => {
+                    if n.kind != NodeKind::Data {
+                        return Err(Fault::InvalidArgument(format!(
+                            "{path} is no longer a DataNode"
+                        )));
+                    }
+                    if !existed && n.busy {
+                        return Err(Fault::NodeLocked(format!("{path} is being written")));
+                    }
+                    if let Some(q) = min_quota(user_quota(&tx, &n.owner)?, quota) {
+                        let others = usage_of(&tx, &n.owner)?.saturating_sub(n.length.unwrap_or(0));
+                        if others.saturating_add(len) > q {
+                            return Err(Fault::QuotaExceeded(format!(
+                                "{len} bytes exceed the quota of {}",
+                                n.owner
+                            )));
+                        }
+                    }
+                    n.length = Some(len);
+                    n.md5 = Some(md5.clone());
+                    if content_type.is_some() {
+                        n.content_type = content_type;
+                    }
+                    n.mtime = t;
+                    n.busy = false;
+                    tx.execute(
+                        "UPDATE nodes SET object_key = ?1, length = ?2, md5 = ?3, \
+                         content_type = ?4, mtime = ?5, busy = 0 WHERE path = ?6",
+                        params![key, to_i64(len), md5, n.content_type, n.mtime, path],
+                    )
+                    .db()?;
+                    (n, old_key)
+                }
+                None => {
+                    check_parent(&tx, &path)?;
+                    if let Some(q) = min_quota(user_quota(&tx, &owner)?, quota) {
+                        if usage_of(&tx, &owner)?.saturating_add(len) > q {
+                            return Err(Fault::QuotaExceeded(format!(
+                                "{len} bytes exceed the quota of {owner}"
+                            )));
+                        }
+                    }
+                    let n = Node {
+                        path: path.clone(),
+                        kind: NodeKind::Data,
+                        owner,
+                        properties: Vec::new(),
+                        target: None,
+                        length: Some(len),
+                        md5: Some(md5),
+                        content_type,
+                        ctime: t.clone(),
+                        mtime: t,
+                        busy: false,
+                    };
+                    insert_node(&tx, &n, Some(&key))?;
+                    (n, None)
+                }
+            };
+            tx.commit().db()?;
+            state.fetch_or(COMMITTED, Ordering::SeqCst);
+            Ok((node, old_key))
+        })
+        .await
+    }
+
+    /// The whole content of a data node.
+    pub async fn read_data(&self, path: &str) -> Result<DataRead, Fault> {
+        self.read_range(path, None).await
+    }
+
+    /// The content of a data node, or the bytes `range` (half-open; its end is clamped to the
+    /// length) of it. InvalidArgument for a range starting at or after the end (HTTP 416) or
+    /// empty, or when the node is not a DataNode; NodeNotFound / LinkFound.
+    pub async fn read_range(
+        &self,
+        path: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<DataRead, Fault> {
+        let path = normalise_path(path)?;
+        // A write may replace the object between reading the metadata and opening it: retry.
+        for _ in 0..3 {
+            let p = path.clone();
+            let (node, key) = self.with(move |c| require_node(c, &p)).await?;
+            if node.kind != NodeKind::Data {
+                return Err(Fault::InvalidArgument(format!(
+                    "{path} is a {}, not a DataNode",
+                    &node.kind.xsi_type()[4..]
+                )));
+            }
+            let total = node.length.unwrap_or(0);
+            let served = match &range {
+                None => 0..total,
+                Some(r) => {
+                    if r.start >= r.end || r.start >= total {
+                        return Err(Fault::InvalidArgument(format!(
+                            "range {}-{} not satisfiable (length {total})",
+                            r.start,
+                            r.end.saturating_sub(1)
+                        )));
+                    }
+                    r.start..r.end.min(total)
+                }
+            };
+            let Some(key) = key.filter(|_| total > 0) else {
+                return Ok(DataRead {
+                    node,
+                    range: 0..0,
+                    total: 0,
+                    stream: futures::stream::empty().boxed(),
+                });
+            };
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(served.clone())),
+                ..Default::default()
+            };
+            match self.storage.store.get_opts(&self.obj(&key), opts).await {
+                Ok(r) => {
+                    return Ok(DataRead {
+                        node,
+                        range: served,
+                        total,
+                        stream: r.into_stream().map_err(internal).boxed(),
+                    })
+                }
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Err(Fault::InternalFault(format!(
+            "the content of {path} could not be read"
+        )))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Transfers
+
+    /// Records a new transfer job (phase `PENDING`, a random id).
+    pub async fn create_transfer(
+        &self,
+        owner: &str,
+        direction: &str,
+        target: &str,
+        details: Option<&str>,
+    ) -> Result<TransferRecord, Fault> {
+        let rec = TransferRecord {
+            id: random_hex(12)?,
+            owner: owner.to_string(),
+            phase: "PENDING".into(),
+            direction: direction.to_string(),
+            target: target.to_string(),
+            details: details.map(str::to_string),
+            error: None,
+            created: now(),
+        };
+        let r = rec.clone();
+        self.with(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    r.id,
+                    r.owner,
+                    r.phase,
+                    r.direction,
+                    r.target,
+                    r.details,
+                    r.error,
+                    r.created
+                ],
+            )
+            .db()?;
+            Ok(())
+        })
+        .await?;
+        Ok(rec)
+    }
+
+    /// A transfer job.
+    pub async fn get_transfer(&self, id: &str) -> Result<Option<TransferRecord>, Fault> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"),
+                params![id],
+                transfer_from_row,
+            )
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    /// Saves the phase, direction, target, details and error of a transfer job (by id); whether
+    /// it exists.
+    pub async fn update_transfer(&self, rec: &TransferRecord) -> Result<bool, Fault> {
+        let r = rec.clone();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE transfers SET phase = ?1, direction = ?2, target = ?3, details = ?4, \
+                     error = ?5 WHERE id = ?6",
+                    params![r.phase, r.direction, r.target, r.details, r.error, r.id],
+                )
+                .db()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Transfer jobs, of one owner or all, oldest first.
+    pub async fn list_transfers(&self, owner: Option<&str>) -> Result<Vec<TransferRecord>, Fault> {
+        let owner = owner.map(str::to_string);
+        self.with(move |c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ?1 IS NULL OR owner = ?1 \
+                     ORDER BY created, id"
+                ))
+                .db()?;
+            let v = st
+                .query_map(params![owner], transfer_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Deletes a transfer job; whether it existed.
+    #[allow(dead_code)] // for a transfer job list; not served yet
+    pub async fn delete_transfer(&self, id: &str) -> Result<bool, Fault> {
+        let id = id.to_string();
+        self.with(move |c| {
+            Ok(
+                c.execute("DELETE FROM transfers WHERE id = ?1", params![id])
+                    .db()?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    /// Deletes the transfer jobs created before `created` (same format as
+    /// [`TransferRecord::created`]); how many.
+    pub async fn delete_transfers_before(&self, created: &str) -> Result<usize, Fault> {
+        let created = created.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM transfers WHERE created < ?1", params![created])
+                .db()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A temporary folder, removed at the end of the test.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "vostok-vospace-{name}-{}",
+            random_hex(6).expect("random")
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    async fn open(dir: &TempDir) -> Arc<VoStore> {
+        let storage = storage::Storage::local(&dir.0.join("data"), storage::Missing::Create)
+            .expect("storage");
+        VoStore::open(&dir.0.join("vospace.db"), storage)
+            .await
+            .expect("open")
+    }
+
+    fn node(path: &str, kind: NodeKind, owner: &str) -> Node {
+        Node {
+            path: path.into(),
+            kind,
+            owner: owner.into(),
+            properties: Vec::new(),
+            target: None,
+            length: None,
+            md5: None,
+            content_type: None,
+            ctime: String::new(),
+            mtime: String::new(),
+            busy: false,
+        }
+    }
+
+    fn chunks(data: &[u8], size: usize) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        let v: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(size.max(1))
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(v)
+    }
+
+    async fn write(s: &VoStore, path: &str, data: &[u8], md5: Option<&str>) -> Result<Node, Fault> {
+        s.write_data(path, "alice", chunks(data, 7), None, md5, None, None)
+            .await
+    }
+
+    async fn read_all(s: &VoStore, path: &str, range: Option<Range<u64>>) -> Vec<u8> {
+        let r = s.read_range(path, range).await.expect("read");
+        let parts: Vec<Bytes> = r.stream.try_collect().await.expect("stream");
+        parts.concat()
+    }
+
+    async fn objects(s: &VoStore, dir: &str) -> Vec<ObjPath> {
+        s.storage
+            .store
+            .list(Some(&s.obj(dir)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .expect("list")
+    }
+
+    fn md5_hex(data: &[u8]) -> String {
+        use md5::Digest;
+        to_hex(&md5::Md5::digest(data))
+    }
+
+    fn prop(uri: &str, v: Option<&str>) -> Property {
+        Property {
+            uri: uri.into(),
+            value: v.map(str::to_string),
+            read_only: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn users_tokens_groups() {
+        let dir = temp_dir("users");
+        let s = open(&dir).await;
+        let t = s.add_user("alice", Some(1000)).await.unwrap();
+        assert_eq!(t.len(), 64);
+        assert!(matches!(
+            s.add_user("alice", None).await,
+            Err(Fault::InvalidArgument(_))
+        ));
+        for bad in ["", "1abc", "a/b", "a b", &"x".repeat(65)] {
+            assert!(s.add_user(bad, None).await.is_err(), "{bad}");
+        }
+        let u = s.user_for_token(&t).await.unwrap();
+        assert_eq!(u.name, "alice");
+        assert_eq!(u.quota_bytes, Some(1000));
+        assert!(s.user_for_token("nope").await.is_none());
+        let home = s.get("/alice").await.unwrap().unwrap();
+        assert_eq!(home.kind, NodeKind::Container);
+        assert_eq!(home.owner, "alice");
+        let t2 = s.new_token("alice").await.unwrap();
+        assert!(s.user_for_token(&t).await.is_none());
+        assert!(s.user_for_token(&t2).await.is_some());
+        s.add_to_group("alice", "team").await.unwrap();
+        assert!(s.add_to_group("nobody", "team").await.is_err());
+        let u = s.user_for_token(&t2).await.unwrap();
+        assert_eq!(u.groups, vec!["team".to_string()]);
+        assert!(is_member(&u, "team", None));
+        assert!(is_member(
+            &u,
+            &group_uri("example.org", "team"),
+            Some("example.org")
+        ));
+        assert!(!is_member(
+            &u,
+            &group_uri("evil.org", "team"),
+            Some("example.org")
+        ));
+        assert!(!is_member(&u, "other", None));
+        // the root lists the homes
+        s.add_user("bob", None).await.unwrap();
+        let names: Vec<String> = s
+            .children("/", None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.path)
+            .collect();
+        assert_eq!(names, ["/alice", "/bob"]);
+        write(&s, "/bob/f", b"xyz", None).await.unwrap();
+        s.remove_user("bob").await.unwrap();
+        assert!(s.get("/bob").await.unwrap().is_none());
+        assert!(objects(&s, OBJECTS_DIR).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn node_semantics() {
+        let dir = temp_dir("nodes");
+        let s = open(&dir).await;
+        s.add_user("alice", None).await.unwrap();
+        let c = s
+            .create(node("/alice/c", NodeKind::Container, "alice"))
+            .await
+            .unwrap();
+        assert!(!c.ctime.is_empty());
+        for i in 1..=5 {
+            s.create(node(&format!("/alice/c/f{i}"), NodeKind::Data, "alice"))
+                .await
+                .unwrap();
+        }
+        let page = |after: Option<&'static str>, limit| {
+            let s = s.clone();
+            async move {
+                s.children("/alice/c", after, limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| name(&n.path).to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(None, Some(2)).await, ["f1", "f2"]);
+        assert_eq!(page(Some("f2"), Some(2)).await, ["f3", "f4"]);
+        assert_eq!(page(Some("f4"), None).await, ["f5"]);
+        assert!(page(Some("f5"), None).await.is_empty());
+        assert!(s
+            .children("/alice/c/f1", None, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            s.children("/alice/zz", None, None).await,
+            Err(Fault::NodeNotFound(_))
+        ));
+
+        // faults of create
+        let dup = s
+            .create(node("/alice/c", NodeKind::Container, "alice"))
+            .await;
+        assert!(matches!(dup, Err(Fault::DuplicateNode(_))));
+        let nop = s.create(node("/alice/x/y", NodeKind::Data, "alice")).await;
+        assert!(matches!(nop, Err(Fault::ContainerNotFound(_))));
+        let data_parent = s
+            .create(node("/alice/c/f1/y", NodeKind::Data, "alice"))
+            .await;
+        assert!(matches!(data_parent, Err(Fault::ContainerNotFound(_))));
+        let top = s.create(node("/eve", NodeKind::Container, "eve")).await;
+        assert!(matches!(top, Err(Fault::PermissionDenied(_))));
+        let no_target = s.create(node("/alice/l", NodeKind::Link, "alice")).await;
+        assert!(matches!(no_target, Err(Fault::InvalidArgument(_))));
+        let mut link = node("/alice/l", NodeKind::Link, "alice");
+        link.target = Some("vos://example.org!vospace/alice/c".into());
+        s.create(link).await.unwrap();
+        let via_link = s.create(node("/alice/l/y", NodeKind::Data, "alice")).await;
+        assert_eq!(via_link, Err(Fault::LinkFound("/alice/l".into())));
+        assert_eq!(
+            s.get("/alice/l/y/z").await,
+            Err(Fault::LinkFound("/alice/l".into()))
+        );
+        assert_eq!(s.get("/alice/nothing").await, Ok(None));
+        assert!(s.get("/alice/../x").await.is_err());
+
+        // properties
+        let mut n = node("/alice/c/p", NodeKind::Data, "alice");
+        n.properties = vec![
+            prop(prop::TITLE, Some("T")),
+            prop(prop::LENGTH, Some("99")),
+            prop(prop::CONTENT_TYPE, Some("text/plain")),
+        ];
+        let n = s.create(n).await.unwrap();
+        assert_eq!(n.property(prop::TITLE), Some("T"));
+        assert_eq!(n.property(prop::LENGTH), None);
+        assert_eq!(n.length, None);
+        assert_eq!(n.content_type.as_deref(), Some("text/plain"));
+        let n = s
+            .set_properties(
+                "/alice/c/p",
+                &[
+                    prop(prop::TITLE, None),
+                    prop(prop::DESCRIPTION, Some("D")),
+                    prop(prop::MD5, Some("00")),
+                    prop(prop::CONTENT_TYPE_ALT, Some("image/png")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.property(prop::TITLE), None);
+        assert_eq!(n.property(prop::DESCRIPTION), Some("D"));
+        assert_eq!(n.md5, None);
+        assert_eq!(n.content_type.as_deref(), Some("image/png"));
+        assert_eq!(s.get("/alice/c/p").await.unwrap(), Some(n));
+        assert!(matches!(
+            s.set_properties("/alice/none", &[]).await,
+            Err(Fault::NodeNotFound(_))
+        ));
+
+        // move: into a container, then renamed
+        write(&s, "/alice/c/f1", b"one", None).await.unwrap();
+        s.create(node("/alice/d", NodeKind::Container, "alice"))
+            .await
+            .unwrap();
+        let m = s.move_node("/alice/c", "/alice/d").await.unwrap();
+        assert_eq!(m.path, "/alice/d/c");
+        assert!(s.get("/alice/c").await.unwrap().is_none());
+        assert_eq!(read_all(&s, "/alice/d/c/f1", None).await, b"one");
+        assert_eq!(s.children("/alice/d/c", None, None).await.unwrap().len(), 6);
+        let m = s.move_node("/alice/d/c", "/alice/e").await.unwrap();
+        assert_eq!(m.path, "/alice/e");
+        assert_eq!(read_all(&s, "/alice/e/f1", None).await, b"one");
+        assert!(matches!(
+            s.move_node("/alice/e", "/alice/e/f2").await,
+            Err(Fault::DuplicateNode(_))
+        ));
+        s.create(node("/alice/e/sub", NodeKind::Container, "alice"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.move_node("/alice/e", "/alice/e/sub").await,
+            Err(Fault::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            s.move_node("/alice", "/alice/d").await,
+            Err(Fault::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            s.move_node("/alice/e", "/").await,
+            Err(Fault::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            s.move_node("/alice/e/f1", "/alice/e/f2").await,
+            Err(Fault::DuplicateNode(_))
+        ));
+
+        // copy: new objects, owned by the copier
+        s.add_user("bob", None).await.unwrap();
+        let cp = s.copy_node("/alice/e", "/bob/e2", "bob").await.unwrap();
+        assert_eq!(cp.owner, "bob");
+        assert_eq!(read_all(&s, "/bob/e2/f1", None).await, b"one");
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 2);
+        assert_eq!(s.usage("bob").await.unwrap(), 3);
+        assert!(matches!(
+            s.copy_node("/alice/e", "/alice/e/sub", "alice").await,
+            Err(Fault::InvalidArgument(_))
+        ));
+
+        // delete: recursive, objects gone
+        assert!(matches!(
+            s.delete("/alice").await,
+            Err(Fault::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            s.delete("/").await,
+            Err(Fault::PermissionDenied(_))
+        ));
+        s.delete("/alice/e").await.unwrap();
+        assert!(s.get("/alice/e/f1").await.unwrap().is_none());
+        assert!(s.get("/alice/e").await.unwrap().is_none());
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+        assert_eq!(read_all(&s, "/bob/e2/f1", None).await, b"one");
+        assert!(matches!(
+            s.delete("/alice/e").await,
+            Err(Fault::NodeNotFound(_))
+        ));
+        // locked nodes
+        s.set_properties("/bob/e2/f2", &[prop(prop::IS_LOCKED, Some("true"))])
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.delete("/bob/e2").await,
+            Err(Fault::NodeLocked(_))
+        ));
+        assert!(matches!(
+            s.write_data("/bob/e2/f2", "bob", chunks(b"x", 1), None, None, None, None)
+                .await,
+            Err(Fault::NodeLocked(_))
+        ));
+        s.set_properties("/bob/e2/f2", &[prop(prop::IS_LOCKED, None)])
+            .await
+            .unwrap();
+        s.delete("/bob/e2").await.unwrap();
+        assert!(objects(&s, OBJECTS_DIR).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn data_writes() {
+        let dir = temp_dir("data");
+        let s = open(&dir).await;
+        s.add_user("alice", Some(100)).await.unwrap();
+        // a new node, created by the write
+        let n = s
+            .write_data(
+                "/alice/h.txt",
+                "alice",
+                chunks(b"hello", 2),
+                Some(5),
+                Some("5D41402ABC4B2A76B9719D911017C592"),
+                Some("text/plain"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.length, Some(5));
+        assert_eq!(n.md5.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
+        assert_eq!(n.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(s.get("/alice/h.txt").await.unwrap(), Some(n.clone()));
+        assert_eq!(read_all(&s, "/alice/h.txt", None).await, b"hello");
+        assert_eq!(read_all(&s, "/alice/h.txt", Some(1..3)).await, b"el");
+        assert_eq!(read_all(&s, "/alice/h.txt", Some(3..100)).await, b"lo");
+        assert!(s.read_range("/alice/h.txt", Some(5..6)).await.is_err());
+        assert!(s.read_range("/alice", None).await.is_err());
+
+        // wrong MD5 or length: nothing changes
+        let bad = write(&s, "/alice/h.txt", b"HELLO", Some(&md5_hex(b"other"))).await;
+        assert!(matches!(bad, Err(Fault::TransferFailed(_))));
+        let bad = s
+            .write_data(
+                "/alice/h.txt",
+                "alice",
+                chunks(b"HELLO", 2),
+                Some(4),
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert!(matches!(bad, Err(Fault::TransferFailed(_))));
+        let bad = s
+            .write_data(
+                "/alice/h.txt",
+                "alice",
+                chunks(b"HELLO", 2),
+                Some(6),
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert!(matches!(bad, Err(Fault::TransferFailed(_))));
+        let bad = write(&s, "/alice/new", b"x", Some(&md5_hex(b"y"))).await;
+        assert!(matches!(bad, Err(Fault::TransferFailed(_))));
+        assert!(s.get("/alice/new").await.unwrap().is_none());
+        assert_eq!(s.get("/alice/h.txt").await.unwrap(), Some(n.clone()));
+        assert_eq!(read_all(&s, "/alice/h.txt", None).await, b"hello");
+        assert!(objects(&s, TMP_DIR).await.is_empty());
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+
+        // an interrupted upload
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let bad = s
+            .write_data("/alice/h.txt", "alice", broken, None, None, None, None)
+            .await;
+        assert!(matches!(bad, Err(Fault::TransferFailed(_))));
+        assert!(!s.get("/alice/h.txt").await.unwrap().unwrap().busy);
+
+        // quota: 100 bytes; 5 used by h.txt, which a rewrite replaces
+        let ok = write(&s, "/alice/h.txt", &[1u8; 100], None).await.unwrap();
+        assert_eq!(ok.length, Some(100));
+        let over = write(&s, "/alice/other", b"x", None).await;
+        assert!(matches!(over, Err(Fault::QuotaExceeded(_))));
+        let over = write(&s, "/alice/h.txt", &[1u8; 101], None).await;
+        assert!(matches!(over, Err(Fault::QuotaExceeded(_))));
+        let over = s
+            .write_data(
+                "/alice/h.txt",
+                "alice",
+                chunks(b"", 1),
+                Some(101),
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert!(matches!(over, Err(Fault::QuotaExceeded(_))));
+        let over = s
+            .write_data(
+                "/alice/h.txt",
+                "alice",
+                chunks(&[2u8; 50], 8),
+                None,
+                None,
+                None,
+                Some(40),
+            )
+            .await;
+        assert!(matches!(over, Err(Fault::QuotaExceeded(_))));
+        assert!(s.get("/alice/other").await.unwrap().is_none());
+        assert_eq!(read_all(&s, "/alice/h.txt", None).await, vec![1u8; 100]);
+        assert_eq!(s.usage("alice").await.unwrap(), 100);
+        assert!(matches!(
+            s.copy_node("/alice/h.txt", "/alice/h2", "alice").await,
+            Err(Fault::QuotaExceeded(_))
+        ));
+        // an empty file
+        s.set_quota("alice", None).await.unwrap();
+        let e = write(&s, "/alice/empty", b"", None).await.unwrap();
+        assert_eq!(e.length, Some(0));
+        assert_eq!(e.md5.as_deref(), Some(md5_hex(b"").as_str()));
+        assert!(read_all(&s, "/alice/empty", None).await.is_empty());
+
+        // a big upload: 20 MiB in 64 KiB chunks, multipart
+        let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let n = s
+            .write_data(
+                "/alice/big",
+                "alice",
+                chunks(&big, 64 * 1024),
+                Some(big.len() as u64),
+                Some(&md5_hex(&big)),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.length, Some(big.len() as u64));
+        let back = read_all(&s, "/alice/big", None).await;
+        assert!(back == big);
+        let mid = read_all(&s, "/alice/big", Some(7_000_000..7_000_010)).await;
+        assert_eq!(mid, &big[7_000_000..7_000_010]);
+        assert!(objects(&s, TMP_DIR).await.is_empty());
+        // writing a container is refused
+        assert!(matches!(
+            write(&s, "/alice", b"x", None).await,
+            Err(Fault::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            write(&s, "/alice/nodir/x", b"x", None).await,
+            Err(Fault::ContainerNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn busy_nodes() {
+        let dir = temp_dir("busy");
+        let s = open(&dir).await;
+        s.add_user("alice", None).await.unwrap();
+        write(&s, "/alice/f", b"v1", None).await.unwrap();
+        let state = WriteState::default();
+        let plan = s
+            .begin_write("/alice/f", "alice", None, &state)
+            .await
+            .unwrap();
+        assert!(s.get("/alice/f").await.unwrap().unwrap().busy);
+        assert!(matches!(
+            write(&s, "/alice/f", b"v2", None).await,
+            Err(Fault::NodeLocked(_))
+        ));
+        assert!(matches!(
+            s.delete("/alice/f").await,
+            Err(Fault::NodeLocked(_))
+        ));
+        assert!(matches!(
+            s.move_node("/alice/f", "/alice/g").await,
+            Err(Fault::NodeLocked(_))
+        ));
+        // the write's future is dropped (client gone) after its upload: the undo clears the
+        // flag, deletes the new object and a late commit cannot happen any more
+        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+        s.upload_tmp(&tmp, chunks(b"v2", 1), None, None, "alice")
+            .await
+            .unwrap();
+        let key = VoStore::new_object_key().unwrap();
+        s.promote(&tmp, &key).await.unwrap();
+        let guard = WriteGuard {
+            conn: s.conn.clone(),
+            store: s.storage.store.clone(),
+            path: plan.path.clone(),
+            state: state.clone(),
+            objects: vec![s.obj(&tmp), s.obj(&key)],
+            armed: true,
+        };
+        drop(guard);
+        for _ in 0..200 {
+            if state.load(Ordering::SeqCst) & CANCELLED != 0
+                && objects(&s, OBJECTS_DIR).await.len() == 1
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!s.get("/alice/f").await.unwrap().unwrap().busy);
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+        let late = s
+            .commit_write(&plan, &key, 2, &md5_hex(b"v2"), None, &state)
+            .await;
+        assert!(late.is_err());
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v1");
+
+        // an undo after the commit changes nothing
+        let state = WriteState::default();
+        let plan = s
+            .begin_write("/alice/f", "alice", None, &state)
+            .await
+            .unwrap();
+        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+        s.upload_tmp(&tmp, chunks(b"v3", 1), None, None, "alice")
+            .await
+            .unwrap();
+        let key = VoStore::new_object_key().unwrap();
+        s.promote(&tmp, &key).await.unwrap();
+        let (_, old) = s
+            .commit_write(&plan, &key, 2, &md5_hex(b"v3"), None, &state)
+            .await
+            .unwrap();
+        s.delete_objects(old.into_iter().collect()).await;
+        WriteGuard {
+            conn: s.conn.clone(),
+            store: s.storage.store.clone(),
+            path: plan.path.clone(),
+            state: state.clone(),
+            objects: vec![s.obj(&tmp), s.obj(&key)],
+            armed: true,
+        }
+        .undo()
+        .await;
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v3");
+        // a write just after a cancelled begin
+        write(&s, "/alice/f", b"v4", None).await.unwrap();
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"v4");
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn crash_recovery() {
+        let dir = temp_dir("crash");
+        {
+            let s = open(&dir).await;
+            s.add_user("alice", None).await.unwrap();
+            write(&s, "/alice/f", b"old content", None).await.unwrap();
+            write(&s, "/alice/g", b"other file", None).await.unwrap();
+            // a crash after the upload and the rename, before the commit
+            let plan = s
+                .begin_write("/alice/f", "alice", None, &WriteState::default())
+                .await
+                .unwrap();
+            let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+            s.upload_tmp(&tmp, chunks(b"new content", 3), None, None, "alice")
+                .await
+                .unwrap();
+            let key = VoStore::new_object_key().unwrap();
+            s.promote(&tmp, &key).await.unwrap();
+            // and another upload, interrupted earlier (still in tmp)
+            let tmp2 = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
+            s.upload_tmp(&tmp2, chunks(b"half", 3), None, None, "alice")
+                .await
+                .unwrap();
+            // a stray object nobody references
+            s.storage
+                .store
+                .put(
+                    &s.obj("vospace/objects/stray"),
+                    Bytes::from_static(b"?").into(),
+                )
+                .await
+                .unwrap();
+            // a multipart staging file of a local store
+            let staging = format!("/{}#1", s.obj(&format!("{TMP_DIR}/x")));
+            std::fs::write(&staging, b"partial").unwrap();
+            assert!(s.get(&plan.path).await.unwrap().unwrap().busy);
+            assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 4);
+            assert_eq!(objects(&s, TMP_DIR).await.len(), 1);
+        }
+        let s = open(&dir).await;
+        let f = s.get("/alice/f").await.unwrap().unwrap();
+        assert!(!f.busy);
+        assert_eq!(f.length, Some(11));
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"old content");
+        assert_eq!(read_all(&s, "/alice/g", None).await, b"other file");
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 2);
+        assert!(objects(&s, TMP_DIR).await.is_empty());
+        let tmp_dir = PathBuf::from(format!("/{}", s.obj(TMP_DIR)));
+        let left = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0);
+        // writes still work
+        write(&s, "/alice/f", b"newer", None).await.unwrap();
+        assert_eq!(read_all(&s, "/alice/f", None).await, b"newer");
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn access_matrix() {
+        let dir = temp_dir("access");
+        let s = open(&dir).await;
+        s.set_authority("example.org");
+        for u in ["owner", "other", "member"] {
+            s.add_user(u, None).await.unwrap();
+        }
+        s.add_to_group("member", "team").await.unwrap();
+        let team = group_uri("example.org", "team");
+        let cases: [(&str, Vec<Property>); 4] = [
+            ("private", vec![]),
+            ("gread", vec![prop(prop::GROUP_READ, Some(&team))]),
+            ("gwrite", vec![prop(prop::GROUP_WRITE, Some("team"))]),
+            ("public", vec![prop(prop::IS_PUBLIC, Some("true"))]),
+        ];
+        let user = |n: &str| {
+            let s = s.clone();
+            let n = n.to_string();
+            async move { s.user(&n).await.unwrap() }
+        };
+        let owner = user("owner").await;
+        let other = user("other").await;
+        let member = user("member").await;
+        use Access::{None as N, Read as R, Write as W};
+        // expected: owner, other, member, anonymous
+        let expected = [
+            ("private", [W, N, N, N]),
+            ("gread", [W, N, R, N]),
+            ("gwrite", [W, N, W, N]),
+            ("public", [W, R, R, R]),
+        ];
+        for (name, props) in cases {
+            let path = format!("/owner/{name}");
+            let mut n = node(&path, NodeKind::Data, "owner");
+            n.properties = props;
+            s.create(n).await.unwrap();
+            let got = [
+                s.access(owner.as_ref(), &path).await.unwrap(),
+                s.access(other.as_ref(), &path).await.unwrap(),
+                s.access(member.as_ref(), &path).await.unwrap(),
+                s.access(None, &path).await.unwrap(),
+            ];
+            let want = expected.iter().find(|e| e.0 == name).unwrap().1;
+            assert_eq!(got, want, "{name}");
+            assert_eq!(
+                s.can_read(member.as_ref(), &path).await.unwrap(),
+                want[2] >= R
+            );
+            assert_eq!(
+                s.can_write(member.as_ref(), &path).await.unwrap(),
+                want[2] == W
+            );
+        }
+        // a group URI of another authority grants nothing
+        let mut n = node("/owner/foreign", NodeKind::Data, "owner");
+        n.properties = vec![prop(prop::GROUP_READ, Some("ivo://evil.org/gms?team"))];
+        s.create(n).await.unwrap();
+        assert_eq!(s.access(member.as_ref(), "/owner/foreign").await, Ok(N));
+        // the root: readable by all, writable by none; homes private
+        for u in [owner.as_ref(), other.as_ref(), None] {
+            assert_eq!(s.access(u, "/").await, Ok(R));
+        }
+        assert_eq!(s.access(owner.as_ref(), "/owner").await, Ok(W));
+        assert_eq!(s.access(other.as_ref(), "/owner").await, Ok(N));
+        // the home owner controls a node another user made in their home
+        s.create(node("/owner/gwrite2", NodeKind::Container, "owner"))
+            .await
+            .unwrap();
+        s.create(node("/owner/gwrite2/by-other", NodeKind::Data, "other"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.access(owner.as_ref(), "/owner/gwrite2/by-other").await,
+            Ok(W)
+        );
+        assert_eq!(
+            s.access(other.as_ref(), "/owner/gwrite2/by-other").await,
+            Ok(W)
+        );
+        assert_eq!(
+            s.access(member.as_ref(), "/owner/gwrite2/by-other").await,
+            Ok(N)
+        );
+        // permissions are the node's own: a public node in a private container
+        s.create(node("/owner/gwrite2/pub", NodeKind::Data, "owner"))
+            .await
+            .unwrap();
+        s.set_properties("/owner/gwrite2/pub", &[prop(prop::IS_PUBLIC, Some("TRUE"))])
+            .await
+            .unwrap();
+        assert_eq!(s.access(None, "/owner/gwrite2/pub").await, Ok(R));
+        assert!(matches!(
+            s.access(None, "/owner/none").await,
+            Err(Fault::NodeNotFound(_))
+        ));
+    }
+}
