@@ -2,8 +2,7 @@
 //!
 //! `cargo bench -p adql --bench adql` (release; add `-- --quick` for a fast pass).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code may panic
-
+use std::error::Error;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::runtime::Runtime;
 
@@ -48,7 +48,7 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 /// A session with an empty in-memory `gaia.dr3_bright` and the ADQL functions.
-fn session() -> SessionContext {
+fn session() -> Result<SessionContext, Box<dyn Error>> {
     let ctx = SessionContext::new_with_config(
         SessionConfig::new()
             .with_target_partitions(2)
@@ -64,55 +64,53 @@ fn session() -> SessionContext {
         Field::new("pmra", DataType::Float32, true),
         Field::new("pmdec", DataType::Float32, true),
     ]));
-    let table = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])
-        .expect("mem table");
+    let table = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])?;
     ctx.catalog("datafusion")
-        .expect("default catalog")
-        .register_schema("gaia", Arc::new(MemorySchemaProvider::new()))
-        .expect("schema");
+        .ok_or("no default catalog")?
+        .register_schema("gaia", Arc::new(MemorySchemaProvider::new()))?;
     ctx.register_table(
         TableReference::partial("gaia", "dr3_bright"),
         Arc::new(table),
-    )
-    .expect("register");
-    ctx
+    )?;
+    Ok(ctx)
+}
+
+/// A runtime and a session state in which every query of [`QUERIES`] parses, plans and
+/// optimizes: a benchmark of an error path would measure the wrong thing.
+fn planning_setup() -> Result<(Runtime, SessionState), Box<dyn Error>> {
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let state: SessionState = session()?.state();
+    for (name, q) in QUERIES {
+        adql::parse(q).map_err(|e| format!("{name}: {e}"))?;
+        let p = plan(&rt, &state, q).map_err(|e| format!("{name}: {e}"))?;
+        state.optimize(&p).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok((rt, state))
 }
 
 fn parse_and_plan(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let ctx = session();
-    let state: SessionState = ctx.state();
-    for (name, q) in QUERIES {
-        // Every query must plan: a benchmark of an error path would measure the wrong thing.
-        adql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));
-        rt.block_on(adql::plan(&state, q))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    let (rt, state) = planning_setup().unwrap_or_else(|e| panic!("setup: {e}"));
 
     let mut g = c.benchmark_group("adql");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
+    // The queries were checked by the setup: the results below are all Ok.
     for (name, q) in QUERIES {
         g.bench_with_input(BenchmarkId::new("parse", name), q, |b, q| {
-            b.iter(|| adql::parse(black_box(q)).expect("parse"))
+            b.iter(|| adql::parse(black_box(q)))
         });
         g.bench_with_input(BenchmarkId::new("parse_plan", name), q, |b, q| {
             b.iter(|| plan(&rt, &state, q))
         });
         g.bench_with_input(BenchmarkId::new("parse_plan_optimize", name), q, |b, q| {
-            b.iter(|| {
-                let p = plan(&rt, &state, q);
-                state.optimize(&p).expect("optimize")
-            })
+            b.iter(|| plan(&rt, &state, q).map(|p| state.optimize(&p)))
         });
     }
     g.finish();
 }
 
-fn plan(rt: &Runtime, state: &SessionState, q: &str) -> datafusion::logical_expr::LogicalPlan {
-    rt.block_on(adql::plan(state, black_box(q))).expect("plan")
+fn plan(rt: &Runtime, state: &SessionState, q: &str) -> Result<LogicalPlan, adql::AdqlError> {
+    rt.block_on(adql::plan(state, black_box(q)))
 }
 
 /// A polygon of `n` vertices on a circle of `radius` degrees around (`lon`, `lat`).

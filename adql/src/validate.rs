@@ -15,16 +15,17 @@
 use std::collections::HashSet;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, DataType, Distinct, DuplicateTreatment, Expr,
-    Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinConstraint,
-    JoinOperator, LimitClause, ObjectName, ObjectNamePart, OffsetRows, OrderByKind, Query, Select,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Spanned,
-    TableAlias, TableFactor, TableWithJoins, TopQuantity, UnaryOperator, Value,
-    WildcardAdditionalOptions,
+    BinaryOperator, CaseWhen, CastKind, CeilFloorKind, DataType, Distinct, Expr, GroupByExpr,
+    Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, OffsetRows,
+    OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator,
+    SetQuantifier, Spanned, TableAlias, TableFactor, TableWithJoins, TopQuantity, UnaryOperator,
+    Value, WildcardAdditionalOptions,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
 use crate::{AdqlError, ErrorKind};
+
+mod functions;
 
 /// ADQL 2.1 reserved words (`<ADQL_reserved_word>` and `<SQL_reserved_word>` of the BNF):
 /// a regular identifier may not be one of them.
@@ -814,51 +815,10 @@ impl Validator<'_> {
                 self.ident(i)?;
                 Ok(Kind::Any)
             }
-            Expr::CompoundIdentifier(parts) => {
-                if parts.len() > 4 {
-                    return Err(err(
-                        "a column reference has at most 4 parts in ADQL (catalog.schema.table.column)",
-                        e.span(),
-                    ));
-                }
-                for p in parts {
-                    self.ident(p)?;
-                }
-                Ok(Kind::Any)
-            }
-            Expr::Value(v) => match &v.value {
-                Value::Number(_, _) => Ok(Kind::NumLit),
-                Value::SingleQuotedString(_) => Ok(Kind::StrLit),
-                Value::Null => Ok(Kind::Any),
-                Value::Boolean(_) => Err(err(
-                    "TRUE and FALSE are not ADQL values; use 1 and 0",
-                    e.span(),
-                )),
-                _ => Err(err("this literal is not ADQL", e.span())),
-            },
+            Expr::CompoundIdentifier(parts) => self.column_reference(e, parts),
+            Expr::Value(v) => literal(e, &v.value),
             Expr::Nested(inner) => self.expr(inner),
-            Expr::UnaryOp { op, expr } => match op {
-                UnaryOperator::Plus | UnaryOperator::Minus => {
-                    // One pass over the operand: evaluating it twice per sign made
-                    // `++++…x` exponential (found by cargo fuzz).
-                    let k = self.value(expr)?;
-                    numeric_kind(k, expr)?;
-                    Ok(if k == Kind::NumLit {
-                        Kind::NumLit
-                    } else {
-                        Kind::Num
-                    })
-                }
-                UnaryOperator::Not => {
-                    self.condition(expr, "NOT")?;
-                    Ok(Kind::Bool)
-                }
-                UnaryOperator::BitwiseNot => {
-                    self.numeric(expr)?;
-                    Ok(Kind::Num)
-                }
-                _ => Err(err(format!("the operator {op} is not ADQL"), e.span())),
-            },
+            Expr::UnaryOp { op, expr } => self.unary(e, op, expr),
             Expr::BinaryOp { left, op, right } => self.binary(e, left, op, right),
             Expr::IsNull(x) | Expr::IsNotNull(x) => {
                 self.value(x)?;
@@ -908,42 +868,13 @@ impl Validator<'_> {
                 pattern,
                 escape_char,
                 ..
-            } => {
-                if *any {
-                    return Err(err("LIKE ANY is not ADQL", e.span()));
-                }
-                if escape_char.is_some() {
-                    return Err(err("LIKE … ESCAPE is not ADQL", e.span()));
-                }
-                self.character(expr)?;
-                self.character(pattern)?;
-                Ok(Kind::Bool)
-            }
+            } => self.like(e, *any, expr, pattern, escape_char.is_some()),
             Expr::Case {
                 operand,
                 conditions,
                 else_result,
                 ..
-            } => {
-                if let Some(o) = operand {
-                    self.value(o)?;
-                }
-                let mut kind = None;
-                for w in conditions {
-                    if operand.is_some() {
-                        self.value(&w.condition)?;
-                    } else {
-                        self.condition(&w.condition, "WHEN")?;
-                    }
-                    let k = self.value(&w.result)?;
-                    kind = Some(merge(kind, k));
-                }
-                if let Some(x) = else_result {
-                    let k = self.value(x)?;
-                    kind = Some(merge(kind, k));
-                }
-                Ok(kind.unwrap_or(Kind::Any))
-            }
+            } => self.case(operand.as_deref(), conditions, else_result.as_deref()),
             Expr::Cast {
                 kind,
                 expr,
@@ -980,6 +911,86 @@ impl Validator<'_> {
         }
     }
 
+    /// `catalog.schema.table.column` and its shorter forms.
+    fn column_reference(&self, e: &Expr, parts: &[Ident]) -> Res<Kind> {
+        if parts.len() > 4 {
+            return Err(err(
+                "a column reference has at most 4 parts in ADQL (catalog.schema.table.column)",
+                e.span(),
+            ));
+        }
+        for p in parts {
+            self.ident(p)?;
+        }
+        Ok(Kind::Any)
+    }
+
+    /// `+x`, `-x`, `NOT c`, `~x`.
+    fn unary(&self, e: &Expr, op: &UnaryOperator, expr: &Expr) -> Res<Kind> {
+        match op {
+            UnaryOperator::Plus | UnaryOperator::Minus => {
+                // One pass over the operand: evaluating it twice per sign made
+                // `++++…x` exponential (found by cargo fuzz).
+                let k = self.value(expr)?;
+                numeric_kind(k, expr)?;
+                Ok(if k == Kind::NumLit {
+                    Kind::NumLit
+                } else {
+                    Kind::Num
+                })
+            }
+            UnaryOperator::Not => {
+                self.condition(expr, "NOT")?;
+                Ok(Kind::Bool)
+            }
+            UnaryOperator::BitwiseNot => {
+                self.numeric(expr)?;
+                Ok(Kind::Num)
+            }
+            _ => Err(err(format!("the operator {op} is not ADQL"), e.span())),
+        }
+    }
+
+    /// `x [NOT] LIKE pattern` and `x [NOT] ILIKE pattern`.
+    fn like(&self, e: &Expr, any: bool, expr: &Expr, pattern: &Expr, escape: bool) -> Res<Kind> {
+        if any {
+            return Err(err("LIKE ANY is not ADQL", e.span()));
+        }
+        if escape {
+            return Err(err("LIKE … ESCAPE is not ADQL", e.span()));
+        }
+        self.character(expr)?;
+        self.character(pattern)?;
+        Ok(Kind::Bool)
+    }
+
+    /// `CASE [operand] WHEN … THEN … [ELSE …] END`: the common kind of its results.
+    fn case(
+        &self,
+        operand: Option<&Expr>,
+        conditions: &[CaseWhen],
+        else_result: Option<&Expr>,
+    ) -> Res<Kind> {
+        if let Some(o) = operand {
+            self.value(o)?;
+        }
+        let mut kind = None;
+        for w in conditions {
+            if operand.is_some() {
+                self.value(&w.condition)?;
+            } else {
+                self.condition(&w.condition, "WHEN")?;
+            }
+            let k = self.value(&w.result)?;
+            kind = Some(merge(kind, k));
+        }
+        if let Some(x) = else_result {
+            let k = self.value(x)?;
+            kind = Some(merge(kind, k));
+        }
+        Ok(kind.unwrap_or(Kind::Any))
+    }
+
     fn binary(&self, e: &Expr, left: &Expr, op: &BinaryOperator, right: &Expr) -> Res<Kind> {
         use BinaryOperator as B;
         match op {
@@ -1013,344 +1024,19 @@ impl Validator<'_> {
             _ => Err(err(format!("the operator {op} is not ADQL"), e.span())),
         }
     }
+}
 
-    fn function(&self, e: &Expr, f: &Function) -> Res<Kind> {
-        let span = e.span();
-        let name = match f.name.0.as_slice() {
-            [ObjectNamePart::Identifier(i)] if i.quote_style.is_none() => {
-                i.value.to_ascii_lowercase()
-            }
-            _ => {
-                return Err(err(
-                    format!("'{}' is not a function ADQL knows", f.name),
-                    span,
-                ))
-            }
-        };
-        if f.uses_odbc_syntax
-            || f.filter.is_some()
-            || f.null_treatment.is_some()
-            || f.over.is_some()
-            || !f.within_group.is_empty()
-            || !matches!(f.parameters, FunctionArguments::None)
-        {
-            return Err(err(
-                format!("this syntax for {} is not ADQL", name.to_uppercase()),
-                span,
-            ));
-        }
-        let (args, quantifier) = match &f.args {
-            FunctionArguments::None => {
-                return Err(err(
-                    format!("{} needs parentheses", name.to_uppercase()),
-                    span,
-                ))
-            }
-            FunctionArguments::Subquery(_) => {
-                return Err(err(
-                    format!(
-                        "{} cannot take a subquery as its argument",
-                        name.to_uppercase()
-                    ),
-                    span,
-                ))
-            }
-            FunctionArguments::List(l) => {
-                if !l.clauses.is_empty() {
-                    return Err(err(
-                        format!("this syntax for {} is not ADQL", name.to_uppercase()),
-                        span,
-                    ));
-                }
-                (&l.args, l.duplicate_treatment)
-            }
-        };
-        // Positional arguments; `*` only in COUNT(*).
-        let mut exprs: Vec<&Expr> = Vec::with_capacity(args.len());
-        let mut star = false;
-        for a in args {
-            match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => exprs.push(x),
-                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if name == "count" => star = true,
-                _ => {
-                    return Err(err(
-                        format!("{} takes plain arguments", name.to_uppercase()),
-                        span,
-                    ))
-                }
-            }
-        }
-        let upper = name.to_uppercase();
-        let arity = |lo: usize, hi: usize| -> Res<()> {
-            if exprs.len() < lo || exprs.len() > hi {
-                let want = if lo == hi {
-                    format!("{lo}")
-                } else if hi == usize::MAX {
-                    format!("at least {lo}")
-                } else {
-                    format!("{lo} to {hi}")
-                };
-                return Err(err(
-                    format!(
-                        "{upper} takes {want} argument{}, not {}",
-                        if hi == 1 && lo == 1 { "" } else { "s" },
-                        exprs.len()
-                    ),
-                    span,
-                ));
-            }
-            Ok(())
-        };
-        if quantifier.is_some() && !matches!(name.as_str(), "count" | "avg" | "sum" | "min" | "max")
-        {
-            return Err(err(format!("{upper}(DISTINCT …) is not ADQL"), span));
-        }
-        if let Some(DuplicateTreatment::Distinct | DuplicateTreatment::All) = quantifier {
-            if star {
-                return Err(err("COUNT(DISTINCT *) is not ADQL", span));
-            }
-        }
-        match name.as_str() {
-            "count" => {
-                if star {
-                    if !exprs.is_empty() {
-                        return Err(err("COUNT takes * or one value", span));
-                    }
-                } else {
-                    arity(1, 1)?;
-                    self.value(exprs[0])?;
-                }
-                Ok(Kind::Num)
-            }
-            "avg" | "sum" => {
-                arity(1, 1)?;
-                self.numeric(exprs[0])?;
-                Ok(Kind::Num)
-            }
-            "min" | "max" => {
-                arity(1, 1)?;
-                self.value(exprs[0])
-            }
-            "abs" | "ceiling" | "degrees" | "exp" | "log" | "log10" | "radians" | "sqrt"
-            | "acos" | "asin" | "atan" | "cos" | "cot" | "sin" | "tan" => {
-                arity(1, 1)?;
-                self.numeric(exprs[0])?;
-                Ok(Kind::Num)
-            }
-            "mod" | "power" | "atan2" => {
-                arity(2, 2)?;
-                self.numeric(exprs[0])?;
-                self.numeric(exprs[1])?;
-                Ok(Kind::Num)
-            }
-            "pi" => {
-                arity(0, 0)?;
-                Ok(Kind::Num)
-            }
-            "rand" => {
-                arity(0, 1)?;
-                if let Some(x) = exprs.first() {
-                    unsigned_integer(x, "RAND's seed")?;
-                }
-                Ok(Kind::Num)
-            }
-            "round" | "truncate" => {
-                arity(1, 2)?;
-                self.numeric(exprs[0])?;
-                if let Some(x) = exprs.get(1) {
-                    signed_integer(x, &upper)?;
-                }
-                Ok(Kind::Num)
-            }
-            "lower" | "upper" => {
-                arity(1, 1)?;
-                self.character(exprs[0])?;
-                Ok(Kind::Str)
-            }
-            "coalesce" => {
-                arity(1, usize::MAX)?;
-                let mut kind = None;
-                for x in &exprs {
-                    kind = Some(merge(kind, self.value(x)?));
-                }
-                Ok(kind.unwrap_or(Kind::Any))
-            }
-            "in_unit" => {
-                arity(2, 2)?;
-                self.numeric(exprs[0])?;
-                if !is_string_literal(exprs[1]) {
-                    return Err(err(
-                        "IN_UNIT's second argument is the unit, as a string literal: IN_UNIT(x, 'deg')",
-                        exprs[1].span(),
-                    ));
-                }
-                Ok(Kind::Num)
-            }
-            "point" => {
-                let rest = self.coord_sys(&exprs)?;
-                if rest.len() != 2 {
-                    return Err(err(
-                        "POINT takes ([coordsys,] longitude, latitude)",
-                        span,
-                    ));
-                }
-                for x in rest {
-                    self.coordinate(x)?;
-                }
-                Ok(Kind::Geom)
-            }
-            "circle" => {
-                let rest = self.coord_sys(&exprs)?;
-                match rest.len() {
-                    3 => rest.iter().try_for_each(|x| self.coordinate(x))?,
-                    2 => {
-                        self.coord_value(rest[0], "CIRCLE's centre")?;
-                        self.coordinate(rest[1])?;
-                    }
-                    _ => {
-                        return Err(err(
-                            "CIRCLE takes ([coordsys,] longitude, latitude, radius) or ([coordsys,] point, radius)",
-                            span,
-                        ))
-                    }
-                }
-                Ok(Kind::Geom)
-            }
-            "box" => {
-                let rest = self.coord_sys(&exprs)?;
-                match rest.len() {
-                    4 => rest.iter().try_for_each(|x| self.coordinate(x))?,
-                    3 => {
-                        self.coord_value(rest[0], "BOX's centre")?;
-                        self.coordinate(rest[1])?;
-                        self.coordinate(rest[2])?;
-                    }
-                    _ => {
-                        return Err(err(
-                            "BOX takes ([coordsys,] longitude, latitude, width, height) or ([coordsys,] point, width, height)",
-                            span,
-                        ))
-                    }
-                }
-                Ok(Kind::Geom)
-            }
-            "polygon" => {
-                let rest = self.coord_sys(&exprs)?;
-                // Each argument is looked at once (nested calls must not be re-walked).
-                let kinds: Vec<Kind> = rest.iter().map(|x| self.value(x)).collect::<Res<_>>()?;
-                let as_points = kinds.len() >= 3
-                    && kinds.iter().all(|k| matches!(k, Kind::Geom | Kind::Any));
-                let as_numbers = kinds.len() >= 6
-                    && kinds.len().is_multiple_of(2)
-                    && kinds.iter().all(|k| !matches!(k, Kind::Geom | Kind::Str));
-                if !as_points && !as_numbers {
-                    return Err(err(
-                        "POLYGON takes ([coordsys,] lon1, lat1, lon2, lat2, lon3, lat3, …) with at least 3 vertices, or at least 3 points",
-                        span,
-                    ));
-                }
-                Ok(Kind::Geom)
-            }
-            "region" => {
-                arity(1, 1)?;
-                if !is_string_literal(exprs[0]) {
-                    return Err(err(
-                        "REGION takes an STC-S string literal: REGION('Circle ICRS 10 20 1')",
-                        exprs[0].span(),
-                    ));
-                }
-                Ok(Kind::Geom)
-            }
-            "centroid" => {
-                arity(1, 1)?;
-                self.geometry(exprs[0])?;
-                Ok(Kind::Geom)
-            }
-            "area" => {
-                arity(1, 1)?;
-                self.geometry(exprs[0])?;
-                Ok(Kind::Num)
-            }
-            "coordsys" => {
-                arity(1, 1)?;
-                self.geometry(exprs[0])?;
-                Ok(Kind::Str)
-            }
-            "coord1" | "coord2" => {
-                arity(1, 1)?;
-                self.coord_value(exprs[0], &format!("{upper}'s argument"))?;
-                Ok(Kind::Num)
-            }
-            "contains" | "intersects" => {
-                arity(2, 2)?;
-                self.geometry(exprs[0])?;
-                self.geometry(exprs[1])?;
-                Ok(Kind::Num)
-            }
-            "distance" => {
-                match exprs.len() {
-                    2 => {
-                        self.coord_value(exprs[0], "DISTANCE's first point")?;
-                        self.coord_value(exprs[1], "DISTANCE's second point")?;
-                    }
-                    4 => exprs.iter().try_for_each(|x| self.coordinate(x))?,
-                    _ => {
-                        return Err(err(
-                            "DISTANCE takes (point, point) or (lon1, lat1, lon2, lat2)",
-                            span,
-                        ))
-                    }
-                }
-                Ok(Kind::Num)
-            }
-            _ if self.udfs.contains(&name.as_str()) || self.extra_functions.contains(&name) => {
-                for x in &exprs {
-                    self.value(x)?;
-                }
-                Ok(Kind::Any)
-            }
-            _ => Err(AdqlError {
-                kind: ErrorKind::Semantic,
-                ..err(
-                    format!(
-                        "unknown function '{}': this service does not define it (see the user-defined functions in /tap/capabilities)",
-                        f.name
-                    ),
-                    span,
-                )
-            }),
-        }
-    }
-
-    /// Splits an optional leading coordinate-system literal off geometry constructor arguments.
-    fn coord_sys<'e>(&self, args: &[&'e Expr]) -> Res<Vec<&'e Expr>> {
-        match args.first() {
-            Some(first) if is_string_literal(first) || is_null(first) => Ok(args[1..].to_vec()),
-            _ => Ok(args.to_vec()),
-        }
-    }
-
-    /// A coordinate or size of a geometry constructor: a numeric operand. (A string literal
-    /// is allowed, as the BNF's value primaries and the IVOA test suite have it.)
-    fn coordinate(&self, e: &Expr) -> Res<()> {
-        self.numeric(e)
-    }
-
-    /// `<coord_value> ::= <point_value> | <column_reference>`: a point, not a number.
-    fn coord_value(&self, e: &Expr, what: &str) -> Res<()> {
-        let k = self.value(e)?;
-        match (k, e) {
-            (Kind::Geom | Kind::Any, _) => Ok(()),
-            _ => Err(err(
-                format!("{what} must be a point (POINT(…) or a point column)"),
-                e.span(),
-            )),
-        }
-    }
-
-    /// A geometry argument (CONTAINS, INTERSECTS, AREA, …): any value but a condition.
-    fn geometry(&self, e: &Expr) -> Res<()> {
-        self.value(e).map(|_| ())
+/// A literal: a number, a string or NULL.
+fn literal(e: &Expr, v: &Value) -> Res<Kind> {
+    match v {
+        Value::Number(_, _) => Ok(Kind::NumLit),
+        Value::SingleQuotedString(_) => Ok(Kind::StrLit),
+        Value::Null => Ok(Kind::Any),
+        Value::Boolean(_) => Err(err(
+            "TRUE and FALSE are not ADQL values; use 1 and 0",
+            e.span(),
+        )),
+        _ => Err(err("this literal is not ADQL", e.span())),
     }
 }
 
@@ -1374,14 +1060,6 @@ fn merge(acc: Option<Kind>, k: Kind) -> Kind {
     }
 }
 
-fn is_string_literal(e: &Expr) -> bool {
-    matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)))
-}
-
-fn is_null(e: &Expr) -> bool {
-    matches!(e, Expr::Value(v) if matches!(v.value, Value::Null))
-}
-
 /// `CONTAINS`/`INTERSECTS` when `e` is a call to one of them (for a helpful message).
 fn predicate_function(e: &Expr) -> Option<&'static str> {
     let Expr::Function(f) = e else {
@@ -1403,22 +1081,6 @@ fn unsigned_integer(e: &Expr, what: &str) -> Res<()> {
         },
         _ => Err(err(format!("{what} takes an unsigned integer"), e.span())),
     }
-}
-
-fn signed_integer(e: &Expr, what: &str) -> Res<()> {
-    match e {
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus | UnaryOperator::Plus,
-            expr,
-        } => unsigned_integer(expr, what),
-        _ => unsigned_integer(e, what),
-    }
-    .map_err(|_| {
-        err(
-            format!("{what}'s second argument is an integer number of digits"),
-            e.span(),
-        )
-    })
 }
 
 fn wildcard_options(o: &WildcardAdditionalOptions) -> Res<()> {

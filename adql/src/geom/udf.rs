@@ -173,51 +173,75 @@ pub(crate) enum Slot {
 
 /// The roles of the arguments of a call, from their types.
 fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, String> {
-    use Slot::*;
     let cls: Vec<Class> = types.iter().map(class).collect();
-    let n = cls.len();
     let usage = || format!("{} expects {}", kind.adql(), kind.usage());
-    let cs_first = |c: &[Class]| c.first() == Some(&Class::Str);
-    let slots: Vec<Slot> = match (kind, n) {
-        (Kind::Point, 2) => vec![Num, Num],
-        (Kind::Point, 3) => vec![Cs, Num, Num],
-        (Kind::Circle, 2) => vec![Geom, Num],
-        (Kind::Circle, 3) => {
-            if cs_first(&cls) || (cls[0] == Class::Null && cls[1] == Class::Geom) {
+    let slots = slots_for(kind, &cls).ok_or_else(usage)?;
+    check_classes(kind, &slots, &cls, types)?;
+    Ok(slots)
+}
+
+/// The roles of the arguments from their number (and, where that is ambiguous, their classes);
+/// `None` when the function takes no such call.
+fn slots_for(kind: Kind, cls: &[Class]) -> Option<Vec<Slot>> {
+    use Slot::*;
+    let cs_first = cls.first() == Some(&Class::Str);
+    let slots = match (kind, cls) {
+        (Kind::Point, [_, _]) => vec![Num, Num],
+        (Kind::Point, [_, _, _]) => vec![Cs, Num, Num],
+        (Kind::Circle, [_, _]) => vec![Geom, Num],
+        (Kind::Circle, [c0, c1, _]) => {
+            if cs_first || (*c0 == Class::Null && *c1 == Class::Geom) {
                 vec![Cs, Geom, Num]
             } else {
                 vec![Num, Num, Num]
             }
         }
-        (Kind::Circle, 4) => vec![Cs, Num, Num, Num],
-        (Kind::Box, 4) => vec![Num; 4],
-        (Kind::Box, 5) => vec![Cs, Num, Num, Num, Num],
-        (Kind::Polygon, n) if n >= 3 => {
-            let has_geom = cls.contains(&Class::Geom);
-            let cs = cs_first(&cls) || (cls[0] == Class::Null && (has_geom || n % 2 == 1));
-            let rest = n - usize::from(cs);
-            let mut v = Vec::with_capacity(n);
-            if cs {
-                v.push(Cs);
-            }
-            if has_geom && rest >= 3 {
-                v.extend(std::iter::repeat_n(Geom, rest));
-            } else if !has_geom && rest >= 6 && rest % 2 == 0 {
-                v.extend(std::iter::repeat_n(Num, rest));
-            } else {
-                return Err(usage());
-            }
-            v
-        }
-        (Kind::Contains | Kind::Intersects, 2) => vec![Geom, Geom],
-        (Kind::Distance, 2) => vec![Geom, Geom],
-        (Kind::Distance, 4) => vec![Num; 4],
-        (Kind::Coord1 | Kind::Coord2 | Kind::Area | Kind::Centroid | Kind::Coordsys, 1) => {
+        (Kind::Circle, [_, _, _, _]) => vec![Cs, Num, Num, Num],
+        (Kind::Box, [_, _, _, _]) => vec![Num; 4],
+        (Kind::Box, [_, _, _, _, _]) => vec![Cs, Num, Num, Num, Num],
+        (Kind::Polygon, [c0, _, _, ..]) => return polygon_slots(*c0, cls),
+        (Kind::Contains | Kind::Intersects, [_, _]) => vec![Geom, Geom],
+        (Kind::Distance, [_, _]) => vec![Geom, Geom],
+        (Kind::Distance, [_, _, _, _]) => vec![Num; 4],
+        (Kind::Coord1 | Kind::Coord2 | Kind::Area | Kind::Centroid | Kind::Coordsys, [_]) => {
             vec![Geom]
         }
-        _ => return Err(usage()),
+        _ => return None,
     };
-    for (i, (slot, c)) in slots.iter().zip(&cls).enumerate() {
+    Some(slots)
+}
+
+/// The roles of POLYGON's (at least 3) arguments, whose first has the class `first`: an
+/// optional coordinate system, then points or pairs of numbers.
+fn polygon_slots(first: Class, cls: &[Class]) -> Option<Vec<Slot>> {
+    use Slot::*;
+    let n = cls.len();
+    let has_geom = cls.contains(&Class::Geom);
+    let cs = first == Class::Str || (first == Class::Null && (has_geom || n % 2 == 1));
+    let rest = n - usize::from(cs);
+    let mut v = Vec::with_capacity(n);
+    if cs {
+        v.push(Cs);
+    }
+    if has_geom && rest >= 3 {
+        v.extend(std::iter::repeat_n(Geom, rest));
+    } else if !has_geom && rest >= 6 && rest.is_multiple_of(2) {
+        v.extend(std::iter::repeat_n(Num, rest));
+    } else {
+        return None;
+    }
+    Some(v)
+}
+
+/// Checks that each argument's class fits its role.
+fn check_classes(
+    kind: Kind,
+    slots: &[Slot],
+    cls: &[Class],
+    types: &[DataType],
+) -> std::result::Result<(), String> {
+    use Slot::*;
+    for (i, ((slot, c), t)) in slots.iter().zip(cls).zip(types).enumerate() {
         let ok = match slot {
             Cs => matches!(c, Class::Str | Class::Null),
             Num => matches!(c, Class::Num | Class::Null),
@@ -245,15 +269,14 @@ fn layout(kind: Kind, types: &[DataType]) -> std::result::Result<Vec<Slot>, Stri
                 Geom => "a geometry",
             };
             return Err(format!(
-                "{}: argument {} must be {what}, not {} (usage: {})",
+                "{}: argument {} must be {what}, not {t} (usage: {})",
                 kind.adql(),
                 i + 1,
-                types[i],
                 kind.usage()
             ));
         }
     }
-    Ok(slots)
+    Ok(())
 }
 
 /// Checks an ADQL coordinate system string: only ICRS (and its J2000 / FK5 aliases, with any
@@ -574,236 +597,327 @@ pub(crate) fn evaluate(
     let slots = layout(kind, &types).map_err(exec)?;
     let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
     let rows = if all_scalar { 1 } else { number_rows };
-    let mut cols: Vec<(ArrayRef, bool)> = Vec::with_capacity(args.len());
-    for a in args {
-        cols.push(match a {
-            ColumnarValue::Array(arr) => (arr.clone(), false),
-            ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
-        });
-    }
-    let cs = if slots.first() == Some(&Slot::Cs) {
-        Some(Coordsys::new(kind, &cols[0].0, cols[0].1)?)
-    } else {
-        None
-    };
-    let off = usize::from(cs.is_some());
-    let cs_null = |i: usize| cs.as_ref().is_some_and(|c| c.is_null(i));
-    let nums = |k: usize| -> Result<Vec<Nums>> {
-        (off..off + k)
-            .map(|j| Nums::new(&cols[j].0, cols[j].1))
-            .collect()
-    };
-    let adql = kind.adql();
+    let a = Args::decode(kind, args, &slots, rows)?;
+    // The first argument after the optional coordinate system: a geometry or a number.
+    let geom_first = slots.get(a.off) == Some(&Slot::Geom);
     let out: ArrayRef = match kind {
-        Kind::Point => {
-            let n = nums(2)?;
-            let mut b = geometry_builder(rows);
-            for i in 0..rows {
-                match (cs_null(i), n[0].get(i), n[1].get(i)) {
-                    (false, Some(lon), Some(lat))
-                        if sphere::check_lonlat(adql, lon, lat).map_err(exec)? =>
-                    {
-                        b.values().append_slice(&[lon, lat]);
-                        b.append(true);
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Circle if slots[off] == Slot::Geom => {
-            let g = Geoms::new(&cols[off].0, cols[off].1)?;
-            let r = Nums::new(&cols[off + 1].0, cols[off + 1].1)?;
-            let mut b = geometry_builder(rows);
-            for i in 0..rows {
-                let centre = if cs_null(i) { None } else { g.point(kind, i)? };
-                match (centre, r.get(i)) {
-                    (Some((lon, lat)), Some(r)) => append_circle(&mut b, lon, lat, r)?,
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Circle => {
-            let n = nums(3)?;
-            let mut b = geometry_builder(rows);
-            for i in 0..rows {
-                match (cs_null(i), n[0].get(i), n[1].get(i), n[2].get(i)) {
-                    (false, Some(lon), Some(lat), Some(r)) => append_circle(&mut b, lon, lat, r)?,
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Box => {
-            let n = nums(4)?;
-            let mut b = geometry_builder(rows);
-            let mut buf = Vec::new();
-            for i in 0..rows {
-                let vals = (
-                    cs_null(i),
-                    n[0].get(i),
-                    n[1].get(i),
-                    n[2].get(i),
-                    n[3].get(i),
-                );
-                match vals {
-                    (false, Some(lon), Some(lat), Some(w), Some(h))
-                        if sphere::check_lonlat(adql, lon, lat).map_err(exec)?
-                            && w.is_finite()
-                            && h.is_finite() =>
-                    {
-                        let shape = box_shape(lon, lat, w, h).map_err(exec)?;
-                        buf.clear();
-                        shape.write_values(&mut buf);
-                        b.values().append_slice(&buf);
-                        b.append(true);
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Polygon => {
-            let k = args.len() - off;
-            let mut b = geometry_builder(rows);
-            let mut buf = Vec::new();
-            let mut verts: Vec<(f64, f64)> = Vec::new();
-            if slots[off] == Slot::Geom {
-                let g: Vec<Geoms> = (off..off + k)
-                    .map(|j| Geoms::new(&cols[j].0, cols[j].1))
-                    .collect::<Result<_>>()?;
-                for i in 0..rows {
-                    verts.clear();
-                    let mut null = cs_null(i);
-                    for gj in &g {
-                        match gj.point(kind, i)? {
-                            Some(p) => verts.push(p),
-                            None => null = true,
-                        }
-                    }
-                    append_polygon(&mut b, &mut buf, null, &verts)?;
-                }
-            } else {
-                let n = nums(k)?;
-                for i in 0..rows {
-                    verts.clear();
-                    let mut null = cs_null(i);
-                    for pair in n.chunks_exact(2) {
-                        match (pair[0].get(i), pair[1].get(i)) {
-                            (Some(lon), Some(lat)) => verts.push((lon, lat)),
-                            _ => null = true,
-                        }
-                    }
-                    append_polygon(&mut b, &mut buf, null, &verts)?;
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Contains | Kind::Intersects => {
-            let a = Geoms::new(&cols[0].0, cols[0].1)?;
-            let c = Geoms::new(&cols[1].0, cols[1].1)?;
-            let mut b = Int32Builder::with_capacity(rows);
-            for i in 0..rows {
-                match (a.get(i)?, c.get(i)?) {
-                    (Some(x), Some(y)) => {
-                        let v = if kind == Kind::Contains {
-                            sphere::contains(&x, &y)
-                        } else {
-                            sphere::intersects(&x, &y)
-                        };
-                        b.append_value(i32::from(v));
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Distance if slots[0] == Slot::Geom => {
-            let a = Geoms::new(&cols[0].0, cols[0].1)?;
-            let c = Geoms::new(&cols[1].0, cols[1].1)?;
-            let mut b = Float64Builder::with_capacity(rows);
-            for i in 0..rows {
-                match (a.point(kind, i)?, c.point(kind, i)?) {
-                    (Some((l1, b1)), Some((l2, b2))) => {
-                        b.append_value(sphere::distance_deg(l1, b1, l2, b2))
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Distance => {
-            let n = nums(4)?;
-            let mut b = Float64Builder::with_capacity(rows);
-            for i in 0..rows {
-                match (n[0].get(i), n[1].get(i), n[2].get(i), n[3].get(i)) {
-                    (Some(l1), Some(b1), Some(l2), Some(b2))
-                        if sphere::check_lonlat(adql, l1, b1).map_err(exec)?
-                            && sphere::check_lonlat(adql, l2, b2).map_err(exec)? =>
-                    {
-                        b.append_value(sphere::distance_deg(l1, b1, l2, b2))
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Coord1 | Kind::Coord2 => {
-            let g = Geoms::new(&cols[0].0, cols[0].1)?;
-            let mut b = Float64Builder::with_capacity(rows);
-            for i in 0..rows {
-                match g.point(kind, i)? {
-                    Some((lon, lat)) => {
-                        b.append_value(if kind == Kind::Coord1 { lon } else { lat })
-                    }
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Area => {
-            let g = Geoms::new(&cols[0].0, cols[0].1)?;
-            let mut b = Float64Builder::with_capacity(rows);
-            for i in 0..rows {
-                match g.get(i)? {
-                    Some(shape) => b.append_value(sphere::area_deg2(&shape)),
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Centroid => {
-            let g = Geoms::new(&cols[0].0, cols[0].1)?;
-            let mut b = geometry_builder(rows);
-            for i in 0..rows {
-                match g.get(i)?.and_then(|shape| sphere::centroid(&shape)) {
-                    Some((lon, lat)) => {
-                        b.values().append_slice(&[lon, lat]);
-                        b.append(true);
-                    }
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Coordsys => {
-            let g = Lists::new(&cols[0].0, cols[0].1)?;
-            let mut b = StringBuilder::with_capacity(rows, rows * 4);
-            for i in 0..rows {
-                match g.get(i) {
-                    Some(_) => b.append_value("ICRS"),
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        Kind::Point => point(&a)?,
+        Kind::Circle if geom_first => circle_around_point(&a)?,
+        Kind::Circle => circle(&a)?,
+        Kind::Box => box_(&a)?,
+        Kind::Polygon if geom_first => polygon_of_points(&a)?,
+        Kind::Polygon => polygon_of_numbers(&a)?,
+        Kind::Contains | Kind::Intersects => relation(&a)?,
+        Kind::Distance if geom_first => distance_of_points(&a)?,
+        Kind::Distance => distance_of_numbers(&a)?,
+        Kind::Coord1 | Kind::Coord2 => coord(&a)?,
+        Kind::Area => area(&a)?,
+        Kind::Centroid => centroid(&a)?,
+        Kind::Coordsys => coordsys(&a)?,
     };
     if all_scalar {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
     } else {
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// The arguments of one call, decoded: each as an array (of one row for a scalar, which
+/// broadcasts), and the coordinate system reader when the call starts with one.
+struct Args {
+    kind: Kind,
+    /// Rows to produce (1 when every argument is a scalar).
+    rows: usize,
+    /// Each argument, with whether it is a scalar.
+    cols: Vec<(ArrayRef, bool)>,
+    /// The coordinate system argument (validated), when the call has one.
+    cs: Option<Coordsys>,
+    /// Index of the first argument after the coordinate system.
+    off: usize,
+}
+
+impl Args {
+    fn decode(kind: Kind, args: &[ColumnarValue], slots: &[Slot], rows: usize) -> Result<Args> {
+        let mut cols: Vec<(ArrayRef, bool)> = Vec::with_capacity(args.len());
+        for a in args {
+            cols.push(match a {
+                ColumnarValue::Array(arr) => (arr.clone(), false),
+                ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
+            });
+        }
+        let cs = match (slots.first(), cols.first()) {
+            (Some(Slot::Cs), Some((arr, scalar))) => Some(Coordsys::new(kind, arr, *scalar)?),
+            _ => None,
+        };
+        let off = usize::from(cs.is_some());
+        Ok(Args {
+            kind,
+            rows,
+            cols,
+            cs,
+            off,
+        })
+    }
+
+    /// Is the coordinate system of row `i` NULL?
+    fn cs_null(&self, i: usize) -> bool {
+        self.cs.as_ref().is_some_and(|c| c.is_null(i))
+    }
+
+    /// Argument `j` as numbers.
+    fn num(&self, j: usize) -> Result<Nums> {
+        let (arr, scalar) = &self.cols[j];
+        Nums::new(arr, *scalar)
+    }
+
+    /// The `k` arguments after the coordinate system, as numbers.
+    fn nums(&self, k: usize) -> Result<Vec<Nums>> {
+        (self.off..self.off + k).map(|j| self.num(j)).collect()
+    }
+
+    /// Argument `j` as geometries.
+    fn geoms(&self, j: usize) -> Result<Geoms> {
+        let (arr, scalar) = &self.cols[j];
+        Geoms::new(arr, *scalar)
+    }
+
+    /// The arguments after the coordinate system.
+    fn rest(&self) -> usize {
+        self.cols.len() - self.off
+    }
+}
+
+/// POINT([coordsys,] lon, lat).
+fn point(a: &Args) -> Result<ArrayRef> {
+    let n = a.nums(2)?;
+    let mut b = geometry_builder(a.rows);
+    for i in 0..a.rows {
+        match (a.cs_null(i), n[0].get(i), n[1].get(i)) {
+            (false, Some(lon), Some(lat))
+                if sphere::check_lonlat(a.kind.adql(), lon, lat).map_err(exec)? =>
+            {
+                b.values().append_slice(&[lon, lat]);
+                b.append(true);
+            }
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// CIRCLE([coordsys,] point, radius).
+fn circle_around_point(a: &Args) -> Result<ArrayRef> {
+    let g = a.geoms(a.off)?;
+    let r = a.num(a.off + 1)?;
+    let mut b = geometry_builder(a.rows);
+    for i in 0..a.rows {
+        let centre = if a.cs_null(i) {
+            None
+        } else {
+            g.point(a.kind, i)?
+        };
+        match (centre, r.get(i)) {
+            (Some((lon, lat)), Some(r)) => append_circle(&mut b, lon, lat, r)?,
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// CIRCLE([coordsys,] lon, lat, radius).
+fn circle(a: &Args) -> Result<ArrayRef> {
+    let n = a.nums(3)?;
+    let mut b = geometry_builder(a.rows);
+    for i in 0..a.rows {
+        match (a.cs_null(i), n[0].get(i), n[1].get(i), n[2].get(i)) {
+            (false, Some(lon), Some(lat), Some(r)) => append_circle(&mut b, lon, lat, r)?,
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// BOX([coordsys,] lon, lat, width, height).
+fn box_(a: &Args) -> Result<ArrayRef> {
+    let n = a.nums(4)?;
+    let mut b = geometry_builder(a.rows);
+    let mut buf = Vec::new();
+    for i in 0..a.rows {
+        let vals = (
+            a.cs_null(i),
+            n[0].get(i),
+            n[1].get(i),
+            n[2].get(i),
+            n[3].get(i),
+        );
+        match vals {
+            (false, Some(lon), Some(lat), Some(w), Some(h))
+                if sphere::check_lonlat(a.kind.adql(), lon, lat).map_err(exec)?
+                    && w.is_finite()
+                    && h.is_finite() =>
+            {
+                let shape = box_shape(lon, lat, w, h).map_err(exec)?;
+                buf.clear();
+                shape.write_values(&mut buf);
+                b.values().append_slice(&buf);
+                b.append(true);
+            }
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// POLYGON([coordsys,] point1, point2, point3, ...).
+fn polygon_of_points(a: &Args) -> Result<ArrayRef> {
+    let mut b = geometry_builder(a.rows);
+    let mut buf = Vec::new();
+    let mut verts: Vec<(f64, f64)> = Vec::new();
+    let g: Vec<Geoms> = (a.off..a.off + a.rest())
+        .map(|j| a.geoms(j))
+        .collect::<Result<_>>()?;
+    for i in 0..a.rows {
+        verts.clear();
+        let mut null = a.cs_null(i);
+        for gj in &g {
+            match gj.point(a.kind, i)? {
+                Some(p) => verts.push(p),
+                None => null = true,
+            }
+        }
+        append_polygon(&mut b, &mut buf, null, &verts)?;
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// POLYGON([coordsys,] lon1, lat1, lon2, lat2, lon3, lat3, ...).
+fn polygon_of_numbers(a: &Args) -> Result<ArrayRef> {
+    let mut b = geometry_builder(a.rows);
+    let mut buf = Vec::new();
+    let mut verts: Vec<(f64, f64)> = Vec::new();
+    let n = a.nums(a.rest())?;
+    for i in 0..a.rows {
+        verts.clear();
+        let mut null = a.cs_null(i);
+        for pair in n.chunks_exact(2) {
+            match (pair[0].get(i), pair[1].get(i)) {
+                (Some(lon), Some(lat)) => verts.push((lon, lat)),
+                _ => null = true,
+            }
+        }
+        append_polygon(&mut b, &mut buf, null, &verts)?;
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// CONTAINS(geometry, geometry) and INTERSECTS(geometry, geometry): 1 or 0.
+fn relation(a: &Args) -> Result<ArrayRef> {
+    let x = a.geoms(0)?;
+    let y = a.geoms(1)?;
+    let test = if a.kind == Kind::Contains {
+        sphere::contains
+    } else {
+        sphere::intersects
+    };
+    let mut b = Int32Builder::with_capacity(a.rows);
+    for i in 0..a.rows {
+        match (x.get(i)?, y.get(i)?) {
+            (Some(x), Some(y)) => b.append_value(i32::from(test(&x, &y))),
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// DISTANCE(point, point).
+fn distance_of_points(a: &Args) -> Result<ArrayRef> {
+    let p = a.geoms(0)?;
+    let q = a.geoms(1)?;
+    let mut b = Float64Builder::with_capacity(a.rows);
+    for i in 0..a.rows {
+        match (p.point(a.kind, i)?, q.point(a.kind, i)?) {
+            (Some((l1, b1)), Some((l2, b2))) => {
+                b.append_value(sphere::distance_deg(l1, b1, l2, b2))
+            }
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// DISTANCE(lon1, lat1, lon2, lat2).
+fn distance_of_numbers(a: &Args) -> Result<ArrayRef> {
+    let adql = a.kind.adql();
+    let n = a.nums(4)?;
+    let mut b = Float64Builder::with_capacity(a.rows);
+    for i in 0..a.rows {
+        match (n[0].get(i), n[1].get(i), n[2].get(i), n[3].get(i)) {
+            (Some(l1), Some(b1), Some(l2), Some(b2))
+                if sphere::check_lonlat(adql, l1, b1).map_err(exec)?
+                    && sphere::check_lonlat(adql, l2, b2).map_err(exec)? =>
+            {
+                b.append_value(sphere::distance_deg(l1, b1, l2, b2))
+            }
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// COORD1(point) and COORD2(point): its longitude or latitude.
+fn coord(a: &Args) -> Result<ArrayRef> {
+    let g = a.geoms(0)?;
+    let mut b = Float64Builder::with_capacity(a.rows);
+    for i in 0..a.rows {
+        match g.point(a.kind, i)? {
+            Some((lon, lat)) => b.append_value(if a.kind == Kind::Coord1 { lon } else { lat }),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// AREA(geometry), in square degrees.
+fn area(a: &Args) -> Result<ArrayRef> {
+    let g = a.geoms(0)?;
+    let mut b = Float64Builder::with_capacity(a.rows);
+    for i in 0..a.rows {
+        match g.get(i)? {
+            Some(shape) => b.append_value(sphere::area_deg2(&shape)),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// CENTROID(geometry): a point.
+fn centroid(a: &Args) -> Result<ArrayRef> {
+    let g = a.geoms(0)?;
+    let mut b = geometry_builder(a.rows);
+    for i in 0..a.rows {
+        match g.get(i)?.and_then(|shape| sphere::centroid(&shape)) {
+            Some((lon, lat)) => {
+                b.values().append_slice(&[lon, lat]);
+                b.append(true);
+            }
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// COORDSYS(geometry): always 'ICRS' (NULL for a NULL geometry).
+fn coordsys(a: &Args) -> Result<ArrayRef> {
+    let (arr, scalar) = &a.cols[0];
+    let g = Lists::new(arr, *scalar)?;
+    let mut b = StringBuilder::with_capacity(a.rows, a.rows * 4);
+    for i in 0..a.rows {
+        match g.get(i) {
+            Some(_) => b.append_value("ICRS"),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
 }
 
 fn append_circle(b: &mut ListBuilder<Float64Builder>, lon: f64, lat: f64, r: f64) -> Result<()> {
