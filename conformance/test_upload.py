@@ -314,13 +314,16 @@ def table_host(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_server(server, tmp_path_factory):
-    """A second vostok on the same data folder, with small upload limits and URL uploads
-    allowed from 127.0.0.1."""
+def small_server(server, table_host, tmp_path_factory):
+    """A second vostok (a data folder of its own, no demo data: one server per data folder),
+    with small upload limits and URL uploads allowed from the table host on 127.0.0.1 (a
+    loopback address, allowed with upload_url_private, its port listed)."""
     d = tmp_path_factory.mktemp("vostok-small")
     cfg = d / "vostok.toml"
+    table_port = int(table_host[1].rsplit(":", 1)[1])
     cfg.write_text(f'[tap]\nupload_max_bytes = {SMALL_BYTES}\nupload_max_rows = {SMALL_ROWS}\n'
-                   'upload_url_hosts = ["127.0.0.1"]\n')
+                   'upload_url_hosts = ["127.0.0.1"]\n'
+                   f'upload_url_ports = [{table_port}]\nupload_url_private = true\n')
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = d / "server.log"
@@ -329,7 +332,8 @@ def small_server(server, tmp_path_factory):
            "PATH": "/usr/bin:/bin"}
     with open(log, "wb") as f:
         proc = subprocess.Popen([binary, "--config", str(cfg), "serve", "--bind",
-                                 f"127.0.0.1:{port}", "--data-dir", str(server.data_dir)],
+                                 f"127.0.0.1:{port}", "--data-dir", str(d / "data"),
+                                 "--no-demo"],
                                 cwd=d, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env)
     try:

@@ -161,3 +161,28 @@ fn top_in_a_set_operand_limits_that_operand() {
         "(SELECT a FROM t LIMIT 2) UNION (SELECT b FROM u LIMIT 3)"
     );
 }
+
+#[test]
+fn parenthesised_not_is_bounded_before_the_parser_goes_exponential() {
+    let nested = |n: usize| {
+        format!(
+            "SELECT a FROM t WHERE {} a = 1{}",
+            "NOT (".repeat(n),
+            ")".repeat(n)
+        )
+    };
+    assert!(parse(&nested(MAX_NOT_NESTING)).is_ok());
+    let e = parse(&nested(MAX_NOT_NESTING + 1)).expect_err("too deep");
+    assert!(e.message.contains("parenthesised NOT"), "{e}");
+    assert!(e.line.is_some());
+    // 45 levels took twenty minutes before the bound: now it is refused before parsing.
+    assert!(parse(&nested(45)).is_err());
+    // Parentheses alone, and NOT without them, are not limited by this.
+    assert!(parse(&format!(
+        "SELECT a FROM t WHERE {}a = 1{}",
+        "(".repeat(40),
+        ")".repeat(40)
+    ))
+    .is_ok());
+    assert!(parse(&format!("SELECT a FROM t WHERE {}a = 1", "NOT ".repeat(40))).is_ok());
+}

@@ -30,6 +30,9 @@ pub enum Error {
     /// The raw source cannot be read.
     #[error("source data: {0}")]
     Source(String),
+    /// An input is larger than allowed (a decompressed size past its bound).
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// A stored catalog is malformed.
     #[error("catalog layout: {0}")]
     Layout(String),

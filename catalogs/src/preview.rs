@@ -60,11 +60,16 @@ const HIGH_PCT: f64 = 0.995;
 
 /// Renders a PNG quick-look of HDU `hdu` of a FITS file (or of the first HDU worth drawing).
 ///
-/// `bytes` is the stored file, gzipped or not. With `hdu` = `None` the first HDU holding an
+/// `bytes` is the stored file, gzipped or not (decompressed to at most `max_bytes`). With `hdu` = `None` the first HDU holding an
 /// image with NAXIS1, NAXIS2 > 1 is drawn; failing that, the first spectrum (a 1-D image, or
 /// a binary table with a flux column). `max_side` bounds the longer side of the PNG; it must
 /// be at least [`MIN_SIDE`] and is clamped to [`MAX_SIDE`].
-pub fn preview_png(bytes: &[u8], hdu: Option<usize>, max_side: u32) -> Result<Vec<u8>, Error> {
+pub fn preview_png(
+    bytes: &[u8],
+    hdu: Option<usize>,
+    max_side: u32,
+    max_bytes: u64,
+) -> Result<Vec<u8>, Error> {
     if max_side < MIN_SIDE {
         return Err(fail(format!(
             "max_side = {max_side} is too small (at least {MIN_SIDE})"
@@ -72,7 +77,7 @@ pub fn preview_png(bytes: &[u8], hdu: Option<usize>, max_side: u32) -> Result<Ve
     }
     let max_side = max_side.min(MAX_SIDE);
     let file: Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Cow::Owned(maybe_gunzip(bytes.to_vec())?)
+        Cow::Owned(maybe_gunzip(bytes.to_vec(), max_bytes)?)
     } else {
         Cow::Borrowed(bytes)
     };
@@ -952,6 +957,22 @@ fn plot_png(curves: &[Curve], index: usize, max_side: u32) -> Result<Vec<u8>, Er
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gzip_bomb_stops_at_the_bound() {
+        use std::io::Write;
+        // 64 MiB of zeros compress to about 64 KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let e = super::preview_png(&bomb, None, 256, 8 << 20).unwrap_err();
+        assert!(matches!(e, crate::Error::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("more than 8388608 bytes"), "{e}");
+    }
+
     use super::*;
     use std::collections::HashSet;
     use std::path::{Path, PathBuf};
@@ -1024,7 +1045,7 @@ mod tests {
 
     /// The first HDU with a 2-D image: (NAXIS1, NAXIS2).
     fn image_dims(bytes: &[u8]) -> (usize, usize) {
-        let file = maybe_gunzip(bytes.to_vec()).unwrap();
+        let file = maybe_gunzip(bytes.to_vec(), u64::MAX).unwrap();
         let hdus = fits::hdus(&file).unwrap();
         let h = hdus
             .iter()
@@ -1040,8 +1061,8 @@ mod tests {
             for path in demo("images") {
                 let bytes = std::fs::read(&path).unwrap();
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
-                let png_bytes =
-                    preview_png(&bytes, None, max_side).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let png_bytes = preview_png(&bytes, None, max_side, u64::MAX)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let (w, h, color, px) = decode(&png_bytes);
                 assert_eq!(color, png::ColorType::GrayscaleAlpha, "{name}");
                 let (n1, n2) = image_dims(&bytes);
@@ -1075,8 +1096,8 @@ mod tests {
             let bytes = std::fs::read(&path).unwrap();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             for (max_side, w, h) in [(1000u32, 1000usize, 500usize), (300, 300, 150)] {
-                let png_bytes =
-                    preview_png(&bytes, None, max_side).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let png_bytes = preview_png(&bytes, None, max_side, u64::MAX)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let (pw, ph, color, px) = decode(&png_bytes);
                 assert_eq!((pw, ph, color), (w, h, png::ColorType::Rgb), "{name}");
                 let line = px
@@ -1099,7 +1120,7 @@ mod tests {
             (7, 3) => 50.0,
             _ => (x + y) as f32 * 0.1,
         });
-        let (w, h, _, px) = decode(&preview_png(&file, None, 64).unwrap());
+        let (w, h, _, px) = decode(&preview_png(&file, None, 64, u64::MAX).unwrap());
         assert_eq!((w, h), (8, 4));
         let grey = |x: usize, y: usize| px[(y * w + x) * 2];
         assert_eq!(grey(0, 3), 255, "row 1 must be the bottom row");
@@ -1138,7 +1159,7 @@ mod tests {
             ],
             &data,
         );
-        let (w, h, _, px) = decode(&preview_png(&file, Some(0), 100).unwrap());
+        let (w, h, _, px) = decode(&preview_png(&file, Some(0), 100, u64::MAX).unwrap());
         assert_eq!((w, h), (30, 3));
         assert_eq!(px[(2 * w) * 2 + 1], 0, "BLANK is transparent (bottom-left)");
         assert!(px.chunks_exact(2).filter(|p| p[1] == 0).count() == 1);
@@ -1149,17 +1170,17 @@ mod tests {
 
         // NaN in a float image is transparent too.
         let file = f32_image(4, 4, |x, y| if x == y { f32::NAN } else { (x * y) as f32 });
-        let (_, _, _, px) = decode(&preview_png(&file, None, 100).unwrap());
+        let (_, _, _, px) = decode(&preview_png(&file, None, 100, u64::MAX).unwrap());
         assert_eq!(px.chunks_exact(2).filter(|p| p[1] == 0).count(), 4);
     }
 
     #[test]
     fn preview_downsampling_keeps_aspect() {
         let file = f32_image(1000, 300, |x, y| ((x * 7 + y * 13) % 101) as f32);
-        let (w, h, _, _) = decode(&preview_png(&file, None, 128).unwrap());
+        let (w, h, _, _) = decode(&preview_png(&file, None, 128, u64::MAX).unwrap());
         assert_eq!((w, h), (128, 38));
         let file = f32_image(3, 5000, |x, y| (x + y) as f32);
-        let (w, h, _, _) = decode(&preview_png(&file, None, 100).unwrap());
+        let (w, h, _, _) = decode(&preview_png(&file, None, 100, u64::MAX).unwrap());
         assert_eq!((w, h), (1, 100));
     }
 
@@ -1169,19 +1190,25 @@ mod tests {
             .join("../data/demo/images/hst_acs_candels_gn_3filters.fits");
         let bytes = std::fs::read(path).unwrap();
         for hdu in 1..=3 {
-            let (w, h, _, _) = decode(&preview_png(&bytes, Some(hdu), 512).unwrap());
+            let (w, h, _, _) = decode(&preview_png(&bytes, Some(hdu), 512, u64::MAX).unwrap());
             assert_eq!((w, h), (100, 100));
         }
-        let e = preview_png(&bytes, Some(0), 512).unwrap_err().to_string();
+        let e = preview_png(&bytes, Some(0), 512, u64::MAX)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HDU 0 has no image or spectrum"), "{e}");
-        let e = preview_png(&bytes, Some(7), 512).unwrap_err().to_string();
+        let e = preview_png(&bytes, Some(7), 512, u64::MAX)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HDU 7 does not exist"), "{e}");
 
         // A table HDU that is not a spectrum.
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../data/demo/images/dss_uks_1429-6241.fits.gz");
         let bytes = std::fs::read(path).unwrap();
-        let e = preview_png(&bytes, Some(1), 512).unwrap_err().to_string();
+        let e = preview_png(&bytes, Some(1), 512, u64::MAX)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HDU 1 has no image or spectrum"), "{e}");
 
         // A 1-D spectrum HDU of SDSS chosen explicitly, and its second array (HDU 1).
@@ -1189,7 +1216,7 @@ mod tests {
             .join("../data/demo/spectra/sdss_J220248.31+123656.3.fits");
         let bytes = std::fs::read(path).unwrap();
         for hdu in [0, 1] {
-            let (w, h, c, _) = decode(&preview_png(&bytes, Some(hdu), 400).unwrap());
+            let (w, h, c, _) = decode(&preview_png(&bytes, Some(hdu), 400, u64::MAX).unwrap());
             assert_eq!((w, h, c), (400, 200, png::ColorType::Rgb));
         }
     }
@@ -1203,7 +1230,7 @@ mod tests {
         assert!((x[0] - 3812.0).abs() < 2.0 && (x[x.len() - 1] - 10932.0).abs() < 10.0);
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../data/demo/spectra/r.UVES.2011-08-11T232352.266-A01_0000.fits.gz");
-        let file = maybe_gunzip(std::fs::read(path).unwrap()).unwrap();
+        let file = maybe_gunzip(std::fs::read(path).unwrap(), u64::MAX).unwrap();
         let hdus = fits::hdus(&file).unwrap();
         let x = spectral_axis(&hdus[0], hdus[0].axes()[0]);
         assert!((x[0] - 3732.056).abs() < 0.01 && (x[x.len() - 1] - 5000.0).abs() < 1.0);
@@ -1305,7 +1332,7 @@ mod tests {
         ];
         for (what, bytes) in cases {
             for hdu in [None, Some(0)] {
-                match preview_png(&bytes, hdu, 256) {
+                match preview_png(&bytes, hdu, 256, u64::MAX) {
                     Err(Error::Source(msg)) => assert!(!msg.is_empty()),
                     Err(Error::Fits(e)) => assert!(!e.to_string().is_empty()),
                     other => panic!("{what}: expected a source error, got {other:?}"),
@@ -1322,10 +1349,10 @@ mod tests {
                 .join(name);
             let bytes = std::fs::read(path).unwrap();
             for cut in (0..bytes.len()).step_by(997) {
-                let _ = preview_png(&bytes[..cut], None, 128);
+                let _ = preview_png(&bytes[..cut], None, 128, u64::MAX);
             }
         }
-        assert!(preview_png(&good, None, 8).is_err());
+        assert!(preview_png(&good, None, 8, u64::MAX).is_err());
     }
 
     #[test]
@@ -1368,7 +1395,7 @@ mod tests {
         assert_eq!(curves.len(), 3);
         assert_eq!((curves[0].0[0], curves[0].0[399]), (3600.0, 4398.0));
         for hdu in [None, Some(2)] {
-            let (w, h, c, px) = decode(&preview_png(&file, hdu, 600).unwrap());
+            let (w, h, c, px) = decode(&preview_png(&file, hdu, 600, u64::MAX).unwrap());
             assert_eq!((w, h, c), (600, 300, png::ColorType::Rgb));
             for colour in &LINE_COLOURS[..3] {
                 assert!(px.chunks_exact(3).filter(|p| p == colour).count() > 100);
@@ -1379,7 +1406,7 @@ mod tests {
     #[test]
     fn preview_constant_image_is_grey() {
         let file = f32_image(10, 10, |_, _| 3.0);
-        let (_, _, _, px) = decode(&preview_png(&file, None, 64).unwrap());
+        let (_, _, _, px) = decode(&preview_png(&file, None, 64, u64::MAX).unwrap());
         assert!(px.chunks_exact(2).all(|p| p == [128, 255]));
     }
 
@@ -1389,7 +1416,7 @@ mod tests {
             let (dx, dy) = (x as f32 - 500.0, y as f32 - 300.0);
             100.0 + ((x * 31 + y * 17) % 23) as f32 + 5000.0 / (1.0 + (dx * dx + dy * dy) / 50.0)
         });
-        let png_bytes = preview_png(&file, None, 512).unwrap();
+        let png_bytes = preview_png(&file, None, 512, u64::MAX).unwrap();
         let (w, h, _, _) = decode(&png_bytes);
         assert_eq!((w, h), (512, 512));
     }

@@ -21,13 +21,24 @@ use crate::Error;
 /// Rows per batch produced by the text and binary readers.
 const BATCH_ROWS: usize = 65_536;
 
-/// Opens raw bytes, decompressing gzip when the data starts with the gzip magic.
-pub fn maybe_gunzip(bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// Largest decompressed size of a file read for ingest (a raw catalog source, a FITS product):
+/// ingest holds a file in memory, and a gzip bomb must not take the machine.
+pub const MAX_INGEST_BYTES: u64 = 16 << 30;
+
+/// Opens raw bytes, decompressing gzip when the data starts with the gzip magic; a file that
+/// decompresses to more than `max` bytes is an error (a gzip bomb stops at `max`).
+pub fn maybe_gunzip(bytes: Vec<u8>, max: u64) -> Result<Vec<u8>, Error> {
     if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::with_capacity(bytes.len() * 3);
+        let mut out = Vec::with_capacity(bytes.len().saturating_mul(3).min(64 << 20));
         flate2::read::MultiGzDecoder::new(&bytes[..])
+            .take(max.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| Error::Source(format!("gzip: {e}")))?;
+        if out.len() as u64 > max {
+            return Err(Error::TooLarge(format!(
+                "the file decompresses to more than {max} bytes"
+            )));
+        }
         Ok(out)
     } else {
         Ok(bytes)
@@ -43,7 +54,7 @@ pub fn read_source(
         .source
         .as_ref()
         .ok_or_else(|| Error::Metadata("the metadata file has no [source] section".into()))?;
-    let bytes = maybe_gunzip(bytes)?;
+    let bytes = maybe_gunzip(bytes, MAX_INGEST_BYTES)?;
     let (schema, batches) = match source.format {
         SourceFormat::Fixed => read_fixed(&meta.columns, &bytes)?,
         SourceFormat::Binary => read_binary(&meta.columns, source, &bytes)?,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uws::UwsConfig;
 
 use crate::dali::Service;
-use crate::engine::Limits;
+use crate::engine::{Limits, LimitsConfig};
 use crate::protocols::tap::TapConfig;
 use crate::protocols::vospace::VoSpaceConfig;
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub uws: UwsConfig,
     /// VOSpace: users' folders.
     pub vospace: VoSpaceConfig,
+    /// What the queries of all users together may take (memory, places, time).
+    pub limits: LimitsConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
@@ -75,6 +77,7 @@ impl Default for Config {
             tap: TapConfig::default(),
             uws: UwsConfig::default(),
             vospace: VoSpaceConfig::default(),
+            limits: LimitsConfig::default(),
             metadata_cache_mb: 256,
         }
     }

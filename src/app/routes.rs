@@ -18,8 +18,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_stack_size(16 * 1024 * 1024)
         .enable_all()
         .build()?;
-    let state = State::open(&config, &query_rt)?;
+    // The slow lane: heavy queries and asynchronous jobs, on one thread, so that they leave a
+    // core to the cheap queries (engine::LimitsConfig).
+    let heavy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("vostok-heavy")
+        .thread_stack_size(16 * 1024 * 1024)
+        .enable_all()
+        .build()?;
+    let state = State::open(&config, &query_rt, &heavy_rt)?;
     let bind = config.bind.clone();
+    let locks = state.locks;
     let sys = actix_web::rt::System::new();
     sys.block_on(async move {
         let service = web::Data::new(state.service);
@@ -30,6 +39,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let identity = web::Data::from(state.identity);
         let tap = web::Data::from(state.tap);
         let vospace = web::Data::from(state.vospace);
+        let previews = web::Data::from(state.previews);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(service.clone())
@@ -40,6 +50,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(identity.clone())
                 .app_data(tap.clone())
                 .app_data(vospace.clone())
+                .app_data(previews.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .wrap(Cors::permissive().max_age(3600))
                 .wrap(
@@ -47,7 +58,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                         .add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))),
                 )
                 .wrap(
-                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", logged_request)
                         .log_target("vostok::http"),
                 )
                 .route("/", web::get().to(super::landing::landing))
@@ -62,6 +74,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // Without TCP_NODELAY the last small segment of a response waits for the client's
         // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.
         .tcp_nodelay(true)
+        // On SIGTERM, connections still busy after this are closed (a long download would
+        // otherwise hold the shutdown up for actix's default of 30 s).
+        .shutdown_timeout(5)
         .bind(&bind)
         .with_context(|| format!("cannot listen on {bind}"))?;
         for addr in server.addrs() {
@@ -71,6 +86,50 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
         server.run().await.context("server failed")
     })?;
-    drop(query_rt);
+    // Queries still running are not waited for (a long one would hold the shutdown up).
+    query_rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    heavy_rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    drop(locks);
     Ok(())
+}
+
+/// A request as the access log shows it (`METHOD path?query HTTP/version`), with the
+/// capability in a negotiated VOSpace transfer's URL (`/vospace/data/<id>`,
+/// `/vospace/xfer/<id>`: whoever has it may use it) cut to its first characters.
+fn logged_request(req: &actix_web::dev::ServiceRequest) -> String {
+    let path = redact_capability(req.path());
+    let query = match req.query_string() {
+        "" => String::new(),
+        q => format!("?{q}"),
+    };
+    format!("{} {path}{query} {:?}", req.method(), req.version())
+}
+
+/// `path` with the id after `/vospace/data/` or `/vospace/xfer/` cut to 4 characters.
+fn redact_capability(path: &str) -> String {
+    for prefix in ["/vospace/data/", "/vospace/xfer/"] {
+        if let Some(id) = path.strip_prefix(prefix) {
+            let kept: String = id.chars().take(4).collect();
+            return format!("{prefix}{kept}…");
+        }
+    }
+    path.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_capability;
+
+    #[test]
+    fn capabilities_are_not_logged_in_full() {
+        assert_eq!(
+            redact_capability("/vospace/data/0123456789abcdef"),
+            "/vospace/data/0123…"
+        );
+        assert_eq!(redact_capability("/vospace/xfer/ab"), "/vospace/xfer/ab…");
+        assert_eq!(
+            redact_capability("/vospace/nodes/alice/x"),
+            "/vospace/nodes/alice/x"
+        );
+    }
 }

@@ -11,19 +11,20 @@ use vospace::VoStore;
 
 use super::Config;
 use crate::dali::Service;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Runtimes};
 use crate::identity::Identity;
 use crate::products::{self, Obscore};
+use crate::protocols::datalink::Previews;
 use crate::protocols::tap::jobs::TapExecutor;
 use crate::protocols::tap::Tap;
 use crate::protocols::vospace::transfers::TransferExecutor;
 use crate::protocols::vospace::VoSpace;
 
 /// Opens the data folder (creating it and ingesting the demo data when `demo`) and the
-/// engine over its catalogs; queries run on `runtime`.
+/// engine over its catalogs; queries run on `runtimes`.
 pub async fn open_engine(
     config: &Config,
-    runtime: tokio::runtime::Handle,
+    runtimes: Runtimes,
     missing: Missing,
     demo: bool,
 ) -> anyhow::Result<(Storage, Engine)> {
@@ -37,8 +38,9 @@ pub async fn open_engine(
     let engine = engine::open(
         &storage,
         config.limits(),
+        config.limits.clone(),
         config.metadata_cache_mb,
-        runtime,
+        runtimes,
         &served,
     )
     .await?;
@@ -63,31 +65,88 @@ pub struct State {
     pub tap: Arc<Tap>,
     /// The VOSpace front's settings and store.
     pub vospace: Arc<VoSpace>,
+    /// Places and bounds of DataLink previews.
+    pub previews: Arc<Previews>,
+    /// The writer locks of the databases, held as long as the server runs.
+    pub locks: Vec<std::fs::File>,
+}
+
+/// Takes the exclusive writer lock of a database (`<db>.lock` beside it, an OS file lock that
+/// ends with the process, SIGKILL included): one `serve` owns the data, runs its crash
+/// recovery and its job queue. A second one is refused instead of taking a live upload or a
+/// running job for a leftover.
+fn writer_lock(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = db.with_file_name(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another vostok serve uses this data: {} is locked by it (one server per data \
+             folder)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 impl State {
     /// Builds the state: storage (with the demo data on first start), engine, job service,
     /// users' space; starts the job queues and the periodic cleanups.
-    pub fn open(config: &Config, query_rt: &tokio::runtime::Runtime) -> anyhow::Result<State> {
-        let (storage, engine) = query_rt.block_on(open_engine(
-            config,
-            query_rt.handle().clone(),
-            Missing::Create,
-            config.demo,
-        ))?;
+    pub fn open(
+        config: &Config,
+        query_rt: &tokio::runtime::Runtime,
+        heavy_rt: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<State> {
+        if let Some(o) = &config.vospace.oidc {
+            if o.audience.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!(
+                    "[vospace.oidc] needs `audience` (the client id registered for vostok at \
+                     the issuer): without it, tokens the issuer made for any other service \
+                     would be accepted here"
+                );
+            }
+        }
+        let runtimes = Runtimes {
+            fast: query_rt.handle().clone(),
+            slow: heavy_rt.handle().clone(),
+        };
+        let (storage, engine) =
+            query_rt.block_on(open_engine(config, runtimes, Missing::Create, config.demo))?;
         let engine = Arc::new(engine);
         let obscore = query_rt.block_on(Obscore::load(&engine));
         let service = config.service();
 
         let uws_db = config.uws_database()?;
+        let vospace_db = config.vospace_database()?;
+        let mut locks = vec![writer_lock(&uws_db)?, writer_lock(&vospace_db)?];
+        if storage.is_local() {
+            // Crash recovery sweeps the data folder's objects: one server per data folder too,
+            // whatever databases it is given.
+            let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
+            locks.push(writer_lock(&folder.join("vostok"))?);
+        }
         let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
         tracing::info!("UWS job database: {}", uws_db.display());
         let jobs = Jobs::new(Arc::new(store), storage.clone(), config.uws.clone());
 
-        let vospace_db = config.vospace_database()?;
         let store = query_rt
             .block_on(VoStore::open(&vospace_db, storage.clone()))
             .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+        query_rt
+            .block_on(store.recover())
+            .map_err(|e| anyhow::anyhow!("VOSpace crash recovery: {e}"))?;
         store.set_authority(&config.service.authority);
         let identity = Arc::new(Identity {
             store: store.clone(),
@@ -134,6 +193,8 @@ impl State {
             identity,
             tap,
             vospace,
+            previews: Arc::new(Previews::new(&config.limits)),
+            locks,
         })
     }
 }

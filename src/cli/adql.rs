@@ -18,7 +18,7 @@ use storage::Missing;
 
 use crate::app::state::open_engine;
 use crate::app::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Runtimes};
 
 /// Reads the query from a file, or from stdin when `file` is `None` or `-`.
 pub fn read_query(file: Option<&Path>) -> anyhow::Result<String> {
@@ -53,12 +53,8 @@ fn engine_of(config: &Config) -> anyhow::Result<(tokio::runtime::Runtime, Engine
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (_, engine) = rt.block_on(open_engine(
-        config,
-        rt.handle().clone(),
-        Missing::Refuse,
-        false,
-    ))?;
+    let runtimes = Runtimes::single(rt.handle().clone());
+    let (_, engine) = rt.block_on(open_engine(config, runtimes, Missing::Refuse, false))?;
     Ok((rt, engine))
 }
 

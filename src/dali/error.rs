@@ -6,6 +6,9 @@ use actix_web::HttpResponse;
 
 use crate::engine::QueryError;
 
+/// Seconds a client is asked to wait before retrying a request the busy service refused.
+pub const RETRY_AFTER_SECS: &str = "5";
+
 /// An error a DAL service reports to its user with a VOTable error document.
 #[derive(Debug)]
 pub struct DalError {
@@ -32,10 +35,21 @@ impl DalError {
         }
     }
 
-    /// The DALI error document response.
+    /// A 503: the service is busy; the request may be retried.
+    pub fn busy(message: impl Into<String>) -> Self {
+        DalError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
+    /// The DALI error document response (a 503 says when to retry: `Retry-After`).
     pub fn response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .content_type("application/x-votable+xml")
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        r.content_type("application/x-votable+xml")
             .body(votable::error_document(&self.message))
     }
 }
@@ -45,6 +59,7 @@ impl From<QueryError> for DalError {
         match e {
             QueryError::Invalid(m) => DalError::bad_request(m),
             QueryError::Internal(m) => DalError::internal(m),
+            QueryError::Busy(m) => DalError::busy(m),
         }
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use votable::Format;
 
-use crate::engine::{Engine, Limits, QueryRequest, ResultStream};
+use crate::engine::{Engine, Lane, Limits, QueryRequest, ResultStream};
 pub use error::DalError;
 pub use params::Params;
 
@@ -96,9 +96,13 @@ pub fn respond(result: ResultStream) -> HttpResponse {
         .streaming(result.chunks.map(Ok::<Bytes, actix_web::Error>))
 }
 
-/// Runs a query synchronously (with the synchronous time limit) and streams its result;
-/// errors before the first row are error documents.
+/// Runs a query synchronously — in one of the engine's places for synchronous queries, within
+/// the synchronous time limit — and streams its result; errors before the first row are error
+/// documents, a busy service a 503.
 pub async fn execute(engine: &Engine, req: QueryRequest) -> Result<HttpResponse, DalError> {
-    let result = engine.stream(req, engine.sync_limit()).await?;
+    let place = engine.sync_place().await?;
+    let result = engine
+        .stream(req, engine.sync_limit(), Lane::Auto, Some(place))
+        .await?;
     Ok(respond(result))
 }

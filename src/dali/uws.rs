@@ -7,7 +7,8 @@
 //! Ownership, one rule for every kind: a request first finds the job with
 //! [`uws::Jobs::get_for`] as its caller; a job owned by someone else answers 404, the same as
 //! a job that does not exist (identifiers are not an oracle). The job list shows the caller's
-//! own jobs (anonymous callers: the anonymous ones).
+//! own jobs; an anonymous caller's list is empty (anonymous jobs are used through the URL their
+//! creation answered, and never listed to others).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -165,6 +166,7 @@ pub fn job_error(e: JobError) -> Fail {
     let status = match &e {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,
         JobError::Conflict(_) => StatusCode::CONFLICT,
+        JobError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
         JobError::Internal(m) => {
             tracing::error!("asynchronous jobs: {m}");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -285,6 +287,10 @@ async fn list(
         async {
             let caller = caller_name(&req).await?;
             let p = Params::from_request(&req, &[]);
+            if caller.is_none() {
+                // Anonymous jobs are no one's: the list never shows them to anyone.
+                return Ok(xml(uws::xml::job_list(&[], &list_url(b, &svc, &req))));
+            }
             let mut filter = JobFilter {
                 kind: Some(b.kind.to_string()),
                 owner: Some(caller),

@@ -9,4 +9,7 @@ pub enum QueryError {
     /// The service failed.
     #[error("{0}")]
     Internal(String),
+    /// The service is busy: every place is taken; the request may be retried.
+    #[error("{0}")]
+    Busy(String),
 }

@@ -1,8 +1,15 @@
-//! The engine: one DataFusion session over every served catalog (and TAP_SCHEMA), the runtime
-//! queries execute on, the query limits, and the result streams. Protocol fronts get an
-//! [`Engine`] handle, never the whole application: they plan (ADQL text through
+//! The engine: one DataFusion session over every served catalog (and TAP_SCHEMA), the runtimes
+//! queries execute on, the limits they are held to, and the result streams. Protocol fronts get
+//! an [`Engine`] handle, never the whole application: they plan (ADQL text through
 //! [`Engine::plan_adql`], or DataFusion expressions over [`Engine::ctx`]) and hand the plan to
-//! [`Engine::stream`], which executes it and encodes the batches as they come.
+//! [`Engine::stream`], which admits it, executes it and encodes the batches as they come.
+//!
+//! Admission ([`LimitsConfig`], `[limits]` in vostok.toml): every query shares one DataFusion
+//! memory pool (sorts and joins spill to disk when it is full); synchronous queries take one
+//! of `sync_queries` places (waiting `sync_queue_ms` at most, then [`QueryError::Busy`]); a
+//! query whose pruned scans read little (`fast_lane_mb`) runs in the fast lane, the others in
+//! the slow lane, `heavy_queries` at a time, on a runtime of one thread, so that a heavy scan
+//! or join leaves a core to the cone searches.
 //!
 //! Knows no HTTP: what comes out is a stream of encoded chunks ([`ResultStream`]) and typed
 //! errors ([`QueryError`]); `dali` turns them into responses.
@@ -13,15 +20,18 @@ mod stream;
 pub mod tap_schema;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use catalogs::HatsTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SessionContext;
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::QueryError;
 pub use session::open;
-pub use stream::{QueryRequest, ResultStream, StreamEnd, TimeLimit};
+pub use stream::{Lane, QueryRequest, ResultStream, StreamEnd, TimeLimit};
 pub use tap_schema::TapMetadata;
 
 /// Limits every query is held to (`[tap]` in vostok.toml: they apply to every protocol).
@@ -35,14 +45,82 @@ pub struct Limits {
     pub sync_timeout: u64,
 }
 
+/// `[limits]` in vostok.toml: what the queries of all users together may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Memory of the DataFusion pool all queries share, MiB; sorts, aggregates and joins
+    /// spill to disk when it is full, and a query that still does not fit fails.
+    pub query_memory_mb: usize,
+    /// Disk the spills of all queries may take, MiB.
+    pub spill_mb: u64,
+    /// Synchronous queries (TAP sync, SCS, SIA, SSA) executing at once.
+    pub sync_queries: usize,
+    /// How long a synchronous query waits for a place, milliseconds; then HTTP 503.
+    pub sync_queue_ms: u64,
+    /// Queries of the slow lane executing at once (asynchronous jobs included).
+    pub heavy_queries: usize,
+    /// A query whose catalog scans, pruned by their spatial conditions, read at most this
+    /// many MiB of Parquet runs in the fast lane; the others in the slow lane.
+    pub fast_lane_mb: u64,
+    /// Seconds to parse and plan one query.
+    pub planning_seconds: u64,
+    /// DataLink previews and headers rendered at once.
+    pub previews: usize,
+    /// Largest decompressed size of a product read for a preview or header, MiB.
+    pub decompressed_mb: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            query_memory_mb: 1024,
+            spill_mb: 10 * 1024,
+            sync_queries: 8,
+            sync_queue_ms: 2000,
+            heavy_queries: 1,
+            fast_lane_mb: 64,
+            planning_seconds: 10,
+            previews: 2,
+            decompressed_mb: 1024,
+        }
+    }
+}
+
+/// The runtimes queries execute on: the fast lane (as many threads as cores) and the slow
+/// lane (one thread), both apart from the HTTP workers.
+#[derive(Debug, Clone)]
+pub struct Runtimes {
+    /// Cheap queries.
+    pub fast: tokio::runtime::Handle,
+    /// Heavy queries and asynchronous jobs.
+    pub slow: tokio::runtime::Handle,
+}
+
+impl Runtimes {
+    /// The same runtime for both lanes (command-line tools).
+    pub fn single(handle: tokio::runtime::Handle) -> Self {
+        Runtimes {
+            fast: handle.clone(),
+            slow: handle,
+        }
+    }
+}
+
 /// A handle on the query engine: what every protocol front may use.
 pub struct Engine {
     ctx: SessionContext,
-    runtime: tokio::runtime::Handle,
+    runtimes: Runtimes,
     tables: Vec<(String, Arc<HatsTable>)>,
     metadata: TapMetadata,
     limits: Limits,
+    admission: LimitsConfig,
+    sync_places: Arc<Semaphore>,
+    heavy_places: Arc<Semaphore>,
 }
+
+/// A place among the synchronous queries, held until the query's result is complete.
+pub struct SyncPlace(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Engine {
     /// The DataFusion context with every table registered.
@@ -86,20 +164,48 @@ impl Engine {
             .map_err(|e| QueryError::Internal(e.to_string()))
     }
 
-    /// Parses, validates and plans ADQL with `session`. Parsing and planning recurse over the
-    /// query tree: they run on the query runtime, whose threads have large stacks, not on an
-    /// HTTP worker's 2 MiB (a 290-operator expression overflowed one; adql caps nesting at 300
-    /// operators).
+    /// Parses, validates and plans ADQL with `session`, within `[limits] planning_seconds`.
+    /// Parsing and planning recurse over the query tree: they run on the query runtime, whose
+    /// threads have large stacks, not on an HTTP worker's 2 MiB (a 290-operator expression
+    /// overflowed one; adql caps nesting at 300 operators).
     pub async fn plan_adql(
         &self,
         session: SessionState,
         text: String,
     ) -> Result<LogicalPlan, QueryError> {
-        self.runtime
-            .spawn(async move { adql::plan(&session, &text).await })
-            .await
-            .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
-            .map_err(|e| QueryError::Invalid(e.to_string()))
+        let secs = self.admission.planning_seconds.max(1);
+        let task = self
+            .runtimes
+            .fast
+            .spawn(async move { adql::plan(&session, &text).await });
+        let abort = task.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(secs), task).await {
+            Ok(done) => done
+                .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
+                .map_err(|e| QueryError::Invalid(e.to_string())),
+            Err(_) => {
+                abort.abort();
+                Err(QueryError::Invalid(format!(
+                    "planning took longer than the {secs} s allowed ([limits] \
+                     planning_seconds): simplify the query"
+                )))
+            }
+        }
+    }
+
+    /// A place among the synchronous queries: at once when one is free, else after waiting
+    /// at most `[limits] sync_queue_ms`; [`QueryError::Busy`] when none freed up.
+    pub async fn sync_place(&self) -> Result<SyncPlace, QueryError> {
+        let wait = Duration::from_millis(self.admission.sync_queue_ms);
+        match tokio::time::timeout(wait, self.sync_places.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(SyncPlace(p)),
+            _ => Err(QueryError::Busy(format!(
+                "the service is busy: {} synchronous queries are running, as many as it runs \
+                 at once ([limits] sync_queries); retry in a few seconds, or submit the query \
+                 as an asynchronous job",
+                self.admission.sync_queries
+            ))),
+        }
     }
 
     /// The time limit of synchronous queries (`[tap] sync_timeout`; 0: none).

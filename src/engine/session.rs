@@ -7,11 +7,15 @@ use catalogs::HatsTable;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
+use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use storage::Storage;
 
-use super::{Engine, Limits, TapMetadata};
+use tokio::sync::Semaphore;
+
+use super::{Engine, Limits, LimitsConfig, Runtimes, TapMetadata};
 
 /// How a catalog is served: the table itself, or a wrapper over it (ObsCore gets absolute
 /// access URLs). Given the catalog's root in the data folder (`catalogs/<schema>.<table>`).
@@ -45,17 +49,31 @@ fn session_config() -> SessionConfig {
 
 /// Opens the engine over the catalogs of `storage`: every folder under `catalogs/` with a
 /// `hats.properties` is a table (one that cannot be opened is skipped with a warning).
-/// `metadata_cache_mb` bounds the cache of Parquet footers; queries run on `runtime`.
+/// `metadata_cache_mb` bounds the cache of Parquet footers; queries run on `runtimes`, held to
+/// `limits` and `admission`.
 pub async fn open(
     storage: &Storage,
     limits: Limits,
+    admission: LimitsConfig,
     metadata_cache_mb: usize,
-    runtime: tokio::runtime::Handle,
+    runtimes: Runtimes,
     served: Served<'_>,
 ) -> anyhow::Result<Engine> {
+    // One memory pool for every query: fair among the operators that can spill (sorts,
+    // aggregates, joins), which then spill to the OS's temporary folder; the five largest
+    // consumers are named in the error of a query that does not fit.
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(admission.query_memory_mb.max(1).saturating_mul(1024 * 1024)),
+        std::num::NonZeroUsize::MIN.saturating_add(4),
+    );
     let env = Arc::new(
         RuntimeEnvBuilder::new()
             .with_metadata_cache_limit(metadata_cache_mb.saturating_mul(1024 * 1024))
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_max_temp_directory_size(admission.spill_mb.saturating_mul(1024 * 1024)),
+            )
             .build()?,
     );
     env.register_object_store(&storage.url, storage.store.clone());
@@ -114,9 +132,12 @@ pub async fn open(
     metadata.register(&ctx)?;
     Ok(Engine {
         ctx,
-        runtime,
+        runtimes,
         tables,
         metadata,
         limits,
+        sync_places: Arc::new(Semaphore::new(admission.sync_queries.max(1))),
+        heavy_places: Arc::new(Semaphore::new(admission.heavy_queries.max(1))),
+        admission,
     })
 }

@@ -1,21 +1,27 @@
-//! The shared tail of the query path: a DataFusion logical plan is executed on the query
-//! runtime and its record batches stream into the requested format, chunk by chunk. `MAXREC`
-//! is applied as a limit of MAXREC+1 rows so that overflow is known exactly. A bounded channel
-//! between execution and the consumer (an HTTP body, an asynchronous job's upload) keeps memory
-//! flat whatever the size.
+//! The shared tail of the query path: a DataFusion logical plan is planned physically, put in
+//! its lane, executed by a task on that lane's runtime (never on an HTTP worker), and its
+//! record batches are encoded into the requested format as the consumer (an HTTP body, an
+//! asynchronous job's upload) asks for them; a bounded channel between the two keeps memory
+//! flat whatever the size. `MAXREC` is applied as a limit of MAXREC+1 rows so that overflow is
+//! known exactly. The time limit is kept on the consumer's side, so that an answer never waits
+//! for a long computation to yield; when the consumer goes away (a client disconnects, a job
+//! is aborted) the execution stops at once, even while the query produces nothing.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use votable::{Encoder, EndStatus, Format, TableInfo};
 
-use super::{Engine, QueryError};
+use super::{Engine, QueryError, SyncPlace};
 
 /// What to run and how to write it.
 pub struct QueryRequest {
@@ -29,6 +35,15 @@ pub struct QueryRequest {
     pub info: TableInfo,
     /// Output schema with metadata (default: the plan's schema).
     pub schema: Option<SchemaRef>,
+}
+
+/// Where a query runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Decided from the plan: the fast lane when its catalog scans read little.
+    Auto,
+    /// The slow lane, whatever the plan (asynchronous jobs).
+    Slow,
 }
 
 /// A time limit on a query: past `deadline` it stops, with `message` as its error.
@@ -67,25 +82,17 @@ enum Item {
     Error(String),
 }
 
-/// Stops the query task when the stream reading its batches is dropped (client gone, job
-/// aborted, time limit): without it a query producing no batch for a long time (an
-/// aggregate over a big join) would run on after nobody wants its answer.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Engine {
     /// Runs the plan and returns its encoded result as a stream of chunks. Errors before the
     /// first row (including the time limit) are returned as such; later ones end the stream
-    /// with the format's error trailer and [`StreamEnd::Error`].
+    /// with the format's error trailer and [`StreamEnd::Error`]. `place` (a synchronous
+    /// query's) is held until the result is complete.
     pub async fn stream(
         &self,
         req: QueryRequest,
         limit: Option<TimeLimit>,
+        lane: Lane,
+        place: Option<SyncPlace>,
     ) -> Result<ResultStream, QueryError> {
         let schema: SchemaRef = req
             .schema
@@ -95,13 +102,40 @@ impl Engine {
             .limit(0, Some(req.maxrec.saturating_add(1) as usize))
             .and_then(|b| b.build())
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-
-        // Execute on the query runtime; batches come back through a bounded channel.
+        // Physical planning recurses over the plan: on the query runtime (large stacks).
+        let ctx = self.ctx.clone();
+        let physical = self
+            .runtimes
+            .fast
+            .spawn(async move { ctx.state().create_physical_plan(&limited).await })
+            .await
+            .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
+            .map_err(|e| failure(&e.strip_backtrace()))?;
+        let fast = lane == Lane::Auto && self.is_light(&physical);
+        let heavy = if fast {
+            None
+        } else {
+            Some(self.heavy_place(place.is_some(), &limit).await?)
+        };
+        // Execute on the lane's runtime; batches come back through a bounded channel. The
+        // task holds the query's places until it ends.
         let (tx, mut rx) = mpsc::channel::<Item>(2);
-        let task = self.runtime.spawn(execute(self.ctx.clone(), limited, tx));
-        let guard = AbortOnDrop(task);
+        let task = Execution {
+            ctx: self.ctx.clone(),
+            plan: physical,
+            tx,
+            _places: (place, heavy),
+        };
+        let runtime = if fast {
+            &self.runtimes.fast
+        } else {
+            &self.runtimes.slow
+        };
+        let guard = AbortOnDrop(runtime.spawn(task.run()));
 
-        // Wait for the first batch so that an early failure is a proper error document.
+        // Wait for the first batch so that an early failure is a proper error document. The
+        // deadline is kept here, apart from the execution: a long computation there may not
+        // yield for a while, the answer must not wait for it.
         let first = match &limit {
             Some(l) => match tokio::time::timeout_at(l.deadline, rx.recv()).await {
                 Ok(first) => first,
@@ -110,7 +144,7 @@ impl Engine {
             None => rx.recv().await,
         };
         if let Some(Item::Error(msg)) = &first {
-            return Err(QueryError::Invalid(adql::humanise(msg)));
+            return Err(failure(msg));
         }
         let mut encoder =
             Encoder::new(req.format, schema, &req.info).map_err(QueryError::Invalid)?;
@@ -137,36 +171,123 @@ impl Engine {
             end,
         })
     }
+
+    /// A place in the slow lane. A synchronous query waits `[limits] sync_queue_ms` at most
+    /// (then [`QueryError::Busy`]); a job waits as long as its time limit allows.
+    async fn heavy_place(
+        &self,
+        sync: bool,
+        limit: &Option<TimeLimit>,
+    ) -> Result<OwnedSemaphorePermit, QueryError> {
+        let places = self.heavy_places.clone();
+        let busy = || {
+            QueryError::Busy(format!(
+                "the service is busy: {} large queries are running, as many as it runs at once \
+                 ([limits] heavy_queries); retry in a few seconds, add conditions that select \
+                 fewer rows, or submit the query as an asynchronous job",
+                self.admission.heavy_queries
+            ))
+        };
+        if sync {
+            let wait = std::time::Duration::from_millis(self.admission.sync_queue_ms);
+            return match tokio::time::timeout(wait, places.acquire_owned()).await {
+                Ok(Ok(p)) => Ok(p),
+                _ => Err(busy()),
+            };
+        }
+        match limit {
+            Some(l) => match tokio::time::timeout_at(l.deadline, places.acquire_owned()).await {
+                Ok(Ok(p)) => Ok(p),
+                _ => Err(QueryError::Invalid(l.message.clone())),
+            },
+            None => places.acquire_owned().await.map_err(|_| busy()),
+        }
+    }
+
+    /// Whether a plan is light enough for the fast lane: it joins nothing, and its file
+    /// scans (catalog partitions, after HEALPix pruning) read at most `[limits] fast_lane_mb`
+    /// in all. Tables in memory (TAP_SCHEMA, uploads) count for nothing.
+    fn is_light(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        let budget = self.admission.fast_lane_mb.saturating_mul(1024 * 1024);
+        let mut bytes: u64 = 0;
+        let mut todo = vec![plan.clone()];
+        while let Some(node) = todo.pop() {
+            let name = node.name();
+            if name.contains("Join") || name.contains("NestedLoop") {
+                return false;
+            }
+            if let Some(scan) = node.downcast_ref::<DataSourceExec>() {
+                if let Some(files) = scan.data_source().downcast_ref::<FileScanConfig>() {
+                    let size: u64 = files
+                        .file_groups
+                        .iter()
+                        .flat_map(|g| g.files())
+                        .map(|f| f.object_meta.size)
+                        .sum();
+                    bytes = bytes.saturating_add(size);
+                    if bytes > budget {
+                        return false;
+                    }
+                }
+            }
+            todo.extend(node.children().into_iter().cloned());
+        }
+        true
+    }
 }
 
-/// The execution task: runs the plan and sends its non-empty batches, or its error.
-async fn execute(ctx: SessionContext, plan: LogicalPlan, tx: mpsc::Sender<Item>) {
-    let stream = match ctx.execute_logical_plan(plan).await {
-        Ok(df) => df.execute_stream().await,
-        Err(e) => Err(e),
-    };
-    let mut stream = match stream {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx.send(Item::Error(e.strip_backtrace())).await;
-            return;
-        }
-    };
-    while let Some(next) = stream.next().await {
-        let item = match next {
-            Ok(b) if b.num_rows() == 0 => continue,
-            Ok(b) => Item::Batch(b),
-            Err(e) => Item::Error(e.strip_backtrace()),
+/// Stops the execution task when the stream reading its batches is dropped (client gone, job
+/// aborted, time limit).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One query's execution: its batches, or its error, into a channel.
+struct Execution {
+    ctx: SessionContext,
+    plan: Arc<dyn ExecutionPlan>,
+    tx: mpsc::Sender<Item>,
+    /// The query's places, released when it ends.
+    _places: (Option<SyncPlace>, Option<OwnedSemaphorePermit>),
+}
+
+impl Execution {
+    async fn run(self) {
+        let mut stream = match execute_stream(self.plan.clone(), self.ctx.task_ctx()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.tx.send(Item::Error(e.strip_backtrace())).await;
+                return;
+            }
         };
-        let stop = matches!(item, Item::Error(_));
-        if tx.send(item).await.is_err() || stop {
-            return; // the consumer went away, or the query failed
+        loop {
+            // The consumer gone (client disconnected, job aborted): stop now, even while the
+            // query has produced nothing for a while.
+            let next = tokio::select! {
+                _ = self.tx.closed() => return,
+                next = stream.next() => next,
+            };
+            let item = match next {
+                None => return,
+                Some(Ok(b)) if b.num_rows() == 0 => continue,
+                Some(Ok(b)) => Item::Batch(b),
+                Some(Err(e)) => Item::Error(e.strip_backtrace()),
+            };
+            let stop = matches!(item, Item::Error(_));
+            if self.tx.send(item).await.is_err() || stop {
+                return;
+            }
         }
     }
 }
 
-/// The encoding side of a result stream: receives batches, cuts at MAXREC, and yields the
-/// encoder's chunks until the end (and, for FITS, the rows written after the end).
+/// The encoding side of a result stream: receives batches, cuts at MAXREC, keeps the time
+/// limit, and yields the encoder's chunks until the end (and, for FITS, the rows written
+/// after the end).
 struct Chunks {
     rx: mpsc::Receiver<Item>,
     /// The first item, received before the stream started.
@@ -193,7 +314,10 @@ impl Chunks {
         }
         let item = match self.pending.take() {
             Some(i) => Some(i),
-            None => self.receive().await,
+            None => match timed(self.rx.recv(), &self.limit).await {
+                Ok(i) => i,
+                Err(message) => Some(Item::Error(message)),
+            },
         };
         Some(match item {
             None => {
@@ -204,17 +328,6 @@ impl Chunks {
             Some(Item::Error(msg)) => self.failed(msg),
             Some(Item::Batch(batch)) => self.batch(&batch),
         })
-    }
-
-    /// The next item from the execution task, or the time limit's error.
-    async fn receive(&mut self) -> Option<Item> {
-        match &self.limit {
-            Some(l) => match tokio::time::timeout_at(l.deadline, self.rx.recv()).await {
-                Ok(i) => i,
-                Err(_) => Some(Item::Error(l.message.clone())),
-            },
-            None => self.rx.recv().await,
-        }
     }
 
     /// The chunk of one batch, cut (and the result ended with OVERFLOW) at MAXREC.
@@ -241,6 +354,7 @@ impl Chunks {
 
     /// Ends the result with an error after its first row.
     fn failed(&mut self, message: String) -> Bytes {
+        let message = failure(&message).to_string();
         self.ended(StreamEnd::Error(message.clone()));
         self.encoder.finish(EndStatus::Error(message))
     }
@@ -249,4 +363,32 @@ impl Chunks {
         self.done = true;
         *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(how);
     }
+}
+
+/// `fut` within the time limit, whose message is the error past it.
+async fn timed<T>(
+    fut: impl std::future::Future<Output = T>,
+    limit: &Option<TimeLimit>,
+) -> Result<T, String> {
+    match limit {
+        Some(l) => tokio::time::timeout_at(l.deadline, fut)
+            .await
+            .map_err(|_| l.message.clone()),
+        None => Ok(fut.await),
+    }
+}
+
+/// An engine error as its user should read it: in ADQL terms, and a query that does not fit
+/// in the memory pool said so.
+fn failure(message: &str) -> QueryError {
+    if message.contains("Resources exhausted") {
+        return QueryError::Invalid(
+            "the query needs more memory than the service allows (the queries running at once \
+             share [limits] query_memory_mb): add conditions that select fewer rows, select \
+             fewer columns, or ask for fewer rows (MAXREC); an asynchronous job may run it when \
+             the service is less busy"
+                .into(),
+        );
+    }
+    QueryError::Invalid(adql::humanise(message))
 }

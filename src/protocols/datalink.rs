@@ -335,95 +335,188 @@ fn plain(status: actix_web::http::StatusCode, msg: String) -> HttpResponse {
         .body(msg)
 }
 
-/// Reads a product's stored bytes (gunzipped) by ID.
-async fn product_bytes(
+/// What previews and headers may take (registered as application data): a few at once (the
+/// others wait `wait` at most, then 503), each from a decompressed file of at most
+/// `max_bytes`.
+pub struct Previews {
+    /// Places for renderings at once.
+    pub places: Arc<tokio::sync::Semaphore>,
+    /// How long a request waits for a place.
+    pub wait: std::time::Duration,
+    /// Largest decompressed size of a file read.
+    pub max_bytes: u64,
+}
+
+impl Previews {
+    /// From `[limits] previews`, `sync_queue_ms` and `decompressed_mb`.
+    pub fn new(limits: &crate::engine::LimitsConfig) -> Self {
+        Previews {
+            places: Arc::new(tokio::sync::Semaphore::new(limits.previews.max(1))),
+            wait: std::time::Duration::from_millis(limits.sync_queue_ms),
+            max_bytes: limits.decompressed_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+/// A rendered product (made on a blocking thread: an `HttpResponse` cannot cross threads).
+struct Rendered {
+    status: actix_web::http::StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// The body may be cached (it depends on the stored file only).
+    cache: bool,
+}
+
+impl Rendered {
+    fn ok(content_type: &'static str, body: Vec<u8>) -> Self {
+        Rendered {
+            status: actix_web::http::StatusCode::OK,
+            content_type,
+            body,
+            cache: true,
+        }
+    }
+
+    fn fail(status: actix_web::http::StatusCode, message: String) -> Self {
+        Rendered {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: message.into_bytes(),
+            cache: false,
+        }
+    }
+
+    fn response(self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if self.cache {
+            r.insert_header(("Cache-Control", "public, max-age=86400"));
+        }
+        r.content_type(self.content_type).body(self.body)
+    }
+}
+
+/// What a preview or header request makes of a product: the stored file, read, decompressed
+/// (bounded) and turned into a response body by `render`, all on a blocking thread while the
+/// request holds one of the places of `previews`.
+async fn render_product(
     storage: &Storage,
     svc: &Service,
+    previews: &Previews,
     req: &HttpRequest,
-) -> Result<(Vec<u8>, Option<usize>), HttpResponse> {
+    render: impl FnOnce(Vec<u8>, Option<usize>) -> Rendered + Send + 'static,
+) -> HttpResponse {
     use actix_web::http::StatusCode;
     let p = Params::from_request(req, &[]);
     let Some(id) = p.get_nonempty("ID") else {
-        return Err(plain(
+        return plain(
             StatusCode::BAD_REQUEST,
             "the ID parameter is missing".into(),
-        ));
+        );
     };
     let Some((rel, size, hdu)) = locate(storage, &svc.authority, id).await else {
-        return Err(plain(
+        return plain(
             StatusCode::NOT_FOUND,
             format!("NotFoundFault: {id} is not a product of this service"),
-        ));
+        );
     };
     if size > MAX_READ_BYTES {
-        return Err(plain(
+        return plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{id} is {size} bytes: previews and headers are made from files up to {MAX_READ_BYTES} bytes"
             ),
-        ));
+        );
     }
-    let bytes = storage
+    let place =
+        match tokio::time::timeout(previews.wait, previews.places.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return HttpResponse::ServiceUnavailable()
+                    .insert_header((
+                        actix_web::http::header::RETRY_AFTER,
+                        dali::error::RETRY_AFTER_SECS,
+                    ))
+                    .content_type("text/plain; charset=utf-8")
+                    .body(
+                        "the service is busy: as many previews are being made as it makes at once \
+                     ([limits] previews); retry in a few seconds",
+                    )
+            }
+        };
+    let bytes = match storage
         .get(&storage.path(&format!("{PRODUCTS}/{rel}")))
         .await
-        .map_err(|e| plain(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")))?;
-    let bytes = catalogs::source::maybe_gunzip(bytes.to_vec())
-        .map_err(|e| plain(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    Ok((bytes, hdu))
+    {
+        Ok(b) => b,
+        Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")),
+    };
+    let max = previews.max_bytes;
+    let done = tokio::task::spawn_blocking(move || {
+        let _place = place;
+        match catalogs::source::maybe_gunzip(bytes.to_vec(), max) {
+            Ok(file) => render(file, hdu),
+            Err(catalogs::Error::TooLarge(m)) => Rendered::fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{m}: previews and headers are made from files that decompress to at most \
+                     {max} bytes ([limits] decompressed_mb)"
+                ),
+            ),
+            Err(e) => Rendered::fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
+    })
+    .await;
+    match done {
+        Ok(r) => r.response(),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering failed: {e}"),
+        ),
+    }
 }
 
 async fn preview(
     storage: web::Data<Storage>,
     svc: web::Data<Service>,
+    previews: web::Data<Previews>,
     req: HttpRequest,
 ) -> HttpResponse {
-    let (bytes, hdu) = match product_bytes(&storage, &svc, &req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let png = tokio::task::spawn_blocking(move || {
-        catalogs::preview::preview_png(&bytes, hdu, PREVIEW_SIDE)
+    render_product(&storage, &svc, &previews, &req, |file, hdu| {
+        // Already decompressed: the bound is not met again.
+        match catalogs::preview::preview_png(&file, hdu, PREVIEW_SIDE, u64::MAX) {
+            Ok(png) => Rendered::ok("image/png", png),
+            Err(e) => Rendered::fail(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                format!("no preview: {e}"),
+            ),
+        }
     })
-    .await;
-    match png {
-        Ok(Ok(png)) => HttpResponse::Ok()
-            .content_type("image/png")
-            .insert_header(("Cache-Control", "public, max-age=86400"))
-            .body(png),
-        Ok(Err(e)) => plain(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            format!("no preview: {e}"),
-        ),
-        Err(e) => plain(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("preview failed: {e}"),
-        ),
-    }
+    .await
 }
 
 async fn header(
     storage: web::Data<Storage>,
     svc: web::Data<Service>,
+    previews: web::Data<Previews>,
     req: HttpRequest,
 ) -> HttpResponse {
-    let (bytes, _) = match product_bytes(&storage, &svc, &req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match votable::fits::hdus(&bytes) {
-        Ok(hdus) => {
-            // The cards of every HDU, one per line, each header ending with END (the next
-            // starts with its XTENSION card), as `fitsheader` or `imhead` show them.
-            let text: String = hdus.iter().map(|h| h.header_text()).collect();
-            HttpResponse::Ok()
-                .content_type("text/plain; charset=utf-8")
-                .body(text)
+    render_product(&storage, &svc, &previews, &req, |file, _| {
+        match votable::fits::hdus(&file) {
+            Ok(hdus) => {
+                // The cards of every HDU, one per line, each header ending with END (the next
+                // starts with its XTENSION card), as `fitsheader` or `imhead` show them.
+                let text: String = hdus.iter().map(|h| h.header_text()).collect();
+                let mut r = Rendered::ok("text/plain; charset=utf-8", text.into_bytes());
+                r.cache = false;
+                r
+            }
+            Err(e) => Rendered::fail(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                format!("not readable as FITS: {e}"),
+            ),
         }
-        Err(e) => plain(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            format!("not readable as FITS: {e}"),
-        ),
-    }
+    })
+    .await
 }
 
 async fn capabilities(svc: web::Data<Service>, req: HttpRequest) -> HttpResponse {

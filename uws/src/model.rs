@@ -33,6 +33,13 @@ pub struct UwsConfig {
     pub max_wait: u64,
     /// Seconds between two sweeps that destroy expired jobs and their files.
     pub cleanup_interval: u64,
+    /// Jobs one user may have PENDING, QUEUED or EXECUTING at once.
+    pub max_active_per_user: usize,
+    /// Jobs all anonymous callers together may have PENDING, QUEUED or EXECUTING at once.
+    pub max_active_anonymous: usize,
+    /// Bytes of results kept for one owner's jobs (anonymous jobs: together); a new job is
+    /// refused past it until some are deleted or destroyed.
+    pub max_stored_bytes_per_user: u64,
 }
 
 impl Default for UwsConfig {
@@ -47,6 +54,9 @@ impl Default for UwsConfig {
             max_destruction: 30 * 24 * 3600,
             max_wait: 60,
             cleanup_interval: 300,
+            max_active_per_user: 20,
+            max_active_anonymous: 50,
+            max_stored_bytes_per_user: 10 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum JobError {
     /// The request does not fit the job's phase.
     #[error("{0}")]
     Conflict(String),
+    /// The owner has as many jobs, or as many stored bytes, as the service allows.
+    #[error("{0}")]
+    Limit(String),
     /// The database or the object store failed.
     #[error("{0}")]
     Internal(String),
@@ -222,6 +225,50 @@ impl Jobs {
     /// before the job itself).
     pub fn new_id(&self) -> String {
         new_job_id()
+    }
+
+    /// Whether `owner` (`None`: the anonymous callers together) may create another job: at
+    /// most `max_active_per_user` (`max_active_anonymous`) jobs PENDING, QUEUED or EXECUTING,
+    /// and at most `max_stored_bytes_per_user` bytes of results kept.
+    pub async fn admit(&self, owner: Option<&str>) -> Result<(), JobError> {
+        let mine = self
+            .store
+            .list(&JobFilter {
+                owner: Some(owner.map(str::to_string)),
+                ..Default::default()
+            })
+            .await?;
+        let active = mine
+            .iter()
+            .filter(|j| matches!(j.phase, Phase::Pending | Phase::Queued | Phase::Executing))
+            .count();
+        let (limit, key) = match owner {
+            Some(_) => (self.cfg.max_active_per_user, "max_active_per_user"),
+            None => (self.cfg.max_active_anonymous, "max_active_anonymous"),
+        };
+        let who = owner.map_or("the anonymous callers".to_string(), str::to_string);
+        if active >= limit {
+            return Err(JobError::Limit(format!(
+                "{who}: {active} jobs pending, queued or executing, as many as this service \
+                 allows ([uws] {key} = {limit}); wait for some to finish, or \
+                 delete some"
+            )));
+        }
+        let stored: u64 = mine
+            .iter()
+            .flat_map(|j| j.results.iter())
+            .filter(|r| r.link.is_none())
+            .map(|r| r.size)
+            .sum();
+        let max = self.cfg.max_stored_bytes_per_user;
+        if stored >= max {
+            return Err(JobError::Limit(format!(
+                "the results kept for {who} take {stored} bytes, as many as this service \
+                 allows ([uws] max_stored_bytes_per_user = {max}); delete jobs you no longer \
+                 need"
+            )));
+        }
+        Ok(())
     }
 
     /// Creates a job in PENDING (then QUEUED when `run`).

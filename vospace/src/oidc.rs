@@ -6,20 +6,22 @@
 //!   They are cached for an hour; a token whose `kid` is not in the cache makes one refetch, at
 //!   most once a minute (key rotation). When a refetch fails the previous keys stay in use.
 //! * Tokens: compact JWS (`header.payload.signature`, base64url without padding), at most
-//!   16 KiB. `alg` must be `RS256` (RSA of 2048 to 8192 bits, PKCS#1 v1.5, verified with
-//!   num-bigint: ring's RSA needs its `alloc` feature) or `ES256` (P-256, verified with ring);
+//!   16 KiB. `alg` must be `RS256` (RSA of 2048 to 8192 bits, PKCS#1 v1.5) or `ES256` (P-256),
+//!   both verified with ring;
 //!   `none`, `HS*` and every other algorithm are refused, as is a `crit` header. The header's
 //!   `jwk`, `jku`, `x5u`, `x5c` are ignored: only the issuer's keys are trusted. `kid` selects
 //!   the key; without `kid`, the only key of the algorithm's type.
 //! * Claims: `iss` equal to the issuer (exactly); `aud` (a string or an array) containing
-//!   `audience` when one is configured; `exp` present and not past, `nbf` and `iat` (when
-//!   present) not in the future, each with `leeway` seconds.
-//! * The user name is the string claim `username_claim` (default `preferred_username`), or
-//!   `sub` when the token has no such claim. It must be a valid vostok user name (a letter, then
-//!   letters, digits, `_`, `-`, `.`; at most 64 characters): other names (e-mail addresses,
-//!   UUIDs) are refused, not rewritten, because a rewriting (`a@b` → `a_b`) could give one
-//!   person another's folder. Choose a claim whose values are valid names. The issuer shares
-//!   the name space of `vostok user add`: a token naming `alice` is the local user `alice`.
+//!   `audience`, which must be configured; `sub` present; `exp` present and not past, `nbf`
+//!   and `iat` (when present) not in the future, each with `leeway` seconds.
+//! * Identity: the login is (`iss`, `sub`), linked to a local user at its first login
+//!   ([`login`]); later tokens of the same subject are that user whatever their name claim
+//!   says. The name at the first login is the string claim `username_claim` (default
+//!   `preferred_username`), or `sub` when the token has no such claim. It must be a valid
+//!   vostok user name (a letter, then letters, digits, `_`, `-`, `.`; at most 64 characters):
+//!   other names (e-mail addresses, UUIDs) are refused, not rewritten, because a rewriting
+//!   (`a@b` → `a_b`) could give one person another's folder; and a name that is already an
+//!   account (`vostok user add`, or another subject's) is refused.
 //! * Groups: the claim `groups_claim` when configured (an array of strings, or one string),
 //!   taken verbatim (at most 1000, each at most 256 bytes; others are ignored).
 //!
@@ -36,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use num_bigint::BigUint;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -106,7 +107,12 @@ impl OidcConfig {
 /// Who a verified token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcIdentity {
-    /// A valid vostok user name.
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`): with the issuer, who the login is, whatever its name claim says.
+    pub subject: String,
+    /// The name it claims (`username_claim`), a valid vostok user name: the local user's name
+    /// at the first login, and only then.
     pub username: String,
     /// The groups of `groups_claim` (empty when not configured or absent).
     pub groups: Vec<String>,
@@ -347,16 +353,26 @@ impl Oidc {
         if claims.get("iss").and_then(Value::as_str) != Some(cfg.issuer.as_str()) {
             return Err(refused("it is not from the configured issuer"));
         }
-        if let Some(aud) = &cfg.audience {
-            let ok = match claims.get("aud") {
-                Some(Value::String(s)) => s == aud,
-                Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud.as_str())),
-                _ => false,
-            };
-            if !ok {
-                return Err(refused(&format!("it is not for the audience {aud}")));
-            }
+        // Without an audience any token of the issuer, made for any service, would do.
+        let aud = cfg
+            .audience
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| refused("the service has no OIDC audience configured"))?;
+        let ok = match claims.get("aud") {
+            Some(Value::String(s)) => s == aud,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
+            _ => false,
+        };
+        if !ok {
+            return Err(refused(&format!("it is not for the audience {aud}")));
         }
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .ok_or_else(|| refused("it has no subject ('sub')"))?
+            .to_string();
         let now = now as f64;
         let leeway = cfg.leeway as f64;
         let time = |name: &str| -> Result<Option<f64>, Fault> {
@@ -415,14 +431,21 @@ impl Oidc {
             }
             _ => Vec::new(),
         };
-        Ok(OidcIdentity { username, groups })
+        Ok(OidcIdentity {
+            issuer: cfg.issuer.clone(),
+            subject,
+            username,
+            groups,
+        })
     }
 }
 
-/// The user a JWT names, for the HTTP binding: the token verified by `oidc`; on the first login
-/// the user is created with home `/NAME` and quota `default_quota` (0: none), as by `vostok user
-/// add` (the vostok token that makes is told to no one; `vostok user token` issues another);
-/// the token's groups are added to the user's own (`vostok user add --group`).
+/// The user a JWT names, for the HTTP binding: the token verified by `oidc`, then the local
+/// user its login (`iss`, `sub`) was linked to at its first login. On the first login the user
+/// is created under the token's name claim (home `/NAME`, quota `default_quota`, 0: none) and
+/// linked; a name that is already an account of the service is refused (a login never takes
+/// an account over, even when the issuer lets people rename themselves). The token's groups
+/// are added to the user's own (`vostok user add --group`).
 pub async fn login(
     oidc: &Oidc,
     store: &VoStore,
@@ -430,25 +453,19 @@ pub async fn login(
     default_quota: u64,
 ) -> Result<User, Fault> {
     let id = oidc.verify(token).await?;
-    let mut user = match store.user(&id.username).await? {
-        Some(u) => u,
+    let name = match store.oidc_user(&id.issuer, &id.subject).await? {
+        Some(n) => n,
         None => {
             let quota = (default_quota > 0).then_some(default_quota);
-            match store.add_user(&id.username, quota).await {
-                Ok(_) => tracing::info!(
-                    "OIDC: first login of {}: user created, home /{}",
-                    id.username,
-                    id.username
-                ),
-                // A concurrent first request created it.
-                Err(Fault::InvalidArgument(_)) => {}
-                Err(e) => return Err(e),
-            }
-            store.user(&id.username).await?.ok_or_else(|| {
-                Fault::InternalFault(format!("user {} was not created", id.username))
-            })?
+            store
+                .add_oidc_user(&id.issuer, &id.subject, &id.username, quota)
+                .await?
         }
     };
+    let mut user = store
+        .user(&name)
+        .await?
+        .ok_or_else(|| Fault::NotAuthenticated(format!("the user {name} no longer exists")))?;
     for g in id.groups {
         if !user.groups.contains(&g) {
             user.groups.push(g);
@@ -567,8 +584,8 @@ struct Jwk {
 
 #[derive(Debug, Clone)]
 enum PublicKey {
-    /// Modulus (2048 to 8192 bits), its length in bytes, public exponent.
-    Rsa { n: BigUint, k: usize, e: BigUint },
+    /// Modulus (2048 to 8192 bits) and public exponent, big-endian without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
     /// P-256, uncompressed point (0x04 || x || y).
     P256(Vec<u8>),
 }
@@ -584,9 +601,16 @@ impl Jwk {
 
     fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> Result<(), Fault> {
         let ok = match (&self.key, alg) {
-            (PublicKey::Rsa { n, k, e }, Alg::Rs256) => {
-                rsa_pkcs1_sha256_verify(n, *k, e, message, signature)
+            (PublicKey::Rsa { n, e }, Alg::Rs256) => ring::signature::RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
             }
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                message,
+                signature,
+            )
+            .is_ok(),
             (PublicKey::P256(point), Alg::Es256) => ring::signature::UnparsedPublicKey::new(
                 &ring::signature::ECDSA_P256_SHA256_FIXED,
                 point,
@@ -672,20 +696,27 @@ fn parse_jwk(k: &Value) -> Result<Option<Jwk>, String> {
     }
     let key = match s("kty")? {
         Some("RSA") => {
-            let n = BigUint::from_bytes_be(&bytes("n")?);
-            let e = BigUint::from_bytes_be(&bytes("e")?);
-            let bits = n.bits();
+            let strip = |v: Vec<u8>| -> Vec<u8> {
+                let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+                v[first..].to_vec()
+            };
+            let (n, e) = (strip(bytes("n")?), strip(bytes("e")?));
+            let bits = n
+                .first()
+                .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
             if !(2048..=8192).contains(&bits) {
                 return Err(format!(
                     "an RSA modulus of {bits} bits (2048 to 8192 accepted)"
                 ));
             }
-            // As ring: 3 <= e < 2^33, odd.
-            if e.bits() < 2 || e.bits() > 33 || !e.bit(0) {
+            // What ring accepts: 3 <= e < 2^33, odd.
+            let e_bits = e
+                .first()
+                .map_or(0, |b| e.len() * 8 - b.leading_zeros() as usize);
+            if !(2..=33).contains(&e_bits) || e.last().is_none_or(|b| b & 1 == 0) {
                 return Err("an unusable RSA exponent".into());
             }
-            let k = bits.div_ceil(8) as usize;
-            PublicKey::Rsa { n, k, e }
+            PublicKey::Rsa { n, e }
         }
         Some("EC") => {
             if s("crv")? != Some("P-256") {
@@ -708,54 +739,6 @@ fn parse_jwk(k: &Value) -> Result<Option<Jwk>, String> {
         alg: s("alg")?.map(str::to_string),
         key,
     }))
-}
-
-/// DER of the DigestInfo of a SHA-256 hash, without the hash (RFC 8017 §9.2, note 1).
-const SHA256_DIGEST_INFO: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
-/// RSASSA-PKCS1-v1_5 verification with SHA-256 (RFC 8017 §8.2.2): `signature` is `k` bytes,
-/// `s < n`, and `s^e mod n` is exactly EMSA-PKCS1-v1_5(SHA-256(message)), compared whole (no
-/// parsing of the decrypted block, so no Bleichenbacher-style leniency).
-fn rsa_pkcs1_sha256_verify(
-    n: &BigUint,
-    k: usize,
-    e: &BigUint,
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    if signature.len() != k {
-        return false;
-    }
-    let s = BigUint::from_bytes_be(signature);
-    if &s >= n {
-        return false;
-    }
-    let m = s.modpow(e, n).to_bytes_be();
-    if m.len() > k {
-        return false;
-    }
-    let mut em = vec![0u8; k - m.len()];
-    em.extend_from_slice(&m);
-    let hash = ring::digest::digest(&ring::digest::SHA256, message);
-    let t_len = SHA256_DIGEST_INFO.len() + hash.as_ref().len();
-    if k < t_len + 11 {
-        return false;
-    }
-    let mut expected = Vec::with_capacity(k);
-    expected.extend_from_slice(&[0x00, 0x01]);
-    expected.resize(k - t_len - 1, 0xff);
-    expected.push(0x00);
-    expected.extend_from_slice(&SHA256_DIGEST_INFO);
-    expected.extend_from_slice(hash.as_ref());
-    expected.len() == em.len()
-        && em
-            .iter()
-            .zip(&expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]
@@ -886,6 +869,8 @@ mod tests {
         assert_eq!(
             id,
             OidcIdentity {
+                issuer: ISS.into(),
+                subject: "erin".into(),
                 username: "erin".into(),
                 groups: vec![]
             }
@@ -912,17 +897,28 @@ mod tests {
     }
 
     #[test]
-    fn no_audience_configured() {
+    fn no_audience_configured_accepts_nothing() {
+        // Without an audience, tokens made for any service of the issuer would do.
         let o = Oidc::with_keys(OidcConfig::new(ISS), JWKS).unwrap();
-        let id = o.verify_at(WRONG_AUD, NOW).unwrap();
+        for t in [RS256_OK, WRONG_AUD] {
+            assert!(refusal(&o, t).contains("no OIDC audience"));
+        }
+    }
+
+    #[test]
+    fn identity_is_issuer_and_subject() {
+        let id = oidc().verify_at(RS256_OK, NOW).unwrap();
+        assert_eq!((id.issuer.as_str(), id.subject.as_str()), (ISS, "f81d4fae"));
         // No groups_claim: no groups.
-        assert_eq!(
-            id,
-            OidcIdentity {
-                username: "dana".into(),
-                groups: vec![]
-            }
-        );
+        let o = Oidc::with_keys(
+            OidcConfig {
+                groups_claim: None,
+                ..cfg()
+            },
+            JWKS,
+        )
+        .unwrap();
+        assert!(o.verify_at(RS256_OK, NOW).unwrap().groups.is_empty());
     }
 
     #[test]
@@ -970,7 +966,7 @@ mod tests {
         assert!(e.detail().contains("not valid yet"), "{e:?}");
         let c = |extra: &str| {
             claims(&format!(
-                r#"{{"iss":"{ISS}","aud":"vostok","preferred_username":"dana",{extra}}}"#
+                r#"{{"iss":"{ISS}","aud":"vostok","sub":"s1","preferred_username":"dana",{extra}}}"#
             ))
         };
         let exp = c(r#""exp":1000"#);
@@ -1064,12 +1060,7 @@ mod tests {
         let PublicKey::Rsa { n, .. } = &keys[0].key else {
             unreachable!()
         };
-        let t = format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            URL_SAFE_NO_PAD.encode(n.to_bytes_be())
-        );
+        let t = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(n));
         assert!(refusal(&o, &t).contains("signature"));
         // ES256: one bit flipped, and r = s = 0.
         let parts: Vec<&str> = ES256_OK.split('.').collect();
@@ -1151,7 +1142,8 @@ mod tests {
             );
         }
         // Claims of the wrong type, checked after the signature: tested directly.
-        let base = format!(r#""iss":"{ISS}","aud":"vostok","preferred_username":"dana""#);
+        let base =
+            format!(r#""iss":"{ISS}","aud":"vostok","sub":"s1","preferred_username":"dana""#);
         for (j, why) in [
             (
                 format!(r#"{{{base},"exp":"4102444800"}}"#),
@@ -1170,10 +1162,14 @@ mod tests {
             ),
             (
                 format!(r#"{{"iss":"{ISS}","aud":"vostok","exp":4102444800}}"#),
-                "neither",
+                "no subject",
             ),
             (
                 format!(r#"{{"iss":"{ISS}","aud":"vostok","exp":4102444800,"sub":42}}"#),
+                "no subject",
+            ),
+            (
+                format!(r#"{{"iss":"{ISS}","aud":"vostok","exp":4102444800,"sub":"4x"}}"#),
                 "'sub' is not a valid",
             ),
             (

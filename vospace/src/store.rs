@@ -14,7 +14,7 @@
 //! A data write streams into a new object under `vospace/tmp/`, renames it to a new key under
 //! `vospace/objects/`, then points the node at it in one SQLite transaction and only then
 //! deletes the previous object. A crash at any point leaves the node on its old content (and
-//! unreferenced objects) or on the new one (and the unreferenced old object). [`VoStore::open`]
+//! unreferenced objects) or on the new one (and the unreferenced old object). [`VoStore::recover`]
 //! deletes everything under `vospace/tmp/` and every object under `vospace/objects/` no node
 //! references, and clears the `busy` flags. Deletes, copies and moves follow the same rule:
 //! metadata first, objects after the commit.
@@ -103,6 +103,13 @@ CREATE TABLE IF NOT EXISTS transfers (
     details TEXT,
     error TEXT,
     created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oidc_logins (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    username TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    PRIMARY KEY (issuer, subject)
 );
 CREATE INDEX IF NOT EXISTS transfers_owner ON transfers (owner, created);
 CREATE INDEX IF NOT EXISTS transfers_created ON transfers (created);
@@ -644,6 +651,54 @@ fn load_user(c: &Connection, name: &str) -> Result<Option<User>, Fault> {
     }))
 }
 
+/// Whether a user of that name exists.
+fn user_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, Fault> {
+    Ok(tx
+        .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .db()?
+        .is_some())
+}
+
+/// Inserts a user (with the SHA-256 of their token) and their home container.
+fn insert_user(
+    tx: &Transaction<'_>,
+    name: &str,
+    token_sha256: &str,
+    quota_bytes: Option<u64>,
+) -> Result<(), Fault> {
+    let home = format!("/{name}");
+    if select_node(tx, &home)?.is_some() {
+        return Err(Fault::DuplicateNode(format!("{home} exists")));
+    }
+    let t = now();
+    tx.execute(
+        "INSERT INTO users (name, token_sha256, quota_bytes, created) VALUES (?1, ?2, ?3, ?4)",
+        params![name, token_sha256, quota_bytes.map(to_i64), t],
+    )
+    .db()?;
+    insert_node(
+        tx,
+        &Node {
+            path: home,
+            kind: NodeKind::Container,
+            owner: name.to_string(),
+            properties: Vec::new(),
+            target: None,
+            length: None,
+            md5: None,
+            content_type: None,
+            ctime: t.clone(),
+            mtime: t,
+            busy: false,
+        },
+        None,
+    )?;
+    Ok(())
+}
+
 fn immediate(c: &mut Connection) -> Result<Transaction<'_>, Fault> {
     c.transaction_with_behavior(TransactionBehavior::Immediate)
         .db()
@@ -826,13 +881,11 @@ impl VoStore {
         })
         .await
         .map_err(internal)??;
-        let store = Arc::new(VoStore {
+        Ok(Arc::new(VoStore {
             conn: Arc::new(Mutex::new(conn)),
             storage,
             authority: OnceLock::new(),
-        });
-        store.recover().await?;
-        Ok(store)
+        }))
     }
 
     /// Sets the authority of group URIs (`ivo://AUTHORITY/gms?NAME`): once set, group URIs of
@@ -864,7 +917,9 @@ impl VoStore {
     }
 
     /// Crash recovery: clears busy flags, deletes uploads in progress and unreferenced objects.
-    async fn recover(&self) -> Result<(), Fault> {
+    /// Only the one process that owns the data may run it (`vostok serve`, holding the
+    /// database's writer lock): in any other, a live upload would be taken for a leftover.
+    pub async fn recover(&self) -> Result<(), Fault> {
         let (cleared, referenced) = self
             .with(|c| {
                 let n = c
@@ -976,49 +1031,83 @@ impl VoStore {
         let name = name.to_string();
         self.with(move |c| {
             let tx = immediate(c)?;
-            let exists: Option<i64> = tx
-                .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .db()?;
-            if exists.is_some() {
+            if user_exists(&tx, &name)? {
                 return Err(Fault::InvalidArgument(format!("user exists: {name}")));
             }
-            let home = format!("/{name}");
-            if select_node(&tx, &home)?.is_some() {
-                return Err(Fault::DuplicateNode(format!("{home} exists")));
-            }
-            let t = now();
-            tx.execute(
-                "INSERT INTO users (name, token_sha256, quota_bytes, created) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![name, hash, quota_bytes.map(to_i64), t],
-            )
-            .db()?;
-            insert_node(
-                &tx,
-                &Node {
-                    path: home,
-                    kind: NodeKind::Container,
-                    owner: name.clone(),
-                    properties: Vec::new(),
-                    target: None,
-                    length: None,
-                    md5: None,
-                    content_type: None,
-                    ctime: t.clone(),
-                    mtime: t,
-                    busy: false,
-                },
-                None,
-            )?;
+            insert_user(&tx, &name, &hash, quota_bytes)?;
             tx.commit().db()?;
             tracing::info!("VOSpace: user {name} added");
             Ok(())
         })
         .await?;
         Ok(token)
+    }
+
+    /// The local user an OpenID Connect login (`issuer`, `subject`) was linked to at its first
+    /// login, if any.
+    pub async fn oidc_user(&self, issuer: &str, subject: &str) -> Result<Option<String>, Fault> {
+        let (issuer, subject) = (issuer.to_string(), subject.to_string());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT username FROM oidc_logins WHERE issuer = ?1 AND subject = ?2",
+                params![issuer, subject],
+                |r| r.get(0),
+            )
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    /// The first login of (`issuer`, `subject`): creates the user `name` with its home and
+    /// links the login to it, in one transaction. A name that is already a user's (made by
+    /// `vostok user add` or by another login) is refused: a login never takes an account
+    /// over. A concurrent first login of the same subject is not an error (the link it made
+    /// stands).
+    pub async fn add_oidc_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+        name: &str,
+        quota_bytes: Option<u64>,
+    ) -> Result<String, Fault> {
+        check_name("user", name)?;
+        // The user's own vostok token is told to no one (`vostok user token` issues one).
+        let hash = sha256_hex(&random_hex(32)?);
+        let (issuer, subject, name) = (issuer.to_string(), subject.to_string(), name.to_string());
+        self.with(move |c| {
+            let tx = immediate(c)?;
+            let linked: Option<String> = tx
+                .query_row(
+                    "SELECT username FROM oidc_logins WHERE issuer = ?1 AND subject = ?2",
+                    params![issuer, subject],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db()?;
+            if let Some(existing) = linked {
+                return Ok(existing);
+            }
+            if user_exists(&tx, &name)? {
+                return Err(Fault::NotAuthenticated(format!(
+                    "the token names the user {name}, who is already another account of this \
+                     service; ask its operator to link your login"
+                )));
+            }
+            insert_user(&tx, &name, &hash, quota_bytes)?;
+            tx.execute(
+                "INSERT INTO oidc_logins (issuer, subject, username, created) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![issuer, subject, name, now()],
+            )
+            .db()?;
+            tx.commit().db()?;
+            tracing::info!(
+                "VOSpace: user {name} added at the first login of {subject} from {issuer}"
+            );
+            Ok(name)
+        })
+        .await
     }
 
     /// Gives a user a new token (the old one stops working); returns it.
@@ -2167,9 +2256,12 @@ mod tests {
     async fn open(dir: &TempDir) -> Arc<VoStore> {
         let storage = storage::Storage::local(&dir.0.join("data"), storage::Missing::Create)
             .expect("storage");
-        VoStore::open(&dir.0.join("vospace.db"), storage)
+        let store = VoStore::open(&dir.0.join("vospace.db"), storage)
             .await
-            .expect("open")
+            .expect("open");
+        // As `vostok serve` does after taking the writer lock.
+        store.recover().await.expect("recover");
+        store
     }
 
     fn node(path: &str, kind: NodeKind, owner: &str) -> Node {

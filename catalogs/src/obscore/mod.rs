@@ -235,7 +235,7 @@ enum Kind {
 /// Describes one stored FITS file. `Err` only when the bytes are not FITS or are truncated;
 /// everything else the mapping does not understand is a warning.
 pub fn derive(p: &Product) -> Result<Derived, Error> {
-    let bytes = crate::source::maybe_gunzip(p.bytes.to_vec())?;
+    let bytes = crate::source::maybe_gunzip(p.bytes.to_vec(), crate::source::MAX_INGEST_BYTES)?;
     let hdus = fits::hdus(&bytes)?;
     let Some(primary) = hdus.first() else {
         return Err(Error::Source("FITS: no HDU".into()));

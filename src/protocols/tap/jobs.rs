@@ -16,7 +16,7 @@ use super::upload::{self, UploadFile};
 use super::{prepare, Tap};
 use crate::dali::uws::{self as binding, bad_request, fail, job_error, Binding, Control, Fail};
 use crate::dali::{Params, Service};
-use crate::engine::{Engine, StreamEnd};
+use crate::engine::{Engine, Lane, StreamEnd};
 
 /// The job kind of TAP queries.
 pub const KIND: &str = "tap";
@@ -165,6 +165,9 @@ async fn create_job(
                 )
             })?;
     }
+    jobs.admit(owner.as_ref().map(|u| u.name.as_str()))
+        .await
+        .map_err(job_error)?;
     let id = jobs.new_id();
     let uploads = jobs
         .store_uploads(&id, new_uploads(files))
@@ -339,7 +342,8 @@ impl Executor for TapExecutor {
                 _ => None,
             };
             let req = prepare(&self.engine, &self.tap, &params, &files, user.as_ref()).await?;
-            Ok::<_, crate::dali::DalError>(self.engine.stream(req, None).await?)
+            let stream = self.engine.stream(req, None, Lane::Slow, None).await?;
+            Ok::<_, crate::dali::DalError>(stream)
         };
         let result = match ctx.unless_stopped(prepared).await {
             Ok(Ok(r)) => r,
@@ -353,7 +357,7 @@ impl Executor for TapExecutor {
                 result.content_type,
                 result.chunks,
                 move || match end.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                    Some(StreamEnd::Error(message)) => Err(adql::humanise(&message)),
+                    Some(StreamEnd::Error(message)) => Err(message),
                     _ => Ok(()),
                 },
             )

@@ -42,6 +42,11 @@ pub struct TapConfig {
     /// Hosts from which `UPLOAD=name,http(s)://host/...` tables may be fetched (exact host
     /// names, case-insensitive). Empty (the default): URL uploads are refused.
     pub upload_url_hosts: Vec<String>,
+    /// Ports URL uploads may be fetched from.
+    pub upload_url_ports: Vec<u16>,
+    /// Whether URL uploads may reach loopback, private, link-local and other non-public
+    /// addresses (what a listed host name resolves to is checked, on every redirect hop).
+    pub upload_url_private: bool,
 }
 
 impl Default for TapConfig {
@@ -53,6 +58,8 @@ impl Default for TapConfig {
             upload_max_bytes: 64 * 1024 * 1024,
             upload_max_rows: 1_000_000,
             upload_url_hosts: Vec::new(),
+            upload_url_ports: vec![80, 443],
+            upload_url_private: false,
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct UploadLimits {
     pub max_rows: u64,
     /// Hosts `http(s)://` uploads may be fetched from (empty: URL uploads refused).
     pub url_hosts: Vec<String>,
+    /// Ports they may be fetched from.
+    pub url_ports: Vec<u16>,
+    /// Whether they may reach non-public addresses.
+    pub url_private: bool,
 }
 
 impl UploadLimits {
@@ -87,6 +91,8 @@ impl UploadLimits {
             max_bytes: tap.upload_max_bytes,
             max_rows: tap.upload_max_rows,
             url_hosts: tap.upload_url_hosts.clone(),
+            url_ports: tap.upload_url_ports.clone(),
+            url_private: tap.upload_url_private,
         }
     }
 
@@ -909,35 +915,44 @@ async fn fetch(
     }
     let parsed = url::Url::parse(url)
         .map_err(|e| DalError::bad_request(format!("UPLOAD {name},{url}: not a URL: {e}")))?;
-    let hosts = limits.url_hosts.clone();
-    let allowed = move |u: &url::Url| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host_str()
-                .is_some_and(|h| hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+    let policy = UrlPolicy {
+        hosts: limits.url_hosts.clone(),
+        ports: limits.url_ports.clone(),
+        private: limits.url_private,
     };
-    if !allowed(&parsed) {
-        return Err(DalError::bad_request(format!(
-            "UPLOAD {name},{url}: uploads are fetched only from {}",
-            limits.url_hosts.join(", ")
-        )));
-    }
-    let check = allowed.clone();
+    policy
+        .check(&parsed)
+        .map_err(|why| DalError::bad_request(format!("UPLOAD {name},{url}: {why}")))?;
+    let check = policy.clone();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(FETCH_TIMEOUT_SECS))
+        // Every host name is resolved here, and only to addresses the policy allows: a name
+        // on the list that resolves to 127.0.0.1 or 169.254.169.254 (DNS rebinding) is refused.
+        .dns_resolver(Arc::new(PolicyResolver {
+            private: policy.private,
+        }))
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {
-                attempt.error("too many redirects")
-            } else if check(attempt.url()) {
-                attempt.follow()
-            } else {
-                attempt.error("redirected to a host uploads are not fetched from")
+                return attempt.error("too many redirects");
+            }
+            match check.check(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(format!("a redirect: {why}")),
             }
         }))
         .build()
         .map_err(|e| DalError::internal(format!("cannot fetch uploads: {e}")))?;
     let failed = |e: reqwest::Error| {
+        // The causes say why (an address refused by the policy, a redirect refused, …).
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why.push_str(": ");
+            why.push_str(&c.to_string());
+            cause = c.source();
+        }
         DalError::bad_request(format!(
-            "UPLOAD {name},{url}: fetching the table failed: {e}"
+            "UPLOAD {name},{url}: fetching the table failed: {why}"
         ))
     };
     let resp = client.get(parsed).send().await.map_err(failed)?;
@@ -965,6 +980,126 @@ async fn fetch(
         body.extend_from_slice(&chunk);
     }
     Ok((body.freeze(), content_type))
+}
+
+/// Where URL uploads may be fetched from: listed hosts, listed ports, public addresses
+/// (unless non-public ones are allowed).
+#[derive(Debug, Clone)]
+struct UrlPolicy {
+    hosts: Vec<String>,
+    ports: Vec<u16>,
+    private: bool,
+}
+
+impl UrlPolicy {
+    /// Whether `u` may be fetched (its host's addresses are checked when it is resolved,
+    /// by [`PolicyResolver`]; an address written in the URL is checked here).
+    fn check(&self, u: &url::Url) -> Result<(), String> {
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(format!(
+                "the scheme {} is not fetched (http, https)",
+                u.scheme()
+            ));
+        }
+        let host = u.host_str().unwrap_or("");
+        if !self.hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+            return Err(format!(
+                "uploads are fetched only from {}",
+                self.hosts.join(", ")
+            ));
+        }
+        let port = u.port_or_known_default().unwrap_or(0);
+        if !self.ports.contains(&port) {
+            return Err(format!(
+                "port {port} is not one uploads are fetched from ({}: [tap] upload_url_ports)",
+                self.ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let literal = match u.host() {
+            Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+            Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            if !self.private && !is_public(ip) {
+                return Err(format!(
+                    "{ip} is a private, loopback or link-local address, which uploads are not \
+                     fetched from ([tap] upload_url_private)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an address is public: not loopback, private, link-local (cloud metadata services
+/// included), unspecified, multicast, broadcast, shared (CGNAT), documentation or reserved.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] >= 240)
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = a.segments();
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
+        }
+    }
+}
+
+/// Resolves host names for URL uploads, keeping only the addresses the policy allows.
+struct PolicyResolver {
+    private: bool,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let private = self.private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| private || is_public(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                let why = if found.is_empty() {
+                    format!("{host} does not resolve")
+                } else {
+                    format!(
+                        "{host} resolves to a private, loopback or link-local address, which \
+                         uploads are not fetched from ([tap] upload_url_private)"
+                    )
+                };
+                return Err(why.into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// The session a query of this request is planned with: the shared one when the request has
@@ -1138,6 +1273,8 @@ mod tests {
             max_bytes: 1 << 20,
             max_rows: 1000,
             url_hosts: Vec::new(),
+            url_ports: vec![80, 443],
+            url_private: false,
         }
     }
 

@@ -226,6 +226,9 @@ pub async fn create_transfer(
         })?;
         let control = Control::parse(&params)?;
         let base = vs.service.base_url(&req);
+        jobs.admit(user.as_ref().map(|u| u.name.as_str()))
+            .await
+            .map_err(binding::job_error)?;
         let id = jobs.new_id();
         let new = NewJob {
             kind: KIND.into(),
