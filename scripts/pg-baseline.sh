@@ -28,11 +28,13 @@ packages_present() {
     local p v
     for p in postgresql-15 postgresql-client-15 libpq5; do
         v=$(dpkg-query -W -f='${Status} ${Version}' "$p" 2>/dev/null || true)
-        [[ "$v" == "install ok installed $PG_VERSION_PIN" ]] || return 1
+        # "hold": cmd_install marks the pinned packages held, so a second run sees them so.
+        [[ "$v" == "install ok installed $PG_VERSION_PIN" || "$v" == "hold ok installed $PG_VERSION_PIN" ]] \
+            || return 1
     done
     for p in postgresql-15-pgsphere postgresql-15-q3c; do
         v=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-        [[ "$v" == "install ok installed" ]] || return 1
+        [[ "$v" == "install ok installed" || "$v" == "hold ok installed" ]] || return 1
     done
     [[ -x "$PG_BIN/initdb" && -f /usr/share/postgresql/${PG_MAJOR}/extension/pg_sphere.control \
         && -f /usr/share/postgresql/${PG_MAJOR}/extension/q3c.control ]]
