@@ -4,6 +4,10 @@
 //! * `run` sends the same workloads to vostok (TAP, SCS over HTTP) and to PostgreSQL (the SQL
 //!   DaCHS would send), checks every answer against a brute-force count, and prints latency
 //!   percentiles, throughput at several concurrencies, bytes/s and memory side by side.
+//! * `load` runs many concurrent clients on a mixed workload against a running vostok and
+//!   checks what comes back (5xx, dropped connections, MD5s, memory); `verify` checks a
+//!   ledger of acknowledged files and jobs after crashes; `fill` fills the data folder
+//!   (scripts/load.sh, scripts/chaos.sh).
 //!
 //! Build it together with vostok (`cargo build -p vostok -p vostok-bench`): on its own, cargo
 //! unifies fewer features of the shared dependencies and recompiles DataFusion.
@@ -15,6 +19,7 @@ mod pg;
 mod report;
 mod run;
 mod sky;
+mod stress;
 
 use std::path::PathBuf;
 
@@ -52,6 +57,13 @@ enum Cmd {
     },
     /// Run the workloads and print the comparison.
     Run(Box<RunArgs>),
+    /// Many concurrent clients on a mixed workload (TAP, cone search, downloads, async jobs,
+    /// VOSpace with MD5s, previews) for a while; exit status 1 when the server fails it.
+    Load(Box<stress::LoadArgs>),
+    /// Check that every file and job result of a ledger (`load --ledger`) is still intact.
+    Verify(stress::VerifyArgs),
+    /// Upload into VOSpace until the data folder is full: refusals must be clean.
+    Fill(stress::FillArgs),
 }
 
 #[derive(clap::Args)]
@@ -212,5 +224,8 @@ fn real_main() -> Result<bool> {
             };
             rt.block_on(run::run(cfg))
         }
+        Cmd::Load(a) => rt.block_on(stress::load(*a, cli.client_threads)),
+        Cmd::Verify(a) => rt.block_on(stress::verify(a)),
+        Cmd::Fill(a) => rt.block_on(stress::fill(a)),
     }
 }

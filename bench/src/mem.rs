@@ -81,7 +81,8 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
     kib_field(&s, key)
 }
 
-fn kib_field(text: &str, key: &str) -> Option<u64> {
+/// A `KEY:  value kB` field of a /proc status text, in KiB.
+pub(crate) fn kib_field(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
         .and_then(|l| l[key.len() + 1..].split_whitespace().next())

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::Column;
@@ -30,8 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The SCS 1.03 error document: DALI's QUERY_STATUS and SCS 1.03's `Error` INFO.
-fn error_response(message: &str) -> HttpResponse {
-    let m = esc(message);
+fn error_response(e: &DalError) -> HttpResponse {
+    let m = esc(&e.message);
     let doc = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n\
@@ -40,10 +41,16 @@ fn error_response(message: &str) -> HttpResponse {
     <INFO ID=\"Error\" name=\"Error\" value=\"{m}\"/>\n\
   </RESOURCE>\n</VOTABLE>\n"
     );
-    // SCS 1.03 reports errors inside a normal (HTTP 200) VOTable response.
-    HttpResponse::Ok()
-        .content_type("application/x-votable+xml")
-        .body(doc)
+    // SCS 1.03 reports errors inside a normal (HTTP 200) VOTable response; a busy service
+    // answers 503 with Retry-After instead (DALI 1.1 §4.3), so that clients back off.
+    let mut r = if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        let mut b = HttpResponse::ServiceUnavailable();
+        b.insert_header((header::RETRY_AFTER, dali::error::RETRY_AFTER_SECS));
+        b
+    } else {
+        HttpResponse::Ok()
+    };
+    r.content_type("application/x-votable+xml").body(doc)
 }
 
 fn number(p: &Params, name: &str) -> Result<f64, String> {
@@ -69,7 +76,7 @@ async fn cone(
     let p = Params::from_request(&req, &body);
     match run_cone(&engine, &name, &p).await {
         Ok(r) => r,
-        Err(e) => error_response(&e.message),
+        Err(e) => error_response(&e),
     }
 }
 

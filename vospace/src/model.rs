@@ -256,6 +256,9 @@ pub enum Fault {
     NodeLocked(String),
     /// 412: a written file's MD5 or length differs from what the client declared
     TransferFailed(String),
+    /// 507: the service's storage is full (written as an InternalFault: VOSpace has no fault
+    /// of its own for it)
+    StorageFull(String),
 }
 
 impl Fault {
@@ -277,6 +280,7 @@ impl Fault {
             Fault::QuotaExceeded(_) => "QuotaExceeded",
             Fault::NodeLocked(_) => "NodeLocked",
             Fault::TransferFailed(_) => "TransferFailed",
+            Fault::StorageFull(_) => "InternalFault",
         }
     }
 
@@ -290,6 +294,7 @@ impl Fault {
             Fault::NotAuthenticated(_) => 401,
             Fault::QuotaExceeded(_) => 413,
             Fault::TransferFailed(_) => 412,
+            Fault::StorageFull(_) => 507,
             _ => 400,
         }
     }
@@ -311,7 +316,8 @@ impl Fault {
             | Fault::NotAuthenticated(s)
             | Fault::QuotaExceeded(s)
             | Fault::NodeLocked(s)
-            | Fault::TransferFailed(s) => s,
+            | Fault::TransferFailed(s)
+            | Fault::StorageFull(s) => s,
         }
     }
 }

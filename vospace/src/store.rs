@@ -270,6 +270,21 @@ fn internal(e: impl std::fmt::Display) -> Fault {
     Fault::InternalFault(e.to_string())
 }
 
+/// The fault of a failed write of an object: StorageFull (507) when the disk is full, else
+/// InternalFault.
+fn write_fault(e: object_store::Error) -> Fault {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return Fault::StorageFull(format!("the service's storage is full: {e}"));
+        }
+        source = s.source();
+    }
+    internal(e)
+}
+
 trait DbResult<T> {
     fn db(self) -> Result<T, Fault>;
 }
@@ -1894,7 +1909,7 @@ impl VoStore {
                     Some(w) => {
                         w.wait_for_capacity(UPLOAD_CONCURRENCY)
                             .await
-                            .map_err(internal)?;
+                            .map_err(write_fault)?;
                         w.put(chunk);
                     }
                     None => {
@@ -1906,7 +1921,7 @@ impl VoStore {
                                 .store
                                 .put_multipart(&location)
                                 .await
-                                .map_err(internal)?;
+                                .map_err(write_fault)?;
                             let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                             for b in pending.drain(..) {
                                 w.put(b);
@@ -1922,14 +1937,14 @@ impl VoStore {
         .await;
         match (r, writer) {
             (Ok(()), Some(w)) => {
-                w.finish().await.map_err(internal)?;
+                w.finish().await.map_err(write_fault)?;
             }
             (Ok(()), None) => {
                 self.storage
                     .store
                     .put(&location, PutPayload::from_iter(pending))
                     .await
-                    .map_err(internal)?;
+                    .map_err(write_fault)?;
             }
             (Err(e), Some(w)) => {
                 if let Err(a) = w.abort().await {
@@ -2234,6 +2249,19 @@ impl VoStore {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn full_disk_is_storage_full() {
+        let generic = |kind| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(kind)),
+        };
+        let f = write_fault(generic(std::io::ErrorKind::StorageFull));
+        assert_eq!((f.name(), f.status()), ("InternalFault", 507));
+        assert!(f.detail().contains("storage is full"), "{f}");
+        let f = write_fault(generic(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(f.status(), 500);
+    }
 
     /// A temporary folder, removed at the end of the test.
     struct TempDir(PathBuf);

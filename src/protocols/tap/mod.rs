@@ -109,8 +109,25 @@ async fn sync(
     engine: web::Data<Engine>,
     tap: web::Data<Tap>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
+    let body = match body {
+        Ok(b) => b,
+        // actix's own answer to an oversized body is a text/plain 413 that names no limit.
+        Err(e) => {
+            let status = e.as_response_error().status_code();
+            let message = if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body exceeds the limit of {} bytes (16 MiB) of a form-encoded \
+                     request; send tables as UPLOAD files in multipart/form-data",
+                    upload::PARAM_MAX_BYTES
+                )
+            } else {
+                format!("the request body could not be read: {e}")
+            };
+            return DalError { status, message }.response();
+        }
+    };
     let params = Params::from_request(&req, &body);
     run_sync(&engine, &tap, &req, &params, &[])
         .await
