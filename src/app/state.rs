@@ -148,6 +148,10 @@ impl State {
             .block_on(store.recover())
             .map_err(|e| anyhow::anyhow!("VOSpace crash recovery: {e}"))?;
         store.set_authority(&config.service.authority);
+        store.set_upload_budget(
+            config.limits.upload_buffer_mb,
+            std::time::Duration::from_millis(config.limits.sync_queue_ms),
+        );
         let identity = Arc::new(Identity {
             store: store.clone(),
             oidc: config.vospace.oidc.clone().map(|c| Arc::new(Oidc::new(c))),

@@ -69,6 +69,10 @@ pub struct LimitsConfig {
     pub previews: usize,
     /// Largest decompressed size of a product read for a preview or header, MiB.
     pub decompressed_mb: u64,
+    /// Memory all VOSpace uploads in progress may buffer together, MiB (each reserves its
+    /// declared length, at most 15 MiB); an upload that finds no room within
+    /// `sync_queue_ms` gets HTTP 503 with Retry-After.
+    pub upload_buffer_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -83,6 +87,7 @@ impl Default for LimitsConfig {
             planning_seconds: 10,
             previews: 2,
             decompressed_mb: 1024,
+            upload_buffer_mb: 256,
         }
     }
 }

@@ -259,6 +259,10 @@ pub enum Fault {
     /// 507: the service's storage is full (written as an InternalFault: VOSpace has no fault
     /// of its own for it)
     StorageFull(String),
+    /// 503: a shared bound of the service is reached for now (e.g. the memory all uploads in
+    /// progress may buffer); answered with Retry-After. Written as an InternalFault: VOSpace
+    /// has no fault of its own for it.
+    Busy(String),
 }
 
 impl Fault {
@@ -280,7 +284,7 @@ impl Fault {
             Fault::QuotaExceeded(_) => "QuotaExceeded",
             Fault::NodeLocked(_) => "NodeLocked",
             Fault::TransferFailed(_) => "TransferFailed",
-            Fault::StorageFull(_) => "InternalFault",
+            Fault::StorageFull(_) | Fault::Busy(_) => "InternalFault",
         }
     }
 
@@ -295,6 +299,7 @@ impl Fault {
             Fault::QuotaExceeded(_) => 413,
             Fault::TransferFailed(_) => 412,
             Fault::StorageFull(_) => 507,
+            Fault::Busy(_) => 503,
             _ => 400,
         }
     }
@@ -317,7 +322,8 @@ impl Fault {
             | Fault::QuotaExceeded(s)
             | Fault::NodeLocked(s)
             | Fault::TransferFailed(s)
-            | Fault::StorageFull(s) => s,
+            | Fault::StorageFull(s)
+            | Fault::Busy(s) => s,
         }
     }
 }

@@ -127,6 +127,9 @@ const OBJECTS_DIR: &str = "vospace/objects";
 /// in flight, so an upload holds a few parts in memory, whatever its size.
 const PART_SIZE: usize = 5 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
+/// What one upload may buffer at most: the bytes before its multipart upload starts, the part
+/// being filled and the parts in flight.
+const UPLOAD_BUFFER_MAX: u64 = ((UPLOAD_CONCURRENCY + 1) * PART_SIZE) as u64;
 
 /// Limits on client properties.
 const MAX_PROPERTY_URI: usize = 1024;
@@ -253,7 +256,21 @@ pub struct VoStore {
     conn: Arc<Mutex<Connection>>,
     storage: storage::Storage,
     authority: OnceLock<String>,
+    upload_budget: OnceLock<UploadBudget>,
 }
+
+/// The memory all uploads in progress may buffer together (`[limits] upload_buffer_mb`): each
+/// upload reserves what it may buffer (its declared length, at most [`UPLOAD_BUFFER_MAX`])
+/// before it reads a byte, waits at most `wait` for it, and holds it until it ends.
+struct UploadBudget {
+    /// Permits of 1 KiB.
+    kib: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+    wait: Duration,
+}
+
+/// A reservation of the upload budget, released when dropped.
+struct UploadReservation(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
 
 impl std::fmt::Debug for VoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -900,7 +917,44 @@ impl VoStore {
             conn: Arc::new(Mutex::new(conn)),
             storage,
             authority: OnceLock::new(),
+            upload_budget: OnceLock::new(),
         }))
+    }
+
+    /// Bounds the memory all uploads in progress may buffer together to `mb` MiB; an upload
+    /// that finds no room within `wait` fails with [`Fault::Busy`] (HTTP 503). Set once; not
+    /// set (the command-line tools), uploads are not bounded together.
+    pub fn set_upload_budget(&self, mb: u64, wait: Duration) {
+        let total_kib = u32::try_from(mb.saturating_mul(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS as u32);
+        let _ = self.upload_budget.set(UploadBudget {
+            kib: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+            wait,
+        });
+    }
+
+    /// Reserves what an upload of `declared_length` bytes (None: unknown) may buffer.
+    async fn reserve_upload(
+        &self,
+        declared_length: Option<u64>,
+    ) -> Result<UploadReservation, Fault> {
+        let Some(budget) = self.upload_budget.get() else {
+            return Ok(UploadReservation(None));
+        };
+        let bytes = declared_length.map_or(UPLOAD_BUFFER_MAX, |d| d.min(UPLOAD_BUFFER_MAX));
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, budget.total_kib);
+        match tokio::time::timeout(budget.wait, budget.kib.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(permit)) => Ok(UploadReservation(Some(permit))),
+            _ => Err(Fault::Busy(format!(
+                "the uploads in progress fill the memory uploads may buffer together \
+                 ([limits] upload_buffer_mb = {} MiB); retry later",
+                budget.total_kib / 1024
+            ))),
+        }
     }
 
     /// Sets the authority of group URIs (`ivo://AUTHORITY/gms?NAME`): once set, group URIs of
@@ -1877,6 +1931,7 @@ impl VoStore {
         E: std::fmt::Display,
     {
         use md5::Digest;
+        let _reservation = self.reserve_upload(declared_length).await?;
         let location = self.obj(key);
         let mut stream = std::pin::pin!(stream);
         let mut hasher = md5::Md5::new();
@@ -2348,6 +2403,60 @@ mod tests {
             value: v.map(str::to_string),
             read_only: false,
         }
+    }
+
+    #[tokio::test]
+    async fn uploads_share_one_buffer_budget() {
+        let dir = temp_dir("budget");
+        let s = open(&dir).await;
+        s.add_user("alice", None).await.unwrap();
+        // Room for one upload of unknown length (15 MiB), not two.
+        s.set_upload_budget(20, Duration::from_millis(50));
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let first = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("ab")) })
+            .chain(futures::stream::once(async move {
+                let _ = wait.await;
+                Ok(Bytes::from("cd"))
+            }));
+        let s1 = s.clone();
+        let held = tokio::spawn(async move {
+            s1.write_data("/alice/a", "alice", first, None, None, None, None)
+                .await
+        });
+        // Until the first upload has reserved its share, the second may still get in.
+        let mut refused = None;
+        for _ in 0..100 {
+            match write(&s, "/alice/b", b"xy", None).await {
+                Err(f) => {
+                    refused = Some(f);
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let f = refused
+            .expect("a second upload of unknown length is refused while one holds the budget");
+        assert_eq!(f.status(), 503, "{f}");
+        assert!(f.detail().contains("upload_buffer_mb"), "{f}");
+        // A small upload that declares its length reserves only that much and gets in.
+        let small = s
+            .write_data(
+                "/alice/c",
+                "alice",
+                chunks(b"xy", 1),
+                Some(2),
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert!(small.is_ok(), "{small:?}");
+        go.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(read_all(&s, "/alice/a", None).await, b"abcd");
+        // The budget is back once the upload has ended.
+        write(&s, "/alice/b", b"xy", None).await.unwrap();
+        assert_eq!(read_all(&s, "/alice/b", None).await, b"xy");
     }
 
     #[tokio::test]

@@ -112,11 +112,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The fault as an HTTP response.
 fn fault(f: Fault) -> HttpResponse {
-    HttpResponse::build(
+    let mut r = HttpResponse::build(
         StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .content_type("text/plain; charset=utf-8")
-    .body(format!("{}: {}\n", f.name(), f.detail()))
+    );
+    if matches!(f, Fault::Busy(_)) {
+        r.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+    }
+    r.content_type("text/plain; charset=utf-8")
+        .body(format!("{}: {}\n", f.name(), f.detail()))
 }
 
 fn xml_ok(status: StatusCode, body: String) -> HttpResponse {
