@@ -180,3 +180,85 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Runs a Gunzip over `input` split into `piece`-byte chunks: (output, ended with an error).
+    fn run(input: Vec<u8>, piece: usize, max: u64) -> (Vec<u8>, bool) {
+        let chunks: Vec<object_store::Result<bytes::Bytes>> = input
+            .chunks(piece)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let g = Gunzip::new(futures::stream::iter(chunks), max, "test".into());
+        let parts: Vec<_> = futures::executor::block_on(g.into_stream().collect::<Vec<_>>());
+        let mut out = Vec::new();
+        let mut failed = false;
+        for p in parts {
+            match p {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => failed = true,
+            }
+        }
+        (out, failed)
+    }
+
+    #[test]
+    fn decompresses_members_in_any_chunking() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let b = b"second member".to_vec();
+        let mut input = gz(&a);
+        input.extend(gz(&b));
+        for piece in [1, 7, 4096, input.len()] {
+            let (out, failed) = run(input.clone(), piece, 1 << 30);
+            assert!(!failed, "piece {piece}");
+            assert_eq!(out.len(), a.len() + b.len(), "piece {piece}");
+            assert!(out.starts_with(&a) && out.ends_with(&b), "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn stops_at_the_bound_and_on_corrupt_data() {
+        let zeros = vec![0u8; 4 << 20];
+        let (out, failed) = run(gz(&zeros), 65536, 1 << 20);
+        assert!(failed);
+        assert!(
+            out.len() as u64 <= (1 << 20) + GUNZIP_CHUNK as u64 * 2,
+            "{}",
+            out.len()
+        );
+        let mut bad = gz(&zeros);
+        let n = bad.len();
+        bad[n / 2] ^= 0xff;
+        bad[n / 2 + 1] ^= 0xff;
+        let (_, failed) = run(bad, 4096, 1 << 30);
+        assert!(failed);
+        let (out, failed) = run(b"not gzip at all".to_vec(), 4, 1 << 30);
+        assert!(failed && out.is_empty());
+    }
+
+    #[test]
+    fn accept_encoding() {
+        let req = |v: &str| {
+            actix_web::test::TestRequest::default()
+                .insert_header((header::ACCEPT_ENCODING, v))
+                .to_http_request()
+        };
+        assert!(accepts_gzip(&req("gzip, deflate")));
+        assert!(accepts_gzip(&req("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&req("*")));
+        assert!(!accepts_gzip(&req("gzip;q=0")));
+        assert!(!accepts_gzip(&req("identity")));
+        assert!(!accepts_gzip(
+            &actix_web::test::TestRequest::default().to_http_request()
+        ));
+    }
+}
