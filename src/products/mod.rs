@@ -4,6 +4,7 @@
 //! ingest is `crate::publish::products`; the protocol fronts that find them (SIA, SSA), link
 //! them (DataLink) and send them (`/data`) are in `crate::protocols`.
 
+pub mod gunzip;
 pub mod query;
 pub mod table;
 
@@ -103,17 +104,54 @@ pub fn product_path(tail: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// The MIME type a stored file is served with.
-pub fn content_type(path: &str) -> &'static str {
+/// The one media type of every FITS product: ObsCore's `access_format`, SIA and SSA results,
+/// DataLink's `content_type` and the download's `Content-Type` all say it. RFC 4047's type for
+/// any FITS file (`image/fits` would be wrong for a spectrum or a file whose primary HDU is
+/// empty); SIA's `FORMAT=image/fits` still finds FITS images.
+pub const FITS: &str = catalogs::obscore::FITS_MEDIA_TYPE;
+
+/// What a stored file is, as served: its media type and whether the stored bytes are that
+/// type gzip-compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Media {
+    /// The media type of the content (of the decompressed bytes when `gzip`).
+    pub content_type: &'static str,
+    /// The stored bytes are gzip-compressed: `/data/` sends them with `Content-Encoding: gzip`
+    /// to clients that accept it and decompressed to the others.
+    pub gzip: bool,
+}
+
+/// The media type of a stored file, from its name: `x.fits.gz` is FITS, gzip-compressed; a
+/// `.gz` of anything else is `application/gzip` as it is.
+pub fn media(path: &str) -> Media {
     let p = path.to_ascii_lowercase();
-    if p.ends_with(".gz") {
-        "application/gzip"
-    } else if p.ends_with(".fits") || p.ends_with(".fit") || p.ends_with(".fts") {
-        "application/fits"
-    } else if p.ends_with(".xml") || p.ends_with(".vot") {
-        "application/x-votable+xml"
-    } else {
-        "application/octet-stream"
+    let (inner, gzip) = match p.strip_suffix(".gz") {
+        Some(inner) => (inner, true),
+        None => (p.as_str(), false),
+    };
+    let content_type =
+        if inner.ends_with(".fits") || inner.ends_with(".fit") || inner.ends_with(".fts") {
+            FITS
+        } else if inner.ends_with(".xml") || inner.ends_with(".vot") {
+            "application/x-votable+xml"
+        } else if gzip {
+            return Media {
+                content_type: "application/gzip",
+                gzip: false,
+            };
+        } else {
+            "application/octet-stream"
+        };
+    Media { content_type, gzip }
+}
+
+/// The file name a client saves a stored file as (`Content-Disposition`): what the content is
+/// as served, so `x.fits` for `x.fits.gz`.
+pub fn saved_name(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
+    match (media(path).gzip, name.len().checked_sub(3)) {
+        (true, Some(n)) if name.is_char_boundary(n) => name[..n].to_string(),
+        _ => name,
     }
 }
 
@@ -153,6 +191,40 @@ mod tests {
         assert_eq!(parse_did("ivo://x.org/demo?../a.fits", "x.org"), None);
         assert_eq!(parse_did("ivo://x.org/_index?a.fits", "x.org"), None);
         assert_eq!(parse_did("ivo://x.org/demo?a.fits#x", "x.org"), None);
+    }
+
+    #[test]
+    fn media_types() {
+        let fits_gz = Media {
+            content_type: FITS,
+            gzip: true,
+        };
+        assert_eq!(media("demo/spectra/r.UVES.fits.gz"), fits_gz);
+        assert_eq!(media("demo/images/A.FITS.GZ"), fits_gz);
+        assert_eq!(
+            media("demo/images/a.fits"),
+            Media {
+                content_type: FITS,
+                gzip: false
+            }
+        );
+        assert_eq!(
+            media("demo/x.tar.gz"),
+            Media {
+                content_type: "application/gzip",
+                gzip: false
+            }
+        );
+        assert_eq!(
+            media("demo/t.vot").content_type,
+            "application/x-votable+xml"
+        );
+        assert_eq!(
+            media("demo/readme").content_type,
+            "application/octet-stream"
+        );
+        assert_eq!(saved_name("demo/spectra/r.UVES.fits.gz"), "r.UVES.fits");
+        assert_eq!(saved_name("demo/x.tar.gz"), "x.tar.gz");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use storage::Storage;
 use crate::dali::capabilities::{self, Capability, Interface, Param};
 use crate::dali::{self, vosi, DalError, Params, Service};
 use crate::engine::Engine;
-use crate::products::{content_type, parse_did};
+use crate::products::{media, parse_did};
 use crate::publish::products::PRODUCTS;
 
 /// Registers the DataLink routes.
@@ -277,8 +277,17 @@ async fn run_links(
                     access_url: Some(format!("{base}/data/{rel}")),
                     error: None,
                     semantics: "#this",
-                    description: Some("The archived file, as ingested".into()),
-                    content_type: Some(content_type(&rel).into()),
+                    description: Some(
+                        if media(&rel).gzip {
+                            "The archived file (gzip-compressed as stored: sent with \
+                             Content-Encoding: gzip, or decompressed to clients that do not \
+                             accept gzip)"
+                        } else {
+                            "The archived file, as ingested"
+                        }
+                        .into(),
+                    ),
+                    content_type: Some(media(&rel).content_type.into()),
                     content_length: Some(size as i64),
                 });
                 rows.push(Link {

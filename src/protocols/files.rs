@@ -3,6 +3,7 @@
 //! downloads resume: `Range: bytes=a-b`, `bytes=a-` and `bytes=-n` give 206 with
 //! `Content-Range`; a range past the end gives 416; `If-Range` with a stale validator, several
 //! ranges, or a malformed header give the whole file (200), as the RFC allows.
+//! A stored `x.fits.gz` is sent as FITS (`crate::products::gunzip`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,7 +12,7 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use storage::Storage;
 
 use crate::dali::range::{parse_range, Ranged};
-use crate::products::{content_type, product_path};
+use crate::products::{media, product_path};
 use crate::publish::products::PRODUCTS;
 
 /// Registers the download route.
@@ -58,6 +59,20 @@ async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     let headers = req.headers();
+    let media = media(&rel);
+    let filename = crate::products::saved_name(&rel);
+    if media.gzip && !crate::products::gunzip::accepts_gzip(&req) {
+        return crate::products::gunzip::decompressed(
+            &storage,
+            &path,
+            &req,
+            &etag,
+            &last_modified,
+            media,
+            &filename,
+        )
+        .await;
+    }
     let mut ranged = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -90,14 +105,15 @@ async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse
     resp.insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::ETAG, etag))
         .insert_header((header::LAST_MODIFIED, last_modified))
-        .insert_header((header::CONTENT_TYPE, content_type(&rel)))
+        .insert_header((header::CONTENT_TYPE, media.content_type))
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!(
-                "inline; filename=\"{}\"",
-                rel.rsplit('/').next().unwrap_or("file").replace('"', "")
-            ),
+            format!("inline; filename=\"{filename}\""),
         ));
+    if media.gzip {
+        resp.insert_header((header::CONTENT_ENCODING, "gzip"))
+            .insert_header((header::VARY, "Accept-Encoding"));
+    }
     let (start, len) = match &ranged {
         Ranged::Part(r) => (r.start, r.end - r.start),
         _ => (0, size),

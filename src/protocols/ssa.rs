@@ -193,6 +193,30 @@ fn filter(engine: &Engine, p: &Params) -> Result<Expr, DalError> {
     Ok(conds.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
 }
 
+/// MJD 40587 is 1970-01-01, the Unix epoch.
+const MJD_UNIX_EPOCH: f64 = 40587.0;
+
+/// `ssa:DataID.Date`: the start of the observation (`t_min`, from `MJD-OBS` or `DATE-OBS`) as
+/// `YYYY-MM-DD hh:mm:ss.sss` (UTC), to the millisecond.
+///
+/// The space between date and time is deliberate: pyvo's `SSARecord.dateobs` reads this column
+/// with astropy's `Time(value, format="iso")`, which refuses the `T` form of DALI timestamps,
+/// so the column carries no `xtype="timestamp"` (DALI's form has the `T`).
+fn date_obs() -> Expr {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::functions::expr_fn::{replace, round};
+    use datafusion::logical_expr::cast;
+    let millis = round(vec![
+        (column("t_min") - lit(MJD_UNIX_EPOCH)) * lit(86_400_000.0),
+    ]);
+    let ts = cast(
+        cast(millis, DataType::Int64),
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+    );
+    let text = cast(ts, DataType::Utf8);
+    replace(text, lit("T"), lit(" "))
+}
+
 /// The SSA result columns from ObsCore's.
 fn select(engine: &Engine, df: DataFrame) -> Result<DataFrame, DalError> {
     let point = udf(engine, "point")?;
@@ -224,6 +248,7 @@ fn select(engine: &Engine, df: DataFrame) -> Result<DataFrame, DalError> {
         column("t_exptime").alias("t_exptime"),
         column("t_min").alias("t_min"),
         column("t_max").alias("t_max"),
+        date_obs().alias("date_obs"),
         column("em_xel").alias("length"),
         column("facility_name").alias("facility_name"),
         column("instrument_name").alias("instrument_name"),
@@ -375,6 +400,19 @@ const COLUMN_META: &ColumnMeta = &[
             ("utype", "ssa:Char.TimeAxis.Coverage.Bounds.Stop"),
             ("ucd", "time.end;obs.exposure"),
             ("unit", "d"),
+        ],
+    ),
+    (
+        "date_obs",
+        &[
+            ("utype", "ssa:DataID.Date"),
+            ("ucd", "time;meta.dataset"),
+            ("unit", ""),
+            ("xtype", ""),
+            (
+                "description",
+                "Start of the observation (UTC, ISO 8601 with a space before the time)",
+            ),
         ],
     ),
     (

@@ -61,6 +61,10 @@ use crate::Error;
 use celestial::{CelestialWcs, Frame, Keys};
 use votable::fits::{self, Hdu};
 
+/// The `access_format` of every product: `application/fits` (RFC 4047), the type of any FITS
+/// file, images, cubes and spectra alike, and what DataLink and the download say too.
+pub const FITS_MEDIA_TYPE: &str = "application/fits";
+
 /// One ObsCore 1.1 record (`ivoa.obscore` row). Field names are the standard column names.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObsRecord {
@@ -75,8 +79,9 @@ pub struct ObsRecord {
     /// `{collection}/{path}`: a path RELATIVE to the server's data root. The service prefixes its
     /// public base URL (`…/data/`) when it answers a query.
     pub access_url: String,
-    /// `image/fits` for images and cubes, `application/fits` for spectra. The stored bytes may be
-    /// gzip-compressed (`.fits.gz`); the MIME type names the FITS content all the same.
+    /// [`FITS_MEDIA_TYPE`] for every product. The stored bytes may be gzip-compressed
+    /// (`.fits.gz`); the media type names the FITS content all the same (the server sends such a
+    /// file with `Content-Encoding: gzip`, or decompressed).
     pub access_format: String,
     /// Stored size in kB (rounded up).
     pub access_estsize: i64,
@@ -327,11 +332,7 @@ pub fn derive(p: &Product) -> Result<Derived, Error> {
         };
         r.access_url = access_url.clone();
         r.access_estsize = estsize;
-        r.access_format = if r.dataproduct_type == "spectrum" {
-            "application/fits".into()
-        } else {
-            "image/fits".into()
-        };
+        r.access_format = FITS_MEDIA_TYPE.into();
         if r.obs_id.is_empty() {
             r.obs_id = file_stem(p.path);
         }

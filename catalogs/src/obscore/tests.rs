@@ -329,7 +329,7 @@ fn images_match_astropy() {
             },
             "{rel}"
         );
-        assert_eq!(r.access_format, "image/fits");
+        assert_eq!(r.access_format, "application/fits");
     }
 }
 

@@ -205,7 +205,20 @@ fn sia2_filter(p: &Params) -> Result<(Expr, Vec<Shape>), DalError> {
     ] {
         let alts = values(p, name)
             .into_iter()
-            .map(|v| column(c).eq(lit(v.to_string())))
+            .map(|v| {
+                // Every FITS product is `application/fits`; a client asking for the older
+                // `image/fits` means the same files.
+                let v = if name == "FORMAT"
+                    && ["image/fits", "application/fits", "fits"]
+                        .iter()
+                        .any(|f| v.trim().eq_ignore_ascii_case(f))
+                {
+                    crate::products::FITS
+                } else {
+                    v
+                };
+                column(c).eq(lit(v.to_string()))
+            })
             .collect();
         add(alts);
     }
