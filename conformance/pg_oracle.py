@@ -129,7 +129,8 @@ class Cluster:
             self._run("initdb", "-D", str(self.dir / "data"), "-U", "postgres", "--auth=trust", "--no-sync",
                       "-E", "UTF8", "--locale=C", "--lc-ctype=C.UTF-8")
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=20")
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=20 "
+                    "-c work_mem=64MB -c shared_buffers=128MB")
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-t", "60",
                       "-o", opts, "start")
             self.started = True

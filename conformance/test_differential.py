@@ -306,10 +306,22 @@ def multiset_diff(got, want, tols):
     return extra, [want[i] for i in left]
 
 
+def _as_votable_char(vfields, rows):
+    """The oracle's rows as a VOTable char FIELD (ASCII) carries them: vostok writes each
+    non-ASCII character there as '?' (a known loss, test_differential_pg.KNOWN)."""
+    chars = [j for j, f in enumerate(vfields) if f.get("datatype") == "char"]
+    if not chars:
+        return rows
+    def conv(v):
+        return "".join(ch if ord(ch) < 128 else "?" for ch in v) if isinstance(v, str) else v
+    return [tuple(conv(v) if j in chars else v for j, v in enumerate(r)) for r in rows]
+
+
 def compare(case, vfields, vrows, snames, srows, oracle="SQLite"):
     """None when vostok's result equals the oracle's (SQLite, or PostgreSQL in
     test_differential_pg.py), else a description of the difference."""
     problems = []
+    srows = _as_votable_char(vfields, srows)
     if len(vfields) != len(snames):
         return f"column count: vostok {len(vfields)} {[f['name'] for f in vfields]}, {oracle} {len(snames)} {snames}"
     vnames = [f["name"].lower() for f in vfields]
