@@ -117,7 +117,7 @@ class Cluster:
         if reason:
             raise RuntimeError(reason)
         self.bindir = pg_bindir()
-        self.dir = Path(tempfile.mkdtemp(prefix="vostok-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="vostok-pgoracle-", dir=os.environ.get("VOSTOK_PG_TMPDIR")))
         self.port = _free_port()
         self.started = False
         self._as = []
