@@ -104,6 +104,8 @@ FEATURES = {
     "lower_upper": "LOWER(), UPPER() (ADQL 2.1 optional)",
     "coalesce": "COALESCE() (ADQL 2.1 optional)",
     "case_when": "CASE WHEN … THEN … [ELSE …] END (SQL-92; not in the ADQL 2.1 grammar)",
+    "case_simple": "simple CASE x WHEN v1 THEN … [ELSE …] END (SQL-92: x = v1; a NULL x matches no WHEN)",
+    "case_null_branch": "CASE with NULL as one of its results",
     "case_mixed_types": "CASE whose results have different numeric types (SMALLINT and INTEGER, "
                         "REAL and DOUBLE: SQL-92 gives the wider type)",
     "cast_num": "CAST(… AS INTEGER | SMALLINT | BIGINT | DOUBLE PRECISION)",
@@ -1289,28 +1291,45 @@ class Generator:
 
     def case_expr(self, scope, depth, want):
         rng = self.rng
+        K = self.kw
         t = want or rng.choice(["int", "float"])
-        whens = [(self.pred(scope, 1), self.num_expr(scope, depth - 1, t, exact=True))
-                 for _ in range(rng.choice([1, 1, 2]))]
+        subject = None
+        if self.maybe(0.25, "case_simple"):  # CASE x WHEN v1 THEN … : x = v1, NULL matches nothing
+            subject = self.num_expr(scope, rng.choice([0, 1]), "int", exact=True)
+            whens = [(self.edge_literal(subject), self.num_expr(scope, depth - 1, t, exact=True))
+                     for _ in range(rng.choice([1, 2, 3]))]
+        else:
+            whens = [(self.pred(scope, 1), self.num_expr(scope, depth - 1, t, exact=True))
+                     for _ in range(rng.choice([1, 1, 2]))]
         els = self.num_expr(scope, depth - 1, t, exact=True) if rng.random() < 0.7 else None
+        if self.on("null_literal") and self.maybe(0.15, "case_null_branch"):
+            k = rng.randrange(len(whens) + (els is not None))
+            if k < len(whens):
+                whens[k] = (whens[k][0], self.null_lit())
+            else:
+                els = self.null_lit()
         vals = [v for _, v in whens] + ([els] if els is not None else [])
+        vals = [v for v in vals if v.t != "null"]
+        if not vals:
+            raise Retry()
         dfs = {v.df for v in vals}
         if len(dfs) > 1:
             if not self.on("case_mixed_types"):
                 raise Retry()
             self.use("case_mixed_types")
         df = max(dfs, key=lambda d: INT_RANK[d]) if t == "int" else ("f64" if "f64" in dfs else "f32")
-        K = self.kw
-        a = f"{K('CASE')} " + " ".join(f"{K('WHEN')} {c.a} {K('THEN')} {v.a}" for c, v in whens)
-        s = "CASE " + " ".join(f"WHEN {c.s} THEN {v.s}" for c, v in whens)
+        a = f"{K('CASE')} " + (f"{subject.a} " if subject else "") + \
+            " ".join(f"{K('WHEN')} {c.a} {K('THEN')} {v.a}" for c, v in whens)
+        s = "CASE " + (f"{subject.s} " if subject else "") + " ".join(f"WHEN {c.s} THEN {v.s}" for c, v in whens)
         if els is not None:
             a += f" {K('ELSE')} {els.a}"
             s += f" ELSE {els.s}"
         self.use("case_when")
         lo, hi = min(v.lo for v in vals), max(v.hi for v in vals)
-        return X(a + f" {K('END')}", s + " END", t, df, lo, hi, els is None or any(v.null for v in vals), 0.0,
-                 all(v.fine for v in vals), False, ATOM, _mag(lo, hi), None,
-                 any(c.sub or v.sub for c, v in whens), all(v.integral for v in vals),
+        has_null = any(v.t == "null" for _, v in whens) or (els is not None and els.t == "null")
+        return X(a + f" {K('END')}", s + " END", t, df, lo, hi, els is None or has_null or any(v.null for v in vals),
+                 0.0, all(v.fine for v in vals), False, ATOM, _mag(lo, hi), None,
+                 any(c.sub or v.sub for c, v in whens) or bool(subject and subject.sub), all(v.integral for v in vals),
                  simpl_col=True)  # a constant condition folds it into one of its results
 
     def coalesce_num(self, scope, depth, want):

@@ -26,6 +26,9 @@ ADQL 2.1 and PostgreSQL's SQL rewritten token by token (see `translate`):
   created in the database: NUMERIC rounding of the double's shortest exact decimal, halves
   away from zero, result DOUBLE); MOD(x, y) → adql_mod (remainder with the sign of x,
   DOUBLE);
+* SUM of a REAL value adds and answers in DOUBLE PRECISION (an aggregate public.sum(real)
+  found before pg_catalog's, whose 32-bit running sum loses digits that vostok and SQLite keep:
+  SQL-92 leaves the precision of approximate sums to the implementation);
 * comments are dropped.
 
 Everything else — identifiers (regular ones fold to lower case, as the tables are named),
@@ -172,6 +175,11 @@ FUNCTIONS = [
     "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT round(x::text::numeric, n)::double precision $$",
     "CREATE FUNCTION adql_trunc(x double precision, n integer DEFAULT 0) RETURNS double precision "
     "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT trunc(x::text::numeric, n)::double precision $$",
+    # SUM of REAL accumulated and returned in DOUBLE, as vostok and SQLite do (PostgreSQL's own
+    # sum(real) adds in 32 bits); found first through search_path = public, pg_catalog
+    "CREATE FUNCTION adql_sum_step(s double precision, x real) RETURNS double precision "
+    "LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN x IS NULL THEN s ELSE coalesce(s, 0) + x END $$",
+    "CREATE AGGREGATE public.sum(real) (SFUNC = adql_sum_step, STYPE = double precision)",
     "CREATE FUNCTION adql_mod(x double precision, y double precision) RETURNS double precision "
     "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT mod(x::text::numeric, y::text::numeric)::double precision $$",
 ]
@@ -250,6 +258,7 @@ class Oracle:
             widen(self.wide, tables)
             for conn in (self.strict, self.wide):
                 conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                conn.execute("SET search_path = public, pg_catalog")
             self.version = self.strict.execute("SHOW server_version").fetchone()[0]
         except BaseException:
             self.cluster.stop()
