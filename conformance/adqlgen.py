@@ -1354,7 +1354,9 @@ class Generator:
         return X(f"{self.kw('COALESCE')}({first.a}, {second.a})", f"COALESCE({first.s}, {second.s})", t, df, lo, hi,
                  second.null, 0.0, False, False, ATOM, _mag(lo, hi), None, first.sub or second.sub,
                  all(x.integral for x in args), litval=first.litval,
-                 simpl_col=first.t == "null" and (second.col is not None or second.simpl_col))
+                 # COALESCE(NULL, x) is folded to x, and vostok fails a set operation over it even when x
+                 # is not a bare column (COALESCE(NULL, -ra): a field-metadata mismatch, see set_folded_column)
+                 simpl_col=first.t == "null")
 
     # ---- strings -------------------------------------------------------------------------
 

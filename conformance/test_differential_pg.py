@@ -211,6 +211,11 @@ KNOWN: list[Known] = [
     Known("set_folded_column", "SELECT t1.sn * 1 AS v0 FROM hipparcos.hip2 AS t1 WHERE t1.hip = 1 UNION "
           "SELECT t3.sn * 1 AS v0 FROM hipparcos.hip2 AS t3 WHERE t3.hip = 2", [(5,), (75,)], REFUSED,
           "UNION operands the optimiser folds to a bare column"),
+    Known("set_folded_coalesce", "SELECT COALESCE(NULL, -ra) AS v FROM hipparcos.hip2 WHERE hip < 3 UNION "
+          "SELECT COALESCE(NULL, -ra) AS v FROM hipparcos.hip2 WHERE hip = 7",
+          [(-0.0009118508717948024,), (-0.003797375190054703,), (-0.022548920185134137,)], REFUSED,
+          "UNION over COALESCE(NULL, -ra), which the optimiser folds to -ra: 'Physical input schema should "
+          "be the same as the one converted from logical input schema' (field metadata)"),
     Known("distinct_negative_zero", "SELECT COUNT(DISTINCT CEILING(v_i)) AS n, COUNT(*) AS m FROM hipparcos.hip2 "
           "WHERE hip IN (3, 63)", [(1, 2)], WRONG, "-0.0 and 0.0 are one value for DISTINCT"),
     Known("filter_over_global_aggregate", "SELECT d.k FROM (SELECT 5 AS k, COUNT(*) AS c FROM hipparcos.hip2 "
