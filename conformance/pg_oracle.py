@@ -213,8 +213,8 @@ def load(pg, sqlite_conn, tables: list[TableCopy]):
             names = [n for n, _ in t.spec]
             rows = sqlite_conn.execute("SELECT " + ", ".join(f'"{n}"' for n in names)
                                        + f' FROM "{t.sqlite}"').fetchall()
-            copy = pgsql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-                pgsql.Identifier(t.schema), pgsql.Identifier(t.name), pgsql.SQL(", ").join(map(pgsql.Identifier, names)))
+            copy = pgsql.SQL("COPY {}.{} ({}) FROM STDIN").format(pgsql.Identifier(t.schema), pgsql.Identifier(t.name),
+                                                                  pgsql.SQL(", ").join(map(pgsql.Identifier, names)))
             with cur.copy(copy) as cp:
                 for r in rows:
                     cp.write_row(r)

@@ -82,8 +82,9 @@ def pg_diff(base_url):
           f"features off: {sorted(set(adqlgen.FEATURES) - env.sq.features)}", file=sys.stderr)
     yield env
     s = env.stats
-    print(f"\n[differential-pg] {s['run']} queries in {time.monotonic() - t0:.1f}s (vostok {s['vostok_ms'] / 1000:.1f}s, "
-          f"PostgreSQL {s['pg_ms'] / 1000:.1f}s, SQLite {s['sqlite_ms'] / 1000:.1f}s); all three agree {s['agree3']}; "
+    print(f"\n[differential-pg] {s['run']} queries in {time.monotonic() - t0:.1f}s "
+          f"(vostok {s['vostok_ms'] / 1000:.1f}s, PostgreSQL {s['pg_ms'] / 1000:.1f}s, "
+          f"SQLite {s['sqlite_ms'] / 1000:.1f}s); all three agree {s['agree3']}; "
           f"vostok = SQLite != PostgreSQL {s['v=s!=p']}; vostok = PostgreSQL != SQLite {s['v=p!=s']}; "
           f"PostgreSQL = SQLite != vostok {s['p=s!=v']}; all differ {s['all_differ']}; vostok refused {s['v_err']}; "
           f"PostgreSQL refused {s['p_err']}; SQLite failed {s['s_err']}; run on the all-BIGINT copy after 22003 "
