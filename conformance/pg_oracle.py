@@ -24,8 +24,9 @@ ADQL 2.1 and PostgreSQL's SQL rewritten token by token (see `translate`):
   DOUBLE PRECISION (PostgreSQL's abs/ceiling/floor would keep an integer type); LOG → ln,
   LOG10 → log; ROUND(x[, n]) and TRUNCATE(x[, n]) → adql_round/adql_trunc (SQL functions
   created in the database: NUMERIC rounding of the double's shortest exact decimal, halves
-  away from zero, result DOUBLE); MOD(x, y) → adql_mod (remainder with the sign of x,
-  DOUBLE);
+  away from zero, result DOUBLE — the shortest decimal, not the exact binary value the SQLite
+  side rounds: the generator only rounds values far from decimal ties); MOD(x, y) → adql_mod
+  (C fmod: the exact remainder of the binary values, with the sign of x, DOUBLE);
 * SUM of a REAL value adds and answers in DOUBLE PRECISION (an aggregate public.sum(real)
   found before pg_catalog's, whose 32-bit running sum loses digits that vostok and SQLite keep:
   SQL-92 leaves the precision of approximate sums to the implementation);
@@ -180,8 +181,20 @@ FUNCTIONS = [
     "CREATE FUNCTION adql_sum_step(s double precision, x real) RETURNS double precision "
     "LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN x IS NULL THEN s ELSE coalesce(s, 0) + x END $$",
     "CREATE AGGREGATE public.sum(real) (SFUNC = adql_sum_step, STYPE = double precision)",
-    "CREATE FUNCTION adql_mod(x double precision, y double precision) RETURNS double precision "
-    "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT mod(x::text::numeric, y::text::numeric)::double precision $$",
+    # fmod on the exact binary values (the remainder is exactly representable): subtract the
+    # largest y * 2^k <= r until r < |y|; each subtraction is exact (Sterbenz)
+    """CREATE FUNCTION adql_mod(x double precision, y double precision) RETURNS double precision
+       LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+       DECLARE r double precision := abs(x); d double precision := abs(y); t double precision;
+       BEGIN
+         IF d = 0 THEN RAISE EXCEPTION 'division by zero' USING ERRCODE = '22012'; END IF;
+         WHILE r >= d LOOP
+           t := d;
+           WHILE t * 2 <= r LOOP t := t * 2; END LOOP;
+           r := r - t;
+         END LOOP;
+         RETURN CASE WHEN x < 0 OR x::text LIKE '-%' THEN -r ELSE r END;  -- the sign of x, also of -0
+       END $$""",
 ]
 
 

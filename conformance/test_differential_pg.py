@@ -293,3 +293,20 @@ def test_translation(adql, pg):
 def test_translation_refuses_top_before_set_operator():
     with pytest.raises(pg_oracle.TranslationError):
         pg_oracle.translate("SELECT TOP 2 a FROM t UNION SELECT b FROM u")
+
+
+def test_pg_helper_functions(pg_diff):
+    """The copy's ADQL helpers give C fmod's exact remainder, ADQL's rounding and a DOUBLE sum
+    of REAL values (checked against Python on values where the simple answers differ)."""
+    import math
+    conn = pg_diff.pg.strict
+    for x, y in [(20.89, 10.0), (-20.89, 10.0), (123456.789, 2.5), (-0.0, 3.0), (7.0, -2.0), (1e300, 3.7)]:
+        got = conn.execute("SELECT adql_mod(%s, %s)", (x, y)).fetchone()[0]
+        want = math.fmod(x, y)
+        assert got == want and math.copysign(1, got) == math.copysign(1, want), (x, y, got, want)
+    assert conn.execute("SELECT adql_round(2.5), adql_round(-2.5), adql_round(1.23456, 3), "
+                        "adql_trunc(-1.99), adql_trunc(1.23456, 2)").fetchone() == (3.0, -3.0, 1.235, -1.0, 1.23)
+    total = conn.execute("SELECT sum(x), pg_typeof(sum(x))::text FROM (VALUES (CAST(16777216 AS real)), "
+                         "(CAST(1 AS real)), (CAST(NULL AS real))) AS v(x)").fetchone()
+    assert total == (16777217.0, "double precision")
+    assert conn.execute("SELECT sum(x) FROM (VALUES (CAST(NULL AS real))) AS v(x)").fetchone() == (None,)
