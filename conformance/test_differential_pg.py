@@ -139,7 +139,8 @@ def test_query_matches_postgresql(pg_diff, i):
     if v_p:
         types = ", ".join(f"{f['name']}:{f['datatype']}" for f in vfields)
         pytest.fail(_report(case, "vostok and PostgreSQL disagree"
-                            + (" (SQLite agrees with PostgreSQL)" if not p_s else
+                            + (" (no SQLite result)" if snames is None else
+                               " (SQLite agrees with PostgreSQL)" if not p_s else
                                " (SQLite agrees with vostok)" if not v_s else ""), res.sql,
                             f"--- {v_p}\n--- vostok columns: {types}; first rows vostok {vrows[:3]}, "
                             f"PostgreSQL {res.rows[:3]}"), pytrace=False)
