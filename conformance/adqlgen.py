@@ -104,6 +104,8 @@ FEATURES = {
     "lower_upper": "LOWER(), UPPER() (ADQL 2.1 optional)",
     "coalesce": "COALESCE() (ADQL 2.1 optional)",
     "case_when": "CASE WHEN … THEN … [ELSE …] END (SQL-92; not in the ADQL 2.1 grammar)",
+    "case_simple": "simple CASE x WHEN v1 THEN … [ELSE …] END (SQL-92: x = v1; a NULL x matches no WHEN)",
+    "case_null_branch": "CASE with NULL as one of its results",
     "case_mixed_types": "CASE whose results have different numeric types (SMALLINT and INTEGER, "
                         "REAL and DOUBLE: SQL-92 gives the wider type)",
     "cast_num": "CAST(… AS INTEGER | SMALLINT | BIGINT | DOUBLE PRECISION)",
@@ -118,6 +120,8 @@ FEATURES = {
                                 "(ADQL 2.1 Table 1: computed and returned as DOUBLE)",
     # predicates
     "compare": "= != <> < > <= >=",
+    "int_edge_literals": "an integer column compared with literals at and just beyond its type's range "
+                         "(sn < 32768, hip <> -2147483649, source_id <= 9223372036854775807)",
     "bool_logic": "AND OR NOT and their precedence",
     "between": "[NOT] BETWEEN",
     "in_list": "[NOT] IN (value list)",
@@ -180,6 +184,8 @@ FEATURES = {
     "intersect": "INTERSECT", "intersect_all": "INTERSECT ALL",
     "except": "EXCEPT", "except_all": "EXCEPT ALL",
     "set_precedence": "a UNION b INTERSECT c without parentheses (INTERSECT binds tighter)",
+    "set_nested": "set operations nested with parentheses on either side, up to four operands "
+                  "((a EXCEPT b) UNION (c INTERSECT ALL d))",
     "set_operand_top": "(SELECT TOP n … ORDER BY …) as a set operand",
     "set_top_operand_nested": "(SELECT TOP n … ORDER BY …) as an operand of a set operation with "
                               "three operands (a EXCEPT b INTERSECT (SELECT TOP …))",
@@ -1285,28 +1291,45 @@ class Generator:
 
     def case_expr(self, scope, depth, want):
         rng = self.rng
+        K = self.kw
         t = want or rng.choice(["int", "float"])
-        whens = [(self.pred(scope, 1), self.num_expr(scope, depth - 1, t, exact=True))
-                 for _ in range(rng.choice([1, 1, 2]))]
+        subject = None
+        if self.maybe(0.25, "case_simple"):  # CASE x WHEN v1 THEN … : x = v1, NULL matches nothing
+            subject = self.num_expr(scope, rng.choice([0, 1]), "int", exact=True)
+            whens = [(self.edge_literal(subject), self.num_expr(scope, depth - 1, t, exact=True))
+                     for _ in range(rng.choice([1, 2, 3]))]
+        else:
+            whens = [(self.pred(scope, 1), self.num_expr(scope, depth - 1, t, exact=True))
+                     for _ in range(rng.choice([1, 1, 2]))]
         els = self.num_expr(scope, depth - 1, t, exact=True) if rng.random() < 0.7 else None
+        if self.on("null_literal") and self.maybe(0.15, "case_null_branch"):
+            k = rng.randrange(len(whens) + (els is not None))
+            if k < len(whens):
+                whens[k] = (whens[k][0], self.null_lit())
+            else:
+                els = self.null_lit()
         vals = [v for _, v in whens] + ([els] if els is not None else [])
+        vals = [v for v in vals if v.t != "null"]
+        if not vals:
+            raise Retry()
         dfs = {v.df for v in vals}
         if len(dfs) > 1:
             if not self.on("case_mixed_types"):
                 raise Retry()
             self.use("case_mixed_types")
         df = max(dfs, key=lambda d: INT_RANK[d]) if t == "int" else ("f64" if "f64" in dfs else "f32")
-        K = self.kw
-        a = f"{K('CASE')} " + " ".join(f"{K('WHEN')} {c.a} {K('THEN')} {v.a}" for c, v in whens)
-        s = "CASE " + " ".join(f"WHEN {c.s} THEN {v.s}" for c, v in whens)
+        a = f"{K('CASE')} " + (f"{subject.a} " if subject else "") + \
+            " ".join(f"{K('WHEN')} {c.a} {K('THEN')} {v.a}" for c, v in whens)
+        s = "CASE " + (f"{subject.s} " if subject else "") + " ".join(f"WHEN {c.s} THEN {v.s}" for c, v in whens)
         if els is not None:
             a += f" {K('ELSE')} {els.a}"
             s += f" ELSE {els.s}"
         self.use("case_when")
         lo, hi = min(v.lo for v in vals), max(v.hi for v in vals)
-        return X(a + f" {K('END')}", s + " END", t, df, lo, hi, els is None or any(v.null for v in vals), 0.0,
-                 all(v.fine for v in vals), False, ATOM, _mag(lo, hi), None,
-                 any(c.sub or v.sub for c, v in whens), all(v.integral for v in vals),
+        has_null = any(v.t == "null" for _, v in whens) or (els is not None and els.t == "null")
+        return X(a + f" {K('END')}", s + " END", t, df, lo, hi, els is None or has_null or any(v.null for v in vals),
+                 0.0, all(v.fine for v in vals), False, ATOM, _mag(lo, hi), None,
+                 any(c.sub or v.sub for c, v in whens) or bool(subject and subject.sub), all(v.integral for v in vals),
                  simpl_col=True)  # a constant condition folds it into one of its results
 
     def coalesce_num(self, scope, depth, want):
@@ -1331,7 +1354,9 @@ class Generator:
         return X(f"{self.kw('COALESCE')}({first.a}, {second.a})", f"COALESCE({first.s}, {second.s})", t, df, lo, hi,
                  second.null, 0.0, False, False, ATOM, _mag(lo, hi), None, first.sub or second.sub,
                  all(x.integral for x in args), litval=first.litval,
-                 simpl_col=first.t == "null" and (second.col is not None or second.simpl_col))
+                 # COALESCE(NULL, x) is folded to x, and vostok fails a set operation over it even when x
+                 # is not a bare column (COALESCE(NULL, -ra): a field-metadata mismatch, see set_folded_column)
+                 simpl_col=first.t == "null")
 
     # ---- strings -------------------------------------------------------------------------
 
@@ -1438,10 +1463,19 @@ class Generator:
         op = self.rng.choice(["=", "<", ">", "<=", ">=", "<>", "!="])
         return op, ("<>" if op == "!=" else op)
 
+    def edge_literal(self, e: X):
+        """For a bare integer column, sometimes a literal at or just beyond its type's range
+        (int_edge_literals); else a literal near the values it takes."""
+        if e.t == "int" and e.col is not None and e.df in INT_RANGE and self.maybe(0.08, "int_edge_literals"):
+            lo, hi = INT_RANGE[e.df]
+            cands = [lo, hi] + ([lo - 1, hi + 1] if e.df != "i64" else [lo + 1, hi - 1])
+            return self.lit_int(self.rng.choice(cands))
+        return self.literal_like(e)
+
     def p_cmp(self, scope):
         rng = self.rng
         l = self.num_expr(scope, rng.choice([0, 1, 1, 2]), exact=True)
-        r = self.literal_like(l) if rng.random() < 0.6 else self.num_expr(scope, 1, exact=True)
+        r = self.edge_literal(l) if rng.random() < 0.6 else self.num_expr(scope, 1, exact=True)
         op, sop = self.cmp_op()
         self.use("compare")
         return self.pred_x(f"{l.a} {op} {r.a}", f"({l.s} {sop} {r.s})", sub=l.sub or r.sub)
@@ -1471,7 +1505,7 @@ class Generator:
             x = self.str_expr(scope, 1)
         else:
             x = self.num_expr(scope, rng.choice([0, 0, 1]), exact=True)
-        items = [self.literal_like(x) for _ in range(rng.choice([1, 2, 3, 5]))]
+        items = [self.edge_literal(x) for _ in range(rng.choice([1, 2, 3, 5]))]
         if x.t == "float" and len(items) > 1 and any(i.litval == 0 for i in items) and \
                 x.lo is not None and x.lo <= 0 <= x.hi:
             if not self.on("in_list_negative_zero"):  # x may be -0.0
@@ -2101,6 +2135,8 @@ class Generator:
         items = []  # (adql, sqlite, output name, X or None, bare column?)
         names = set()
         src_names = {sc.name for sc in src.scope}
+        # an ADQL reserved word (size) is a name only when delimited: not an alias to shadow with
+        shadow_names = sorted(src_names - {sc.name for sc in src.scope if sc.x.col is not None and sc.x.col.reserved})
 
         def add(x: X, sc: ScopeCol | None = None, name=None):
             if sc is not None and sc.name not in names and name is None:
@@ -2108,8 +2144,8 @@ class Generator:
                 items.append((x.a, x.s, sc.name, x, True))
                 return sc.name
             name = name or f"c{len(items)}"
-            if self.on("alias_shadows_column") and rng.random() < 0.06:
-                name = rng.choice(sorted(src_names))  # legal: the alias hides nothing in WHERE/ON
+            if self.on("alias_shadows_column") and shadow_names and rng.random() < 0.06:
+                name = rng.choice(shadow_names)  # legal: the alias hides nothing in WHERE/ON
             while name in names or (name in src_names and not self.on("alias_shadows_column")):
                 name += "_"
             if name in src_names:
@@ -2444,11 +2480,12 @@ class Generator:
             else:
                 kinds.append(rng.choice(["int", "float"] + (["str"] * 2 if any(c.t == "str" for c in T.columns)
                                                             else [])))
+        nested = self.maybe(0.25, "set_nested")
         ops = [rng.choice([(o, f) for o, f in self.SET_OPS if self.on(f)] or [None])
-               for _ in range(rng.choice([1, 1, 2]))]
+               for _ in range(rng.choice([2, 3] if nested else [1, 1, 2]))]
         if None in ops:
             raise Retry()
-        if len(ops) == 2 and self.on("set_precedence", "intersect") and rng.random() < 0.4:
+        if not nested and len(ops) == 2 and self.on("set_precedence", "intersect") and rng.random() < 0.4:
             ops[1] = ("INTERSECT", "intersect")  # a UNION b INTERSECT c: INTERSECT first
         seed0 = rng.random()
         operands = [self.set_operand(T, fam, seed0, kinds)]
@@ -2477,8 +2514,15 @@ class Generator:
                     self.use("set_folded_column")
         for _, f in ops:
             self.use(f)
+        if nested:  # a random binary tree over the operands; combine() parenthesises
+            def build(lo, hi):  # operands[lo..hi] joined by ops[lo..hi-1]
+                if lo == hi:
+                    return operands[lo]
+                k = rng.randrange(lo, hi)
+                return self.combine(build(lo, k), ops[k], build(k + 1, hi))
+            tree = build(0, len(ops))
         # INTERSECT binds tighter than UNION / EXCEPT (ADQL 2.1 §4.6.7)
-        if len(ops) == 2 and ops[1][0].startswith("INTERSECT") and not ops[0][0].startswith("INTERSECT") and \
+        elif len(ops) == 2 and ops[1][0].startswith("INTERSECT") and not ops[0][0].startswith("INTERSECT") and \
                 self.maybe(0.6, "set_precedence"):
             tree = self.combine(operands[0], ops[0], self.combine(operands[1], ops[1], operands[2]), bare_right=True)
         else:

@@ -3,12 +3,15 @@
 # Idempotent: a second run only checks. Quiet, but any failure stops the script loudly.
 #
 #   apt:  stilts (pulls a JRE), libxml2-utils (xmllint), aladin xvfb xauth (Aladin run headless
-#         by xvfb-run in conformance/test_products.py)
-#   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#         by xvfb-run in conformance/test_products.py), postgresql-15 (the second oracle of
+#         conformance/test_differential_pg.py: a private cluster started by the test)
+#   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client)
+#         psycopg[binary] (PostgreSQL driver) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg)  # import names
+PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]")
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -22,6 +25,8 @@ command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v aladin  >/dev/null 2>&1 || need_apt+=(aladin)
 command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb)
 command -v xauth   >/dev/null 2>&1 || need_apt+=(xauth)
+pg_server_present() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; }
+pg_server_present || need_apt+=(postgresql-15)
 
 if ((${#need_apt[@]})); then
     [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_apt[*]}"
@@ -57,6 +62,7 @@ command -v xmllint >/dev/null 2>&1 || die "xmllint not on PATH after install"
 command -v aladin  >/dev/null 2>&1 || die "aladin not on PATH after install"
 command -v xvfb-run >/dev/null 2>&1 || die "xvfb-run not on PATH after install"
 command -v xauth   >/dev/null 2>&1 || die "xauth not on PATH after install"
+pg_server_present || die "PostgreSQL's initdb/pg_ctl not in /usr/lib/postgresql/*/bin after install"
 timeout 120 stilts -version >/dev/null 2>&1 || die "stilts is installed but does not run (java?)"
 
 # --- Python venv -----------------------------------------------------------
@@ -75,11 +81,11 @@ for name in sys.argv[1:]:
     importlib.import_module(name)
 PYEOF
 then
-    log "pip install ${PY_PACKAGES[*]//_/-} into $VENV"
+    log "pip install ${PIP_SPECS[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/tmp/vostok-pip.log 2>&1 \
         || { tail -n 50 /tmp/vostok-pip.log >&2; die "pip upgrade failed"; }
-    "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]//_/-}" >>/tmp/vostok-pip.log 2>&1 \
-        || { tail -n 50 /tmp/vostok-pip.log >&2; die "pip install ${PY_PACKAGES[*]//_/-} failed"; }
+    "$VENV/bin/python" -m pip install -q "${PIP_SPECS[@]}" >>/tmp/vostok-pip.log 2>&1 \
+        || { tail -n 50 /tmp/vostok-pip.log >&2; die "pip install ${PIP_SPECS[*]} failed"; }
 fi
 
 "$VENV/bin/python" - "${PY_PACKAGES[@]}" <<'PYEOF' || die "python packages not importable in $VENV"
@@ -87,4 +93,4 @@ import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
 PYEOF
-log "ok: stilts, xmllint, aladin, xvfb-run, $VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"
+log "ok: stilts, xmllint, aladin, xvfb-run, PostgreSQL $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')$VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"
