@@ -90,6 +90,8 @@ def test_invalid_corpus_queries_through_tap_speak_adql(base_url):
                                                   "line 1, column 8"]),
     ("SELECT hip FROM hip2", ["unknown table 'hip2'", "did you mean hipparcos.hip2",
                               "line 1, column 17"]),
+    ("SELECT TOP 1 hip,\n dec FROM hipparcos.hip2 AS h, gaia.dr3_bright AS g",
+     ["ambiguous column 'dec'", "h.dec", "g.dec", "line 2, column 2"]),
 ])
 def test_issue_examples_over_http(base_url, query, words):
     r = tap_sync(base_url, query)
