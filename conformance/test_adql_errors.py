@@ -101,3 +101,50 @@ def test_issue_examples_over_http(base_url, query, words):
     for w in words:
         assert w in msg, msg
     assert not leaks(query, msg), msg
+
+
+def mutations():
+    """Valid corpus queries broken the way people break them: a misspelt keyword, a ')'
+    dropped, a column misspelt in a query over the demo tables."""
+    out = []
+    for name in ("lyonetia", "queryparser"):
+        with open(CORPORA / f"{name}.jsonl") as f:
+            for line in f:
+                r = json.loads(line) if line.strip() else {}
+                q = r.get("query")
+                if r.get("valid") is not True or not isinstance(q, str):
+                    continue
+                for kw, typo in (("SELECT", "SELEC"), ("FROM", "FORM"), ("WHERE", "WHER")):
+                    m = re.sub(rf"\b{kw}\b", typo, q, count=1, flags=re.I)
+                    if m != q:
+                        out.append(m)
+                if ")" in q:
+                    i = q.rindex(")")
+                    out.append(q[:i] + q[i + 1:])
+    for col in ("hpmag", "ra", "dec", "plx"):
+        out.append(f"SELECT TOP 3 hip, {col}x FROM hipparcos.hip2 WHERE {col} IS NOT NULL")
+        out.append(f"SELECT hip, MAX({col}) FROM hipparcos.hip2")
+    return out
+
+
+def test_mutated_queries_speak_adql_through_check_and_tap(base_url):
+    bad, rejected = [], 0
+    queries = mutations()
+    assert len(queries) > 300
+    for q in queries:
+        r = subprocess.run([str(find_binary()), "adql", "check"], input=q,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode in (0, 1), f"crash on {q!r}: {r.stderr}"
+        msgs = [(r.stdout + r.stderr).strip()] if r.returncode == 1 else []
+        t = tap_sync(base_url, q)
+        if t.status_code != 200:
+            assert t.status_code == 400, (q, t.status_code, t.text[:300])
+            assert query_status(t.content) == ["ERROR"], t.text[:300]
+            msgs.append(error_text(t.content))
+        for msg in msgs:
+            rejected += 1
+            problems = leaks(q, msg) + ([] if POSITION.search(msg) else ["no position"])
+            if problems:
+                bad.append(f"{q!r}\n  -> {msg}  [{', '.join(problems)}]")
+    assert rejected > len(queries)
+    assert not bad, f"{len(bad)} messages leak or lack a position:\n" + "\n".join(bad[:30])
