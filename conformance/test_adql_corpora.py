@@ -19,22 +19,10 @@ from vostok_helpers import SHARED
 
 CORPORA = SHARED / "conformance" / "adql"
 
-# lyonetia records where vostok deliberately disagrees with the suite, and why.
-LYONETIA_DEVIATIONS = {
-    # Undeclared user-defined functions: the suite expects any ivo_* call to parse. A service
-    # must declare its UDFs (TAPRegExt languageFeatures, ADQL 2.1 §2.4 "user defined
-    # functions"), and vostok refuses a function it does not have with an error naming it,
-    # rather than failing later. `vostok adql check --udf NAME` accepts further names.
-    "lyonetia:gavo/additionaltests:6d5e927e-59b3-11ec-beef-28d2445a8967": "undeclared UDF ivo_foo",
-    "lyonetia:gavo/additionaltests:760a0cdc-59b3-11ec-beef-28d2445a8967": "undeclared UDF ivo_foo",
-    "lyonetia:gavo/simpleunit:1cb90482-4d00-11e6-866d-736653f6053c": "undeclared UDF ivo_getstring",
-    # `t1 INNER JOIN t2` without ON/USING: the ADQL 2.1 BNF has
-    # `<qualified_join> ::= <table_reference> [NATURAL] [<join_type>] JOIN <table_reference>
-    # [<join_specification>]` — the join specification is optional — and seven gavo/ records
-    # of the same suite (`t1 JOIN t2`, `t1 LEFT OUTER JOIN t2`, …) say valid. vostok follows
-    # the BNF (a join without a condition pairs every row, as CROSS JOIN).
-    "lyonetia:ivoa/2_from:d4c3a72c-4458-11e6-96e2-28b2bdcff70b": "join specification optional in the BNF",
-}
+# lyonetia has the last word: `check` without metadata is a syntax check, so an undeclared
+# prefixed function (`ivo_foo(6)`) is a user-defined function there, and `t1 INNER JOIN t2`
+# needs ON or USING (where other corpora accept it, lyonetia decides).
+LYONETIA_RECORDS = 495
 
 
 def load(name):
@@ -56,20 +44,17 @@ def check(query: str, udfs=()) -> tuple[bool, str]:
     return r.returncode == 0, out
 
 
-def test_lyonetia_agrees_but_for_the_listed_deviations():
+def test_lyonetia_agrees_on_every_record():
     records = load("lyonetia")
-    wrong, still = [], []
+    wrong = []
     for r in records:
         ok, out = check(r["query"], r.get("declared_udfs", []))
         if ok != r["valid"]:
-            if r["id"] not in LYONETIA_DEVIATIONS:
-                wrong.append(f"{r['id']} (suite says valid={r['valid']}): {r['query']!r}\n  -> {out}")
-        elif r["id"] in LYONETIA_DEVIATIONS:
-            still.append(r["id"])
-    agree = len(records) - len(wrong) - (len(LYONETIA_DEVIATIONS) - len(still))
-    print(f"lyonetia: {agree}/{len(records)} agree, {len(LYONETIA_DEVIATIONS) - len(still)} listed deviations")
+            wrong.append(f"{r['id']} (suite says valid={r['valid']}): {r['query']!r}\n  -> {out}")
+    agree = len(records) - len(wrong)
+    print(f"lyonetia: {agree}/{len(records)} agree")
     assert not wrong, f"{len(wrong)} lyonetia records disagree:\n" + "\n".join(wrong[:40])
-    assert not still, f"listed deviations that now agree (remove them from the list): {still}"
+    assert (agree, len(records)) == (LYONETIA_RECORDS, LYONETIA_RECORDS)
 
 
 def test_rejections_name_a_position_or_the_problem():

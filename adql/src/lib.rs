@@ -13,6 +13,7 @@
 
 pub mod geom;
 pub mod ivo;
+mod messages;
 mod names;
 mod rewrite;
 pub mod units;
@@ -20,6 +21,8 @@ pub mod validate;
 pub mod xmatch;
 
 use std::fmt;
+
+pub use messages::humanise_in;
 
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
@@ -142,6 +145,11 @@ pub struct Options {
     /// Names of further user-defined functions to accept (lower or mixed case), beyond the
     /// ones vostok registers.
     pub extra_functions: Vec<String>,
+    /// Read a call of an undeclared function whose name has a prefix (`ivo_foo(…)`,
+    /// `ESO_INTERSECTION(…)`) as a user-defined function of some service: a check of the
+    /// grammar alone, without a service's declarations (`vostok adql check`). Planning still
+    /// refuses a function the service does not define.
+    pub accept_undeclared_udfs: bool,
 }
 
 /// Parses and validates ADQL text into a query AST ready for DataFusion.
@@ -155,11 +163,11 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
         .map_err(|e| {
-            AdqlError::syntax(
+            messages::tokenizer_error(AdqlError::syntax(
                 strip_location(&e.message),
                 Some(e.location.line),
                 Some(e.location.column),
-            )
+            ))
         })?;
     check_tokens(&tokens)?;
     let tokens = normalise_tokens(tokens, text)?;
@@ -192,7 +200,7 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
                     err.column = Some(at.column);
                 }
             }
-            return Err(err);
+            return Err(messages::parser_error(err, &tokens_copy, text));
         }
     };
     // Nothing may follow the query but one optional ';'.
@@ -201,11 +209,7 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
         next = parser.next_token();
     }
     if next.token != Token::EOF {
-        return Err(AdqlError::at(
-            ErrorKind::Syntax,
-            format!("unexpected '{}' after the end of the query", next.token),
-            &next,
-        ));
+        return Err(messages::trailing(&tokens_copy, &next, text));
     }
     let mut query = *query;
     rewrite::check_and_rewrite(&mut query, opts)?;
@@ -228,10 +232,12 @@ pub async fn plan_with(
     rewrite::expand_regions(&mut query)?;
     names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
-    state
-        .statement_to_plan(stmt)
-        .await
-        .map_err(|e| semantic_error(text, e))
+    // Source spans locate planning errors: without them, an error is planned again with them.
+    let again = (!state.config().options().sql_parser.collect_spans).then(|| stmt.clone());
+    match state.statement_to_plan(stmt).await {
+        Ok(plan) => Ok(plan),
+        Err(e) => Err(messages::planning_error(text, opts, state, again, e).await),
+    }
 }
 
 /// Refuses tokens that are SQL but not ADQL, pointing at them.

@@ -26,6 +26,7 @@ pub(crate) fn check_and_rewrite(query: &mut Query, opts: &Options) -> Result<(),
         extra_functions: &extra,
         udfs: crate::UDF_NAMES,
         depth: std::cell::Cell::new(0),
+        undeclared_udfs: opts.accept_undeclared_udfs,
     }
     .query(query)?;
     let mut v = Rewriter;

@@ -10,7 +10,8 @@
 //! BNF gives them; identifiers cannot be reserved words unless delimited.
 //!
 //! Extensions vostok accepts beyond the BNF, each documented in the README: `CASE`, and a
-//! `JOIN` without `ON`/`USING` (which the BNF allows: `<join_specification>` is optional).
+//! `JOIN` without `ON`/`USING` (which the BNF allows: `<join_specification>` is optional),
+//! but for `t1 INNER JOIN t2`, which the IVOA suite refuses.
 
 use std::collections::HashSet;
 
@@ -347,6 +348,9 @@ pub(crate) struct Validator<'a> {
     pub(crate) udfs: &'a [&'a str],
     /// Current expression nesting, bounded by [`MAX_DEPTH`].
     pub(crate) depth: std::cell::Cell<usize>,
+    /// Whether a call of an undeclared function with a prefixed name is a user-defined
+    /// function (see [`crate::Options::accept_undeclared_udfs`]).
+    pub(crate) undeclared_udfs: bool,
 }
 
 /// Deepest expression nesting accepted: `1+1+…+1` with thousands of terms would otherwise
@@ -612,7 +616,8 @@ impl Validator<'_> {
                         self.object_name(c, 1)?;
                     }
                 }
-                JoinConstraint::Natural | JoinConstraint::None => {}
+                JoinConstraint::None => inner_join_condition(j)?,
+                JoinConstraint::Natural => {}
             }
         }
         Ok(())
@@ -1023,6 +1028,21 @@ impl Validator<'_> {
             B::Modulo => Err(err("'%' is not ADQL; use MOD(a, b)", e.span())),
             _ => Err(err(format!("the operator {op} is not ADQL"), e.span())),
         }
+    }
+}
+
+/// `t1 INNER JOIN t2` needs ON or USING: the IVOA suite (lyonetia, ivoa/2_from) refuses it,
+/// while its DaCHS records accept a join without a condition otherwise (`t1 JOIN t2`,
+/// `t1 LEFT OUTER JOIN t2`, `t1 INNER JOIN (t2 JOIN t3)`), as the BNF's optional
+/// `<join_specification>` allows.
+fn inner_join_condition(j: &datafusion::sql::sqlparser::ast::Join) -> Res<()> {
+    match (&j.join_operator, &j.relation) {
+        (JoinOperator::Inner(_), TableFactor::NestedJoin { .. }) => Ok(()),
+        (JoinOperator::Inner(_), r) => Err(err(
+            "INNER JOIN needs a join condition: add ON … or USING (…), or write NATURAL JOIN",
+            r.span(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -1,9 +1,11 @@
 //! `vostok adql check` and `vostok adql explain`: the ADQL front end without an HTTP server.
 //!
-//! `check` validates ADQL text as this server would (grammar, ADQL-only rules, known
-//! functions and their use) without any table metadata, so unknown tables and columns are not
-//! errors there; with `--data-dir` it also plans the query against the catalogs of that data
-//! folder, which checks names and types. `explain` plans the query against the catalogs and
+//! `check` validates ADQL text as this server would (grammar, ADQL-only rules, functions and
+//! their use) without any table metadata, so unknown tables and columns are not errors there,
+//! nor is a call of an undeclared function with a prefixed name (`ivo_foo(…)`: a user-defined
+//! function of some service) unless `--udf` declares the functions; with `--data-dir` it also
+//! plans the query against the catalogs of that data folder, which checks names, types and
+//! functions as the server does. `explain` plans the query against the catalogs and
 //! prints the optimised logical plan, the physical plan, and for every HATS scan the HEALPix
 //! ranges its spatial predicates prune to.
 
@@ -60,8 +62,11 @@ fn engine_of(config: &Config) -> anyhow::Result<(tokio::runtime::Runtime, Engine
 
 /// `vostok adql check`: prints `ok` (exit 0) or the error with its position (exit 1).
 pub fn check(text: &str, udfs: &[String], config: Option<Config>) -> anyhow::Result<bool> {
+    // Without table metadata this is a check of the grammar: a prefixed function name the
+    // caller did not declare may be a user-defined function of the service it is meant for.
     let opts = adql::Options {
         extra_functions: udfs.iter().map(|u| udf_name(u)).collect(),
+        accept_undeclared_udfs: config.is_none() && udfs.is_empty(),
     };
     let result = match config {
         None => adql::parse_with(text, &opts).map(|_| ()),

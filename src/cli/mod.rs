@@ -221,12 +221,15 @@ enum UserCommand {
 #[derive(Subcommand)]
 enum AdqlCommand {
     /// Validate ADQL read from FILE (or stdin): prints `ok` (exit 0) or the error with its line
-    /// and column (exit 1). Without --data-dir, tables and columns are not checked.
+    /// and column (exit 1). Without --data-dir, tables and columns are not checked, and a
+    /// prefixed function name (`ivo_foo(…)`) is taken for a user-defined function unless
+    /// --udf declares the functions.
     Check {
         /// File holding the query (default or `-`: stdin).
         file: Option<PathBuf>,
-        /// Also accept this user-defined function (a name, or a TAPRegExt form
-        /// `name(arg TYPE, …) -> TYPE`); repeatable.
+        /// Declare a user-defined function (a name, or a TAPRegExt form
+        /// `name(arg TYPE, …) -> TYPE`); repeatable. Once one is declared, other functions
+        /// than ADQL's, vostok's and the declared ones are refused.
         #[arg(long)]
         udf: Vec<String>,
         /// Also check table and column names against the catalogs of this data folder.

@@ -44,6 +44,8 @@ fn session_config() -> SessionConfig {
         .options_mut()
         .optimizer
         .enable_join_dynamic_filter_pushdown = false;
+    // Source spans in the plan let adql point at the column a planning error is about.
+    session.options_mut().sql_parser.collect_spans = true;
     session
 }
 

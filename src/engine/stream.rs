@@ -94,6 +94,14 @@ impl Engine {
         lane: Lane,
         place: Option<SyncPlace>,
     ) -> Result<ResultStream, QueryError> {
+        // The ADQL text, to locate what an error names in it.
+        let query = req
+            .info
+            .infos
+            .iter()
+            .find(|i| i.name == "QUERY")
+            .map(|i| i.value.clone());
+        let located = |m: &str| failure_in(m, query.as_deref());
         let schema: SchemaRef = req
             .schema
             .clone()
@@ -110,7 +118,7 @@ impl Engine {
             .spawn(async move { ctx.state().create_physical_plan(&limited).await })
             .await
             .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
-            .map_err(|e| failure(&e.strip_backtrace()))?;
+            .map_err(|e| located(&e.strip_backtrace()))?;
         let fast = lane == Lane::Auto && self.is_light(&physical);
         let heavy = if fast {
             None
@@ -144,7 +152,7 @@ impl Engine {
             None => rx.recv().await,
         };
         if let Some(Item::Error(msg)) = &first {
-            return Err(failure(msg));
+            return Err(located(msg));
         }
         let mut encoder =
             Encoder::new(req.format, schema, &req.info).map_err(QueryError::Invalid)?;
@@ -375,6 +383,16 @@ async fn timed<T>(
             .await
             .map_err(|_| l.message.clone()),
         None => Ok(fut.await),
+    }
+}
+
+/// [`failure`], located in the ADQL text `query` when the message names something in it.
+fn failure_in(message: &str, query: Option<&str>) -> QueryError {
+    match (failure(message), query) {
+        (QueryError::Invalid(_), Some(q)) if !message.contains("Resources exhausted") => {
+            QueryError::Invalid(adql::humanise_in(q, message))
+        }
+        (other, _) => other,
     }
 }
 

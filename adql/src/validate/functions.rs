@@ -159,8 +159,8 @@ const SIGNATURES: &[Signature] = {
         // Mathematical and trigonometric functions.
         Signature::new(
             &[
-                "abs", "ceiling", "degrees", "exp", "log", "log10", "radians", "sqrt", "acos",
-                "asin", "atan", "cos", "cot", "sin", "tan",
+                "abs", "ceiling", "degrees", "exp", "floor", "log", "log10", "radians", "sqrt",
+                "acos", "asin", "atan", "cos", "cot", "sin", "tan",
             ],
             &[Numeric],
             NUM,
@@ -287,25 +287,45 @@ impl Validator<'_> {
         Ok(None)
     }
 
-    /// A user-defined function: one vostok registers or one the caller declared; its
-    /// arguments are any values.
+    /// A user-defined function: one vostok registers or one the caller declared (or, in a
+    /// check of the grammar alone, any prefixed name); its arguments are any values.
     fn user_function(&self, f: &Function, name: &str, exprs: &[&Expr], span: Span) -> Res<Kind> {
-        if !self.udfs.contains(&name) && !self.extra_functions.contains(name) {
+        let known = self.udfs.contains(&name) || self.extra_functions.contains(name);
+        if !(known || self.undeclared_udfs && is_udf_name(name)) {
             return Err(AdqlError {
                 kind: ErrorKind::Semantic,
-                ..err(
-                    format!(
-                        "unknown function '{}': this service does not define it (see the user-defined functions in /tap/capabilities)",
-                        f.name
-                    ),
-                    span,
-                )
+                ..err(self.unknown_function(&f.name.to_string(), name), span)
             });
         }
         for x in exprs {
             self.value(x)?;
         }
         Ok(Kind::Any)
+    }
+
+    /// The message for a function neither ADQL nor the service defines, with the nearest
+    /// name of one that exists.
+    fn unknown_function(&self, written: &str, name: &str) -> String {
+        let known = SIGNATURES
+            .iter()
+            .flat_map(|s| s.names.iter().copied())
+            .chain(self.udfs.iter().copied())
+            .chain(self.extra_functions.iter().map(String::as_str));
+        match crate::messages::nearest(name, known) {
+            Some(g) if g.starts_with("ivo_") || g.starts_with("gavo_") => {
+                format!("unknown function '{written}': did you mean {g}?")
+            }
+            Some(g) => format!(
+                "unknown function '{written}': did you mean {}?",
+                g.to_ascii_uppercase()
+            ),
+            None if self.undeclared_udfs && !is_udf_name(name) => format!(
+                "unknown function '{written}': ADQL has no such function, and the name of a user-defined function has a prefix (ivo_…)"
+            ),
+            None => format!(
+                "unknown function '{written}': neither ADQL nor this service defines it (its user-defined functions are listed in /tap/capabilities)"
+            ),
+        }
     }
 
     /// `POINT([coordsys,] longitude, latitude)`.
@@ -521,6 +541,21 @@ fn arity(upper: &str, lo: usize, hi: usize, n: usize, span: Span) -> Res<()> {
     Ok(())
 }
 
+/// Whether `name` can name a user-defined function of some service: a regular identifier
+/// that is no reserved word, with a prefix (`ivo_healpix_index`, `ESO_INTERSECTION`), as
+/// lyonetia's DaCHS records have it (`ivo_foo(6)` parses, `TAN2(x)` does not).
+fn is_udf_name(name: &str) -> bool {
+    match name.split_once('_') {
+        Some((prefix, rest)) => {
+            !prefix.is_empty()
+                && !rest.is_empty()
+                && prefix.chars().all(|c| c.is_ascii_alphanumeric())
+                && !super::is_reserved(name)
+        }
+        None => false,
+    }
+}
+
 /// Geometry constructor arguments without an optional leading coordinate-system literal.
 fn without_coord_sys<'a, 'e>(args: &'a [&'e Expr]) -> &'a [&'e Expr] {
     match args.split_first() {
@@ -573,6 +608,7 @@ mod tests {
     fn error(query: &str, udfs: &[&str]) -> Option<(ErrorKind, String, u64, u64)> {
         let opts = crate::Options {
             extra_functions: udfs.iter().map(|u| u.to_string()).collect(),
+            ..Default::default()
         };
         crate::parse_with(query, &opts).err().map(|e| {
             (
@@ -681,7 +717,7 @@ mod tests {
             error("SELECT Frobnicate(1) FROM t", &["myudf"]),
             Some((
                 ErrorKind::Semantic,
-                "unknown function 'Frobnicate': this service does not define it (see the user-defined functions in /tap/capabilities)".to_string(),
+                "unknown function 'Frobnicate': neither ADQL nor this service defines it (its user-defined functions are listed in /tap/capabilities)".to_string(),
                 1,
                 8
             ))
