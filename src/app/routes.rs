@@ -1,12 +1,18 @@
 //! The HTTP server: every protocol's routes, the handles each is given as application data,
-//! and the middleware every response goes through (CORS, `Server`, the access log).
+//! and the middleware every response goes through (`HEAD` as `GET` without the body, CORS
+//! with its preflight `OPTIONS`, `Server`, the access log).
 
 use actix_cors::Cors;
-use actix_web::{web, App, HttpServer};
+use actix_web::body::{BodySize, BodyStream, BoxBody, MessageBody, SizedStream};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, App, HttpMessage, HttpServer};
 use anyhow::Context;
 
 use super::state::State;
 use super::Config;
+use crate::dali::http::HeadRequest;
 use crate::protocols;
 
 /// Runs the server until interrupted.
@@ -35,6 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let storage = web::Data::new(state.storage);
         let engine = web::Data::from(state.engine);
         let obscore = web::Data::new(state.obscore);
+        let checksums = web::Data::new(state.checksums);
         let jobs = web::Data::from(state.jobs);
         let identity = web::Data::from(state.identity);
         let tap = web::Data::from(state.tap);
@@ -46,12 +53,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(storage.clone())
                 .app_data(engine.clone())
                 .app_data(obscore.clone())
+                .app_data(checksums.clone())
                 .app_data(jobs.clone())
                 .app_data(identity.clone())
                 .app_data(tap.clone())
                 .app_data(vospace.clone())
                 .app_data(previews.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                // Innermost: the routes see a HEAD request as the GET it mirrors.
+                .wrap(actix_web::middleware::from_fn(head_as_get))
                 .wrap(Cors::permissive().max_age(3600))
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
@@ -91,6 +101,40 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     heavy_rt.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(locks);
     Ok(())
+}
+
+/// `HEAD` on any resource (RFC 9110 §9.3.2): the request goes to the resource's `GET`
+/// handler, marked [`HeadRequest`] so that a handler able to skip the body's work does, and
+/// the answer keeps the `GET`'s status and headers (`Content-Length` too) without the body,
+/// whose production stops (a query behind it is cancelled). One rule for every route: no
+/// route declares `HEAD` itself.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(HeadRequest);
+    }
+    let res = next.call(req).await?;
+    Ok(res.map_body(|_, body| {
+        if head {
+            without_body(body.size())
+        } else {
+            body.boxed()
+        }
+    }))
+}
+
+/// An empty body that declares `size`: the length header of the body it stands for.
+fn without_body(size: BodySize) -> BoxBody {
+    let empty = || futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    match size {
+        BodySize::Sized(n) => BoxBody::new(SizedStream::new(n, empty())),
+        BodySize::Stream => BoxBody::new(BodyStream::new(empty())),
+        BodySize::None => BoxBody::new(actix_web::body::None::new()),
+    }
 }
 
 /// A request as the access log shows it (`METHOD path?query HTTP/version`), with the

@@ -13,7 +13,7 @@ use super::Config;
 use crate::dali::Service;
 use crate::engine::{self, Engine, Runtimes};
 use crate::identity::Identity;
-use crate::products::{self, Obscore};
+use crate::products::{self, Checksums, Obscore};
 use crate::protocols::datalink::Previews;
 use crate::protocols::tap::jobs::TapExecutor;
 use crate::protocols::tap::Tap;
@@ -57,6 +57,8 @@ pub struct State {
     pub engine: Arc<Engine>,
     /// What the product services know of ObsCore.
     pub obscore: Obscore,
+    /// The stored products' MD5s (downloads' `Digest`).
+    pub checksums: Checksums,
     /// The job service (TAP queries, VOSpace transfers).
     pub jobs: Arc<Jobs>,
     /// Who is calling.
@@ -126,6 +128,7 @@ impl State {
             query_rt.block_on(open_engine(config, runtimes, Missing::Create, config.demo))?;
         let engine = Arc::new(engine);
         let obscore = query_rt.block_on(Obscore::load(&engine));
+        let checksums = query_rt.block_on(Checksums::load(&storage));
         let service = config.service();
 
         let uws_db = config.uws_database()?;
@@ -193,6 +196,7 @@ impl State {
             storage,
             engine,
             obscore,
+            checksums,
             jobs,
             identity,
             tap,

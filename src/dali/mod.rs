@@ -2,13 +2,15 @@
 //! ([`params`]), errors as VOTable error documents ([`error`]), MAXREC and RESPONSEFORMAT,
 //! the streamed result response ([`respond`]), VOSI availability and tables ([`vosi`]),
 //! capabilities declared as data and rendered once ([`capabilities`]), the UWS binding of
-//! asynchronous jobs ([`uws`]), and what the service says about itself ([`Service`]).
+//! asynchronous jobs ([`uws`]), HTTP around them (`HEAD`, `Digest`, storage failures:
+//! [`http`]), and what the service says about itself ([`Service`]).
 //!
 //! Uses the engine and the caller's identity; knows no protocol.
 
 pub mod capabilities;
 pub mod error;
 pub mod examples;
+pub mod http;
 pub mod params;
 pub mod range;
 pub mod uws;

@@ -58,7 +58,7 @@ pub async fn decompressed(
             header::CONTENT_DISPOSITION,
             format!("inline; filename=\"{filename}\""),
         ));
-    if req.method() == actix_web::http::Method::HEAD {
+    if crate::dali::http::is_head(req) {
         return resp.finish();
     }
     let got = match storage.store.get_opts(path, GetOptions::default()).await {

@@ -8,6 +8,7 @@ pub mod gunzip;
 pub mod query;
 pub mod table;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use catalogs::HatsTable;
@@ -35,6 +36,42 @@ impl Obscore {
                 None
             },
         }
+    }
+}
+
+/// The MD5 of every stored product as ingest recorded it (application data), for the
+/// `Digest` header of downloads.
+#[derive(Debug, Clone, Default)]
+pub struct Checksums {
+    /// Path below `products/` → (MD5 hex, size in bytes).
+    by_path: HashMap<String, (String, u64)>,
+}
+
+impl Checksums {
+    /// Reads the checksums of every collection; none when they cannot be read (downloads
+    /// then go without `Digest`).
+    pub async fn load(storage: &storage::Storage) -> Checksums {
+        match crate::publish::products::checksums(storage).await {
+            Ok(all) => Checksums {
+                by_path: all
+                    .into_iter()
+                    .map(|(rel, md5, size)| (rel, (md5, size)))
+                    .collect(),
+            },
+            Err(e) => {
+                tracing::warn!("product checksums not read (downloads go without Digest): {e}");
+                Checksums::default()
+            }
+        }
+    }
+
+    /// The MD5 (hex) of the product at `rel` (below `products/`), when it was recorded for a
+    /// file of `size` bytes (a file replaced since has none).
+    pub fn md5(&self, rel: &str, size: u64) -> Option<&str> {
+        self.by_path
+            .get(rel)
+            .filter(|(_, s)| *s == size)
+            .map(|(m, _)| m.as_str())
     }
 }
 

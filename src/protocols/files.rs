@@ -2,7 +2,9 @@
 //! storage, byte for byte as ingested, with HTTP range requests (RFC 9110 §14) so that large
 //! downloads resume: `Range: bytes=a-b`, `bytes=a-` and `bytes=-n` give 206 with
 //! `Content-Range`; a range past the end gives 416; `If-Range` with a stale validator, several
-//! ranges, or a malformed header give the whole file (200), as the RFC allows.
+//! ranges, or a malformed header give the whole file (200), as the RFC allows. The file's
+//! MD5, recorded at ingest, is sent as `Digest: md5=…` (RFC 3230). A path that names no
+//! file (a folder, a path below a file) is a 404; only an unreachable store is a 503.
 //! A stored `x.fits.gz` is sent as FITS (`crate::products::gunzip`).
 
 use actix_web::http::header;
@@ -11,14 +13,14 @@ use futures::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use storage::Storage;
 
+use crate::dali::http::{digest, is_head, storage_failure};
 use crate::dali::range::{parse_range, Ranged};
-use crate::products::{media, product_path};
+use crate::products::{media, product_path, Checksums};
 use crate::publish::products::PRODUCTS;
 
-/// Registers the download route.
+/// Registers the download route (`HEAD` is answered by the same handler).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/data/{tail:.*}", web::get().to(download))
-        .route("/data/{tail:.*}", web::head().to(download));
+    cfg.route("/data/{tail:.*}", web::get().to(download));
 }
 
 fn not_found(msg: String) -> HttpResponse {
@@ -27,7 +29,11 @@ fn not_found(msg: String) -> HttpResponse {
         .body(msg)
 }
 
-async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse {
+async fn download(
+    storage: web::Data<Storage>,
+    checksums: web::Data<Checksums>,
+    req: HttpRequest,
+) -> HttpResponse {
     let tail = req.match_info().query("tail").to_string();
     let Some(rel) = product_path(&tail) else {
         return not_found(format!("no such file: /data/{tail}"));
@@ -35,15 +41,7 @@ async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse
     let path = storage.path(&format!("{PRODUCTS}/{rel}"));
     let meta = match storage.store.head(&path).await {
         Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => {
-            return not_found(format!("no such file: /data/{tail}"))
-        }
-        Err(e) => {
-            tracing::error!("head {path}: {e}");
-            return HttpResponse::ServiceUnavailable()
-                .content_type("text/plain; charset=utf-8")
-                .body("the storage is not available");
-        }
+        Err(e) => return storage_failure(&format!("/data/{tail}"), &e),
     };
     let size = meta.size;
     // A strong validator from the store's ETag (or size and time when it has none).
@@ -114,11 +112,16 @@ async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse
         resp.insert_header((header::CONTENT_ENCODING, "gzip"))
             .insert_header((header::VARY, "Accept-Encoding"));
     }
+    // The digest of the whole stored file (gzip-encoded as sent, when it is), on a part too
+    // (RFC 3230: the instance's digest).
+    if let Some(d) = checksums.md5(&rel, size).and_then(digest) {
+        resp.insert_header(d);
+    }
     let (start, len) = match &ranged {
         Ranged::Part(r) => (r.start, r.end - r.start),
         _ => (0, size),
     };
-    if req.method() == actix_web::http::Method::HEAD {
+    if is_head(&req) {
         // A sized, empty body: actix then sends the Content-Length a GET would have, and no
         // body for HEAD.
         return resp.no_chunking(len).streaming(futures::stream::empty::<
@@ -134,12 +137,7 @@ async fn download(storage: web::Data<Storage>, req: HttpRequest) -> HttpResponse
     };
     let got = match storage.store.get_opts(&path, opts).await {
         Ok(g) => g,
-        Err(e) => {
-            tracing::error!("get {path}: {e}");
-            return HttpResponse::ServiceUnavailable()
-                .content_type("text/plain; charset=utf-8")
-                .body("the storage is not available");
-        }
+        Err(e) => return storage_failure(&format!("/data/{tail}"), &e),
     };
     let _ = start;
     let body = got

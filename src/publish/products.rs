@@ -7,6 +7,7 @@
 //! products/<collection>/<path>                  the files, byte for byte as ingested
 //! products/_index/<collection>/obscore.parquet  the collection's ObsCore records
 //! products/_index/<collection>/headers.parquet  its header cards
+//! products/_index/<collection>/md5.tsv          each stored file's MD5, size and path
 //! catalogs/ivoa.obscore/                        HATS table rebuilt from every collection's index
 //! catalogs/archive.fits_headers/                same, for the header cards
 //! ```
@@ -36,6 +37,9 @@ const INDEX: &str = "products/_index";
 pub const OBSCORE_ROOT: &str = "catalogs/ivoa.obscore";
 /// The published header archive.
 pub const HEADERS_ROOT: &str = "catalogs/archive.fits_headers";
+/// Each collection's checksums (in its index folder): one line per stored file,
+/// `<md5 hex>\t<size>\t<path in the collection>`.
+const CHECKSUMS: &str = "md5.tsv";
 
 /// File names taken as FITS.
 pub fn is_fits_name(name: &str) -> bool {
@@ -139,6 +143,7 @@ pub async fn ingest_products(
     let mut summary = ProductSummary::default();
     let mut records = Vec::new();
     let mut headers = Vec::new();
+    let mut checksums = String::new();
     for o in &objects {
         let rel: Vec<String> = o
             .location
@@ -184,6 +189,10 @@ pub async fn ingest_products(
                     )
                     .await
                     .with_context(|| format!("storing {rel}"))?;
+                // Paths with control characters are never served (products::product_path).
+                if !rel.chars().any(char::is_control) {
+                    checksums.push_str(&format!("{}\t{}\t{rel}\n", md5_hex(&bytes), bytes.len()));
+                }
                 for w in d.warnings {
                     // The mapping names the file itself.
                     let w = w
@@ -208,6 +217,12 @@ pub async fn ingest_products(
     // The index is written last: a collection counts as ingested only when it is complete.
     storage
         .put(
+            &storage.path(&format!("{INDEX}/{collection}/{CHECKSUMS}")),
+            checksums.into_bytes(),
+        )
+        .await?;
+    storage
+        .put(
             &storage.path(&format!("{INDEX}/{collection}/headers.parquet")),
             to_parquet(&hdr)?,
         )
@@ -220,6 +235,47 @@ pub async fn ingest_products(
         .await?;
     summary.unpositioned = rebuild_tables(storage).await?;
     Ok(summary)
+}
+
+/// The MD5 of `bytes`, in hex.
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every stored product's (path below `products/`, MD5 hex, size), as ingest recorded them.
+/// Collections ingested before checksums were recorded have none.
+pub async fn checksums(storage: &Storage) -> anyhow::Result<Vec<(String, String, u64)>> {
+    let base = storage.path(INDEX);
+    let all: Vec<object_store::ObjectMeta> = storage.store.list(Some(&base)).try_collect().await?;
+    let mut out = Vec::new();
+    for o in all
+        .iter()
+        .filter(|o| o.location.filename() == Some(CHECKSUMS))
+    {
+        // products/_index/<collection>/md5.tsv
+        let parts: Vec<_> = o.location.parts().collect();
+        let Some(collection) = parts.len().checked_sub(2).and_then(|i| parts.get(i)) else {
+            continue;
+        };
+        let text = storage.get(&o.location).await?;
+        for line in String::from_utf8_lossy(&text).lines() {
+            let mut f = line.splitn(3, '\t');
+            if let (Some(md5), Some(Ok(size)), Some(rel)) =
+                (f.next(), f.next().map(str::parse::<u64>), f.next())
+            {
+                out.push((
+                    format!("{}/{rel}", collection.as_ref()),
+                    md5.to_string(),
+                    size,
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn to_parquet(batch: &RecordBatch) -> anyhow::Result<Vec<u8>> {

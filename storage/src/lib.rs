@@ -21,6 +21,80 @@ pub enum Error {
     Store(#[from] object_store::Error),
 }
 
+/// What a failed storage operation means for whoever asked for the object, so that a caller
+/// can answer with the right HTTP status (404, 403, 503 or 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// There is no such object: absent, a "folder", a path below a file, a path that cannot
+    /// name an object.
+    NotFound,
+    /// The store refuses the server access to it (file permissions, bucket policy,
+    /// credentials).
+    Denied,
+    /// The store could not be reached or did not answer in time: worth retrying.
+    Transient,
+    /// Anything else: a fault of the server or of its storage.
+    Broken,
+}
+
+impl Failure {
+    /// What `e` means (see [`Failure`]). A remote store's generic error (a 5xx after its
+    /// retries, a timeout, a connection that failed) is transient; a local file system's is
+    /// read from the `io::Error` behind it.
+    pub fn of(e: &object_store::Error) -> Failure {
+        use object_store::Error as E;
+        match e {
+            E::NotFound { .. } | E::InvalidPath { .. } => Failure::NotFound,
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Failure::Denied,
+            E::Generic { store, .. } => match io_kind(e) {
+                Some(kind) => Failure::of_io(kind),
+                None if *store == "LocalFileSystem" => Failure::Broken,
+                None => Failure::Transient,
+            },
+            _ => Failure::Broken,
+        }
+    }
+
+    /// What an I/O error of this kind means.
+    pub fn of_io(kind: std::io::ErrorKind) -> Failure {
+        use std::io::ErrorKind as K;
+        match kind {
+            // A path through a file ("x.fits/properties") names nothing, as does a name the
+            // file system cannot hold.
+            K::NotFound | K::NotADirectory | K::IsADirectory | K::InvalidFilename => {
+                Failure::NotFound
+            }
+            K::PermissionDenied => Failure::Denied,
+            K::TimedOut
+            | K::Interrupted
+            | K::WouldBlock
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::ResourceBusy
+            | K::StaleNetworkFileHandle => Failure::Transient,
+            _ => Failure::Broken,
+        }
+    }
+}
+
+/// The kind of the first `io::Error` in `e`'s chain of sources.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Whether [`Storage::open`] may create a missing local folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
@@ -195,6 +269,57 @@ mod tests {
         assert!(dir.path().join("a/b/c.txt").is_file());
         assert_eq!(s.delete_prefix("a").await.unwrap(), 1);
         assert!(!s.exists(&p).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn failures_say_what_a_caller_should_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::local(dir.path(), Missing::Refuse).unwrap();
+        s.put(&s.path("a/file.fits"), b"x".to_vec()).await.unwrap();
+        let head = |rel: &str| {
+            let p = s.path(rel);
+            let store = s.store.clone();
+            async move { store.head(&p).await.unwrap_err() }
+        };
+        // Absent, a folder, and a path through a file (what Aladin asks for: x.fits/properties).
+        for rel in [
+            "a/none.fits",
+            "a",
+            "a/file.fits/properties",
+            "a/file.fits/x/y",
+        ] {
+            let e = head(rel).await;
+            assert_eq!(Failure::of(&e), Failure::NotFound, "{rel}: {e}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let locked = dir.path().join("locked");
+            std::fs::create_dir(&locked).unwrap();
+            std::fs::write(locked.join("f"), b"x").unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+            // root reads whatever the permissions say: only check where they hold.
+            if std::fs::read(locked.join("f")).is_err() {
+                let e = s.store.get(&s.path("locked/f")).await.unwrap_err();
+                assert_eq!(Failure::of(&e), Failure::Denied, "{e}");
+            }
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let remote = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
+        assert_eq!(Failure::of(&remote), Failure::Transient);
+        let timeout = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        };
+        assert_eq!(Failure::of(&timeout), Failure::Transient);
+        let disk = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::other("input/output error")),
+        };
+        assert_eq!(Failure::of(&disk), Failure::Broken);
     }
 
     #[test]

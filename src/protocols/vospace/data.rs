@@ -1,6 +1,11 @@
 //! The bytes: `/vospace/data/{id}` (a negotiated transfer's endpoint, authorised by its
 //! unguessable id for `transfer_lifetime` seconds) and `/vospace/files/{path}` (the
 //! `files-proto` endpoint the `vos` client reads from, for a caller who may read the node).
+//!
+//! The bytes' MD5, computed while they stream in, comes back as `Digest: md5=…` (RFC 3230)
+//! on the upload's answer and on every download: the `vos` client checks an upload above
+//! 5 MiB by it, and a download against it. An upload may declare its MD5 by `Content-MD5` or
+//! `Digest: md5=…`; bytes that do not match are refused and the previous content stays.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,6 +17,7 @@ use vospace::{Access, VoStore};
 
 use super::transfers::record;
 use super::{fault, node_path, VoSpace};
+use crate::dali::http::{declared_md5, digest, is_head};
 use crate::dali::range::{parse_range, Ranged};
 use crate::identity;
 
@@ -63,7 +69,7 @@ pub async fn put_data(
         let (rec, node_path) = data_transfer(&vs, &path, Direction::PushToVoSpace).await?;
         let owner = store.user(&rec.owner).await?;
         let quota = owner.as_ref().and_then(|u| u.quota_bytes);
-        let md5 = match req
+        let content_md5 = match req
             .headers()
             .get("Content-MD5")
             .and_then(|v| v.to_str().ok())
@@ -76,6 +82,15 @@ pub async fn put_data(
                     .map_err(|_| Fault::InvalidArgument("Content-MD5 is not base64".into()))?;
                 Some(raw.iter().map(|b| format!("{b:02x}")).collect::<String>())
             }
+        };
+        let digest_md5 = declared_md5(&req).map_err(Fault::InvalidArgument)?;
+        let md5 = match (content_md5, digest_md5) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Fault::InvalidArgument(format!(
+                    "Content-MD5 ({a}) and Digest ({b}) declare different contents"
+                )))
+            }
+            (a, b) => a.or(b),
         };
         let length = req
             .headers()
@@ -100,14 +115,14 @@ pub async fn put_data(
                 quota,
             )
             .await?;
-        Ok::<_, Fault>(
-            HttpResponse::Created()
-                .insert_header((
-                    header::ETAG,
-                    format!("\"{}\"", node.md5.unwrap_or_default()),
-                ))
-                .finish(),
-        )
+        let mut resp = HttpResponse::Created();
+        if let Some(m) = &node.md5 {
+            resp.insert_header((header::ETAG, format!("\"{m}\"")));
+            if let Some(d) = digest(m) {
+                resp.insert_header(d);
+            }
+        }
+        Ok::<_, Fault>(resp.finish())
     };
     inner.await.unwrap_or_else(fault)
 }
@@ -213,8 +228,13 @@ async fn serve_data(
         ));
     if let Some(m) = &read.node.md5 {
         resp.insert_header((header::ETAG, format!("\"{m}\"")));
+        // The digest of the whole node, on a part too (RFC 3230: the instance's digest; the
+        // vos client checks a resumed download against it).
+        if let Some(d) = digest(m) {
+            resp.insert_header(d);
+        }
     }
-    if req.method() == actix_web::http::Method::HEAD {
+    if is_head(req) {
         return Ok(resp.no_chunking(len).streaming(futures::stream::empty::<
             Result<bytes::Bytes, actix_web::Error>,
         >()));

@@ -103,9 +103,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(transfers::create_transfer),
         )
         .route("/vospace/files{tail:/.*}", web::get().to(data::get_file))
-        .route("/vospace/files{tail:/.*}", web::head().to(data::get_file))
         .route("/vospace/data/{id}", web::get().to(data::get_data))
-        .route("/vospace/data/{id}", web::head().to(data::get_data))
         .route("/vospace/data/{id}", web::put().to(data::put_data));
     dali::uws::routes(cfg, &transfers::BINDING);
 }
