@@ -63,7 +63,7 @@ values are compared with a tolerance derived from their magnitude, and they neve
 where a rounding difference could flip a result (predicates, GROUP BY, DISTINCT, set
 operations, ORDER BY, join keys, FLOOR/ROUND/…). Functions are different: ADQL 2.1
 Table 1 gives them DOUBLE arguments and results, so SQRT(pmra) must be the double square
-root; vostok's 32-bit functions are a deviation (SWITCHED_OFF real_args_to_double_math).
+root (feature real_args_to_double_math).
 SUM/AVG over doubles get a tolerance for the summation order. Everything else is
 expected to agree to 1e-9 relative / 1e-12 absolute. Values that are bit-identical in
 both engines (IEEE double + - * /, the same libm) are what predicates are made of.
@@ -221,36 +221,10 @@ class Broken:
 # Features switched off because vostok fails them today. Each entry: the minimal failing
 # query, the rows it should give, what vostok does instead. test_differential.py runs each
 # as an xfail(strict) test: when vostok is fixed it XPASSes (a failure) — then delete the
-# entry here and the generator uses the feature again.
+# entry here and the generator uses the feature again. Empty: the 19 shapes once listed here
+# are fixed, and each is a regression test with its answer (test_differential.REGRESSIONS).
 SWITCHED_OFF: dict[str, Broken] = {
     b.feature: b for b in [
-        Broken(
-            "narrow_int_overflow",
-            "SELECT sn * sn * sn AS c FROM hipparcos.hip2 WHERE hip = 52538",
-            [(1520875,)],
-            "13547: SMALLINT * SMALLINT is computed in 16 bits and silently wraps around "
-            "(115^3 = 1520875 = 13547 mod 65536); INTEGER * INTEGER wraps in 32 bits the same "
-            "way (SELECT hip * hip * hip … WHERE hip = 120082 gives -1308962104)",
-            "SQL-92 6.12: the precision of a product is implementation-defined but the value is "
-            "the product; a result the type cannot hold is the exception 'numeric value out of "
-            "range' (22003). A wrapped value is never right: promote (e.g. to BIGINT) or fail."),
-        Broken(
-            "intersect_all",
-            "SELECT sn FROM hipparcos.hip2 WHERE hip <= 10 "
-            "INTERSECT ALL SELECT sn FROM hipparcos.hip2 WHERE hip BETWEEN 11 AND 12",
-            [(5,), (5,)],
-            "nine rows of 5: every left row that has a partner on the right is kept (a semi-join), "
-            "not min(9, 2) = 2 copies",
-            "ADQL 2.1 §4.6.5: INTERSECT ALL keeps duplicates — SQL-92 7.10: a row that is m times in "
-            "the left and n times in the right operand is min(m, n) times in the result."),
-        Broken(
-            "except_all",
-            "SELECT sn FROM hipparcos.hip2 WHERE hip <= 10 "
-            "EXCEPT ALL SELECT sn FROM hipparcos.hip2 WHERE hip BETWEEN 11 AND 12",
-            [(5,)] * 7 + [(75,)],
-            "refused (HTTP 400, 'EXCEPT ALL is not supported by this service yet'): DataFusion 55 "
-            "computes it as an anti-join, giving only (75) instead of 9 - 2 = 7 copies of 5 and 75",
-            "ADQL 2.1 §4.6.5: EXCEPT ALL keeps duplicates — SQL-92 7.10: max(m - n, 0) copies."),
         Broken(
             "alias_shadows_column",
             "SELECT t.sn AS hip FROM hipparcos.hip2 AS t WHERE t.hip < 3 ORDER BY t.hip",
@@ -260,47 +234,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "SQL-92 (ADQL 2.1 defers to it): an output alias names a result column; t.hip "
             "qualified by the table alias is the table's column, not ambiguous (ordered rows: "
             "hip 1 has sn 5, hip 2 has sn 75)."),
-        Broken(
-            "case_mixed_types",
-            "SELECT CASE WHEN hip = 1 THEN sn ELSE hip END AS c FROM hipparcos.hip2 WHERE hip = 1",
-            [(5,)],
-            "HTTP 200, FIELD datatype=\"short\", then no row and QUERY_STATUS ERROR 'record batch "
-            "does not match the writer's schema: column \"c\" is Int32, expected Int16' (the FIELD "
-            "takes the first branch's type, the data has the common type; likewise CASE … THEN pmra "
-            "ELSE ra END: 'Float64, expected Float32')",
-            "SQL-92 6.9 <case expression>: the result type is the union type of the results "
-            "(here INTEGER); ADQL 2.1 defers to SQL-92. (CASE is not in the ADQL 2.1 grammar, but "
-            "vostok accepts it, and then must not fail after HTTP 200.)"),
-        Broken(
-            "correlated_not_in",
-            "SELECT t.hip FROM hipparcos.hip2 AS t WHERE t.hip < 5 AND "
-            "t.sn NOT IN (SELECT s.sn FROM hipparcos.hip2 AS s WHERE s.hip = t.hip + 1)",
-            [(1,), (2,)],
-            "HTTP 400 'Error during planning: null_aware anti join only supports single column "
-            "join key, got 2 columns'",
-            "ADQL 2.1 <in_predicate> takes any <table_subquery>, correlated or not (SQL-92 8.4)."),
-        Broken(
-            "in_subquery_null_in_or",
-            "SELECT a.hip FROM hipparcos.hip2 AS a LEFT JOIN hipparcos.hip2 AS b ON b.hip = a.hip + 1000000 "
-            "WHERE a.hip < 3 AND (b.sn NOT IN (SELECT s.sn FROM hipparcos.hip2 AS s) OR a.hip > 5)",
-            [],
-            "rows 1 and 2: under OR, NULL NOT IN (non-empty subquery) is taken as TRUE (and x NOT IN "
-            "(a subquery giving a NULL) as TRUE when x is not found). Same with NOT (b.sn > 1 AND "
-            "b.sn IN (SELECT …)), and TAP_SCHEMA: column_name NOT IN (SELECT unit …) OR std > 5 counts "
-            "rows although unit has NULLs. Without OR/NOT around it the same NOT IN is right.",
-            "SQL-92 8.4 / 8.1: x NOT IN (S) is NOT (x = ANY S); with x NULL and S not empty, or with "
-            "no match and a NULL in S, it is UNKNOWN, and UNKNOWN OR FALSE is UNKNOWN: no row."),
-        Broken(
-            "set_in_subquery_in_or",
-            "SELECT hip FROM hipparcos.hip2 WHERE hip < 10 AND (hip IN (SELECT s.sn FROM hipparcos.hip2 "
-            "AS s UNION SELECT u.sn FROM hipparcos.hip2 AS u) OR hip = 3)",
-            [(1,), (3,), (5,), (7,), (9,)],
-            "HTTP 400 'Optimizer rule decorrelate_predicate_subquery failed … Projections require "
-            "unique expression names but the expression \"__correlated_sq_1.sn\" at position 0 and "
-            "… at position 1 have the same name' (also with UNION ALL, INTERSECT; fine when the IN "
-            "is a top-level AND term)",
-            "ADQL 2.1: a <table_subquery> is a <query_expression>, which may be a set operation "
-            "(§4.6), and an <in_predicate> may appear anywhere in a <search_condition>."),
         Broken(
             "like_all_wildcard_null",
             "SELECT COUNT(b.nc) AS n, SUM(b.sn) AS s FROM hipparcos.hip2 AS a RIGHT OUTER JOIN "
@@ -320,44 +253,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "internal name although the items are aliased",
             "Valid ADQL 2.1: two <derived_column>s with distinct <as_clause>s."),
         Broken(
-            "set_mixed_string_types",
-            "SELECT t1.datatype AS v FROM TAP_SCHEMA.columns AS t1 WHERE t1.column_name = 'hip' "
-            "UNION ALL SELECT CAST(h.hip AS VARCHAR) AS v FROM hipparcos.hip2 AS h WHERE h.hip = 1",
-            [("int",), ("1",)],
-            "HTTP 200, FIELD char, then QUERY_STATUS ERROR 'record batch does not match the "
-            "writer's schema: column \"v\" is Utf8View, expected Utf8' (the same for CASE WHEN … "
-            "THEN column_name ELSE CAST(column_index AS VARCHAR) END; fine with the CAST operand first)",
-            "ADQL 2.1 §4.6: both operands' columns are VARCHAR, the same datatype; the result is "
-            "their union."),
-        Broken(
-            "in_list_negative_zero",
-            "SELECT hip FROM hipparcos.hip2 WHERE hip = 1 AND -0.0 * hip IN (0.0, 5.0)",
-            [(1,)],
-            "no row: with two or more values the IN list compares bit patterns, so -0.0 is not "
-            "found (-0.0 * hip = 0.0 and -0.0 * hip IN (0.0) are TRUE). Real queries meet it: "
-            "-(2.0 * std) with std = 0, CEILING(-0.3), -x * 0 …",
-            "SQL-92 8.4: x IN (a, b) is x = a OR x = b, and -0.0 = 0.0 is TRUE (IEEE 754 and SQL "
-            "numeric comparison)."),
-        Broken(
-            "set_folded_column",
-            "SELECT t1.sn * 1 AS v0 FROM hipparcos.hip2 AS t1 WHERE t1.hip = 1 "
-            "UNION SELECT t3.sn * 1 AS v0 FROM hipparcos.hip2 AS t3 WHERE t3.hip = 2",
-            [(5,), (75,)],
-            "HTTP 400 'Internal error: Physical input schema should be the same as the one converted "
-            "from logical input schema. Differences: field metadata at index 0 [v0]: (physical) "
-            "{description, ucd} vs (logical) {}' — x * 1, x / 1, 1 * x, x * COALESCE(1, …), COALESCE(NULL, x), "
-            "-CASE WHEN <constant true> THEN so END are simplified to the column, which brings its "
-            "metadata along (UNION ALL and INTERSECT pass)",
-            "A valid ADQL 2.1 UNION (§4.6)."),
-        Broken(
-            "distinct_negative_zero",
-            "SELECT COUNT(DISTINCT CEILING(v_i)) AS n, COUNT(*) AS m FROM hipparcos.hip2 WHERE hip IN (3, 63)",
-            [(1, 2)],
-            "(2, 2): CEILING(-0.03) = -0.0 and CEILING(0.0) = 0.0 are counted as two values (with "
-            "MIN(hip) instead of COUNT(*) beside it the count is 1; SELECT DISTINCT and GROUP BY "
-            "merge them)",
-            "SQL-92: DISTINCT removes values that are equal; -0.0 = 0.0."),
-        Broken(
             "filter_over_global_aggregate",
             "SELECT d.k FROM (SELECT 5 AS k, COUNT(*) AS c FROM hipparcos.hip2 WHERE hip < 3) AS d "
             "WHERE d.k > 6",
@@ -370,15 +265,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "SQL-92 7.6 <where clause>: the condition is applied to the rows of the derived table "
             "d, which has one row with k = 5; 5 > 6 is FALSE: no row."),
         Broken(
-            "correlated_in_widened",
-            "SELECT t.hip FROM hipparcos.hip2 AS t WHERE t.hip < 5 AND "
-            "t.hip + 0 IN (SELECT s.hip FROM hipparcos.hip2 AS s WHERE s.hip = t.hip)",
-            [(1,), (2,), (3,), (4,)],
-            "HTTP 400 'Optimizer rule decorrelate_predicate_subquery failed … Projections require "
-            "unique expression names but the expression \"CAST(s.hip AS Int64)\" at position 0 and "
-            "\"s.hip\" at position 1 have the same name' (t.hip IN (…) works: same type)",
-            "ADQL 2.1 <in_predicate> with a correlated <table_subquery> (SQL-92 8.4)."),
-        Broken(
             "outer_join_null_side_filter",
             "SELECT t2.sn FROM hipparcos.hip2 AS t1 RIGHT OUTER JOIN hipparcos.hip2 AS t2 "
             "ON t1.hip = t2.hip + 1000000 WHERE t2.hip BETWEEN 20 AND 30 AND (t2.sn < 0 OR t1.sn > 0)",
@@ -389,16 +275,6 @@ SWITCHED_OFF: dict[str, Broken] = {
             "with SELECT t2.dec returns no row instead of all unmatched rows; also NOT (x AND y) and "
             "FULL OUTER JOIN. The same join written as t2 LEFT OUTER JOIN t1 is right",
             "SQL-92 7.6: WHERE keeps the rows whose condition is TRUE; FALSE OR UNKNOWN is UNKNOWN."),
-        Broken(
-            "set_operand_always_empty",
-            "SELECT t1.hpmag * 2 AS v0 FROM hipparcos.hip2 AS t1 WHERE t1.hip < 3 UNION ALL "
-            "SELECT t2.hpmag * 3 AS v0 FROM hipparcos.hip2 AS t2 WHERE t2.hip < 3 UNION "
-            "SELECT t3.plx AS v0 FROM hipparcos.hip2 AS t3 WHERE 1 = 0",
-            [(18.4086,), (18.8034,), (27.6129,), (28.2051,)],
-            "HTTP 400 'Internal error: Physical input schema should be the same as the one converted "
-            "from logical input schema … field metadata' when a set operand is removed for its "
-            "constant-false WHERE (also with TAP_SCHEMA: unit UNION ALL utype UNION xtype … WHERE 1 = 0)",
-            "A valid ADQL 2.1 set operation (§4.6); an empty operand contributes no rows."),
         Broken(
             "using_unqualified",
             "SELECT hip, b.sn FROM hipparcos.hip2 AS a JOIN hipparcos.hip2 AS b USING (hip) "
@@ -1639,7 +1515,7 @@ class Generator:
         conds = []
         correlated = False
         if self.in_or and (ox.null or sx.null):
-            # NULLs under OR / NOT: three-valued logic vostok gets wrong there (SWITCHED_OFF)
+            # NULLs under OR / NOT: three-valued logic (a feature of its own)
             if not self.on("in_subquery_null_in_or"):
                 raise Retry()
             self.use("in_subquery_null_in_or")
@@ -1647,7 +1523,7 @@ class Generator:
                 (not (negate or self.in_not) or self.on("correlated_not_in")):
             okeys = [sc for sc in scope if sc.unique and sc.name == T.key[0] and _family(sc) == fam]
             if okeys and ssc.name == T.key[0] and (ox.df != sx.df or sx.col is None):
-                # x IN (SELECT s.k … WHERE s.k = t.k) with x wider than s.k: see SWITCHED_OFF
+                # x IN (SELECT s.k … WHERE s.k = t.k) with x wider than s.k (a feature of its own)
                 if self.on("correlated_in_widened"):
                     self.use("correlated_in_widened")
                 else:

@@ -16,6 +16,7 @@ pub mod ivo;
 mod messages;
 mod names;
 mod rewrite;
+mod rules;
 pub mod units;
 pub mod validate;
 pub mod xmatch;
@@ -124,6 +125,7 @@ pub fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(units::in_unit_udf());
     xmatch::register(ctx);
+    rules::register(ctx);
 }
 
 /// The user-defined functions vostok registers (lower case), beyond the ADQL built-ins.
@@ -228,7 +230,6 @@ pub async fn plan_with(
     opts: &Options,
 ) -> Result<LogicalPlan, AdqlError> {
     let mut query = parse_with(text, opts)?;
-    rewrite::refuse_unsupported(&mut query)?;
     rewrite::expand_regions(&mut query)?;
     names::resolve(&mut query, state).await;
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));

@@ -8,8 +8,7 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Distinct, Expr, FunctionArg, FunctionArgExpr,
     FunctionArguments, Ident, LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem,
-    SetExpr, SetOperator, SetQuantifier, Spanned, TopQuantity, UnaryOperator, Value, VisitMut,
-    VisitorMut,
+    SetExpr, TopQuantity, UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
@@ -282,51 +281,6 @@ fn limit_operands(e: &mut SetExpr) {
             }));
         }
         _ => {}
-    }
-}
-
-/// Refuses what is valid ADQL but this service cannot answer correctly yet: DataFusion 55
-/// computes INTERSECT ALL as a semi-join and EXCEPT ALL as an anti-join (duplicates are all
-/// kept or all removed, not counted), found by the differential test. Planning only: `vostok
-/// adql check` still says such a query is valid ADQL.
-pub(crate) fn refuse_unsupported(query: &mut Query) -> Result<(), AdqlError> {
-    fn walk(e: &SetExpr) -> Result<(), AdqlError> {
-        if let SetExpr::SetOperation {
-            left,
-            op,
-            set_quantifier,
-            right,
-        } = e
-        {
-            if *set_quantifier == SetQuantifier::All && *op != SetOperator::Union {
-                return Err(AdqlError {
-                    kind: ErrorKind::Semantic,
-                    ..err_at(
-                        format!(
-                            "{op} ALL is not supported by this service yet; {op} (without ALL) and UNION ALL are"
-                        ),
-                        right.span(),
-                    )
-                });
-            }
-            walk(left)?;
-            walk(right)?;
-        }
-        Ok(())
-    }
-    struct Sets;
-    impl VisitorMut for Sets {
-        type Break = AdqlError;
-        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<AdqlError> {
-            match walk(&q.body) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => ControlFlow::Break(e),
-            }
-        }
-    }
-    match query.visit(&mut Sets) {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
@@ -102,7 +102,7 @@ impl Engine {
             .find(|i| i.name == "QUERY")
             .map(|i| i.value.clone());
         let located = |m: &str| failure_in(m, query.as_deref());
-        let schema: SchemaRef = req
+        let logical: SchemaRef = req
             .schema
             .clone()
             .unwrap_or_else(|| Arc::new(req.plan.schema().as_arrow().clone()));
@@ -119,6 +119,10 @@ impl Engine {
             .await
             .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
             .map_err(|e| located(&e.strip_backtrace()))?;
+        // What the client is told about the columns is decided here, before the first byte:
+        // the types of the batches the physical plan produces, with the names and metadata
+        // (units, UCDs, …) of the logical plan.
+        let schema = writer_schema(&logical, &physical.schema())?;
         let fast = lane == Lane::Auto && self.is_light(&physical);
         let heavy = if fast {
             None
@@ -151,8 +155,12 @@ impl Engine {
             },
             None => rx.recv().await,
         };
-        if let Some(Item::Error(msg)) = &first {
-            return Err(located(msg));
+        match &first {
+            Some(Item::Error(msg)) => return Err(located(msg)),
+            // A batch that does not fit the declared columns fails the query now, as a clean
+            // error document, not after the header has gone out.
+            Some(Item::Batch(b)) => batch_fits(b, &schema)?,
+            None => {}
         }
         let mut encoder =
             Encoder::new(req.format, schema, &req.info).map_err(QueryError::Invalid)?;
@@ -394,6 +402,63 @@ fn failure_in(message: &str, query: Option<&str>) -> QueryError {
         }
         (other, _) => other,
     }
+}
+
+/// The result's schema: the physical plan's column types and nullability, with the logical
+/// plan's (or the request's) names and column metadata, position by position.
+fn writer_schema(logical: &Schema, physical: &Schema) -> Result<SchemaRef, QueryError> {
+    if logical.fields().len() != physical.fields().len() {
+        return Err(QueryError::Internal(format!(
+            "the query plan gives {} columns where {} were planned",
+            physical.fields().len(),
+            logical.fields().len()
+        )));
+    }
+    let fields: Vec<Field> = logical
+        .fields()
+        .iter()
+        .zip(physical.fields())
+        .map(|(l, p)| {
+            Field::new(
+                l.name(),
+                p.data_type().clone(),
+                p.is_nullable() || l.is_nullable(),
+            )
+            .with_metadata(l.metadata().clone())
+        })
+        .collect();
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        logical.metadata().clone(),
+    )))
+}
+
+/// Whether a batch has the columns of the result's schema (count and types).
+fn batch_fits(batch: &RecordBatch, schema: &Schema) -> Result<(), QueryError> {
+    let mismatch = |what: String| {
+        QueryError::Internal(format!(
+            "the query's rows do not have the columns it declared ({what}); please report \
+             the query"
+        ))
+    };
+    if batch.num_columns() != schema.fields().len() {
+        return Err(mismatch(format!(
+            "{} columns, {} declared",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !column.data_type().equals_datatype(field.data_type()) {
+            return Err(mismatch(format!(
+                "column {} is {}, declared {}",
+                field.name(),
+                adql::humanise(&column.data_type().to_string()),
+                adql::humanise(&field.data_type().to_string())
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// An engine error as its user should read it: in ADQL terms, and a query that does not fit

@@ -53,11 +53,11 @@ const FEATURES: &[(&str, &[(&str, &str)])] = &[
             ("UNION", "Rows of either query (ALL keeps duplicates)"),
             (
                 "EXCEPT",
-                "Rows of the first query not in the second (EXCEPT ALL is not supported yet)",
+                "Rows of the first query not in the second (ALL keeps m - n copies of a row)",
             ),
             (
                 "INTERSECT",
-                "Rows in both queries (INTERSECT ALL is not supported yet)",
+                "Rows in both queries (ALL keeps min(m, n) copies of a row)",
             ),
         ],
     ),

@@ -1,0 +1,134 @@
+//! `INTERSECT ALL` and `EXCEPT ALL` with multiset semantics.
+//!
+//! DataFusion 55 plans `a INTERSECT ALL b` as a semi join of a and b on all columns and `a
+//! EXCEPT ALL b` as an anti join, which keeps every copy of a matching row (or none): SQL-92
+//! 7.10 and ADQL 2.1 §4.6.5 want min(m, n) and max(m − n, 0) copies of a row that is m times
+//! in a and n times in b (apache/datafusion#12955, #12956). This rule, after type coercion,
+//! numbers the copies of each row on both sides (`ROW_NUMBER() OVER (PARTITION BY every
+//! column)`) and joins on the columns and that number: the k-th copy of a row on the left is
+//! kept by INTERSECT ALL when the right has a k-th copy, and by EXCEPT ALL when it has not.
+//!
+//! The planner's join for these is recognised by its shape, which no other ADQL construct
+//! produces before optimisation: a left semi or anti join on every column pair, NULLs equal,
+//! whose left input is not DISTINCT (`INTERSECT` and `EXCEPT` make it DISTINCT first).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult};
+use datafusion::common::{Column, NullEquality, Result, ScalarValue};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprFunctionExt, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The analyzer rule (after type coercion).
+#[derive(Debug, Default)]
+pub(crate) struct SetOperationsAll;
+
+impl AnalyzerRule for SetOperationsAll {
+    fn name(&self) -> &str {
+        "adql_intersect_except_all"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Join(join) if is_set_all(&join) => rewrite(join).map(Transformed::yes),
+            other => Ok(Transformed::no(other)),
+        })
+        .data()
+    }
+}
+
+/// Whether a join is how DataFusion plans INTERSECT ALL or EXCEPT ALL.
+fn is_set_all(join: &Join) -> bool {
+    matches!(join.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+        && join.null_equality == NullEquality::NullEqualsNull
+        && join.filter.is_none()
+        && !join.null_aware
+        && !matches!(join.left.as_ref(), LogicalPlan::Distinct(_))
+        && join.on.len() == join.left.schema().fields().len()
+        && join.on.len() == join.right.schema().fields().len()
+        && join
+            .on
+            .iter()
+            .all(|(l, r)| matches!((l, r), (Expr::Column(_), Expr::Column(_))))
+}
+
+/// The column names the rewrite gives the sides' columns and copy numbers.
+fn value(i: usize) -> String {
+    format!("__adql_v{i}")
+}
+const NUMBER: &str = "__adql_n";
+const LEFT: &str = "__adql_l";
+const RIGHT: &str = "__adql_r";
+
+/// One side, its columns renamed by position and each row numbered among its copies.
+fn numbered(side: &LogicalPlan, alias: &str) -> Result<LogicalPlan> {
+    let schema = side.schema();
+    let renamed = (0..schema.fields().len())
+        .map(|i| Expr::Column(Column::from(schema.qualified_field(i))).alias(value(i)))
+        .collect::<Vec<_>>();
+    // Copies are rows that are not distinct: -0.0 and 0.0 are one value (a hash join
+    // matches them), so a float is partitioned by its value + 0.0 (IEEE: -0.0 + 0.0 = 0.0).
+    let partition = (0..schema.fields().len())
+        .map(|i| {
+            let c = Expr::Column(Column::new_unqualified(value(i)));
+            match schema.field(i).data_type() {
+                DataType::Float64 => plus_zero(c, ScalarValue::Float64(Some(0.0))),
+                DataType::Float32 => plus_zero(c, ScalarValue::Float32(Some(0.0))),
+                _ => c,
+            }
+        })
+        .collect::<Vec<_>>();
+    let number = row_number().partition_by(partition).build()?.alias(NUMBER);
+    LogicalPlanBuilder::from(side.clone())
+        .project(renamed)?
+        .window(vec![number])?
+        .alias(alias)?
+        .build()
+}
+
+fn plus_zero(e: Expr, zero: ScalarValue) -> Expr {
+    Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(e),
+        Operator::Plus,
+        Box::new(Expr::Literal(zero, None)),
+    ))
+}
+
+fn rewrite(join: Join) -> Result<LogicalPlan> {
+    let n = join.left.schema().fields().len();
+    let left = numbered(&join.left, LEFT)?;
+    let right = numbered(&join.right, RIGHT)?;
+    let keys = |side: &str| {
+        (0..n)
+            .map(|i| Column::new(Some(side), value(i)))
+            .chain(std::iter::once(Column::new(Some(side), NUMBER)))
+            .collect::<Vec<_>>()
+    };
+    let joined = LogicalPlanBuilder::from(left)
+        .join_detailed(
+            right,
+            join.join_type,
+            (keys(LEFT), keys(RIGHT)),
+            None,
+            NullEquality::NullEqualsNull,
+        )?
+        .build()?;
+    // The result has the left side's columns as they were (names and qualifiers).
+    let schema = Arc::clone(join.left.schema());
+    let output = (0..n)
+        .map(|i| {
+            let (qualifier, field) = schema.qualified_field(i);
+            let c = Expr::Column(Column::new(Some(LEFT), value(i)));
+            match qualifier {
+                Some(q) => c.alias_qualified(Some(q.clone()), field.name()),
+                None => c.alias(field.name()),
+            }
+        })
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(joined).project(output)?.build()
+}
