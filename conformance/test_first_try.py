@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from vostok_helpers import (OwnServer, SCHEMAS, http_get, query_status, xml_infos,
+from vostok_helpers import (OwnServer, SCHEMAS, http_get, query_status, stilts, xml_infos,
                             xmllint_schema)
 
 HIP = "hipparcos.hip2"
@@ -110,6 +110,32 @@ def test_default_capabilities_declare_only_inline_upload(base_url, small_limit_s
     """A default server refuses URL uploads, so it declares inline uploads only."""
     assert _upload_methods(base_url) == {"upload-inline"}
     assert _upload_methods(small_limit_server) == {"upload-inline"}
+
+
+def _taplint_cap(base):
+    import json
+    p = stilts("taplint", f"tapurl={base}/tap", "stages=CAP", "report=EWF", "format=json",
+               timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return [(r.get("level"), r.get("code")) for sec in json.loads(p.stdout).get("sections", [])
+            for r in sec.get("reports", []) if r.get("level") in ("ERROR", "FAILURE")]
+
+
+def test_url_uploads_declared_when_allowed(tmp_path_factory, server, small_limit_server):
+    """With `upload_url_hosts` set, upload-http and upload-https are declared and taplint's CAP
+    stage is clean; a default server's CAP has exactly the MUPM error (no upload-http)."""
+    root = tmp_path_factory.mktemp("vostok-url-hosts")
+    (root / "data").mkdir()
+    config = root / "vostok.toml"
+    config.write_text('demo = false\n\n[tap]\nupload_url_hosts = ["example.org"]\n')
+    s = OwnServer(server.proc.args[0], root / "data", root / "server.log", config=config)
+    try:
+        s.start(timeout=180)
+        assert _upload_methods(s.base_url) == {"upload-inline", "upload-http", "upload-https"}
+        assert _taplint_cap(s.base_url) == []
+    finally:
+        s.stop()
+    assert _taplint_cap(small_limit_server) == [("ERROR", "MUPM")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import warnings
 
 import pytest
 
-from vostok_helpers import stilts
+from vostok_helpers import ACCEPTED_TAPLINT as ACCEPTED, stilts, taplint_accepted as accepted
 
 STAGES = ["TMV", "TME", "TMS", "TMC", "CPV", "CAP", "AVV", "QGE", "QPO", "MDQ", "UPL", "QAS", "UWS",
           "EXA"]
@@ -48,18 +48,6 @@ def fmt(r):
     err = r.get("error") or {}
     detail = f" [{err.get('class', '')}: {err.get('errmsg', '')}]" if err else ""
     return f"{r.get('level')} {r.get('code')}: {r.get('text')}{detail}"
-
-
-# Errors taplint reports by design, each with its reason. MUPM: TAP 1.1 §3.5 expects a service
-# with uploads to fetch URL uploads too, but a default server fetches none (upload_url_hosts is
-# empty: fetching URLs a query names is a server-side request forgery risk the administrator
-# opts into), so its capabilities declare upload-inline only, which is what it does; clients
-# reading the capabilities then send tables inline instead of a URL that would be refused.
-ACCEPTED = {"MUPM": "upload-http is declared only when upload_url_hosts allows a host"}
-
-
-def accepted(r):
-    return r.get("code") in ACCEPTED and "upload-http" in (r.get("text") or "")
 
 
 def check(report, code):
