@@ -354,14 +354,16 @@ def small_server(server, table_host, tmp_path_factory):
 
 def test_capabilities_declare_upload(base_url, small_server):
     import xml.etree.ElementTree as ET
-    # upload-http is mandatory in TAP (declared always; the hosts fetched from are policy).
-    for url, size, http_ok in ((base_url, 64 * 1024 * 1024, True),
+    # URL uploads are declared only where `upload_url_hosts` allows a host: the default
+    # server refuses every URL upload, the small server fetches from 127.0.0.1.
+    for url, size, http_ok in ((base_url, 64 * 1024 * 1024, False),
                                (small_server, SMALL_BYTES, True)):
         root = ET.fromstring(requests.get(url + "/tap/capabilities", timeout=30).content)
         cap = [c for c in root if c.get("standardID") == "ivo://ivoa.net/std/TAP"][0]
         methods = [e.get("ivo-id") for e in cap if e.tag == "uploadMethod"]
         assert "ivo://ivoa.net/std/TAPRegExt#upload-inline" in methods
         assert ("ivo://ivoa.net/std/TAPRegExt#upload-http" in methods) == http_ok
+        assert ("ivo://ivoa.net/std/TAPRegExt#upload-https" in methods) == http_ok
         lim = [e for e in cap if e.tag == "uploadLimit"][0]
         hard = [e for e in lim if e.tag == "hard"][0]
         assert hard.get("unit") == "byte" and int(hard.text) == size

@@ -27,7 +27,8 @@ pub async fn landing(
     let html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\n\
 <h1>{title}</h1>\n<p>A Virtual Observatory data server (vostok {version}).</p>\n\
-<h2>Services</h2><ul>\n<li>TAP 1.1 (ADQL 2.1): <code>{base}/tap</code> — \
+<h2>Services</h2>\n<p>Every service's capabilities, for clients: \
+<a href=\"{base}/capabilities\">{base}/capabilities</a> (VOSI).</p>\n<ul>\n<li>TAP 1.1 (ADQL 2.1): <code>{base}/tap</code> — \
 <a href=\"{base}/tap/capabilities\">capabilities</a>, <a href=\"{base}/tap/tables\">tables</a>, \
 <a href=\"{base}/tap/availability\">availability</a></li>\n\
 <li>Simple Cone Search 1.03: <code>{base}/scs/&lt;schema&gt;.&lt;table&gt;</code></li>\n\

@@ -4,6 +4,7 @@
 //! protocol.
 
 pub mod config;
+mod index;
 mod landing;
 pub mod routes;
 pub mod state;

@@ -73,6 +73,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                         .log_target("vostok::http"),
                 )
                 .route("/", web::get().to(super::landing::landing))
+                .route("/capabilities", web::get().to(super::index::capabilities))
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)
                 .configure(protocols::files::routes)

@@ -288,6 +288,18 @@ pub fn render(
     base: &str,
     after: &[Capability],
 ) -> String {
+    document(
+        namespaces,
+        capabilities.iter().chain(&vosi(base)).chain(after),
+    )
+}
+
+/// A capabilities document of exactly `capabilities` (the server's index at `/capabilities`
+/// lists those of every service, each with its own VOSI ones).
+pub fn document<'a>(
+    namespaces: &[(&str, &str)],
+    capabilities: impl IntoIterator<Item = &'a Capability>,
+) -> String {
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <vosi:capabilities xmlns:vosi=\"http://www.ivoa.net/xml/VOSICapabilities/v1.0\" \
@@ -299,7 +311,7 @@ xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\"",
         let _ = write!(out, " xmlns:{prefix}=\"{uri}\"");
     }
     out.push_str(">\n");
-    for c in capabilities.iter().chain(&vosi(base)).chain(after) {
+    for c in capabilities {
         c.render(&mut out);
     }
     out.push_str("</vosi:capabilities>\n");

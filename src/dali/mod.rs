@@ -19,7 +19,7 @@ pub mod vosi;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
-use votable::Format;
+use votable::{Format, Info};
 
 use crate::engine::{Engine, Lane, Limits, QueryRequest, ResultStream};
 pub use error::DalError;
@@ -64,17 +64,44 @@ impl Service {
     }
 }
 
-/// Parses MAXREC: a non-negative integer, capped at the hard limit.
+/// Parses MAXREC: a non-negative integer (also written with an exponent, `1e11`), capped at
+/// the hard limit.
 pub fn parse_maxrec(v: Option<&str>, limits: &Limits) -> Result<u64, DalError> {
     match v {
         None => Ok(limits.default_maxrec.min(limits.hard_maxrec)),
-        Some(s) => {
-            let n: u64 = s.parse().map_err(|_| {
-                DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'"))
-            })?;
-            Ok(n.min(limits.hard_maxrec))
-        }
+        Some(s) => Ok(requested_maxrec(s)?.min(limits.hard_maxrec)),
     }
+}
+
+/// The MAXREC a client asked for; a value beyond u64 counts as u64::MAX (it is capped anyway).
+fn requested_maxrec(s: &str) -> Result<u64, DalError> {
+    let t = s.trim();
+    let bad = || DalError::bad_request(format!("MAXREC must be a non-negative integer, not '{s}'"));
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    let x: f64 = t.parse().map_err(|_| bad())?;
+    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 {
+        // Saturating: a float beyond u64's range becomes u64::MAX.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        return Ok(x as u64);
+    }
+    Err(bad())
+}
+
+/// An INFO saying that the MAXREC asked for is above the hard limit, so that the result is cut
+/// there (with QUERY_STATUS OVERFLOW when more rows match); None when it is not.
+pub fn maxrec_note(v: Option<&str>, limits: &Limits) -> Option<Info> {
+    let asked = requested_maxrec(v?).ok()?;
+    (asked > limits.hard_maxrec).then(|| Info {
+        name: "MAXREC".into(),
+        value: limits.hard_maxrec.to_string(),
+        content: Some(format!(
+            "MAXREC={} is above this service's hard limit; at most {} rows are returned",
+            v.unwrap_or_default().trim(),
+            limits.hard_maxrec
+        )),
+    })
 }
 
 /// Parses RESPONSEFORMAT (a MIME type or a short name); absent: VOTable TABLEDATA.
@@ -107,4 +134,36 @@ pub async fn execute(engine: &Engine, req: QueryRequest) -> Result<HttpResponse,
         .stream(req, engine.sync_limit(), Lane::Auto, Some(place))
         .await?;
     Ok(respond(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        default_maxrec: 100,
+        hard_maxrec: 1000,
+        sync_timeout: 0,
+    };
+
+    #[test]
+    fn maxrec_is_capped_at_the_hard_limit_and_said() {
+        assert_eq!(parse_maxrec(None, &LIMITS).unwrap(), 100);
+        assert_eq!(parse_maxrec(Some("50"), &LIMITS).unwrap(), 50);
+        assert_eq!(parse_maxrec(Some("1e11"), &LIMITS).unwrap(), 1000);
+        assert_eq!(
+            parse_maxrec(Some("99999999999999999999999"), &LIMITS).unwrap(),
+            1000
+        );
+        for bad in ["-1", "1.5", "x", "NaN", "inf", ""] {
+            assert!(parse_maxrec(Some(bad), &LIMITS).is_err(), "{bad}");
+        }
+        assert!(maxrec_note(Some("1000"), &LIMITS).is_none());
+        assert!(maxrec_note(None, &LIMITS).is_none());
+        let note = maxrec_note(Some("1e11"), &LIMITS).unwrap();
+        assert_eq!(
+            (note.name.as_str(), note.value.as_str()),
+            ("MAXREC", "1000")
+        );
+    }
 }

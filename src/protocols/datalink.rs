@@ -530,6 +530,11 @@ async fn header(
 
 async fn capabilities(svc: web::Data<Service>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/datalink", svc.base_url(&req));
+    capabilities::respond(&[], &[capability(&base)], &base, &[])
+}
+
+/// The DataLink links capability of the service at `base` (`…/datalink`).
+pub fn capability(base: &str) -> Capability {
     let mut interface = Interface::param_http(format!("{base}/links")).standard("1.1");
     interface.query_types = vec!["GET"];
     interface.result_type = Some("application/x-votable+xml;content=datalink");
@@ -540,13 +545,5 @@ async fn capabilities(svc: web::Data<Service>, req: HttpRequest) -> HttpResponse
         ucd: Some("meta.id;meta.main"),
         datatype: "string",
     }];
-    capabilities::respond(
-        &[],
-        &[Capability::new(
-            "ivo://ivoa.net/std/DataLink#links-1.1",
-            interface,
-        )],
-        &base,
-        &[],
-    )
+    Capability::new("ivo://ivoa.net/std/DataLink#links-1.1", interface)
 }

@@ -17,6 +17,8 @@ use votable::{Encoding, Format, Info, TableInfo};
 
 use crate::dali::capabilities::{self, Capability, El, Interface, Param};
 use crate::dali::{self, vosi, DalError, Params, Service};
+use catalogs::HatsTable;
+
 use crate::engine::{Engine, QueryRequest};
 
 /// Registers the cone-search routes.
@@ -88,6 +90,12 @@ async fn run_cone(engine: &Engine, name: &str, p: &Params) -> Result<HttpRespons
     let ra = number(p, "RA").map_err(DalError::bad_request)?;
     let dec = number(p, "DEC").map_err(DalError::bad_request)?;
     let sr = number(p, "SR").map_err(DalError::bad_request)?;
+    // DALI 1.1 §3.3.3: longitudes are in [0, 360]; a value outside is an error, not wrapped.
+    if !(0.0..=360.0).contains(&ra) {
+        return Err(DalError::bad_request(format!(
+            "RA={ra} is outside [0, 360]"
+        )));
+    }
     if !(-90.0..=90.0).contains(&dec) {
         return Err(DalError::bad_request(format!(
             "DEC={dec} is outside [-90, 90]"
@@ -178,12 +186,13 @@ async fn run_cone(engine: &Engine, name: &str, p: &Params) -> Result<HttpRespons
             f.as_ref().clone().with_metadata(md)
         })
         .collect();
-    let infos = vec![
+    let mut infos = vec![
         Info::new("RA", ra.to_string()),
         Info::new("DEC", dec.to_string()),
         Info::new("SR", sr.to_string()),
         Info::new("VERB", verb.to_string()),
     ];
+    infos.extend(dali::maxrec_note(p.get_nonempty("MAXREC"), engine.limits()));
     let format = match format {
         Format::VoTable(e) => Format::VoTable(e),
         _ => Format::VoTable(Encoding::TableData),
@@ -257,6 +266,15 @@ async fn capabilities(
             .body(format!("no cone search service for '{name}'"));
     };
     let base = format!("{}/scs/{}", svc.base_url(&req), name);
+    let cap = capability(engine.limits().hard_maxrec, table, &base);
+    capabilities::respond(&[NAMESPACE], &[cap], &base, &[])
+}
+
+/// The ConeSearch XML namespace of the capabilities' type.
+pub const NAMESPACE: (&str, &str) = ("cs", "http://www.ivoa.net/xml/ConeSearch/v1.0");
+
+/// The ConeSearch capability of the cone search on `table` at `base` (`…/scs/{table}`).
+pub fn capability(hard_maxrec: u64, table: &HatsTable, base: &str) -> Capability {
     let cat = table.catalog();
     let (ra, dec) = cat
         .partitions
@@ -267,23 +285,17 @@ async fn capabilities(
     interface.query_types = vec!["GET"];
     interface.result_type = Some("application/x-votable+xml");
     interface.params = PARAMS.to_vec();
-    let cap = Capability::new("ivo://ivoa.net/std/ConeSearch", interface)
+    Capability::new("ivo://ivoa.net/std/ConeSearch", interface)
         .typed("cs:ConeSearch")
         .elements([
             El::text("maxSR", 180),
-            El::text("maxRecords", engine.limits().hard_maxrec),
+            El::text("maxRecords", hard_maxrec),
             El::text("verbosity", "true"),
             El::new("testQuery")
                 .child(El::text("ra", ra))
                 .child(El::text("dec", dec))
                 .child(El::text("sr", 0.1)),
-        ]);
-    capabilities::respond(
-        &[("cs", "http://www.ivoa.net/xml/ConeSearch/v1.0")],
-        &[cap],
-        &base,
-        &[],
-    )
+        ])
 }
 
 fn cdshealpix_center(order: u8, pixel: u64) -> (f64, f64) {

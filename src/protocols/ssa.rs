@@ -461,6 +461,7 @@ async fn run(engine: &Engine, base: &str, p: &Params) -> Result<HttpResponse, Da
     let maxrec = dali::parse_maxrec(p.get_nonempty("MAXREC"), engine.limits())?;
     let mut infos = vec![Info::new("SERVICE_PROTOCOL", "1.1")];
     infos[0].content = Some("SSAP".into());
+    infos.extend(dali::maxrec_note(p.get_nonempty("MAXREC"), engine.limits()));
     let format = Format::VoTable(Encoding::TableData);
     respond(engine, df, COLUMN_META, maxrec, format, infos, base).await
 }
@@ -471,11 +472,19 @@ async fn capabilities(
     req: HttpRequest,
 ) -> HttpResponse {
     let base = format!("{}/ssa", svc.base_url(&req));
-    let limits = engine.limits();
+    let cap = capability(engine.limits(), &base);
+    capabilities::respond(&[NAMESPACE], &[cap], &base, &[])
+}
+
+/// The SSA XML namespace of the capability's type.
+pub const NAMESPACE: (&str, &str) = ("ssa", "http://www.ivoa.net/xml/SSA/v1.1");
+
+/// The SSA capability of the service at `base` (`…/ssa`).
+pub fn capability(limits: &crate::engine::Limits, base: &str) -> Capability {
     let mut interface = Interface::param_http(format!("{base}?")).standard("1.1");
     interface.query_types = vec!["GET"];
     interface.result_type = Some("application/x-votable+xml");
-    let cap = Capability::new("ivo://ivoa.net/std/SSA", interface)
+    Capability::new("ivo://ivoa.net/std/SSA", interface)
         .typed("ssa:SimpleSpectralAccess")
         .elements([
             El::text("complianceLevel", "query"),
@@ -493,13 +502,7 @@ async fn capabilities(
                         .child(El::text("lat", -38.358)),
                 )
                 .child(El::text("size", 0.1)),
-        ]);
-    capabilities::respond(
-        &[("ssa", "http://www.ivoa.net/xml/SSA/v1.1")],
-        &[cap],
-        &base,
-        &[],
-    )
+        ])
 }
 
 #[cfg(test)]

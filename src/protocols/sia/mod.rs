@@ -301,6 +301,7 @@ async fn run_sia2(
             infos.push(Info::new(k.to_ascii_uppercase(), v.clone()));
         }
     }
+    infos.extend(dali::maxrec_note(p.get_nonempty("MAXREC"), engine.limits()));
     respond(engine, df, &[], maxrec, format, infos, base).await
 }
 // ---------------------------------------------------------------------------------------------
@@ -308,18 +309,15 @@ async fn run_sia2(
 
 async fn capabilities2(svc: web::Data<Service>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/sia/v2", svc.base_url(&req));
+    capabilities::respond(&[], &[capability2(&base)], &base, &[])
+}
+
+/// The SIA 2.0 query capability of the service at `base` (`…/sia/v2`).
+pub fn capability2(base: &str) -> Capability {
     let mut interface = Interface::param_http(format!("{base}/query")).standard("2.0");
     interface.query_types = vec!["GET"];
     interface.result_type = Some("application/x-votable+xml");
-    capabilities::respond(
-        &[],
-        &[Capability::new(
-            "ivo://ivoa.net/std/SIA#query-2.0",
-            interface,
-        )],
-        &base,
-        &[],
-    )
+    Capability::new("ivo://ivoa.net/std/SIA#query-2.0", interface)
 }
 
 #[cfg(test)]

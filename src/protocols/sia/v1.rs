@@ -267,7 +267,8 @@ async fn run_sia1(
     };
     let df = select1(df)?;
     let maxrec = dali::parse_maxrec(p.get_nonempty("MAXREC"), engine.limits())?;
-    let infos = vec![Info::new("standardID", "ivo://ivoa.net/std/SIA")];
+    let mut infos = vec![Info::new("standardID", "ivo://ivoa.net/std/SIA")];
+    infos.extend(dali::maxrec_note(p.get_nonempty("MAXREC"), engine.limits()));
     let format = Format::VoTable(Encoding::TableData);
     respond(engine, df, COLUMN_META, maxrec, format, infos, base).await
 }
@@ -345,6 +346,15 @@ pub async fn capabilities1(
     req: HttpRequest,
 ) -> HttpResponse {
     let base = format!("{}/sia/v1", svc.base_url(&req));
+    let cap = capability1(engine.limits().hard_maxrec, &base);
+    capabilities::respond(&[NAMESPACE], &[cap], &base, &[])
+}
+
+/// The SIA 1.0 XML namespace of the capability's type.
+pub const NAMESPACE: (&str, &str) = ("sia", "http://www.ivoa.net/xml/SIA/v1.1");
+
+/// The SIA 1.0 capability of the service at `base` (`…/sia/v1`).
+pub fn capability1(hard_maxrec: u64, base: &str) -> Capability {
     let mut interface = Interface::param_http(format!("{base}?")).standard("1.0");
     interface.query_types = vec!["GET"];
     interface.result_type = Some("text/xml");
@@ -353,7 +363,7 @@ pub async fn capabilities1(
             .child(El::text("long", lon))
             .child(El::text("lat", lat))
     };
-    let cap = Capability::new("ivo://ivoa.net/std/SIA", interface)
+    Capability::new("ivo://ivoa.net/std/SIA", interface)
         .typed("sia:SimpleImageAccess")
         .elements([
             El::text("imageServiceType", "Pointed"),
@@ -361,15 +371,9 @@ pub async fn capabilities1(
             lon_lat("maxImageExtent", 360.0, 180.0),
             El::text("maxImageSize", 100000),
             El::text("maxFileSize", 2000000000u64),
-            El::text("maxRecords", engine.limits().hard_maxrec),
+            El::text("maxRecords", hard_maxrec),
             El::new("testQuery")
                 .child(lon_lat("pos", 83.633, 22.0145))
                 .child(lon_lat("size", 0.1, 0.1)),
-        ]);
-    capabilities::respond(
-        &[("sia", "http://www.ivoa.net/xml/SIA/v1.1")],
-        &[cap],
-        &base,
-        &[],
-    )
+        ])
 }

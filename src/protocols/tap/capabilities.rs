@@ -166,6 +166,21 @@ pub async fn capabilities(
     req: HttpRequest,
 ) -> HttpResponse {
     let base = format!("{}/tap", tap.service.base_url(&req));
+    let (main, after) = capability_list(&engine, &tap, &jobs, &base);
+    capabilities::respond(&[NAMESPACE], &main, &base, &after)
+}
+
+/// The TAPRegExt XML namespace of the TAP capability's type.
+pub const NAMESPACE: (&str, &str) = ("tr", "http://www.ivoa.net/xml/TAPRegExt/v1.0");
+
+/// The capabilities of the TAP service at `base` (`…/tap`): the TAP one, then (after the VOSI
+/// ones) its examples and tables.
+pub fn capability_list(
+    engine: &Engine,
+    tap: &Tap,
+    jobs: &Jobs,
+    base: &str,
+) -> (Vec<Capability>, Vec<Capability>) {
     let limits = &tap.config;
     let mut elements = Vec::new();
     // ObsCore 1.1 is declared when ivoa.obscore is served (taplint's OBS stage keys on it).
@@ -192,7 +207,7 @@ pub async fn capabilities(
     elements.push(upload::capability_limit(limits));
     let tap_cap = Capability::new(
         "ivo://ivoa.net/std/TAP",
-        Interface::param_http(base.clone()).standard("1.1"),
+        Interface::param_http(base.to_string()).standard("1.1"),
     )
     .typed("tr:TableAccess")
     .elements(elements);
@@ -200,11 +215,9 @@ pub async fn capabilities(
     examples.kind = InterfaceType::WebBrowser;
     let mut tables = Interface::param_http(format!("{base}/tables")).full();
     tables.version = Some("1.1");
-    capabilities::respond(
-        &[("tr", "http://www.ivoa.net/xml/TAPRegExt/v1.0")],
-        &[tap_cap],
-        &base,
-        &[
+    (
+        vec![tap_cap],
+        vec![
             Capability::new("ivo://ivoa.net/std/DALI#examples", examples),
             Capability::new("ivo://ivoa.net/std/VOSI#tables", tables),
         ],

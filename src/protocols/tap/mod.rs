@@ -212,7 +212,8 @@ pub async fn prepare(
     let maxrec = dali::parse_maxrec(p.get_nonempty("MAXREC"), engine.limits())?;
     let session = upload::query_session(engine, tap, p, files, user).await?;
     let plan = engine.plan_adql(session, query.to_string()).await?;
-    let infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
+    let mut infos = vec![Info::new("QUERY", query), Info::new("LANG", "ADQL")];
+    infos.extend(dali::maxrec_note(p.get_nonempty("MAXREC"), engine.limits()));
     // A result with ObsCore's obs_publisher_did links each row to DataLink, as SIA's does.
     let (schema, extra_resources) = datalink_links(&plan, &tap.service);
     Ok(QueryRequest {

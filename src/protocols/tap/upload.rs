@@ -104,13 +104,20 @@ impl UploadLimits {
     }
 }
 
-/// The TAPRegExt `uploadMethod` elements of /tap/capabilities (after `outputFormat`):
-/// inline, http and https. TAP makes `upload-http` mandatory for a service with uploads
-/// (taplint CAP: "MUPM"), so it is declared whatever the configuration; which hosts URL
-/// uploads are fetched from is the administrator's policy (`upload_url_hosts`, none by
-/// default: a URL upload is then refused with a 400 saying to send the table inline).
-pub fn capability_methods(_tap: &TapConfig) -> Vec<El> {
-    ["upload-inline", "upload-http", "upload-https"]
+/// The TAPRegExt `uploadMethod` elements of /tap/capabilities (after `outputFormat`): inline
+/// always; http and https only when `upload_url_hosts` allows some host. TAP 1.1 §3.5 expects
+/// a service with uploads to fetch URLs too (taplint CAP reports "MUPM" without them), but a
+/// default server refuses every URL upload (400: send the table inline), and declaring
+/// methods it refuses misleads clients that pick the upload method from the capabilities.
+pub fn capability_methods(tap: &TapConfig) -> Vec<El> {
+    // URL uploads are declared only when `upload_url_hosts` lets some host through: a default
+    // server refuses every URL, and a capability must not promise what the service refuses.
+    let methods: &[&str] = if tap.upload_url_hosts.is_empty() {
+        &["upload-inline"]
+    } else {
+        &["upload-inline", "upload-http", "upload-https"]
+    };
+    methods
         .iter()
         .map(|m| {
             El::new("uploadMethod").attr("ivo-id", format!("ivo://ivoa.net/std/TAPRegExt#{m}"))

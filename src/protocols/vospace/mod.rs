@@ -196,7 +196,12 @@ async fn properties() -> HttpResponse {
 
 async fn capabilities(vs: web::Data<VoSpace>, req: HttpRequest) -> HttpResponse {
     let base = format!("{}/vospace", vs.service.base_url(&req));
-    let caps: Vec<Capability> = [
+    capabilities::respond(&[], &capability_list(&base), &base, &[])
+}
+
+/// The VOSpace capabilities of the service at `base` (`…/vospace`).
+pub fn capability_list(base: &str) -> Vec<Capability> {
+    [
         ("ivo://ivoa.net/std/VOSpace/v2.0#nodes", "nodes"),
         ("ivo://ivoa.net/std/VOSpace#sync-2.1", "synctrans"),
         ("ivo://ivoa.net/std/VOSpace/v2.0#transfers", "transfers"),
@@ -212,6 +217,5 @@ async fn capabilities(vs: web::Data<VoSpace>, req: HttpRequest) -> HttpResponse 
             Interface::param_http(format!("{base}/{path}")).standard("2.1"),
         )
     })
-    .collect();
-    capabilities::respond(&[], &caps, &base, &[])
+    .collect()
 }
