@@ -548,9 +548,6 @@ def test_03_generator_of_a_billion_rows(tight):
                bound=SYNC_TIMEOUT + SLACK_S, RESPONSEFORMAT="csv")
 
 
-@pytest.mark.xfail(reason="known weakness (issue 14): after the sync timeout answers, the "
-                   "cross join ORDER BY keeps a core busy for ~6 s on the debug build "
-                   "(the cancelled plan's sort is not stopped at once)", strict=False)
 @pytest.mark.timeout(180)
 def test_04_cross_join_order_by(tight):
     def ok(r, problems):
@@ -807,9 +804,6 @@ def test_14c_body_over_16_mib(tight):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="known weakness (issue 14): an async job past EXECUTIONDURATION "
-                   "ends in ERROR but its query keeps running (CPU busy for more than 45 s)",
-                   strict=True)
 @pytest.mark.timeout(240)
 def test_15_async_job_past_its_execution_duration(tight):
     base = tight.base_url
@@ -886,9 +880,6 @@ def test_16_thirty_heavy_sync_queries_at_once(tight):
         c.bound(SYNC_QUEUE_S + SYNC_TIMEOUT + SLACK_S + 10, "the 30 answers")
 
 
-@pytest.mark.xfail(reason="known weakness (issue 14): a sync query whose client has gone "
-                   "keeps running for several seconds (~9 s measured on the debug build)",
-                   strict=False)
 @pytest.mark.timeout(180)
 def test_17_client_disconnects_after_one_second(tight):
     host, port = tight.base_url.rsplit("/", 1)[1].split(":")

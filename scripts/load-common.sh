@@ -59,6 +59,7 @@ demo_dir = "$ROOT/data/demo"
 default_maxrec = 100000
 hard_maxrec = 10000000
 EOF
+    if [[ -n "${SYNC_TIMEOUT:-}" ]]; then echo "sync_timeout = $SYNC_TIMEOUT" >> "$file"; fi
     if [[ "$limits" == 1 ]]; then
         cat >> "$file" <<EOF
 

@@ -3,6 +3,9 @@
 #
 #   bash scripts/load.sh                       # 1000 clients for 60 s
 #   CLIENTS=100 SECONDS=20 bash scripts/load.sh
+#   # the fast lane: a few clients sending only heavy queries (cross join, crossmatch, sorted
+#   # full scan) while the probe cone is timed
+#   CLIENTS=4 SECONDS=60 WEIGHTS=heavy=1 SYNC_TIMEOUT=20 LOAD_ARGS="--timeout 40" bash scripts/load.sh
 #
 # It builds nothing: it expects release binaries of vostok and vostok-bench, made with
 #     cargo build --release -p vostok -p vostok-bench
@@ -28,12 +31,14 @@
 #   RSS_BUDGET_MIB=1024   fail when the server's peak VmRSS is above this
 #   QUERY_MEMORY_MB=512   [limits] query_memory_mb, the memory budget of all queries together
 #   SYNC_QUERIES=8 SYNC_QUEUE_MS=2000 PREVIEWS=2   the other [limits] written
+#   SYNC_TIMEOUT=         [tap] sync_timeout (seconds; default: vostok's)
 #   LIMITS_TOML=          more [limits] lines, e.g. $'fast_lane_rows = 1000000\nheavy_queries = 1'
 #   LIMITS=auto           auto: write [limits], but leave it out (and say so) if this vostok
 #                         refuses it (built before issue 14); 1: always; 0: never
 #   USERS=8               VOSpace users; client i is user i mod USERS, jobs carry its token
 #   WEIGHTS=              operation weights (`vostok-bench load --weights`, default
-#                         cone=30,scs=25,schema=10,download=3,async=5,vospace=7,preview=5)
+#                         cone=30,scs=25,schema=10,download=3,async=5,vospace=7,preview=5;
+#                         heavy=N adds heavy sync queries)
 #   CLIENT_THREADS=2      worker threads of the load generator's tokio runtime
 #   LOAD_ARGS=            more arguments for `vostok-bench load` (e.g. "--probe-scs --timeout 30")
 #   BIN=DIR               where vostok and vostok-bench are

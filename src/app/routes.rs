@@ -85,6 +85,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // Without TCP_NODELAY the last small segment of a response waits for the client's
         // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.
         .tcp_nodelay(true)
+        // A client that closes its side of the connection has gone: the request's handler
+        // and its response stream are dropped at once, which stops the query behind them
+        // (engine::stream). Allowing half-closed connections would keep a synchronous query
+        // running for nobody until its time limit.
+        .h1_allow_half_closed(false)
         // On SIGTERM, connections still busy after this are closed (a long download would
         // otherwise hold the shutdown up for actix's default of 30 s).
         .shutdown_timeout(5)

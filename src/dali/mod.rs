@@ -129,9 +129,8 @@ pub fn respond(result: ResultStream) -> HttpResponse {
 /// the synchronous time limit — and streams its result; errors before the first row are error
 /// documents, a busy service a 503.
 pub async fn execute(engine: &Engine, req: QueryRequest) -> Result<HttpResponse, DalError> {
-    let place = engine.sync_place().await?;
     let result = engine
-        .stream(req, engine.sync_limit(), Lane::Auto, Some(place))
+        .stream(req, engine.sync_limit(), Lane::Auto, true)
         .await?;
     Ok(respond(result))
 }

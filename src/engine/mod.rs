@@ -5,11 +5,16 @@
 //! [`Engine::stream`], which admits it, executes it and encodes the batches as they come.
 //!
 //! Admission ([`LimitsConfig`], `[limits]` in vostok.toml): every query shares one DataFusion
-//! memory pool (sorts and joins spill to disk when it is full); synchronous queries take one
-//! of `sync_queries` places (waiting `sync_queue_ms` at most, then [`QueryError::Busy`]); a
-//! query whose pruned scans read little (`fast_lane_mb`) runs in the fast lane, the others in
-//! the slow lane, `heavy_queries` at a time, on a runtime of one thread, so that a heavy scan
-//! or join leaves a core to the cone searches.
+//! memory pool (sorts and joins spill to disk when it is full). A query whose pruned scans
+//! read little and which joins nothing (`fast_lane_mb`) runs in the fast lane: a synchronous
+//! one takes one of `fast_queries` places. The others run in the slow lane, on a runtime of
+//! one thread so that a heavy scan or join leaves a core to the cone searches: a synchronous
+//! one takes one of `sync_queries` places, then one of `heavy_queries` (jobs only the
+//! latter). A synchronous query waits `sync_queue_ms` at most for each, then
+//! [`QueryError::Busy`] (HTTP 503). The two lanes' places are apart: heavy queries cannot
+//! fill the fast lane's queue. Every join and aggregation yields to its runtime every few
+//! batches, so that a query is stopped at once when its consumer goes (time limit, client
+//! gone, job aborted).
 //!
 //! Knows no HTTP: what comes out is a stream of encoded chunks ([`ResultStream`]) and typed
 //! errors ([`QueryError`]); `dali` turns them into responses.
@@ -54,9 +59,13 @@ pub struct LimitsConfig {
     pub query_memory_mb: usize,
     /// Disk the spills of all queries may take, MiB.
     pub spill_mb: u64,
-    /// Synchronous queries (TAP sync, SCS, SIA, SSA) executing at once.
+    /// Synchronous queries (TAP sync, SCS, SIA, SSA) of the fast lane executing at once.
+    pub fast_queries: usize,
+    /// Synchronous queries of the slow lane admitted at once (they then wait for one of
+    /// `heavy_queries`).
     pub sync_queries: usize,
-    /// How long a synchronous query waits for a place, milliseconds; then HTTP 503.
+    /// How long a synchronous query waits for a place (in each queue), milliseconds; then
+    /// HTTP 503.
     pub sync_queue_ms: u64,
     /// Queries of the slow lane executing at once (asynchronous jobs included).
     pub heavy_queries: usize,
@@ -80,6 +89,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             query_memory_mb: 1024,
             spill_mb: 10 * 1024,
+            fast_queries: 32,
             sync_queries: 8,
             sync_queue_ms: 2000,
             heavy_queries: 1,
@@ -120,12 +130,10 @@ pub struct Engine {
     metadata: TapMetadata,
     limits: Limits,
     admission: LimitsConfig,
+    fast_places: Arc<Semaphore>,
     sync_places: Arc<Semaphore>,
     heavy_places: Arc<Semaphore>,
 }
-
-/// A place among the synchronous queries, held until the query's result is complete.
-pub struct SyncPlace(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Engine {
     /// The DataFusion context with every table registered.
@@ -198,17 +206,32 @@ impl Engine {
         }
     }
 
-    /// A place among the synchronous queries: at once when one is free, else after waiting
-    /// at most `[limits] sync_queue_ms`; [`QueryError::Busy`] when none freed up.
-    pub async fn sync_place(&self) -> Result<SyncPlace, QueryError> {
+    /// A place among the synchronous queries of the slow lane: at once when one is free,
+    /// else after waiting at most `[limits] sync_queue_ms`; [`QueryError::Busy`] when none
+    /// freed up.
+    async fn sync_place(&self) -> Result<OwnedSemaphorePermit, QueryError> {
         let wait = Duration::from_millis(self.admission.sync_queue_ms);
         match tokio::time::timeout(wait, self.sync_places.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(SyncPlace(p)),
+            Ok(Ok(p)) => Ok(p),
             _ => Err(QueryError::Busy(format!(
-                "the service is busy: {} synchronous queries are running, as many as it runs \
-                 at once ([limits] sync_queries); retry in a few seconds, or submit the query \
-                 as an asynchronous job",
+                "the service is busy: {} large synchronous queries are running or waiting, as \
+                 many as it admits at once ([limits] sync_queries); retry in a few seconds, or \
+                 submit the query as an asynchronous job",
                 self.admission.sync_queries
+            ))),
+        }
+    }
+
+    /// A place among the synchronous queries of the fast lane (`[limits] fast_queries`),
+    /// waiting `[limits] sync_queue_ms` at most.
+    async fn fast_place(&self) -> Result<OwnedSemaphorePermit, QueryError> {
+        let wait = Duration::from_millis(self.admission.sync_queue_ms);
+        match tokio::time::timeout(wait, self.fast_places.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(QueryError::Busy(format!(
+                "the service is busy: {} small synchronous queries are running, as many as it \
+                 runs at once ([limits] fast_queries); retry in a few seconds",
+                self.admission.fast_queries
             ))),
         }
     }

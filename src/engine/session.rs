@@ -138,6 +138,7 @@ pub async fn open(
         tables,
         metadata,
         limits,
+        fast_places: Arc::new(Semaphore::new(admission.fast_queries.max(1))),
         sync_places: Arc::new(Semaphore::new(admission.sync_queries.max(1))),
         heavy_places: Arc::new(Semaphore::new(admission.heavy_queries.max(1))),
         admission,

@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use votable::{Encoder, EndStatus, Format, TableInfo};
 
-use super::{Engine, QueryError, SyncPlace};
+use super::{Engine, QueryError};
 
 /// What to run and how to write it.
 pub struct QueryRequest {
@@ -85,14 +88,15 @@ enum Item {
 impl Engine {
     /// Runs the plan and returns its encoded result as a stream of chunks. Errors before the
     /// first row (including the time limit) are returned as such; later ones end the stream
-    /// with the format's error trailer and [`StreamEnd::Error`]. `place` (a synchronous
-    /// query's) is held until the result is complete.
+    /// with the format's error trailer and [`StreamEnd::Error`]. A synchronous query (`sync`)
+    /// takes a place in its lane's admission (the fast lane's `[limits] fast_queries`, or
+    /// `sync_queries` and then `heavy_queries`), held until the result is complete.
     pub async fn stream(
         &self,
         req: QueryRequest,
         limit: Option<TimeLimit>,
         lane: Lane,
-        place: Option<SyncPlace>,
+        sync: bool,
     ) -> Result<ResultStream, QueryError> {
         // The ADQL text, to locate what an error names in it.
         let query = req
@@ -119,15 +123,25 @@ impl Engine {
             .await
             .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
             .map_err(|e| located(&e.strip_backtrace()))?;
+        let physical = cooperative(physical)?;
         // What the client is told about the columns is decided here, before the first byte:
         // the types of the batches the physical plan produces, with the names and metadata
         // (units, UCDs, …) of the logical plan.
         let schema = writer_schema(&logical, &physical.schema())?;
+        // Admission follows the lane: cheap queries never wait behind heavy ones.
         let fast = lane == Lane::Auto && self.is_light(&physical);
-        let heavy = if fast {
-            None
+        let places = if fast {
+            let place = match sync {
+                true => Some(self.fast_place().await?),
+                false => None,
+            };
+            (place, None)
         } else {
-            Some(self.heavy_place(place.is_some(), &limit).await?)
+            let place = match sync {
+                true => Some(self.sync_place().await?),
+                false => None,
+            };
+            (place, Some(self.heavy_place(sync, &limit).await?))
         };
         // Execute on the lane's runtime; batches come back through a bounded channel. The
         // task holds the query's places until it ends.
@@ -136,7 +150,7 @@ impl Engine {
             ctx: self.ctx.clone(),
             plan: physical,
             tx,
-            _places: (place, heavy),
+            _places: places,
         };
         let runtime = if fast {
             &self.runtimes.fast
@@ -252,6 +266,29 @@ impl Engine {
     }
 }
 
+/// The plan with a yield point above every join and aggregation: their output counts
+/// against the task's cooperative budget (tokio's coop, as DataFusion's own
+/// [`CooperativeExec`]), so that the task returns to its runtime every few batches. Without
+/// it a cross join feeding a TopK or a COUNT produces batch after batch in one poll for
+/// seconds — DataFusion's own yield points are at the scans, which a join with a large build
+/// side polls rarely — and a task that does not return cannot be aborted: the query went on
+/// after its time limit, its job's execution duration or its client.
+fn cooperative(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
+    plan.transform_up(|node| {
+        let name = node.name();
+        let busy = name.contains("Join")
+            || name.contains("NestedLoop")
+            || node.downcast_ref::<AggregateExec>().is_some();
+        Ok(if busy {
+            Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
+        } else {
+            Transformed::no(node)
+        })
+    })
+    .map(|t| t.data)
+    .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))
+}
+
 /// Stops the execution task when the stream reading its batches is dropped (client gone, job
 /// aborted, time limit).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -268,7 +305,7 @@ struct Execution {
     plan: Arc<dyn ExecutionPlan>,
     tx: mpsc::Sender<Item>,
     /// The query's places, released when it ends.
-    _places: (Option<SyncPlace>, Option<OwnedSemaphorePermit>),
+    _places: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
 }
 
 impl Execution {

@@ -85,6 +85,15 @@ pub trait Executor: Send + Sync {
     /// Runs `job` to its end. Long steps go through [`RunContext::unless_stopped`], results
     /// through [`RunContext::store_result`], so that an abort or the time limit stops it.
     async fn run(&self, job: &Job, ctx: &mut RunContext<'_>) -> Outcome;
+
+    /// Work done while the job is still QUEUED, just before it turns EXECUTING: the results
+    /// returned are the job's from the moment it is EXECUTING (a VOSpace push or pull shows
+    /// its negotiated endpoints then, never an EXECUTING job without them); [`Executor::run`]
+    /// finds them in the job it is given. An error ends the job in ERROR without running it.
+    /// Meant for short steps: neither the execution duration nor an abort interrupts it.
+    async fn prepare(&self, _job: &Job) -> Result<Vec<JobResult>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// A job kind: its name (the jobs' `kind`), how it runs, and how many run at once.
@@ -662,17 +671,41 @@ impl Jobs {
         // Registered before the job turns EXECUTING, so that an abort in between is not lost.
         let (abort_tx, abort_rx) = oneshot::channel::<()>();
         lock(&self.running).insert(id.to_string(), abort_tx);
+        let queued = match self.store.get(id).await {
+            Ok(Some(job)) if job.phase == Phase::Queued => job,
+            Ok(_) => {
+                // Aborted or deleted while it waited.
+                lock(&self.running).remove(id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("job {id}: cannot start it: {e}");
+                lock(&self.running).remove(id);
+                return;
+            }
+        };
+        // What an earlier run (before a restart) may have left.
+        self.clear_results(id).await;
+        // Results known before it executes are there as soon as it is EXECUTING.
+        let early = match executor.prepare(&queued).await {
+            Ok(results) => results,
+            Err(message) => {
+                lock(&self.running).remove(id);
+                self.fail(id, message).await;
+                return;
+            }
+        };
         let started = self
             .store
             .update(
                 id,
                 &[Phase::Queued],
-                Box::new(|j| {
+                Box::new(move |j| {
                     j.phase = Phase::Executing;
                     j.start_time = Some(now_ms());
                     j.end_time = None;
                     j.error = None;
-                    j.results = Vec::new();
+                    j.results = early;
                 }),
             )
             .await;
@@ -691,8 +724,6 @@ impl Jobs {
         };
         self.changed();
         tracing::info!("job {id} ({}): executing", job.kind);
-        // What an earlier run (before a restart) may have left.
-        self.clear_results(id).await;
 
         let secs = job.execution_duration;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -1044,11 +1075,27 @@ mod tests {
     use super::*;
     use crate::sqlite::SqliteStore;
 
-    /// Writes its QUERY parameter as the result; `SLEEP` waits forever first; `FAIL` fails.
+    /// Writes its QUERY parameter as the result; `SLEEP` waits forever first, with an
+    /// `early` result from the moment it is EXECUTING; `FAIL` fails; `REFUSE` fails before
+    /// it executes.
     struct Echo;
 
     #[async_trait]
     impl Executor for Echo {
+        async fn prepare(&self, job: &Job) -> Result<Vec<JobResult>, String> {
+            match job.parameter("QUERY").unwrap_or("") {
+                "SLEEP" => Ok(vec![JobResult {
+                    id: "early".into(),
+                    path: String::new(),
+                    content_type: "text/plain".into(),
+                    size: 0,
+                    link: Some("/early".into()),
+                }]),
+                "REFUSE" => Err("refused before executing".into()),
+                _ => Ok(Vec::new()),
+            }
+        }
+
         async fn run(&self, job: &Job, ctx: &mut RunContext<'_>) -> Outcome {
             match job.parameter("QUERY").unwrap_or("") {
                 "SLEEP" => match ctx.unless_stopped(std::future::pending::<()>()).await {
@@ -1142,6 +1189,32 @@ mod tests {
             Err(JobError::NotFound(_))
         ));
         assert!(!stored.exists(), "the result is deleted with its job");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_prepared_before_executing_are_there_when_it_executes() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = service(dir.path(), UwsConfig::default());
+        let id = submit(&jobs, None, "SLEEP").await.id;
+        let mut seen = None;
+        for _ in 0..200 {
+            let j = jobs.get(&id).await.unwrap();
+            if j.phase == Phase::Executing {
+                seen = Some(j);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let j = seen.expect("the job never executed");
+        assert!(
+            j.result("early").is_some(),
+            "EXECUTING without its results: {j:?}"
+        );
+        jobs.abort(&id).await.unwrap();
+        let refused = settle(&jobs, &submit(&jobs, None, "REFUSE").await.id).await;
+        assert_eq!(refused.phase, Phase::Error);
+        assert_eq!(refused.error.as_deref(), Some("refused before executing"));
+        assert!(refused.start_time.is_none(), "it never executed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

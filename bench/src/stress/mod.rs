@@ -52,7 +52,8 @@ pub struct LoadArgs {
     /// A file of users, one `NAME TOKEN` (or NAME:TOKEN) a line.
     #[arg(long)]
     pub users_file: Option<PathBuf>,
-    /// Weights of the operations: cone, scs, schema, download, async, vospace, preview.
+    /// Weights of the operations: cone, scs, schema, download, async, vospace, preview, heavy
+    /// (heavy sync queries: a cross join, a crossmatch, a sorted full scan).
     #[arg(
         long,
         default_value = "cone=30,scs=25,schema=10,download=3,async=5,vospace=7,preview=5"

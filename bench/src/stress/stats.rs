@@ -29,6 +29,8 @@ pub enum Kind {
     VoDelete,
     /// DataLink preview (PNG).
     Preview,
+    /// A heavy synchronous query (cross join, crossmatch, sorted full scan).
+    Heavy,
     /// The probe: one 0.1° cone every 100 ms on a connection of its own.
     Probe,
     /// The final check of every ledger entry.
@@ -37,7 +39,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::TapCone,
         Kind::Scs,
         Kind::TapSchema,
@@ -47,6 +49,7 @@ impl Kind {
         Kind::VoGet,
         Kind::VoDelete,
         Kind::Preview,
+        Kind::Heavy,
         Kind::Probe,
         Kind::Verify,
     ];
@@ -63,6 +66,7 @@ impl Kind {
             Kind::VoGet => "vospace_get",
             Kind::VoDelete => "vospace_delete",
             Kind::Preview => "preview",
+            Kind::Heavy => "heavy",
             Kind::Probe => "probe",
             Kind::Verify => "verify",
         }

@@ -30,11 +30,13 @@ pub enum Pick {
     VoSpace,
     /// DataLink preview.
     Preview,
+    /// A heavy synchronous query (a cross join, a crossmatch, a full scan sorted).
+    Heavy,
 }
 
 impl Pick {
     /// Every pick with its `--weights` name.
-    pub const NAMES: [(&'static str, Pick); 7] = [
+    pub const NAMES: [(&'static str, Pick); 8] = [
         ("cone", Pick::TapCone),
         ("scs", Pick::Scs),
         ("schema", Pick::TapSchema),
@@ -42,6 +44,7 @@ impl Pick {
         ("async", Pick::Async),
         ("vospace", Pick::VoSpace),
         ("preview", Pick::Preview),
+        ("heavy", Pick::Heavy),
     ];
 }
 
@@ -246,6 +249,28 @@ const SCHEMA_QUERIES: [&str; 5] = [
     "SELECT table_name, COUNT(*) AS n FROM TAP_SCHEMA.columns GROUP BY table_name",
     "SELECT * FROM TAP_SCHEMA.keys",
 ];
+
+/// Heavy synchronous queries (`--weights heavy=N`): they run until the service's
+/// synchronous time limit stops them, or are refused with 503 when the slow lane is full. The
+/// probe measures what they cost the cheap queries.
+const HEAVY_QUERIES: [&str; 3] = [
+    // The cross join of issue 14, ordered by an expression of both sides.
+    "SELECT TOP 10 a.source_id, b.hip FROM {table} AS a, hipparcos.hip2 AS b ORDER BY a.ra - b.ra",
+    // A crossmatch of every Hipparcos star.
+    "SELECT COUNT(*) AS n FROM hipparcos.hip2 AS h JOIN {table} AS g ON \
+     1=CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', h.ra, h.dec, 3.0/3600))",
+    // Every row read and sorted by a computed expression.
+    "SELECT TOP 10 * FROM {table} ORDER BY ra * dec - ra",
+];
+
+async fn heavy(ctx: &Ctx, rng: &mut Rng) -> (Op, Outcome) {
+    let q = HEAVY_QUERIES[(rng.next_u64() % HEAVY_QUERIES.len() as u64) as usize]
+        .replace("{table}", &ctx.s.table);
+    let mut op = Op::start();
+    let resp = tap_sync(&ctx.api, &mut op, &q, &[]).await;
+    let o = small_votable(&mut op, resp).await;
+    (op, o)
+}
 
 async fn tap_schema(ctx: &Ctx, rng: &mut Rng) -> (Op, Outcome) {
     let q = SCHEMA_QUERIES[(rng.next_u64() % SCHEMA_QUERIES.len() as u64) as usize]
@@ -928,6 +953,7 @@ pub async fn client(ctx: Arc<Ctx>, i: usize, seed: u64, start_delay: Duration) {
             Pick::Download => (Kind::Download, download(&ctx).await),
             Pick::Async => (Kind::Async, async_job(&ctx, &mut rng, owner).await),
             Pick::Preview => (Kind::Preview, preview(&ctx, &mut rng).await),
+            Pick::Heavy => (Kind::Heavy, heavy(&ctx, &mut rng).await),
             Pick::VoSpace => {
                 if owner.is_none() {
                     continue;

@@ -342,7 +342,7 @@ impl Executor for TapExecutor {
                 _ => None,
             };
             let req = prepare(&self.engine, &self.tap, &params, &files, user.as_ref()).await?;
-            let stream = self.engine.stream(req, None, Lane::Slow, None).await?;
+            let stream = self.engine.stream(req, None, Lane::Slow, false).await?;
             Ok::<_, crate::dali::DalError>(stream)
         };
         let result = match ctx.unless_stopped(prepared).await {

@@ -260,7 +260,8 @@ pub struct TransferExecutor {
 }
 
 impl TransferExecutor {
-    async fn transfer(&self, job: &Job) -> Result<String, Fault> {
+    /// The transfer of a job and the user it runs as.
+    async fn parsed(&self, job: &Job) -> Result<(Transfer, Option<User>), Fault> {
         let info = job.job_info.as_deref().unwrap_or("");
         let t = xml::parse_transfer(info.as_bytes())?;
         let user = match &job.owner {
@@ -272,38 +273,65 @@ impl TransferExecutor {
             ),
             None => None,
         };
-        let owner = job.owner.clone().unwrap_or_default();
-        match &t.direction {
-            Direction::Node(_) => {
-                let done =
-                    transfer::move_or_copy(&self.store, &self.authority, user.as_ref(), &t).await?;
-                let mut rec = self
-                    .store
-                    .create_transfer(
-                        &owner,
-                        t.direction.as_str(),
-                        &t.target,
-                        Some(&xml::write_transfer(&done)),
-                    )
-                    .await?;
-                rec.phase = "COMPLETED".into();
-                self.store.update_transfer(&rec).await?;
-                Ok(rec.id)
-            }
-            _ => {
-                let base = job.origin.as_deref().unwrap_or("");
-                let (id, outcome) =
-                    negotiated(&self.store, &self.authority, user.as_ref(), &t, base).await?;
-                outcome.map(|()| id)
-            }
-        }
+        Ok((t, user))
     }
+
+    /// A move or copy, done; the id of its transfer record.
+    async fn move_or_copy(&self, job: &Job) -> Result<String, Fault> {
+        let (t, user) = self.parsed(job).await?;
+        let owner = job.owner.clone().unwrap_or_default();
+        let done = transfer::move_or_copy(&self.store, &self.authority, user.as_ref(), &t).await?;
+        let mut rec = self
+            .store
+            .create_transfer(
+                &owner,
+                t.direction.as_str(),
+                &t.target,
+                Some(&xml::write_transfer(&done)),
+            )
+            .await?;
+        rec.phase = "COMPLETED".into();
+        self.store.update_transfer(&rec).await?;
+        Ok(rec.id)
+    }
+}
+
+/// Whether a job is a move or copy (its direction a node URI), not a push or pull.
+fn is_move_or_copy(job: &Job) -> bool {
+    let info = job.job_info.as_deref().unwrap_or("");
+    matches!(
+        xml::parse_transfer(info.as_bytes()).map(|t| t.direction),
+        Ok(Direction::Node(_))
+    )
 }
 
 #[async_trait]
 impl Executor for TransferExecutor {
+    /// A push or pull is negotiated before the job turns EXECUTING: a client that sees it
+    /// EXECUTING finds its transferDetails (the endpoints) at once.
+    async fn prepare(&self, job: &Job) -> Result<Vec<JobResult>, String> {
+        if is_move_or_copy(job) {
+            return Ok(Vec::new());
+        }
+        let negotiation = async {
+            let (t, user) = self.parsed(job).await?;
+            let base = job.origin.as_deref().unwrap_or("");
+            let (id, outcome) =
+                negotiated(&self.store, &self.authority, user.as_ref(), &t, base).await?;
+            outcome.map(|()| id)
+        };
+        match negotiation.await {
+            Ok(id) => Ok(vec![details(&id)]),
+            Err(f) => Err(job_error(&f)),
+        }
+    }
+
     async fn run(&self, job: &Job, ctx: &mut RunContext<'_>) -> Outcome {
-        match ctx.unless_stopped(self.transfer(job)).await {
+        if !is_move_or_copy(job) {
+            // Negotiated in `prepare`: its transferDetails are the job's results already.
+            return Outcome::Done(job.results.clone());
+        }
+        match ctx.unless_stopped(self.move_or_copy(job)).await {
             Ok(Ok(id)) => Outcome::Done(vec![details(&id)]),
             Ok(Err(f)) => Outcome::Failed(job_error(&f)),
             Err(s) => s.into(),
