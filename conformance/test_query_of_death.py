@@ -682,9 +682,6 @@ def test_11a_histogram_of_a_billion_bins(tight):
                RESPONSEFORMAT="csv")
 
 
-@pytest.mark.xfail(reason="known weakness (issue 14): ivo_histogram accumulators are not "
-                   "accounted in the DataFusion memory pool (peak RSS +2.1 GiB) and the "
-                   "aggregation goes on ~10 s after the answer", strict=True)
 @pytest.mark.timeout(240)
 def test_11b_histograms_of_a_million_bins_per_group(tight):
     groups = int(np.sum(hipparcos().ids < 120))
@@ -766,8 +763,6 @@ def test_14a_query_of_15_mib_of_comments(tight):
         c.bound(QUERY_BOUND_S)
 
 
-@pytest.mark.xfail(reason="known weakness (issue 14): a 15 MiB query of whitespace takes "
-                   "~2.5 GiB of resident memory in the ADQL front end", strict=True)
 @pytest.mark.timeout(180)
 def test_14b_query_of_15_mib_of_whitespace(tight):
     head = urllib.parse.quote_plus("SELECT COUNT(*) AS n").encode()

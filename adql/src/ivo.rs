@@ -49,6 +49,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::comparison::ilike;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -126,10 +127,12 @@ pub fn scalar_udfs() -> Vec<ScalarUDF> {
         .collect()
 }
 
-/// The aggregate UDFs: ivo_histogram (alias gavo_histogram) and ivo_string_agg.
-pub fn aggregate_udfs() -> Vec<AggregateUDF> {
+/// The aggregate UDFs: ivo_histogram (alias gavo_histogram) and ivo_string_agg. The
+/// histogram's counters are reserved in `pool` (the session's memory pool) when one is given:
+/// a query whose histograms do not fit fails with DataFusion's "Resources exhausted".
+pub fn aggregate_udfs(pool: Option<Arc<dyn MemoryPool>>) -> Vec<AggregateUDF> {
     vec![
-        AggregateUDF::new_from_impl(Histogram::new()),
+        AggregateUDF::new_from_impl(Histogram::new(pool)),
         AggregateUDF::new_from_impl(StringAgg::new()),
     ]
 }
@@ -975,17 +978,40 @@ fn histogram_type() -> DataType {
 }
 
 /// `ivo_histogram(val, lower, upper, nbins)`: counts in nbins + 2 bins (DaCHS's gavo_histogram).
-#[derive(Debug, PartialEq, Eq, Hash)]
+///
+/// The counters of one group take 8 × (nbins + 2) bytes, so that a GROUP BY over many groups
+/// with many bins takes gigabytes (10⁶ bins × 120 groups: ~1 GB in each aggregation stage).
+/// Each accumulator reserves its counters in the session's memory pool (`pool`), so that the
+/// query fails with the memory limit's error instead of taking memory nobody accounted for.
+#[derive(Debug)]
 struct Histogram {
     signature: Signature,
     aliases: Vec<String>,
+    pool: Option<Arc<dyn MemoryPool>>,
+}
+
+// The pool is the session's: it makes no difference to which function this is.
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature == other.signature && self.aliases == other.aliases
+    }
+}
+
+impl Eq for Histogram {}
+
+impl std::hash::Hash for Histogram {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signature.hash(state);
+        self.aliases.hash(state);
+    }
 }
 
 impl Histogram {
-    fn new() -> Histogram {
+    fn new(pool: Option<Arc<dyn MemoryPool>>) -> Histogram {
         Histogram {
             signature: Signature::user_defined(Volatility::Immutable),
             aliases: vec!["gavo_histogram".to_string()],
+            pool,
         }
     }
 }
@@ -1041,7 +1067,13 @@ impl AggregateUDFImpl for Histogram {
     }
 
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(HistogramAcc::default()))
+        Ok(Box::new(HistogramAcc {
+            reservation: self
+                .pool
+                .as_ref()
+                .map(|p| MemoryConsumer::new("ivo_histogram").register(p)),
+            ..HistogramAcc::default()
+        }))
     }
 }
 
@@ -1102,6 +1134,8 @@ impl Bins {
 struct HistogramAcc {
     bins: Option<Bins>,
     counts: Vec<i64>,
+    /// The counters' bytes in the session's memory pool (none: not accounted).
+    reservation: Option<MemoryReservation>,
 }
 
 impl HistogramAcc {
@@ -1109,8 +1143,14 @@ impl HistogramAcc {
     fn use_bins(&mut self, b: Bins) -> Result<()> {
         match self.bins {
             None => {
+                let n = b.nbins as usize + 2;
+                if let Some(r) = &mut self.reservation {
+                    // Reserved before allocating: a histogram that does not fit is refused,
+                    // not allocated. Its state and result copy the counters once more.
+                    r.try_grow(n.saturating_mul(2 * std::mem::size_of::<i64>()))?;
+                }
                 self.bins = Some(b);
-                self.counts = vec![0; b.nbins as usize + 2];
+                self.counts = vec![0; n];
                 Ok(())
             }
             Some(have) if have == b => Ok(()),
@@ -1168,7 +1208,12 @@ impl Accumulator for HistogramAcc {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.counts.capacity() * std::mem::size_of::<i64>()
+        // The counters are in the reservation when there is one (not counted twice).
+        let counters = match self.reservation {
+            Some(_) => 0,
+            None => self.counts.capacity() * std::mem::size_of::<i64>(),
+        };
+        std::mem::size_of_val(self) + counters
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -1377,7 +1422,7 @@ mod tests {
         for u in scalar_udfs() {
             ctx.register_udf(u);
         }
-        for u in aggregate_udfs() {
+        for u in aggregate_udfs(None) {
             ctx.register_udaf(u);
         }
         ctx
@@ -2359,6 +2404,43 @@ mod tests {
         }
     }
 
+    /// The counters are reserved in the session's memory pool: histograms that do not fit
+    /// fail with "Resources exhausted" (vostok's "needs more memory" error), and what fits
+    /// runs and gives its memory back.
+    #[tokio::test]
+    async fn histogram_counters_are_reserved_in_the_memory_pool() {
+        use datafusion::execution::memory_pool::GreedyMemoryPool;
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(8 << 20));
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool.clone())
+            .build_arc()
+            .expect("a runtime");
+        let ctx =
+            SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), env);
+        for u in aggregate_udfs(Some(pool.clone())) {
+            ctx.register_udaf(u);
+        }
+        ctx.register_table("t", agg_table()).expect("registered");
+        // 2 groups × 10⁶ bins: 2 × 16 MB reserved, the pool has 8 MiB.
+        let e = run(
+            &ctx,
+            "SELECT g, ivo_histogram(x, 0, 1, 1000000) AS h FROM t GROUP BY g",
+        )
+        .await
+        .expect_err("over the pool");
+        assert!(e.to_string().contains("Resources exhausted"), "{e}");
+        assert_eq!(pool.reserved(), 0, "given back after the failure");
+        let batches = run(
+            &ctx,
+            "SELECT g, ivo_histogram(x, -0.5, 1.5, 3) AS h FROM t GROUP BY g",
+        )
+        .await
+        .expect("fits");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert_eq!(pool.reserved(), 0, "given back after the query");
+    }
+
     #[tokio::test]
     async fn histogram_errors() {
         for sql in [
@@ -2469,7 +2551,7 @@ mod tests {
     #[test]
     fn declarations_cover_the_functions() {
         let mut names: Vec<String> = scalar_udfs().iter().map(|u| u.name().to_string()).collect();
-        for u in aggregate_udfs() {
+        for u in aggregate_udfs(None) {
             names.push(u.name().to_string());
             names.extend(u.aliases().iter().cloned());
         }

@@ -33,7 +33,7 @@ use datafusion::sql::sqlparser::ast::{Query, Statement};
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 /// The ADQL dialect for sqlparser: regular identifiers are letters, digits and `_` starting
 /// with a letter; delimited identifiers use double quotes only.
@@ -120,7 +120,7 @@ pub fn register(ctx: &SessionContext) {
     for udf in ivo::scalar_udfs() {
         ctx.register_udf(udf);
     }
-    for udaf in ivo::aggregate_udfs() {
+    for udaf in ivo::aggregate_udfs(Some(ctx.runtime_env().memory_pool.clone())) {
         ctx.register_udaf(udaf);
     }
     ctx.register_udf(units::in_unit_udf());
@@ -142,7 +142,7 @@ pub const UDF_NAMES: &[&str] = &[
 ];
 
 /// Settings of the ADQL front end.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Names of further user-defined functions to accept (lower or mixed case), beyond the
     /// ones vostok registers.
@@ -152,6 +152,43 @@ pub struct Options {
     /// grammar alone, without a service's declarations (`vostok adql check`). Planning still
     /// refuses a function the service does not define.
     pub accept_undeclared_udfs: bool,
+    /// Most tokens a query text may have, counted before it is read: every word, number,
+    /// symbol, space and line break (sqlparser keeps each space as a token of ~70 bytes, so a
+    /// text of 15 MiB of spaces took gigabytes). Above it the query is refused at once.
+    pub max_tokens: usize,
+}
+
+/// The default of [`Options::max_tokens`]: a polygon of 100,000 vertices (~0.8 million) fits.
+pub const MAX_TOKENS: usize = 2_000_000;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            extra_functions: Vec::new(),
+            accept_undeclared_udfs: false,
+            max_tokens: MAX_TOKENS,
+        }
+    }
+}
+
+/// An upper bound of the number of tokens sqlparser makes of `text`, counted without
+/// allocating: each whitespace character and each ASCII punctuation character counts one (a
+/// token takes at least one character), each run of other characters one. String literals,
+/// quoted names and comments are counted as if they were not, so they count more than they
+/// take.
+fn token_bound(text: &str) -> usize {
+    let mut n = 0usize;
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_whitespace() || c.is_ascii_punctuation() {
+            n += 1;
+            in_run = false;
+        } else if !in_run {
+            n += 1;
+            in_run = true;
+        }
+    }
+    n
 }
 
 /// Parses and validates ADQL text into a query AST ready for DataFusion.
@@ -162,8 +199,24 @@ pub fn parse(text: &str) -> Result<Query, AdqlError> {
 /// [`parse`] with settings.
 pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
     let dialect = AdqlDialect;
-    let tokens = Tokenizer::new(&dialect, text)
-        .tokenize_with_location()
+    let bound = token_bound(text);
+    if bound > opts.max_tokens {
+        return Err(AdqlError::syntax(
+            format!(
+                "the query text is too large: up to {bound} tokens (words, numbers, symbols, \
+                 and every space and line break), more than the {} allowed ([limits] \
+                 query_tokens); shorten it, or upload long lists of values as a table \
+                 (TAP_UPLOAD)",
+                opts.max_tokens
+            ),
+            None,
+            None,
+        ));
+    }
+    // Sized once: the token list never reallocates (no moment with two copies of it).
+    let mut tokens = Vec::with_capacity(bound.saturating_add(1));
+    Tokenizer::new(&dialect, text)
+        .tokenize_with_location_into_buf(&mut tokens)
         .map_err(|e| {
             messages::tokenizer_error(AdqlError::syntax(
                 strip_location(&e.message),
@@ -274,6 +327,8 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
 /// ADQL's lexical rules sqlparser does not apply: a string literal continues across
 /// whitespace and comments (`'abc' -- note` newline `'def'` is `'abcdef'`, as in SQL-92), and
 /// `0x1F` is a hexadecimal integer literal (ADQL 2.1 §2.3.1); sqlparser's `X'1F'` is not ADQL.
+/// A run of the same space, tab or line break becomes one token spanning the run (the parser
+/// skips whitespace; the list it and its error messages keep is the shorter).
 fn normalise_tokens(
     tokens: Vec<TokenWithSpan>,
     text: &str,
@@ -285,11 +340,11 @@ fn normalise_tokens(
         match &t.token {
             Token::SingleQuotedString(s) => {
                 if let Some(i) = open_string {
-                    let merged = match &out[i].token {
-                        Token::SingleQuotedString(prev) => format!("{prev}{s}"),
-                        _ => s.clone(),
-                    };
-                    out[i].token = Token::SingleQuotedString(merged);
+                    // Appended in place: many adjacent parts do not copy the text each time.
+                    match &mut out[i].token {
+                        Token::SingleQuotedString(prev) => prev.push_str(s),
+                        other => *other = Token::SingleQuotedString(s.clone()),
+                    }
                     out[i].span.end = t.span.end;
                     // Drop the whitespace kept between the two parts.
                     out.truncate(i + 1);
@@ -299,8 +354,13 @@ fn normalise_tokens(
                 out.push(t);
                 continue;
             }
-            Token::Whitespace(_) => {
-                out.push(t);
+            Token::Whitespace(w) => {
+                let repeat = matches!(w, Whitespace::Space | Whitespace::Tab | Whitespace::Newline)
+                    && out.last().is_some_and(|l| l.token == t.token);
+                match out.last_mut() {
+                    Some(last) if repeat => last.span.end = t.span.end,
+                    _ => out.push(t),
+                }
                 continue;
             }
             Token::HexStringLiteral(h) => {

@@ -187,3 +187,35 @@ fn parenthesised_not_is_bounded_before_the_parser_goes_exponential() {
     .is_ok());
     assert!(parse(&format!("SELECT a FROM t WHERE {}a = 1", "NOT ".repeat(40))).is_ok());
 }
+
+/// A query text with more tokens than allowed (spaces count) is refused before it is read,
+/// naming the limit; runs of spaces below it are read, and errors after them keep their
+/// position; adjacent string parts still make one literal.
+#[test]
+fn long_texts_are_bounded_by_their_tokens() {
+    let opts = Options {
+        max_tokens: 1000,
+        ..Options::default()
+    };
+    let spaces = " ".repeat(2000);
+    let e = parse_with(&format!("SELECT a{spaces}FROM t"), &opts).unwrap_err();
+    assert!(e.message.contains("too large"), "{e}");
+    assert!(e.message.contains("[limits] query_tokens"), "{e}");
+    assert!(e.message.contains("1000"), "{e}");
+    let spaces = " ".repeat(900);
+    let q = parse_with(&format!("SELECT a{spaces}FROM t"), &opts).expect("under the bound");
+    assert_eq!(q.to_string(), "SELECT a FROM t");
+    let e = parse_with(&format!("SELECT a{spaces}FROM t LIMIT 3"), &opts).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(1), Some(916)), "{e}");
+    let q = parse("SELECT 'a'\n\n  'b' -- c\n 'c' FROM t").expect("parsed");
+    assert_eq!(q.to_string(), "SELECT 'abc' AS \"expr\" FROM t");
+    // The default bound leaves room for a polygon of 100,000 vertices.
+    let verts: Vec<String> = (0..100_000)
+        .map(|i| format!("{:.9},{:.9}", 10.0 + f64::from(i) * 1e-6, 20.0))
+        .collect();
+    let q = format!(
+        "SELECT a FROM t WHERE 1=CONTAINS(POINT('ICRS', ra, dec), POLYGON('ICRS', {}))",
+        verts.join(",")
+    );
+    assert!(token_bound(&q) < MAX_TOKENS, "{}", token_bound(&q));
+}

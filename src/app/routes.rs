@@ -17,9 +17,12 @@ use crate::protocols;
 
 /// Runs the server until interrupted.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers.
+    // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers. Every
+    // runtime's blocking pool is bounded (`[limits] blocking_threads`, LimitsConfig).
+    let blocking = config.limits.blocking_threads.max(1);
     let query_rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("vostok-query")
+        .max_blocking_threads(blocking)
         // Planning deep expressions recurses (see engine::Engine::plan_adql).
         .thread_stack_size(16 * 1024 * 1024)
         .enable_all()
@@ -29,6 +32,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let heavy_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("vostok-heavy")
+        .max_blocking_threads(blocking)
         .thread_stack_size(16 * 1024 * 1024)
         .enable_all()
         .build()?;
@@ -90,6 +94,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // (engine::stream). Allowing half-closed connections would keep a synchronous query
         // running for nobody until its time limit.
         .h1_allow_half_closed(false)
+        // Each worker's pool of threads for blocking work (VOSpace file I/O, SQLite): actix's
+        // default, 512 shared by the workers, let VOSpace traffic start hundreds of threads,
+        // each keeping its own stack and allocator heap.
+        .worker_max_blocking_threads(blocking)
         // On SIGTERM, connections still busy after this are closed (a long download would
         // otherwise hold the shutdown up for actix's default of 30 s).
         .shutdown_timeout(5)

@@ -67,6 +67,9 @@ pub fn check(text: &str, udfs: &[String], config: Option<Config>) -> anyhow::Res
     let opts = adql::Options {
         extra_functions: udfs.iter().map(|u| udf_name(u)).collect(),
         accept_undeclared_udfs: config.is_none() && udfs.is_empty(),
+        max_tokens: config
+            .as_ref()
+            .map_or(adql::MAX_TOKENS, |c| c.limits.query_tokens),
     };
     let result = match config {
         None => adql::parse_with(text, &opts).map(|_| ()),

@@ -82,6 +82,14 @@ pub struct LimitsConfig {
     /// declared length, at most 15 MiB); an upload that finds no room within
     /// `sync_queue_ms` gets HTTP 503 with Retry-After.
     pub upload_buffer_mb: u64,
+    /// Threads each runtime (every HTTP worker, each query lane) may start for blocking work:
+    /// file reads and writes of VOSpace and the catalogs, SQLite. Beyond it such work waits
+    /// for a thread. Each thread keeps its stack and allocator heap while it lives (tokio's
+    /// default of 512 let 1,000 VOSpace clients start ~500 threads and ~1 GiB).
+    pub blocking_threads: usize,
+    /// Most tokens of one ADQL query text (every word, number, symbol, space and line break;
+    /// adql::Options::max_tokens); a longer text is refused before it is read.
+    pub query_tokens: usize,
 }
 
 impl Default for LimitsConfig {
@@ -98,6 +106,8 @@ impl Default for LimitsConfig {
             previews: 2,
             decompressed_mb: 1024,
             upload_buffer_mb: 256,
+            blocking_threads: 16,
+            query_tokens: adql::MAX_TOKENS,
         }
     }
 }
@@ -187,10 +197,14 @@ impl Engine {
         text: String,
     ) -> Result<LogicalPlan, QueryError> {
         let secs = self.admission.planning_seconds.max(1);
+        let opts = adql::Options {
+            max_tokens: self.admission.query_tokens,
+            ..adql::Options::default()
+        };
         let task = self
             .runtimes
             .fast
-            .spawn(async move { adql::plan(&session, &text).await });
+            .spawn(async move { adql::plan_with(&session, &text, &opts).await });
         let abort = task.abort_handle();
         match tokio::time::timeout(Duration::from_secs(secs), task).await {
             Ok(done) => done
