@@ -73,6 +73,9 @@ pub struct LimitsConfig {
     /// declared length, at most 15 MiB); an upload that finds no room within
     /// `sync_queue_ms` gets HTTP 503 with Retry-After.
     pub upload_buffer_mb: u64,
+    /// Largest stored product whose MD5 (the `Digest` of its downloads) the server computes
+    /// itself when ingest recorded none, MiB; larger ones go without `Digest`.
+    pub digest_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +91,7 @@ impl Default for LimitsConfig {
             previews: 2,
             decompressed_mb: 1024,
             upload_buffer_mb: 256,
+            digest_mb: 4096,
         }
     }
 }
