@@ -1584,6 +1584,33 @@ mod tests {
     }
 
     #[test]
+    fn image_orientation_agrees_with_astropy() {
+        // Unit vectors (x right, y down) towards north and east at the image centre, from
+        // astropy 8.0.2: WCS(header).celestial, pixel_to_world, directional_offset_by(0/90°,
+        // 10"), world_to_pixel.
+        for (name, north, east) in [
+            ("msx_e_galactic_center.fits", (-0.85, -0.52), (-0.52, 0.85)),
+            (
+                "ccd_aspen_ey_uma_tansip.fits.gz",
+                (-0.34, -0.94),
+                (0.94, -0.34),
+            ),
+            ("dss_poss1_m1_ned.fits", (-0.01, -1.0), (-1.0, 0.01)),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../data/demo/images")
+                .join(name);
+            let file = maybe_gunzip(std::fs::read(path).unwrap(), u64::MAX).unwrap();
+            let hdus = fits::hdus(&file).unwrap();
+            let (n1, n2) = (hdus[0].axes()[0], hdus[0].axes()[1]);
+            let o = Orientation::of(&hdus[0], (n1, n2), (n1, n2)).unwrap();
+            let near =
+                |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 0.03 && (a.1 - b.1).abs() < 0.03;
+            assert!(near(o.north, north) && near(o.east, east), "{name}: {o:?}");
+        }
+    }
+
+    #[test]
     fn spectrum_labels_and_ticks() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../data/demo/spectra/keck_esi_q0100+13_flux.fits");
