@@ -11,10 +11,16 @@
 //!   and white, and an asinh curve is chosen so that the median lands at 25 % grey (linear when
 //!   the median is already brighter than that), the "auto-stretch" of astronomical viewers.
 //!   The output is 8-bit grey + alpha; no-data pixels are transparent. FITS row 1 is the bottom
-//!   of the picture, as DS9 and Aladin show it.
+//!   of the picture, as DS9 and Aladin show it. An image with a celestial WCS (any the ObsCore
+//!   mapping reads: TAN/SIN/…, SIP, DSS plate solutions, galactic axes) gets a scale bar
+//!   (bottom left, a round angle) and north/east arrows (top right) from the WCS at its
+//!   centre, in yellow outlined in black (the PNG is then RGBA); not on previews under
+//!   96 pixels or fields wider than 60°.
 //! * **Spectra** (a 1-D image, or a binary table with a flux column): a line plot of flux
 //!   against the spectral coordinate on a white RGB canvas `max_side` (at most 1200) wide and
-//!   half as high, with an axes box and tick marks at round values (no text). The spectral
+//!   half as high, with an axes box, tick marks at round values, tick labels and axis titles
+//!   with units (CTYPE1/CUNIT1 and BUNIT, or the columns' names and TUNITn), drawn with the
+//!   bitmap font of [`text`]. The spectral
 //!   coordinate comes from the 1-D WCS (linear, log10-lambda per `DC-FLAG`/`CRVAL1`, or
 //!   `-LOG`) or from the table's wavelength/frequency/velocity column; every table row with
 //!   array columns is one curve. The flux range is the 0.5–99.5 percentile range plus a margin,
@@ -28,6 +34,8 @@
 //!
 //! Everything read from the file is checked: malformed, truncated or empty input is an
 //! [`Error::Source`], never a panic.
+
+pub mod text;
 
 use std::borrow::Cow;
 
@@ -106,15 +114,15 @@ pub fn preview_png(
         What::Image => image_png(&file, h, max_side),
         What::Spectrum1d => {
             let curve = spectrum_1d(&file, h)?;
-            plot_png(&[curve], h.index, max_side)
+            plot_png(&[curve], &Labels::of_image(h), h.index, max_side)
         }
         What::Stack => {
             let curves = stack_curves(&file, &hdus, h)?;
-            plot_png(&curves, h.index, max_side)
+            plot_png(&curves, &Labels::of_image(h), h.index, max_side)
         }
         What::Table => {
-            let curves = table_curves(&file, h)?;
-            plot_png(&curves, h.index, max_side)
+            let (curves, labels) = table_curves(&file, h)?;
+            plot_png(&curves, &labels, h.index, max_side)
         }
     }
 }
@@ -366,7 +374,201 @@ fn image_png(file: &[u8], h: &Hdu, max_side: u32) -> Result<Vec<u8>, Error> {
             pixels.extend_from_slice(&[0, 0]);
         }
     }
-    encode(&pixels, ow, oh, png::ColorType::GrayscaleAlpha)
+    match Orientation::of(h, (n1, n2), (ow, oh)) {
+        Some(o) => {
+            let mut rgba: Vec<u8> = pixels
+                .chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                .collect();
+            o.draw(&mut rgba, ow, oh);
+            encode(&rgba, ow, oh, png::ColorType::Rgba)
+        }
+        None => encode(&pixels, ow, oh, png::ColorType::GrayscaleAlpha),
+    }
+}
+
+/// Colour of the scale bar, the compass and their labels on an image (each outlined in
+/// black, so that they show on white and on black).
+const OVERLAY: [u8; 4] = [255, 214, 0, 255];
+const OUTLINE: [u8; 4] = [0, 0, 0, 255];
+/// Smallest preview (either side, pixels) that gets a scale bar and a compass.
+const OVERLAY_MIN_SIDE: usize = 96;
+/// Widest field (degrees) with a scale bar and compass: beyond it, a bar from the centre's
+/// scale and arrows from the centre's orientation would mislead (all-sky maps).
+const OVERLAY_MAX_FIELD: f64 = 60.0;
+
+/// Where north and east point on a preview, and its scale, from the image's WCS at its
+/// centre.
+#[derive(Debug, Clone, Copy)]
+struct Orientation {
+    /// Unit vectors on the preview (x right, y down) towards north and towards east.
+    north: (f64, f64),
+    east: (f64, f64),
+    /// Arcseconds per preview pixel.
+    arcsec_per_px: f64,
+}
+
+impl Orientation {
+    fn of(h: &Hdu, (n1, n2): (usize, usize), (ow, oh): (usize, usize)) -> Option<Self> {
+        if ow < OVERLAY_MIN_SIDE || oh < OVERLAY_MIN_SIDE {
+            return None;
+        }
+        let (fx, fy) = (n1 as f64 / ow as f64, n2 as f64 / oh as f64);
+        let centre = ((n1 as f64 + 1.0) / 2.0, (n2 as f64 + 1.0) / 2.0);
+        let j = crate::obscore::sky_jacobian(h, centre, fx.max(1.0))?;
+        // Per preview pixel; the preview's y runs down where FITS y runs up.
+        let (a, b, c, d) = (j[0][0] * fx, -j[0][1] * fy, j[1][0] * fx, -j[1][1] * fy);
+        let det = a * d - b * c;
+        if !(det.is_finite() && det != 0.0) {
+            return None;
+        }
+        // Preview pixel directions of a step east (1, 0) and north (0, 1) on the sky.
+        let unit = |(x, y): (f64, f64)| {
+            let n = (x * x + y * y).sqrt();
+            (n > 0.0 && n.is_finite()).then(|| (x / n, y / n))
+        };
+        let east = unit((d / det, -c / det))?;
+        let north = unit((-b / det, a / det))?;
+        let arcsec_per_px = det.abs().sqrt().to_degrees() * 3600.0;
+        let field = arcsec_per_px * ow.max(oh) as f64 / 3600.0;
+        (arcsec_per_px > 0.0 && field <= OVERLAY_MAX_FIELD).then_some(Orientation {
+            north,
+            east,
+            arcsec_per_px,
+        })
+    }
+
+    /// The scale bar (bottom left) and the N/E arrows (top right) onto RGBA `px`.
+    fn draw(&self, px: &mut [u8], w: usize, h: usize) {
+        let mut put = |x: i64, y: i64, c: [u8; 4]| {
+            if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
+                let i = (y as usize * w + x as usize) * 4;
+                px[i..i + 4].copy_from_slice(&c);
+            }
+        };
+        let side = w.min(h) as i64;
+        let scale = if side >= 700 { 2 } else { 1 };
+        let cell = text::CELL * scale;
+        let thick = scale;
+        // Every mark twice: a black outline one pixel around it, then the colour.
+        let mut strokes: Vec<((i64, i64), (i64, i64))> = Vec::new();
+        let mut labels: Vec<(i64, i64, String)> = Vec::new();
+
+        // Scale bar: the longest round angle within a quarter of the width.
+        let max_arcsec = self.arcsec_per_px * w as f64 / 4.0;
+        let nice = [
+            1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0,
+            1800.0, 3600.0, 7200.0, 18000.0, 36000.0, 72000.0, 108000.0,
+        ];
+        if let Some(&arcsec) = nice.iter().rev().find(|&&a| a <= max_arcsec) {
+            let len = (arcsec / self.arcsec_per_px).round() as i64;
+            let label = if arcsec >= 3600.0 {
+                format!("{}\u{b0}", arcsec / 3600.0)
+            } else if arcsec >= 60.0 {
+                format!("{}'", arcsec / 60.0)
+            } else {
+                format!("{arcsec}\"")
+            };
+            let (x0, y0) = (cell, h as i64 - 1 - cell);
+            strokes.push(((x0, y0), (x0 + len, y0)));
+            strokes.push(((x0, y0 - cell / 2), (x0, y0 + cell / 2)));
+            strokes.push(((x0 + len, y0 - cell / 2), (x0 + len, y0 + cell / 2)));
+            let lw = text::width(&label, scale);
+            labels.push((x0 + (len - lw) / 2, y0 - cell / 2 - 3 - cell, label));
+        }
+
+        // Compass: arrows from a point near the top-right corner.
+        let arm = (side as f64 * 0.12).max(3.0 * cell as f64);
+        let margin = arm as i64 + cell * 2;
+        let o = (w as i64 - margin, margin);
+        for (dir, name) in [(self.north, "N"), (self.east, "E")] {
+            let tip = (
+                o.0 + (dir.0 * arm).round() as i64,
+                o.1 + (dir.1 * arm).round() as i64,
+            );
+            strokes.push((o, tip));
+            // The arrow head: two short strokes back from the tip, 30° either side.
+            for turn in [150f64, -150f64] {
+                let (s, c) = turn.to_radians().sin_cos();
+                let back = (dir.0 * c - dir.1 * s, dir.0 * s + dir.1 * c);
+                let head = arm * 0.25;
+                strokes.push((
+                    tip,
+                    (
+                        tip.0 + (back.0 * head).round() as i64,
+                        tip.1 + (back.1 * head).round() as i64,
+                    ),
+                ));
+            }
+            let at = (
+                o.0 + (dir.0 * (arm + cell as f64)).round() as i64 - cell / 2,
+                o.1 + (dir.1 * (arm + cell as f64)).round() as i64 - cell / 2,
+            );
+            labels.push((at.0, at.1, name.to_string()));
+        }
+
+        for (colour, grow) in [(OUTLINE, thick), (OVERLAY, 0)] {
+            for &(a, b) in &strokes {
+                for dx in -grow..=grow + thick - 1 {
+                    for dy in -grow..=grow + thick - 1 {
+                        line_points((a.0 + dx, a.1 + dy), (b.0 + dx, b.1 + dy), &mut |x, y| {
+                            put(x, y, colour)
+                        });
+                    }
+                }
+            }
+            for (x, y, l) in &labels {
+                let offsets: &[(i64, i64)] = if grow > 0 {
+                    &[
+                        (-1, 0),
+                        (1, 0),
+                        (0, -1),
+                        (0, 1),
+                        (-1, -1),
+                        (1, 1),
+                        (-1, 1),
+                        (1, -1),
+                    ]
+                } else {
+                    &[(0, 0)]
+                };
+                for &(dx, dy) in offsets {
+                    text::draw(
+                        &mut |px, py| put(px, py, colour),
+                        x + dx,
+                        y + dy,
+                        l,
+                        scale,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The points of a Bresenham line from `a` to `b`.
+fn line_points((mut x0, mut y0): (i64, i64), (x1, y1): (i64, i64), set: &mut impl FnMut(i64, i64)) {
+    let dx = (x1 - x0).abs();
+    let dy = -(y1 - y0).abs();
+    let sx = if x0 < x1 { 1 } else { -1 };
+    let sy = if y0 < y1 { 1 } else { -1 };
+    let mut e = dx + dy;
+    loop {
+        set(x0, y0);
+        if x0 == x1 && y0 == y1 {
+            break;
+        }
+        let e2 = 2 * e;
+        if e2 >= dy {
+            e += dy;
+            x0 += sx;
+        }
+        if e2 <= dx {
+            e += dx;
+            y0 += sy;
+        }
+    }
 }
 
 /// Value → grey level.
@@ -673,7 +875,7 @@ impl Columns {
 
 /// The curves of a binary-table spectrum: one per row when the flux is an array column, else
 /// one over all rows.
-fn table_curves(file: &[u8], h: &Hdu) -> Result<Vec<Curve>, Error> {
+fn table_curves(file: &[u8], h: &Hdu) -> Result<(Vec<Curve>, Labels), Error> {
     let (schema, batches) = fits::read_bintable(file, Some(h.index))?;
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let cols = Columns::pick(&names).ok_or_else(|| {
@@ -742,7 +944,7 @@ fn table_curves(file: &[u8], h: &Hdu) -> Result<Vec<Curve>, Error> {
     if !scalar_curve.1.is_empty() {
         curves.push(scalar_curve);
     }
-    Ok(curves)
+    Ok((curves, Labels::of_table(h, &names, &cols)))
 }
 
 fn is_list(t: &DataType) -> bool {
@@ -789,6 +991,151 @@ fn scalar(a: &ArrayRef, row: usize) -> Result<Option<f64>, Error> {
 
 // ---------------------------------------------------------------------------------------------
 // The plot
+
+/// The axis titles of a spectrum plot, with their units (`Wavelength [Angstrom]`).
+#[derive(Debug, Clone, PartialEq)]
+struct Labels {
+    x: String,
+    y: String,
+}
+
+/// `name [unit]`, or `name` alone without a unit.
+fn titled(name: &str, unit: Option<&str>) -> String {
+    match unit.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => format!("{name} [{u}]"),
+        None => name.to_string(),
+    }
+}
+
+/// The quantity a spectral axis type or column name stands for.
+fn spectral_quantity(name: &str) -> Option<&'static str> {
+    let n = name.trim().to_ascii_uppercase();
+    let n = n.strip_prefix("LOG").unwrap_or(&n);
+    if ["WAVE", "AWAV", "LAMBDA", "LAM", "LINEAR"]
+        .iter()
+        .any(|p| n.starts_with(p))
+    {
+        Some("Wavelength")
+    } else if n.starts_with("FREQ") {
+        Some("Frequency")
+    } else if ["VELO", "VRAD", "VOPT", "VHELIO", "ZOPT"]
+        .iter()
+        .any(|p| n.starts_with(p))
+    {
+        Some("Velocity")
+    } else if n.starts_with("ENER") {
+        Some("Energy")
+    } else if n.starts_with("WAVN") {
+        Some("Wavenumber")
+    } else if n.starts_with("CHAN") {
+        Some("Channel")
+    } else {
+        None
+    }
+}
+
+/// The unit inside `log(...)` (a log10 column is drawn unlogged).
+fn unlogged_unit(unit: &str) -> &str {
+    let u = unit.trim();
+    let lower = u.to_ascii_lowercase();
+    for prefix in ["log10(", "log(", "dex("] {
+        if lower.starts_with(prefix) && u.ends_with(')') {
+            return &u[prefix.len()..u.len() - 1];
+        }
+    }
+    u
+}
+
+impl Labels {
+    /// A 1-D image (or a stack of them): the spectral axis from CTYPE1/CUNIT1 (the pixel
+    /// number without a WCS), the values from BUNIT.
+    fn of_image(h: &Hdu) -> Self {
+        let ctype = h.str("CTYPE1").unwrap_or("").trim().to_string();
+        let x = if h.f64("CRVAL1").is_some_and(f64::is_finite) {
+            let quantity = spectral_quantity(&ctype)
+                .or(ctype.is_empty().then_some("Wavelength"))
+                .unwrap_or(ctype.as_str());
+            let unit = h.str("CUNIT1").map(str::trim).filter(|u| !u.is_empty());
+            // Ingest's rule: a wavelength axis without a unit is in Ångström.
+            let unit = unit.or((quantity == "Wavelength").then_some("Angstrom"));
+            titled(quantity, unit)
+        } else {
+            "Pixel".to_string()
+        };
+        let y = titled("Flux", h.str("BUNIT"));
+        Labels { x, y }
+    }
+
+    /// A binary table: the titles are the columns' names with their TUNITn.
+    fn of_table(h: &Hdu, names: &[String], cols: &Columns) -> Self {
+        let unit_of = |i: usize| -> Option<String> {
+            let n = h.i64("TFIELDS").unwrap_or(0).clamp(0, 999);
+            let want = names.get(i)?.trim();
+            (1..=n)
+                .find(|k| {
+                    h.str(&format!("TTYPE{k}"))
+                        .is_some_and(|t| t.trim().eq_ignore_ascii_case(want))
+                })
+                .and_then(|k| h.str(&format!("TUNIT{k}")))
+                .map(|u| u.trim().to_string())
+        };
+        let x = match cols.x {
+            Some(i) => {
+                let name = names[i].trim();
+                let quantity = spectral_quantity(name).unwrap_or(name);
+                let unit = unit_of(i);
+                let unit = unit
+                    .as_deref()
+                    .map(|u| if cols.x_log { unlogged_unit(u) } else { u });
+                titled(quantity, unit)
+            }
+            None => "Point".to_string(),
+        };
+        let y = titled(names[cols.flux].trim(), unit_of(cols.flux).as_deref());
+        Labels { x, y }
+    }
+}
+
+/// Tick labels for `ticks`: fixed-point with the decimals the step needs, or `2.5e-17` style
+/// for very large or small values; `0` for zero.
+fn tick_labels(ticks: &[f64]) -> Vec<String> {
+    let step = match ticks {
+        [a, b, ..] => (b - a).abs(),
+        _ => 1.0,
+    };
+    let step_exp = if step > 0.0 && step.is_finite() {
+        step.log10().floor() as i32
+    } else {
+        0
+    };
+    let big = ticks.iter().map(|t| t.abs()).fold(0.0, f64::max);
+    let scientific = big >= 1e6 || (big > 0.0 && big < 1e-3);
+    ticks
+        .iter()
+        .map(|&t| {
+            if t.abs() < step * 1e-6 {
+                return "0".to_string();
+            }
+            if scientific {
+                let e = t.abs().log10().floor() as i32;
+                let decimals = (e - step_exp).clamp(0, 6) as usize;
+                let m = t / 10f64.powi(e);
+                format!("{m:.decimals$}e{e}")
+            } else {
+                let decimals = (-step_exp).clamp(0, 10) as usize;
+                let s = format!("{t:.decimals$}");
+                if s.trim_start_matches('-')
+                    .chars()
+                    .all(|c| c == '0' || c == '.')
+                {
+                    "0".to_string()
+                } else {
+                    s
+                }
+            }
+        })
+        .collect()
+}
 
 const WHITE: [u8; 3] = [255, 255, 255];
 const BLACK: [u8; 3] = [0, 0, 0];
@@ -869,7 +1216,12 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
         .collect()
 }
 
-fn plot_png(curves: &[Curve], index: usize, max_side: u32) -> Result<Vec<u8>, Error> {
+fn plot_png(
+    curves: &[Curve],
+    labels: &Labels,
+    index: usize,
+    max_side: u32,
+) -> Result<Vec<u8>, Error> {
     let points = || {
         curves
             .iter()
@@ -901,10 +1253,40 @@ fn plot_png(curves: &[Curve], index: usize, max_side: u32) -> Result<Vec<u8>, Er
     let w = max_side.min(PLOT_MAX_WIDTH) as usize;
     let h = (w / 2).max(1);
     let mut canvas = Canvas::new(w, h);
-    let left = ((w as f64 * 0.06).round() as i64).max(4);
-    let right = w as i64 - 1 - ((w as f64 * 0.02).round() as i64).max(3);
-    let top = ((h as f64 * 0.04).round() as i64).max(3);
-    let bottom = h as i64 - 1 - ((h as f64 * 0.08).round() as i64).max(4);
+    // Text: 8-pixel glyphs, doubled on large plots; none on plots too small to hold it.
+    let scale: i64 = if w >= 1000 { 2 } else { 1 };
+    let cell = text::CELL * scale;
+    let with_text = w >= 200;
+    let xticks = ticks(xlo, xhi);
+    let yticks = ticks(ylo, yhi);
+    let xlabels = tick_labels(&xticks);
+    let ylabels = tick_labels(&yticks);
+    let ylabel_width = ylabels
+        .iter()
+        .map(|l| text::width(l, scale))
+        .max()
+        .unwrap_or(0);
+    let (left, bottom_margin, top, right_margin) = if with_text {
+        // y title, gap, tick labels, gap | x tick labels and title below.
+        (
+            cell + cell / 2 + ylabel_width + cell / 2 + 2,
+            cell / 2 + cell + cell / 2 + cell + cell / 2,
+            cell,
+            cell * 2,
+        )
+    } else {
+        (
+            ((w as f64 * 0.06).round() as i64).max(4),
+            ((h as f64 * 0.08).round() as i64).max(4),
+            ((h as f64 * 0.04).round() as i64).max(3),
+            ((w as f64 * 0.02).round() as i64).max(3),
+        )
+    };
+    let right = w as i64 - 1 - right_margin;
+    let bottom = h as i64 - 1 - bottom_margin;
+    if right - left < 16 || bottom - top < 16 {
+        return Err(fail(format!("HDU {index}: the plot is too small to draw")));
+    }
     let tick = ((h as f64 * 0.02).round() as i64).max(2);
     // Inner area, inside the box.
     let (ix0, ix1, iy0, iy1) = (left + 1, right - 1, top + 1, bottom - 1);
@@ -942,15 +1324,63 @@ fn plot_png(curves: &[Curve], index: usize, max_side: u32) -> Result<Vec<u8>, Er
     canvas.line((left, bottom), (right, bottom), BLACK);
     canvas.line((left, top), (left, bottom), BLACK);
     canvas.line((right, top), (right, bottom), BLACK);
-    for t in ticks(xlo, xhi) {
-        let x = px(t).clamp(ix0, ix1);
+    for t in &xticks {
+        let x = px(*t).clamp(ix0, ix1);
         canvas.line((x, bottom - tick), (x, bottom), BLACK);
         canvas.line((x, top), (x, top + tick), BLACK);
     }
-    for t in ticks(ylo, yhi) {
-        let y = py(t);
+    for t in &yticks {
+        let y = py(*t);
         canvas.line((left, y), (left + tick, y), BLACK);
         canvas.line((right - tick, y), (right, y), BLACK);
+    }
+    if with_text {
+        let mut ink = |x: i64, y: i64| canvas.set(x, y, BLACK);
+        // x tick labels, centred under their ticks; one that would overlap the previous
+        // label is left out.
+        let mut free_from = i64::MIN;
+        for (t, l) in xticks.iter().zip(&xlabels) {
+            let lw = text::width(l, scale);
+            let x = (px(*t) - lw / 2).clamp(0, w as i64 - lw);
+            if x < free_from {
+                continue;
+            }
+            text::draw(&mut ink, x, bottom + cell / 2, l, scale, false);
+            free_from = x + lw + cell;
+        }
+        // y tick labels, right-aligned left of the box.
+        let mut free_above = i64::MAX;
+        for (t, l) in yticks.iter().zip(&ylabels) {
+            let y = py(*t) - cell / 2;
+            if y + cell > free_above {
+                continue;
+            }
+            let lw = text::width(l, scale);
+            text::draw(&mut ink, left - cell / 2 - lw, y, l, scale, false);
+            free_above = y;
+        }
+        // Axis titles: x centred below, y upwards along the left edge.
+        let xt = text::fit(&labels.x, right - left, scale);
+        let xw = text::width(&xt, scale);
+        let xt_top = bottom + cell / 2 + cell + cell / 2;
+        text::draw(
+            &mut ink,
+            left + (right - left - xw) / 2,
+            xt_top,
+            &xt,
+            scale,
+            false,
+        );
+        let yt = text::fit(&labels.y, bottom - top, scale);
+        let yw = text::width(&yt, scale);
+        text::draw(
+            &mut ink,
+            cell / 2,
+            bottom - (bottom - top - yw) / 2,
+            &yt,
+            scale,
+            true,
+        );
     }
     encode(&canvas.px, w, h, png::ColorType::Rgb)
 }
@@ -1055,6 +1485,192 @@ mod tests {
         (a[0], a[1])
     }
 
+    /// A 200 x 100 TAN image around (RA, Dec) = (150, 30) with the given CD matrix.
+    fn wcs_image(cd: [f64; 4]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for y in 0..100 {
+            for x in 0..200 {
+                data.extend_from_slice(&(((x * 7 + y * 3) % 50) as f32).to_be_bytes());
+            }
+        }
+        let v: Vec<String> = cd.iter().map(|c| format!("{c:e}")).collect();
+        fits_file(
+            &[
+                ("SIMPLE", "T"),
+                ("BITPIX", "-32"),
+                ("NAXIS", "2"),
+                ("NAXIS1", "200"),
+                ("NAXIS2", "100"),
+                ("CTYPE1", "'RA---TAN'"),
+                ("CTYPE2", "'DEC--TAN'"),
+                ("CRPIX1", "100.5"),
+                ("CRPIX2", "50.5"),
+                ("CRVAL1", "150.0"),
+                ("CRVAL2", "30.0"),
+                ("CD1_1", &v[0]),
+                ("CD1_2", &v[1]),
+                ("CD2_1", &v[2]),
+                ("CD2_2", &v[3]),
+            ],
+            &data,
+        )
+    }
+
+    #[test]
+    fn image_orientation_and_scale_from_the_wcs() {
+        let near =
+            |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 0.02 && (a.1 - b.1).abs() < 0.02;
+        // North up, east left (the sky as seen), 1"/pixel.
+        let file = wcs_image([-1.0 / 3600.0, 0.0, 0.0, 1.0 / 3600.0]);
+        let hdus = fits::hdus(&file).unwrap();
+        let o = Orientation::of(&hdus[0], (200, 100), (200, 100)).unwrap();
+        assert!(
+            near(o.north, (0.0, -1.0)) && near(o.east, (-1.0, 0.0)),
+            "{o:?}"
+        );
+        assert!((o.arcsec_per_px - 1.0).abs() < 0.01, "{o:?}");
+        // Halved preview: 2"/pixel.
+        let o = Orientation::of(&hdus[0], (200, 100), (100, 50));
+        assert!(o.is_none(), "too small for an overlay");
+        // Mirrored (RA grows to the right): east right.
+        let file = wcs_image([1.0 / 3600.0, 0.0, 0.0, 1.0 / 3600.0]);
+        let hdus = fits::hdus(&file).unwrap();
+        let o = Orientation::of(&hdus[0], (200, 100), (200, 100)).unwrap();
+        assert!(
+            near(o.north, (0.0, -1.0)) && near(o.east, (1.0, 0.0)),
+            "{o:?}"
+        );
+        // Rotated 90 degrees: north to the left (x decreasing), east down.
+        let file = wcs_image([0.0, 1.0 / 3600.0, 1.0 / 3600.0, 0.0]);
+        let hdus = fits::hdus(&file).unwrap();
+        let o = Orientation::of(&hdus[0], (200, 100), (200, 100)).unwrap();
+        assert!(
+            near(o.north, (1.0, 0.0)) || near(o.north, (-1.0, 0.0)),
+            "{o:?}"
+        );
+        assert!(
+            near(o.east, (0.0, 1.0)) || near(o.east, (0.0, -1.0)),
+            "{o:?}"
+        );
+        // Without a WCS: none.
+        let file = f32_image(200, 100, |x, y| (x + y) as f32);
+        let hdus = fits::hdus(&file).unwrap();
+        assert!(Orientation::of(&hdus[0], (200, 100), (200, 100)).is_none());
+
+        // The PNG: RGBA with the overlay's yellow in it; without a WCS, grey.
+        let file = wcs_image([-1.0 / 3600.0, 0.0, 0.0, 1.0 / 3600.0]);
+        let (w, h, c, px) = decode(&preview_png(&file, None, 512, u64::MAX).unwrap());
+        assert_eq!((w, h, c), (200, 100, png::ColorType::Rgba));
+        let yellow = px.chunks_exact(4).filter(|p| *p == OVERLAY).count();
+        assert!(yellow > 50, "{yellow} overlay pixels");
+        // The scale bar is bottom left, the compass top right.
+        let at = |x: usize, y: usize| &px[(y * w + x) * 4..(y * w + x) * 4 + 4];
+        let bottom_left = (0..w / 2)
+            .flat_map(|x| (h / 2..h).map(move |y| (x, y)))
+            .filter(|&(x, y)| at(x, y) == OVERLAY)
+            .count();
+        let top_right = (w / 2..w)
+            .flat_map(|x| (0..h / 2).map(move |y| (x, y)))
+            .filter(|&(x, y)| at(x, y) == OVERLAY)
+            .count();
+        assert!(
+            bottom_left > 10 && top_right > 10,
+            "{bottom_left} {top_right}"
+        );
+        let (_, _, c, _) = decode(
+            &preview_png(&f32_image(200, 100, |x, _| x as f32), None, 512, u64::MAX).unwrap(),
+        );
+        assert_eq!(c, png::ColorType::GrayscaleAlpha);
+    }
+
+    #[test]
+    fn image_orientation_agrees_with_astropy() {
+        // Unit vectors (x right, y down) towards north and east at the image centre, from
+        // astropy 8.0.2: WCS(header).celestial, pixel_to_world, directional_offset_by(0/90°,
+        // 10"), world_to_pixel.
+        for (name, north, east) in [
+            ("msx_e_galactic_center.fits", (-0.85, -0.52), (-0.52, 0.85)),
+            (
+                "ccd_aspen_ey_uma_tansip.fits.gz",
+                (-0.34, -0.94),
+                (0.94, -0.34),
+            ),
+            ("dss_poss1_m1_ned.fits", (-0.01, -1.0), (-1.0, 0.01)),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../data/demo/images")
+                .join(name);
+            let file = maybe_gunzip(std::fs::read(path).unwrap(), u64::MAX).unwrap();
+            let hdus = fits::hdus(&file).unwrap();
+            let (n1, n2) = (hdus[0].axes()[0], hdus[0].axes()[1]);
+            let o = Orientation::of(&hdus[0], (n1, n2), (n1, n2)).unwrap();
+            let near =
+                |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 0.03 && (a.1 - b.1).abs() < 0.03;
+            assert!(near(o.north, north) && near(o.east, east), "{name}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn spectrum_labels_and_ticks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/demo/spectra/keck_esi_q0100+13_flux.fits");
+        let hdus = fits::hdus(&std::fs::read(path).unwrap()).unwrap();
+        let l = Labels::of_image(&hdus[0]);
+        assert_eq!(l.x, "Wavelength [Angstrom]");
+        assert!(l.y.starts_with("Flux ["), "{l:?}");
+        // IUE: the table's columns with their units.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/demo/spectra/iue_spectrum_pyvo.fits");
+        let file = std::fs::read(path).unwrap();
+        let hdus = fits::hdus(&file).unwrap();
+        let t = hdus
+            .iter()
+            .find(|h| classify(h) == Some(What::Table))
+            .unwrap();
+        let (_, l) = table_curves(&file, t).unwrap();
+        assert!(
+            l.x.starts_with("Wavelength [") && l.y.starts_with("ABNET ["),
+            "{l:?}"
+        );
+        assert_eq!(unlogged_unit("log(Angstrom)"), "Angstrom");
+        assert_eq!(spectral_quantity("VHELIO"), Some("Velocity"));
+
+        assert_eq!(
+            tick_labels(&[0.0, 2.0, 4.0]),
+            vec!["0".to_string(), "2".into(), "4".into()]
+        );
+        assert_eq!(tick_labels(&[0.1, 0.15, 0.2]), vec!["0.10", "0.15", "0.20"]);
+        assert_eq!(
+            tick_labels(&[0.0, 2e-17, 4e-17]),
+            vec!["0", "2e-17", "4e-17"]
+        );
+        assert_eq!(tick_labels(&[1e-16, 1.2e-16]), vec!["1.0e-16", "1.2e-16"]);
+        assert_eq!(tick_labels(&[-5.0, 0.0, 5.0]), vec!["-5", "0", "5"]);
+
+        // The plot carries text: black pixels left of the box and below it.
+        let (w, h, _, px) = decode(
+            &preview_png(
+                &std::fs::read(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../data/demo/spectra/keck_esi_q0100+13_flux.fits"),
+                )
+                .unwrap(),
+                None,
+                512,
+                u64::MAX,
+            )
+            .unwrap(),
+        );
+        let black = |x0: usize, x1: usize, y0: usize, y1: usize| {
+            (x0..x1)
+                .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+                .filter(|&(x, y)| px[(y * w + x) * 3..(y * w + x) * 3 + 3] == BLACK)
+                .count()
+        };
+        assert!(black(0, 20, 0, h) > 50, "no y title");
+        assert!(black(40, w, h - 14, h) > 50, "no x title");
+    }
+
     #[test]
     fn preview_every_demo_image() {
         for max_side in [256u32, 64] {
@@ -1064,7 +1680,24 @@ mod tests {
                 let png_bytes = preview_png(&bytes, None, max_side, u64::MAX)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let (w, h, color, px) = decode(&png_bytes);
-                assert_eq!(color, png::ColorType::GrayscaleAlpha, "{name}");
+                // Grey, or RGBA when a scale bar and compass are drawn over it.
+                let px: Vec<u8> = match color {
+                    png::ColorType::GrayscaleAlpha => px,
+                    png::ColorType::Rgba => {
+                        assert!(max_side >= OVERLAY_MIN_SIDE as u32, "{name}");
+                        // The grey pixels (the overlay is yellow and black).
+                        px.chunks_exact(4)
+                            .flat_map(|p| {
+                                if p[0] == p[1] && p[1] == p[2] {
+                                    [p[0], p[3]]
+                                } else {
+                                    [0, 0]
+                                }
+                            })
+                            .collect()
+                    }
+                    other => panic!("{name}: {other:?}"),
+                };
                 let (n1, n2) = image_dims(&bytes);
                 assert!(w <= max_side as usize && h <= max_side as usize, "{name}");
                 assert_eq!(w.max(h), n1.max(n2).min(max_side as usize), "{name}");

@@ -85,6 +85,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .configure(protocols::ssa::routes)
                 .configure(protocols::datalink::routes)
                 .configure(protocols::vospace::routes)
+                .default_service(web::to(no_such_resource))
         })
         // Without TCP_NODELAY the last small segment of a response waits for the client's
         // delayed ACK (~40 ms on Linux): actix keeps the OS default unless told.
@@ -115,6 +116,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     heavy_rt.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(locks);
     Ok(())
+}
+
+/// What a path no route takes answers: 404 with a pointer to the landing page, which lists
+/// every service (a bare 404 without a body reads as a broken server).
+async fn no_such_resource(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "no such resource: {} (the services are listed at / and /capabilities)\n",
+            req.path()
+        ))
 }
 
 /// `HEAD` on any resource (RFC 9110 §9.3.2): the request goes to the resource's `GET`

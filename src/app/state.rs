@@ -128,7 +128,10 @@ impl State {
             query_rt.block_on(open_engine(config, runtimes, Missing::Create, config.demo))?;
         let engine = Arc::new(engine);
         let obscore = query_rt.block_on(Obscore::load(&engine));
-        let checksums = query_rt.block_on(Checksums::load(&storage));
+        let checksums = query_rt.block_on(Checksums::load(
+            &storage,
+            config.limits.digest_mb.saturating_mul(1024 * 1024),
+        ));
         let service = config.service();
 
         let uws_db = config.uws_database()?;

@@ -90,6 +90,9 @@ pub struct LimitsConfig {
     /// Most tokens of one ADQL query text (every word, number, symbol, space and line break;
     /// adql::Options::max_tokens); a longer text is refused before it is read.
     pub query_tokens: usize,
+    /// Largest stored product whose MD5 (the `Digest` of its downloads) the server computes
+    /// itself when ingest recorded none, MiB; larger ones go without `Digest`.
+    pub digest_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -108,6 +111,7 @@ impl Default for LimitsConfig {
             upload_buffer_mb: 256,
             blocking_threads: 16,
             query_tokens: adql::MAX_TOKENS,
+            digest_mb: 4096,
         }
     }
 }

@@ -39,39 +39,224 @@ impl Obscore {
     }
 }
 
-/// The MD5 of every stored product as ingest recorded it (application data), for the
-/// `Digest` header of downloads.
-#[derive(Debug, Clone, Default)]
+/// The MD5 of every stored product, for the `Digest` header of downloads (application data).
+///
+/// Ingest records each collection's MD5s in `products/_index/<collection>/md5.tsv`, written
+/// after the files: a recorded MD5 is trusted for a file of the recorded size that has not
+/// been written since that index. A file without one (its collection ingested before the
+/// checksums were recorded, or while this server runs, or replaced since) is read once to
+/// compute it, when it is at most `[limits] digest_mb`; the result is kept, with the file's
+/// validator (ETag), in `products/_index/<collection>/md5-served.tsv` and used only while that
+/// validator holds. A file that cannot be checked goes without `Digest`: never a wrong one.
 pub struct Checksums {
-    /// Path below `products/` → (MD5 hex, size in bytes).
+    storage: storage::Storage,
+    /// Largest file whose MD5 is computed on a download.
+    max_compute: u64,
+    known: tokio::sync::Mutex<Known>,
+    /// One computation at a time (each reads a whole file).
+    computing: tokio::sync::Semaphore,
+}
+
+#[derive(Default)]
+struct Known {
+    /// Collection → what its `md5.tsv` says, and when it was written.
+    indexed: HashMap<String, Indexed>,
+    /// Path below `products/` → (MD5 hex, size, validator) computed by a server.
+    computed: HashMap<String, (String, u64, String)>,
+}
+
+#[derive(Default)]
+struct Indexed {
+    written: Option<chrono::DateTime<chrono::Utc>>,
+    /// Path below `products/` → (MD5 hex, size).
     by_path: HashMap<String, (String, u64)>,
 }
 
-impl Checksums {
-    /// Reads the checksums of every collection; none when they cannot be read (downloads
-    /// then go without `Digest`).
-    pub async fn load(storage: &storage::Storage) -> Checksums {
-        match crate::publish::products::checksums(storage).await {
-            Ok(all) => Checksums {
-                by_path: all
-                    .into_iter()
-                    .map(|(rel, md5, size)| (rel, (md5, size)))
-                    .collect(),
-            },
-            Err(e) => {
-                tracing::warn!("product checksums not read (downloads go without Digest): {e}");
-                Checksums::default()
+/// A stored file's validator: its ETag, or its size and time when the store gives none (the
+/// `/data/` download's `ETag`).
+pub fn validator(meta: &object_store::ObjectMeta) -> String {
+    meta.e_tag
+        .clone()
+        .map(|t| t.trim_matches('"').to_string())
+        .unwrap_or_else(|| format!("{:x}-{:x}", meta.size, meta.last_modified.timestamp()))
+}
+
+impl Known {
+    fn lookup(&self, rel: &str, meta: &object_store::ObjectMeta) -> Option<String> {
+        let collection = rel.split('/').next().unwrap_or_default();
+        if let Some(ix) = self.indexed.get(collection) {
+            if let (Some(written), Some((md5, size))) = (ix.written, ix.by_path.get(rel)) {
+                if *size == meta.size && meta.last_modified <= written {
+                    return Some(md5.clone());
+                }
             }
+        }
+        self.computed
+            .get(rel)
+            .filter(|(_, size, v)| *size == meta.size && *v == validator(meta))
+            .map(|(m, _, _)| m.clone())
+    }
+}
+
+impl Checksums {
+    /// Reads the recorded checksums of every collection (those that cannot be read are read
+    /// again when a file of theirs is downloaded).
+    pub async fn load(storage: &storage::Storage, max_compute: u64) -> Checksums {
+        use crate::publish::products as p;
+        let mut known = Known::default();
+        match p::index_collections(storage).await {
+            Ok(collections) => {
+                for c in collections {
+                    match p::read_checksums(storage, &c).await {
+                        Ok((written, rows)) => {
+                            known.indexed.insert(
+                                c.clone(),
+                                Indexed {
+                                    written,
+                                    by_path: rows
+                                        .into_iter()
+                                        .map(|(r, m, s)| (r, (m, s)))
+                                        .collect(),
+                                },
+                            );
+                        }
+                        Err(e) => tracing::warn!("{c}: product checksums not read: {e}"),
+                    }
+                    match p::read_served_checksums(storage, &c).await {
+                        Ok(rows) => known
+                            .computed
+                            .extend(rows.into_iter().map(|(r, m, s, v)| (r, (m, s, v)))),
+                        Err(e) => tracing::warn!("{c}: computed product checksums not read: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("product checksums not read: {e}"),
+        }
+        Checksums {
+            storage: storage.clone(),
+            max_compute,
+            known: tokio::sync::Mutex::new(known),
+            computing: tokio::sync::Semaphore::new(1),
         }
     }
 
-    /// The MD5 (hex) of the product at `rel` (below `products/`), when it was recorded for a
-    /// file of `size` bytes (a file replaced since has none).
-    pub fn md5(&self, rel: &str, size: u64) -> Option<&str> {
-        self.by_path
-            .get(rel)
-            .filter(|(_, s)| *s == size)
-            .map(|(m, _)| m.as_str())
+    /// The MD5 (hex) of the product at `rel` (below `products/`) as it is stored now (`meta`,
+    /// from the store); `None` when it is not known and cannot be computed.
+    pub async fn md5(&self, rel: &str, meta: &object_store::ObjectMeta) -> Option<String> {
+        if let Some(m) = self.known.lock().await.lookup(rel, meta) {
+            return Some(m);
+        }
+        let collection = rel.split('/').next()?.to_string();
+        // An ingest since the server started (or since the last look) wrote a new index.
+        self.reread_index(&collection).await;
+        if let Some(m) = self.known.lock().await.lookup(rel, meta) {
+            return Some(m);
+        }
+        if meta.size > self.max_compute {
+            return None;
+        }
+        let _turn = self.computing.acquire().await.ok()?;
+        // Another request may have computed it meanwhile.
+        if let Some(m) = self.known.lock().await.lookup(rel, meta) {
+            return Some(m);
+        }
+        let path = self
+            .storage
+            .path(&format!("{}/{rel}", crate::publish::products::PRODUCTS));
+        let md5 = match self.compute(&path, meta).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("{rel}: MD5 not computed: {e}");
+                return None;
+            }
+        };
+        let rows = {
+            let mut known = self.known.lock().await;
+            known
+                .computed
+                .insert(rel.to_string(), (md5.clone(), meta.size, validator(meta)));
+            let prefix = format!("{collection}/");
+            let mut rows: Vec<_> = known
+                .computed
+                .iter()
+                .filter(|(r, _)| r.starts_with(&prefix))
+                .map(|(r, (m, s, v))| (r.clone(), m.clone(), *s, v.clone()))
+                .collect();
+            rows.sort();
+            rows
+        };
+        if let Err(e) =
+            crate::publish::products::write_served_checksums(&self.storage, &collection, &rows)
+                .await
+        {
+            tracing::warn!("{collection}: computed product checksums not kept: {e}");
+        }
+        tracing::info!("{rel}: MD5 computed for its Digest (none recorded at ingest)");
+        Some(md5)
+    }
+
+    /// Reads `md5.tsv` of `collection` again when it was written since it was read.
+    async fn reread_index(&self, collection: &str) {
+        use crate::publish::products as p;
+        let written = p::checksums_written(&self.storage, collection).await;
+        let seen = self
+            .known
+            .lock()
+            .await
+            .indexed
+            .get(collection)
+            .and_then(|ix| ix.written);
+        if written.is_none() || written == seen {
+            return;
+        }
+        match p::read_checksums(&self.storage, collection).await {
+            Ok((written, rows)) => {
+                self.known.lock().await.indexed.insert(
+                    collection.to_string(),
+                    Indexed {
+                        written,
+                        by_path: rows.into_iter().map(|(r, m, s)| (r, (m, s))).collect(),
+                    },
+                );
+            }
+            Err(e) => tracing::warn!("{collection}: product checksums not read: {e}"),
+        }
+    }
+
+    /// The MD5 of the stored file at `path`, read whole as a stream; `None` when the file
+    /// changed while it was read (its validator is not `meta`'s any more).
+    async fn compute(
+        &self,
+        path: &object_store::path::Path,
+        meta: &object_store::ObjectMeta,
+    ) -> anyhow::Result<Option<String>> {
+        use futures::StreamExt;
+        use md5::Digest;
+        use object_store::ObjectStoreExt;
+        let got = self.storage.store.get(path).await?;
+        if validator(&got.meta) != validator(meta) {
+            return Ok(None);
+        }
+        let mut hasher = md5::Md5::new();
+        let mut n = 0u64;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        let after = self.storage.store.head(path).await?;
+        if n != meta.size || validator(&after) != validator(meta) {
+            return Ok(None);
+        }
+        Ok(Some(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        ))
     }
 }
 

@@ -484,6 +484,27 @@ async fn render_product(
     }
 }
 
+/// The answer to an ID whose `#hdu` names an HDU the file does not have: DataLink's
+/// NotFoundFault, as for an ID that names no file.
+fn not_an_hdu(hdu: Option<usize>, len: usize) -> Rendered {
+    Rendered::fail(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!(
+            "NotFoundFault: HDU {} does not exist: the file has {len} HDU{}",
+            hdu.unwrap_or_default(),
+            if len == 1 { "" } else { "s" }
+        ),
+    )
+}
+
+/// [`not_an_hdu`] when `hdu` is past the HDUs of `file` (a file that is not readable as FITS
+/// is left to the renderer to report).
+fn missing_hdu(file: &[u8], hdu: Option<usize>) -> Option<Rendered> {
+    let i = hdu?;
+    let n = votable::fits::hdus(file).ok()?.len();
+    (i >= n).then(|| not_an_hdu(hdu, n))
+}
+
 async fn preview(
     storage: web::Data<Storage>,
     svc: web::Data<Service>,
@@ -491,6 +512,9 @@ async fn preview(
     req: HttpRequest,
 ) -> HttpResponse {
     render_product(&storage, &svc, &previews, &req, |file, hdu| {
+        if let Some(r) = missing_hdu(&file, hdu) {
+            return r;
+        }
         // Already decompressed: the bound is not met again.
         match catalogs::preview::preview_png(&file, hdu, PREVIEW_SIDE, u64::MAX) {
             Ok(png) => Rendered::ok("image/png", png),
@@ -509,8 +533,9 @@ async fn header(
     previews: web::Data<Previews>,
     req: HttpRequest,
 ) -> HttpResponse {
-    render_product(&storage, &svc, &previews, &req, |file, _| {
+    render_product(&storage, &svc, &previews, &req, |file, hdu| {
         match votable::fits::hdus(&file) {
+            Ok(hdus) if hdu.is_some_and(|i| i >= hdus.len()) => not_an_hdu(hdu, hdus.len()),
             Ok(hdus) => {
                 // The cards of every HDU, one per line, each header ending with END (the next
                 // starts with its XTENSION card), as `fitsheader` or `imhead` show them.

@@ -114,7 +114,7 @@ async fn download(
     }
     // The digest of the whole stored file (gzip-encoded as sent, when it is), on a part too
     // (RFC 3230: the instance's digest).
-    if let Some(d) = checksums.md5(&rel, size).and_then(digest) {
+    if let Some(d) = checksums.md5(&rel, &meta).await.as_deref().and_then(digest) {
         resp.insert_header(d);
     }
     let (start, len) = match &ranged {

@@ -26,10 +26,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/scs/{table}", web::get().to(cone))
         .route("/scs/{table}", web::post().to(cone))
         .route("/scs/{table}/capabilities", web::get().to(capabilities))
-        .route(
-            "/scs/{table}/availability",
-            web::get().to(vosi::availability_response),
-        );
+        .route("/scs/{table}/availability", web::get().to(availability));
+}
+
+/// VOSI availability of the cone search on a table; 404 for a table that has none.
+async fn availability(engine: web::Data<Engine>, path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    if engine.table(&name).is_none() {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("no cone search service for '{name}'"));
+    }
+    vosi::availability_response().await
 }
 
 /// The SCS 1.03 error document: DALI's QUERY_STATUS and SCS 1.03's `Error` INFO.

@@ -246,36 +246,127 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Every stored product's (path below `products/`, MD5 hex, size), as ingest recorded them.
-/// Collections ingested before checksums were recorded have none.
-pub async fn checksums(storage: &Storage) -> anyhow::Result<Vec<(String, String, u64)>> {
+/// Each server's MD5s of files ingest recorded none for (in the collection's index folder):
+/// one line per file, `<md5 hex>\t<size>\t<validator>\t<path in the collection>`.
+const SERVED_CHECKSUMS: &str = "md5-served.tsv";
+
+/// The collections that have an index folder (`products/_index/<collection>/`).
+pub async fn index_collections(storage: &Storage) -> anyhow::Result<Vec<String>> {
     let base = storage.path(INDEX);
     let all: Vec<object_store::ObjectMeta> = storage.store.list(Some(&base)).try_collect().await?;
-    let mut out = Vec::new();
-    for o in all
+    let depth = base.parts().count();
+    let mut out: Vec<String> = all
         .iter()
-        .filter(|o| o.location.filename() == Some(CHECKSUMS))
-    {
-        // products/_index/<collection>/md5.tsv
-        let parts: Vec<_> = o.location.parts().collect();
-        let Some(collection) = parts.len().checked_sub(2).and_then(|i| parts.get(i)) else {
-            continue;
-        };
-        let text = storage.get(&o.location).await?;
-        for line in String::from_utf8_lossy(&text).lines() {
-            let mut f = line.splitn(3, '\t');
-            if let (Some(md5), Some(Ok(size)), Some(rel)) =
-                (f.next(), f.next().map(str::parse::<u64>), f.next())
-            {
-                out.push((
-                    format!("{}/{rel}", collection.as_ref()),
-                    md5.to_string(),
-                    size,
-                ));
-            }
+        .filter_map(|o| {
+            o.location
+                .parts()
+                .nth(depth)
+                .map(|p| p.as_ref().to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// When `collection`'s `md5.tsv` was written; `None` when it has none.
+pub async fn checksums_written(
+    storage: &Storage,
+    collection: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let path = storage.path(&format!("{INDEX}/{collection}/{CHECKSUMS}"));
+    storage
+        .store
+        .head(&path)
+        .await
+        .ok()
+        .map(|m| m.last_modified)
+}
+
+/// `collection`'s checksums as ingest recorded them: when they were written, and each file's
+/// (path below `products/`, MD5 hex, size). A collection ingested before checksums were
+/// recorded has none (`None`, no rows).
+pub async fn read_checksums(
+    storage: &Storage,
+    collection: &str,
+) -> anyhow::Result<(
+    Option<chrono::DateTime<chrono::Utc>>,
+    Vec<(String, String, u64)>,
+)> {
+    let path = storage.path(&format!("{INDEX}/{collection}/{CHECKSUMS}"));
+    let got = match storage.store.get(&path).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok((None, Vec::new())),
+        Err(e) => return Err(e.into()),
+    };
+    let written = got.meta.last_modified;
+    let text = got.bytes().await?;
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&text).lines() {
+        let mut f = line.splitn(3, '\t');
+        if let (Some(md5), Some(Ok(size)), Some(rel)) =
+            (f.next(), f.next().map(str::parse::<u64>), f.next())
+        {
+            out.push((format!("{collection}/{rel}"), md5.to_string(), size));
+        }
+    }
+    Ok((Some(written), out))
+}
+
+/// The MD5s a server computed for `collection`'s files: (path below `products/`, MD5 hex,
+/// size, validator of the file it was computed from).
+pub async fn read_served_checksums(
+    storage: &Storage,
+    collection: &str,
+) -> anyhow::Result<Vec<(String, String, u64, String)>> {
+    let path = storage.path(&format!("{INDEX}/{collection}/{SERVED_CHECKSUMS}"));
+    let text = match storage.get(&path).await {
+        Ok(t) => t,
+        Err(storage::Error::Store(object_store::Error::NotFound { .. })) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&text).lines() {
+        let mut f = line.splitn(4, '\t');
+        if let (Some(md5), Some(Ok(size)), Some(v), Some(rel)) = (
+            f.next(),
+            f.next().map(str::parse::<u64>),
+            f.next(),
+            f.next(),
+        ) {
+            out.push((
+                format!("{collection}/{rel}"),
+                md5.to_string(),
+                size,
+                v.to_string(),
+            ));
         }
     }
     Ok(out)
+}
+
+/// Replaces the MD5s a server computed for `collection`'s files with `rows` (as
+/// [`read_served_checksums`] gives them).
+pub async fn write_served_checksums(
+    storage: &Storage,
+    collection: &str,
+    rows: &[(String, String, u64, String)],
+) -> anyhow::Result<()> {
+    let prefix = format!("{collection}/");
+    let mut text = String::new();
+    for (rel, md5, size, v) in rows {
+        let Some(r) = rel.strip_prefix(&prefix) else {
+            continue;
+        };
+        text.push_str(&format!("{md5}\t{size}\t{v}\t{r}\n"));
+    }
+    storage
+        .put(
+            &storage.path(&format!("{INDEX}/{collection}/{SERVED_CHECKSUMS}")),
+            text.into_bytes(),
+        )
+        .await?;
+    Ok(())
 }
 
 fn to_parquet(batch: &RecordBatch) -> anyhow::Result<Vec<u8>> {

@@ -176,6 +176,38 @@ impl Keys for Hdu {
     }
 }
 
+/// How an image HDU lies on the sky at FITS pixel `at` (1-based): the Jacobian of
+/// (east, north) on the ICRS sphere, in radians, with respect to the pixel x and y, from
+/// differences over `step` pixels: `[[d east/dx, d east/dy], [d north/dx, d north/dy]]`.
+/// `None` without a usable celestial WCS, when the first pixel axis is not the longitude
+/// axis, or off the sky. Previews draw their scale bar and N/E arrows from it.
+pub(crate) fn sky_jacobian(h: &Hdu, at: (f64, f64), step: f64) -> Option<[[f64; 2]; 2]> {
+    let ctype1 = h.str("CTYPE1").unwrap_or("").trim().to_ascii_uppercase();
+    if ["DEC", "GLAT", "ELAT"]
+        .iter()
+        .any(|p| ctype1.starts_with(p))
+    {
+        return None;
+    }
+    let wcs = CelestialWcs::from_header(h, &h.axes()).ok()??;
+    let v0 = wcs.pix2vec(at.0, at.1)?;
+    let vx = wcs.pix2vec(at.0 + step, at.1)?;
+    let vy = wcs.pix2vec(at.0, at.1 + step)?;
+    let (ra, dec) = celestial::lonlat_of(&v0);
+    let (sa, ca) = ra.to_radians().sin_cos();
+    let (sd, cd) = dec.to_radians().sin_cos();
+    let east = [-sa, ca, 0.0];
+    let north = [-sd * ca, -sd * sa, cd];
+    let d = |v: &[f64; 3], u: &[f64; 3]| {
+        ((v[0] - v0[0]) * u[0] + (v[1] - v0[1]) * u[1] + (v[2] - v0[2]) * u[2]) / step
+    };
+    let j = [
+        [d(&vx, &east), d(&vy, &east)],
+        [d(&vx, &north), d(&vy, &north)],
+    ];
+    j.iter().flatten().all(|v| v.is_finite()).then_some(j)
+}
+
 /// An HDU with the primary header behind it for keywords it lacks.
 struct Ctx<'a> {
     hdu: &'a Hdu,
