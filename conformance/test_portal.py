@@ -262,6 +262,23 @@ def test_big_result_pages_smoothly(browser, base_url):
         ctx.close()
 
 
+def received(got, page, timeout_s=60):
+    """The next SAMP message the stand-in client received, or a failure saying what the page
+    said."""
+    import queue
+    import time
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            return got.get_nowait()
+        except queue.Empty:
+            # Waiting in the page, not in the queue: Playwright's routing of the page's
+            # requests to the hub runs on this thread.
+            page.wait_for_timeout(200)
+    raise AssertionError("no SAMP message received; the page says: "
+                         + page.inner_text("#samp-status"))
+
+
 def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
     """A SAMP hub with the Web Profile (astropy, consenting to every page) and a client
     standing in for TOPCAT: the page's "Send table" reaches it as table.load.votable with a
@@ -303,7 +320,7 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
         client.connect(hub=hub)
         for mtype in ("table.load.votable", "coord.pointAt.sky"):
             client.bind_receive_notification(
-                mtype, lambda pk, sender, mtype, params, extra: got.put((mtype, params)))
+                mtype, lambda *args: got.put((args[-3], args[-2])))
         ctx, page, outside, errors = open_page(browser, base_url)
         try:
             page.fill("#editor", QUERY)
@@ -311,7 +328,7 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
             wait_js(page, "window.vostokPortal.result")
             n = page.evaluate("() => window.vostokPortal.result.rows.length")
             page.click("#send-table")
-            mtype, params = got.get(timeout=60)
+            mtype, params = received(got, page)
             assert mtype == "table.load.votable"
             assert "/tap/sync?" in params["url"]
             r = requests.get(params["url"], timeout=60)
@@ -324,7 +341,7 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
 
             page.locator(".grid-row").nth(2).click()
             page.click("#send-point")
-            mtype, params = got.get(timeout=60)
+            mtype, params = received(got, page)
             assert mtype == "coord.pointAt.sky"
             row = page.evaluate(
                 "() => { const s = window.vostokPortal; const r = s.result.rows[s.selectedRow]; return [r[1], r[2]]; }")
@@ -339,3 +356,28 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
         dialog.stop() if hasattr(dialog, "stop") else None
         dialog.polling = False
         hub.stop()
+
+
+def test_accessibility_no_serious_violations(browser, base_url):
+    """axe-core (through axe-playwright-python) on the page with a result in the table and
+    the columns of a table open: no serious or critical violation. (The page's
+    Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    try:
+        page = ctx.new_page()
+        page.goto(base_url + "/")
+        page.locator('#tables li[data-table="gaia.dr3_bright"] summary').click()
+        page.fill("#editor", QUERY)
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result")
+        results = Axe().run(page)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], "\n".join(
+            f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
+                str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+    finally:
+        ctx.close()

@@ -22,8 +22,10 @@ export class Grid {
     this.head.setAttribute("role", "row");
     this.body = el("div", "grid-body");
     this.body.tabIndex = 0;
+    this.body.setAttribute("role", "rowgroup");
     this.body.setAttribute("aria-label", "Result rows: arrow keys move the selection");
     this.spacer = el("div", "grid-spacer");
+    this.spacer.setAttribute("role", "presentation");
     this.body.append(this.spacer);
     host.append(this.head, this.body);
     this.body.addEventListener("scroll", () => {

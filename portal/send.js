@@ -7,13 +7,15 @@ const SAMPJS = "portal/vendor/sampjs-1.0.3/samp.js";
 let loading = null;
 let connector = null;
 
-// sampjs is a classic script defining the global `samp`.
+// sampjs is a classic script defining the global `samp`; the npm package's copy ends with
+// `module.exports = { samp }` (for Node), so it is given a `module` to write to.
 function load() {
   if (!loading) {
     loading = new Promise((resolve, reject) => {
+      if (typeof globalThis.module === "undefined") globalThis.module = { exports: {} };
       const s = document.createElement("script");
       s.src = SAMPJS;
-      s.onload = () => resolve(window.samp);
+      s.onload = () => resolve(globalThis.module.exports.samp || window.samp);
       s.onerror = () => reject(new Error("cannot load sampjs"));
       document.head.append(s);
     });

@@ -8,12 +8,12 @@
 #         chromium (the browser conformance/test_portal.py drives)
 #   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client)
 #         psycopg[binary] (PostgreSQL driver) playwright (drives Debian's chromium; no browser
-#         download) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#         download) axe-playwright-python (axe-core accessibility checks) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright)  # import names
-PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python)  # import names
+PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -60,6 +60,7 @@ static ASSETS: &[Asset] = &[
     asset!("grid.js", JS, false),
     asset!("sky.js", JS, false),
     asset!("send.js", JS, false),
+    asset!("favicon.svg", "image/svg+xml", false),
     asset!("vendor/VERSIONS", TEXT, false),
     asset!("vendor/aladin-lite-3.8.2/aladin.js", JS, true),
     asset!("vendor/aladin-lite-3.8.2/COPYING", TEXT, true),
@@ -129,9 +130,10 @@ fn serve(index: usize, req: &HttpRequest) -> HttpResponse {
         let path = std::path::Path::new(&dir).join(a.name);
         return match std::fs::read(&path) {
             Ok(bytes) => res.insert_header(("Cache-Control", "no-store")).body(bytes),
-            Err(e) => HttpResponse::NotFound()
-                .content_type(TEXT)
-                .body(format!("VOSTOK_PORTAL_DIR: cannot read {}: {e}", path.display())),
+            Err(e) => HttpResponse::NotFound().content_type(TEXT).body(format!(
+                "VOSTOK_PORTAL_DIR: cannot read {}: {e}",
+                path.display()
+            )),
         };
     }
     let tag = etag(index);
@@ -336,7 +338,10 @@ mod tests {
         assert_eq!(ASSETS[0].name, "index.html");
         // Versioned names are the only ones cached for good.
         for a in ASSETS {
-            assert_eq!(a.versioned, a.name.contains("-3.8.2/") || a.name.contains("-1.0.3/"));
+            assert_eq!(
+                a.versioned,
+                a.name.contains("-3.8.2/") || a.name.contains("-1.0.3/")
+            );
         }
     }
 }
