@@ -179,7 +179,10 @@ function show(v) {
 
 // A column's width in pixels from its header and its first rows.
 function width(c, rows, i) {
-  let chars = Math.max(c.name.length + 2, (c.unit || "").length + 2);
-  for (let r = 0; r < Math.min(rows.length, 200); r++) chars = Math.max(chars, show(rows[r][i]).length);
-  return Math.min(320, Math.max(60, chars * 8 + 14));
+  // Header: the name, a sort arrow, bold; cells: 13px digits.
+  let chars = Math.max(c.name.length + 3, (c.unit || "").length + 2);
+  // A sample of rows from all over the result (sorting brings any of them to the top).
+  const step = Math.max(1, Math.floor(rows.length / 400));
+  for (let r = 0; r < rows.length; r += step) chars = Math.max(chars, show(rows[r][i]).length);
+  return Math.min(360, Math.max(60, chars * 9 + 16));
 }
