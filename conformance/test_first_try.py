@@ -196,8 +196,11 @@ def test_root_capabilities_head_and_landing_link(base_url):
     h = requests.head(base_url + "/capabilities", timeout=60)
     assert h.status_code == 200 and h.content == b""
     assert h.headers["Content-Type"].startswith("text/xml")
-    landing = http_get(base_url + "/").text
+    landing = http_get(base_url + "/services").text
     assert f'href="{base_url}/capabilities"' in landing
+    # The portal at / links to both.
+    portal = http_get(base_url + "/").text
+    assert 'href="capabilities"' in portal and 'href="services"' in portal
 
 
 def test_pyvo_finds_the_cone_searches(base_url):

@@ -4,14 +4,16 @@
 #
 #   apt:  stilts (pulls a JRE), libxml2-utils (xmllint), aladin xvfb xauth (Aladin run headless
 #         by xvfb-run in conformance/test_products.py), postgresql-15 (the second oracle of
-#         conformance/test_differential_pg.py: a private cluster started by the test)
+#         conformance/test_differential_pg.py: a private cluster started by the test),
+#         chromium (the browser conformance/test_portal.py drives)
 #   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client)
-#         psycopg[binary] (PostgreSQL driver) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#         psycopg[binary] (PostgreSQL driver) playwright (drives Debian's chromium; no browser
+#         download) axe-playwright-python (axe-core accessibility checks) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg)  # import names
-PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]")
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python)  # import names
+PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -25,6 +27,7 @@ command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v aladin  >/dev/null 2>&1 || need_apt+=(aladin)
 command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb)
 command -v xauth   >/dev/null 2>&1 || need_apt+=(xauth)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 pg_server_present() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; }
 pg_server_present || need_apt+=(postgresql-15)
 
@@ -62,6 +65,7 @@ command -v xmllint >/dev/null 2>&1 || die "xmllint not on PATH after install"
 command -v aladin  >/dev/null 2>&1 || die "aladin not on PATH after install"
 command -v xvfb-run >/dev/null 2>&1 || die "xvfb-run not on PATH after install"
 command -v xauth   >/dev/null 2>&1 || die "xauth not on PATH after install"
+command -v chromium >/dev/null 2>&1 || die "chromium not on PATH after install"
 pg_server_present || die "PostgreSQL's initdb/pg_ctl not in /usr/lib/postgresql/*/bin after install"
 timeout 120 stilts -version >/dev/null 2>&1 || die "stilts is installed but does not run (java?)"
 
@@ -93,4 +97,4 @@ import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
 PYEOF
-log "ok: stilts, xmllint, aladin, xvfb-run, PostgreSQL $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')$VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"
+log "ok: stilts, xmllint, aladin, xvfb-run, chromium, PostgreSQL $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')$VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"

@@ -76,7 +76,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                         .custom_request_replace("request", logged_request)
                         .log_target("vostok::http"),
                 )
-                .route("/", web::get().to(super::landing::landing))
+                .route("/services", web::get().to(super::landing::landing))
+                .configure(super::portal::routes)
                 .route("/capabilities", web::get().to(super::index::capabilities))
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)

@@ -1,0 +1,383 @@
+"""The portal (`/`) in a real browser: Debian's Chromium driven by Playwright.
+
+A new user finds gaia.dr3_bright, completes a column name, sees an ADQL error at the line and
+column `vostok adql check` reports, runs a query, sorts the table, sees the points on the
+Aladin Lite view, downloads the whole result as FITS (astropy reads the same rows), and opens
+the page's URL again to get the same result. No request leaves the server meanwhile.
+
+Screenshots of each state go to $VOSTOK_PORTAL_SCREENSHOTS when set
+(scripts/portal-screenshots.sh sets it to docs/), else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import requests
+from astropy.table import Table
+
+CHROMIUM = os.environ.get("VOSTOK_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         # WebGL2 (Aladin Lite) on the CPU: SwiftShader.
+         "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
+
+QUERY = ("SELECT TOP 3000 source_id, ra, dec, phot_g_mean_mag, pmra\n"
+         "FROM gaia.dr3_bright\nWHERE phot_g_mean_mag < 9\nORDER BY source_id")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: run scripts/install-test-deps.sh")
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-deps.sh")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    out = Path(os.environ.get("VOSTOK_PORTAL_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+SAMP_HUB = {"localhost:21012", "127.0.0.1:21012"}
+
+
+def open_page(browser, base_url, path="/"):
+    """A page of the portal, with every request recorded and any to another host (but the
+    SAMP Web Profile hub on this machine) refused."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    here = urlparse(base_url).netloc
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def route(r):
+        u = urlparse(r.request.url)
+        if u.scheme in ("data", "blob") or u.netloc == here or u.netloc in SAMP_HUB:
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base_url + path)
+    return ctx, page, outside, errors
+
+
+def wait_js(page, expr: str, timeout_s: float = 60):
+    """Waits until the JavaScript expression `expr` is truthy in the page (polled with
+    evaluate: the page's Content-Security-Policy forbids the eval Playwright's
+    wait_for_function uses)."""
+    import time
+    end = time.monotonic() + timeout_s
+    while True:
+        if page.evaluate(f"() => !!({expr})"):
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {expr}")
+        page.wait_for_timeout(200)
+
+
+def cli_check(query: str) -> tuple[int, int]:
+    """Line and column of the error `vostok adql check` reports for `query` (grammar only)."""
+    binary = os.environ.get("VOSTOK_BIN")
+    assert binary, "VOSTOK_BIN is set by conftest/test.sh"
+    p = subprocess.run([binary, "adql", "check", "-"], input=query, capture_output=True,
+                       text=True, timeout=60)
+    m = re.search(r"at line (\d+), column (\d+)", p.stdout)
+    assert m, p.stdout + p.stderr
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_assets_are_served_with_types_and_cache_headers(base_url):
+    r = requests.get(base_url + "/", timeout=30)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["Cache-Control"] == "no-cache"
+    js = requests.get(base_url + "/portal/portal.js", timeout=30)
+    assert js.headers["Content-Type"].startswith("text/javascript")
+    again = requests.get(base_url + "/portal/portal.js", timeout=30,
+                         headers={"If-None-Match": js.headers["ETag"]})
+    assert again.status_code == 304
+    al = requests.get(base_url + "/portal/vendor/aladin-lite-3.8.2/aladin.js", timeout=30)
+    assert al.status_code == 200 and "immutable" in al.headers["Cache-Control"]
+    # The bundled libraries are the npm packages' own bytes.
+    sums = {}
+    for line in (Path(__file__).parent.parent / "portal/vendor/SHA256SUMS").read_text().splitlines():
+        h, name = line.split(maxsplit=1)
+        sums[name] = h
+    import hashlib
+    assert hashlib.sha256(al.content).hexdigest() == sums["aladin-lite-3.8.2/aladin.js"]
+    assert requests.get(base_url + "/portal/../Cargo.toml", timeout=30).status_code == 404
+    assert requests.get(base_url + "/portal/nope.js", timeout=30).status_code == 404
+
+
+def test_check_endpoint(base_url):
+    ok = requests.post(base_url + "/portal/api/check", data="SELECT TOP 1 ra FROM gaia.dr3_bright",
+                       timeout=30).json()
+    assert ok == {"ok": True}
+    bad = requests.post(base_url + "/portal/api/check", data="SELECT TOP 1 nosuch FROM gaia.dr3_bright",
+                        timeout=30).json()
+    assert bad["ok"] is False and "nosuch" in bad["message"]
+    big = requests.post(base_url + "/portal/api/check", data="SELECT 1" + " " * 70000, timeout=30)
+    assert big.status_code == 413
+    assert requests.post(base_url + "/portal/api/check", data="  ", timeout=30).status_code == 400
+
+
+def test_find_ask_look_download(browser, base_url, shots, tmp_path):
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        # Find: the filter keeps gaia.dr3_bright, its columns show units and UCDs.
+        page.fill("#filter", "dr3_bright")
+        item = page.locator('#tables li[data-table="gaia.dr3_bright"]')
+        item.wait_for()
+        assert page.locator("#tables li").count() == 1
+        item.locator("summary").click()
+        cols = item.locator("table.cols")
+        assert "phot_g_mean_mag" in cols.inner_text()
+        assert "mag" in cols.locator("tr", has_text="phot_g_mean_mag").inner_text()
+        page.locator("#examples button").first.wait_for()
+        page.screenshot(path=str(shots / "portal-find.png"))
+
+        # Ask: completion of a column name of the table in FROM.
+        ed = page.locator("#editor")
+        ed.fill("SELECT TOP 5 phot_g\nFROM gaia.dr3_bright")
+        ed.evaluate("e => e.setSelectionRange(19, 19)")
+        ed.press("Control+Space")
+        comp = page.locator("#completions li", has_text="phot_g_mean_mag")
+        comp.first.wait_for()
+        page.screenshot(path=str(shots / "portal-complete.png"))
+        ed.press("Enter")
+        assert ed.input_value().startswith("SELECT TOP 5 phot_g_mean_mag\n")
+
+        # Ask: a syntax error, shown live at the line and column adql check reports.
+        bad = "SELECT ra, dec\nFROM gaia.dr3_bright\nWHERE phot_g_mean_mag < < 5"
+        ed.fill(bad)
+        line, col = cli_check(bad)
+        check = page.locator("#check.bad", has_text=f"line {line},")
+        check.wait_for()
+        assert (line, col) == (3, bad.splitlines()[2].index("< 5") + 1)
+        assert check.get_attribute("data-line") == str(line)
+        assert check.get_attribute("data-column") == str(col)
+        assert f"line {line}, column {col}" in check.inner_text()
+        assert page.locator("#highlight .err").inner_text().strip() == "<"
+        page.screenshot(path=str(shots / "portal-error.png"))
+
+        # Run: the table with units in its header.
+        ed.fill(QUERY)
+        page.locator("#check.good").wait_for()
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result")
+        n = page.evaluate("() => window.vostokPortal.result.rows.length")
+        assert n > 100
+        head = page.locator(".grid-head").inner_text()
+        assert "[deg]" in head and "[mag]" in head
+        # Virtualised: far fewer row elements than rows.
+        assert page.locator(".grid-row").count() < 100
+
+        # Sort by magnitude, both ways.
+        mags = np.array(page.evaluate("() => window.vostokPortal.result.rows.map(r => r[3])"), dtype=float)
+        hdr = page.locator(".grid-head button", has_text="phot_g_mean_mag")
+        hdr.click()
+        first = float(page.locator(".grid-row").first.locator(".cell").nth(3).inner_text())
+        assert first == pytest.approx(np.nanmin(mags), abs=1e-6)
+        assert page.locator(".grid-head [aria-sort=ascending]").count() == 1
+        hdr.click()
+        first = float(page.locator(".grid-row").first.locator(".cell").nth(3).inner_text())
+        assert first == pytest.approx(np.nanmax(mags), abs=1e-6)
+        page.screenshot(path=str(shots / "portal-table.png"))
+
+        # Look: the points on the Aladin Lite view.
+        page.click("#tab-sky")
+        wait_js(page, "document.getElementById('aladin').dataset.points !== undefined")
+        assert int(page.locator("#aladin").get_attribute("data-points")) == n
+        assert page.locator("#aladin canvas").count() >= 1
+        page.wait_for_timeout(1500)  # let WebGL draw before the screenshot
+        page.screenshot(path=str(shots / "portal-sky.png"))
+        assert "view=sky" in page.url and "run=1" in page.url
+
+        # Download the whole result as FITS: astropy reads the same rows.
+        ids = sorted(page.evaluate("() => window.vostokPortal.result.rows.map(r => String(r[0]))"))
+        with page.expect_download() as dl:
+            page.click("#dl-fits")
+        path = tmp_path / "result.fits"
+        dl.value.save_as(path)
+        t = Table.read(path, format="fits")
+        assert len(t) == n
+        assert sorted(str(v) for v in t["source_id"]) == ids
+
+        # The URL reproduces the state: the same query runs again on the sky view.
+        url = page.url
+        assert outside == [], f"requests to other hosts: {outside}"
+        assert errors == [], errors
+    finally:
+        ctx.close()
+    ctx, page, outside, errors = open_page(browser, base_url, urlparse(url).path + "?" + urlparse(url).query)
+    try:
+        wait_js(page, "window.vostokPortal && window.vostokPortal.result")
+        assert page.input_value("#editor") == QUERY
+        assert page.evaluate("() => window.vostokPortal.result.rows.length") == n
+        assert page.locator("#tab-sky").get_attribute("aria-selected") == "true"
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+def test_big_result_pages_smoothly(browser, base_url):
+    """100 000 rows: the page keeps only the rows in view, and scrolling to the end shows the
+    last ones."""
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        page.fill("#editor", "SELECT TOP 100000 source_id, ra, dec, phot_g_mean_mag FROM gaia.dr3_bright")
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result && window.vostokPortal.result.rows.length === 100000",
+                120)
+        assert page.locator(".grid-row").count() < 100
+        body = page.locator(".grid-body")
+        body.focus()
+        body.press("End")
+        last = page.locator(".grid-row.sel")
+        last.wait_for()
+        assert last.get_attribute("aria-rowindex") == str(100000 + 1)
+        assert page.locator(".grid-row").count() < 100
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+def received(got, page, timeout_s=60):
+    """The next SAMP message the stand-in client received, or a failure saying what the page
+    said."""
+    import queue
+    import time
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            return got.get_nowait()
+        except queue.Empty:
+            # Waiting in the page, not in the queue: Playwright's routing of the page's
+            # requests to the hub runs on this thread.
+            page.wait_for_timeout(200)
+    raise AssertionError("no SAMP message received; the page says: "
+                         + page.inner_text("#samp-status"))
+
+
+def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
+    """A SAMP hub with the Web Profile (astropy, consenting to every page) and a client
+    standing in for TOPCAT: the page's "Send table" reaches it as table.load.votable with a
+    URL it fetches itself and reads as the same rows; "Point at row" as coord.pointAt.sky with
+    the selected row's position."""
+    import queue
+    import threading
+
+    from astropy.io.votable import parse_single_table
+    from astropy.samp import SAMPHubServer, SAMPIntegratedClient
+    from astropy.samp.hub import WebProfileDialog
+
+    class Consent(WebProfileDialog):
+        def __init__(self):
+            self.polling = True
+            WebProfileDialog.__init__(self)
+
+        def show_dialog(self, *args):
+            self.consent()
+
+        def poll(self):
+            while self.polling:
+                self.handle_queue()
+                import time
+                time.sleep(0.1)
+
+    dialog = Consent()
+    hub = SAMPHubServer(web_profile=True, web_profile_dialog=dialog,
+                        lockfile=str(tmp_path / "samp"))
+    try:
+        hub.start()
+    except Exception as e:  # the Web Profile's port is fixed
+        pytest.fail(f"cannot start a SAMP hub with the Web Profile on port 21012: {e}")
+    poller = threading.Thread(target=dialog.poll, daemon=True)
+    poller.start()
+    got: queue.Queue = queue.Queue()
+    client = SAMPIntegratedClient(name="stand-in for TOPCAT")
+    try:
+        client.connect(hub=hub)
+        for mtype in ("table.load.votable", "coord.pointAt.sky"):
+            client.bind_receive_notification(
+                mtype, lambda *args: got.put((args[-3], args[-2])))
+        ctx, page, outside, errors = open_page(browser, base_url)
+        try:
+            page.fill("#editor", QUERY)
+            page.click("#run")
+            wait_js(page, "window.vostokPortal.result")
+            n = page.evaluate("() => window.vostokPortal.result.rows.length")
+            page.click("#send-table")
+            mtype, params = received(got, page)
+            assert mtype == "table.load.votable"
+            assert "/tap/sync?" in params["url"]
+            r = requests.get(params["url"], timeout=60)
+            path = tmp_path / "sent.vot"
+            path.write_bytes(r.content)
+            t = parse_single_table(str(path)).to_table()
+            assert len(t) == n
+            ids = sorted(page.evaluate("() => window.vostokPortal.result.rows.map(r => String(r[0]))"))
+            assert sorted(str(v) for v in t["source_id"]) == ids
+
+            page.locator(".grid-row").nth(2).click()
+            page.click("#send-point")
+            mtype, params = received(got, page)
+            assert mtype == "coord.pointAt.sky"
+            row = page.evaluate(
+                "() => { const s = window.vostokPortal; const r = s.result.rows[s.selectedRow]; return [r[1], r[2]]; }")
+            assert float(params["ra"]) == pytest.approx(row[0], abs=1e-9)
+            assert float(params["dec"]) == pytest.approx(row[1], abs=1e-9)
+            assert outside == [] and errors == []
+        finally:
+            ctx.close()
+    finally:
+        if client.is_connected:
+            client.disconnect()
+        dialog.stop() if hasattr(dialog, "stop") else None
+        dialog.polling = False
+        hub.stop()
+
+
+def test_accessibility_no_serious_violations(browser, base_url):
+    """axe-core (through axe-playwright-python) on the page with a result in the table and
+    the columns of a table open: no serious or critical violation. (The page's
+    Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    try:
+        page = ctx.new_page()
+        page.goto(base_url + "/")
+        page.locator('#tables li[data-table="gaia.dr3_bright"] summary').click()
+        page.fill("#editor", QUERY)
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result")
+        results = Axe().run(page)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], "\n".join(
+            f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
+                str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+    finally:
+        ctx.close()

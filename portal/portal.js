@@ -1,0 +1,503 @@
+// The vostok portal: Find (tables, columns, examples), Ask (ADQL with highlighting,
+// completion and a live check by the server), Look (a virtualised table, the sky), Send (SAMP).
+// Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1.
+
+import { highlight, offsetOf, complete } from "./adql.js";
+import { Grid } from "./grid.js";
+import * as sky from "./sky.js";
+import * as send from "./send.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { tables: null, result: null, selectedRow: -1, checkSeq: 0, view: "table", errorAt: null };
+// For tests and the browser console: the page's state (read it, do not change it).
+window.vostokPortal = state;
+
+// ---------------------------------------------------------------- Find
+async function loadTables() {
+  const r = await fetch("portal/api/tables");
+  state.tables = await r.json();
+  renderTables();
+}
+
+function renderTables() {
+  const q = $("filter").value.trim().toLowerCase();
+  const list = $("tables");
+  list.replaceChildren();
+  let shown = 0;
+  for (const s of state.tables.schemas) {
+    for (const t of s.tables) {
+      const hay = [t.name, t.title, t.description, ...t.columns.flatMap((c) => [c.name, c.description, c.ucd, c.unit])]
+        .filter(Boolean).join(" ").toLowerCase();
+      if (q && !q.split(/\s+/).every((w) => hay.includes(w))) continue;
+      shown++;
+      list.append(tableItem(t));
+    }
+  }
+  $("table-count").textContent = `${shown} table${shown === 1 ? "" : "s"}${q ? ` match “${q}”` : ""}`;
+}
+
+function tableItem(t) {
+  const li = document.createElement("li");
+  li.dataset.table = t.name;
+  const d = document.createElement("details");
+  const sum = document.createElement("summary");
+  const name = document.createElement("span");
+  name.className = "tname";
+  name.textContent = t.name;
+  const rows = document.createElement("span");
+  rows.className = "rows";
+  rows.textContent = t.rows != null ? ` ${Number(t.rows).toLocaleString("en")} rows` : "";
+  sum.append(name, rows);
+  d.append(sum);
+  const desc = document.createElement("p");
+  desc.className = "desc";
+  desc.textContent = t.title && t.description && t.title !== t.description ? `${t.title}. ${t.description}` : (t.description || t.title || "");
+  const svc = document.createElement("p");
+  svc.className = "svc";
+  svc.append("Served by ");
+  for (const s of t.services) {
+    const a = document.createElement("a");
+    a.href = s.kind === "SCS" ? `${s.url}?RA=0&DEC=0&SR=1` : s.kind === "TAP" ? "tap/tables" : s.url;
+    const span = document.createElement("span");
+    span.textContent = s.kind;
+    a.append(span);
+    svc.append(a);
+  }
+  const use = document.createElement("button");
+  use.type = "button";
+  use.textContent = "Query this table";
+  use.addEventListener("click", () => {
+    const cols = t.columns.filter((c) => c.principal).map((c) => c.name);
+    const list = (cols.length ? cols : t.columns.slice(0, 8).map((c) => c.name)).join(", ");
+    setQuery(`SELECT TOP 1000 ${list}\nFROM ${t.name}`);
+    $("editor").focus();
+  });
+  const table = document.createElement("table");
+  table.className = "cols";
+  table.innerHTML = "<caption class=\"muted\">Columns</caption><thead><tr><th scope=\"col\">name [unit]</th><th scope=\"col\">description (UCD)</th></tr></thead>";
+  const tb = document.createElement("tbody");
+  for (const c of t.columns) {
+    const tr = document.createElement("tr");
+    const name = document.createElement("td");
+    name.textContent = c.name;
+    if (c.unit) {
+      const u = document.createElement("span");
+      u.className = "unit";
+      u.textContent = ` [${c.unit}]`;
+      name.append(u);
+    }
+    const desc = document.createElement("td");
+    desc.textContent = c.description || "";
+    if (c.ucd) {
+      const u = document.createElement("span");
+      u.className = "ucd";
+      u.textContent = ` (${c.ucd})`;
+      desc.append(u);
+    }
+    tr.append(name, desc);
+    tb.append(tr);
+  }
+  table.append(tb);
+  d.append(desc, svc, use, table);
+  li.append(d);
+  return li;
+}
+
+async function loadExamples() {
+  const list = $("examples");
+  try {
+    const r = await fetch("tap/examples");
+    const doc = new DOMParser().parseFromString(await r.text(), "application/xhtml+xml");
+    for (const ex of doc.querySelectorAll('[typeof="example"]')) {
+      const name = ex.querySelector('[property="name"]')?.textContent.trim();
+      const query = ex.querySelector('[property="query"]')?.textContent;
+      if (!name || !query) continue;
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = name;
+      b.title = ex.querySelector("p")?.textContent.trim() || "";
+      b.addEventListener("click", () => {
+        setQuery(query.trim());
+        run();
+      });
+      li.append(b);
+      list.append(li);
+    }
+  } catch (e) {
+    list.textContent = `The examples could not be read: ${e.message}`;
+  }
+}
+
+// ---------------------------------------------------------------- Ask
+const editor = () => $("editor");
+
+function setQuery(text) {
+  editor().value = text;
+  onEdit();
+}
+
+let checkTimer = null;
+let urlTimer = null;
+function onEdit() {
+  state.errorAt = null;
+  paint();
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(check, 250);
+  clearTimeout(urlTimer);
+  urlTimer = setTimeout(() => saveUrl(false), 400);
+}
+
+function paint() {
+  const text = editor().value;
+  $("highlight").innerHTML = highlight(text, state.errorAt);
+  $("highlight").scrollTop = editor().scrollTop;
+}
+
+// The server's check of the text (never run): the error with its line and column.
+async function check() {
+  const text = editor().value;
+  const seq = ++state.checkSeq;
+  const out = $("check");
+  if (!text.trim()) {
+    out.textContent = "";
+    out.className = "check";
+    return;
+  }
+  let answer;
+  try {
+    const r = await fetch("portal/api/check", { method: "POST", body: text, headers: { "Content-Type": "text/plain" } });
+    answer = r.headers.get("content-type")?.includes("json") ? await r.json() : { ok: false, message: `${r.status} ${await r.text()}` };
+  } catch (e) {
+    answer = { ok: false, message: `cannot check: ${e.message}` };
+  }
+  if (seq !== state.checkSeq) return; // a newer edit is being checked
+  if (answer.ok) {
+    out.textContent = "✓ The query is valid ADQL for these tables.";
+    out.className = "check good";
+    state.errorAt = null;
+  } else {
+    const where = answer.line != null ? `line ${answer.line}, column ${answer.column}: ` : "";
+    out.textContent = `✗ ${answer.kind ? answer.kind + " error " : ""}${where ? "at " + where : ": "}${answer.message}`;
+    out.className = "check bad";
+    out.dataset.line = answer.line ?? "";
+    out.dataset.column = answer.column ?? "";
+    state.errorAt = answer.line != null ? offsetOf(text, answer.line, answer.column) : null;
+  }
+  paint();
+}
+
+// Completion: Ctrl+Space, or typing a "." after a name.
+let comp = null;
+function openCompletion() {
+  const ta = editor();
+  const { from, items } = complete(ta.value, ta.selectionStart, state.tables);
+  const list = $("completions");
+  if (!items.length) return closeCompletion();
+  comp = { from, items, active: 0 };
+  list.replaceChildren(...items.map((it, i) => {
+    const li = document.createElement("li");
+    li.id = `comp-${i}`;
+    li.setAttribute("role", "option");
+    li.textContent = it.label;
+    const k = document.createElement("span");
+    k.className = "kind";
+    k.textContent = it.kind;
+    li.append(k);
+    li.title = it.detail;
+    li.addEventListener("mousedown", (e) => { e.preventDefault(); accept(i); });
+    return li;
+  }));
+  const caret = caretXY(ta);
+  list.style.left = `${caret.x}px`;
+  list.style.top = `${caret.y}px`;
+  list.hidden = false;
+  activate(0);
+}
+
+function activate(i) {
+  comp.active = (i + comp.items.length) % comp.items.length;
+  const list = $("completions");
+  for (const li of list.children) li.setAttribute("aria-selected", "false");
+  const li = list.children[comp.active];
+  li.setAttribute("aria-selected", "true");
+  li.scrollIntoView({ block: "nearest" });
+  editor().setAttribute("aria-activedescendant", li.id);
+}
+
+function accept(i) {
+  const ta = editor();
+  const it = comp.items[i];
+  const end = ta.selectionStart;
+  ta.setRangeText(it.insert, comp.from, end, "end");
+  closeCompletion();
+  onEdit();
+}
+
+function closeCompletion() {
+  comp = null;
+  $("completions").hidden = true;
+  editor().removeAttribute("aria-activedescendant");
+}
+
+// The caret's position inside the editor box, from a mirror of the text before it.
+function caretXY(ta) {
+  const pre = $("highlight");
+  const mirror = document.createElement("pre");
+  mirror.className = "code";
+  const cs = getComputedStyle(ta);
+  Object.assign(mirror.style, { position: "absolute", visibility: "hidden", width: cs.width, left: "0", top: "0" });
+  mirror.textContent = ta.value.slice(0, ta.selectionStart);
+  const mark = document.createElement("span");
+  mark.textContent = "\u200b";
+  mirror.append(mark);
+  pre.parentElement.append(mirror);
+  const x = mark.offsetLeft;
+  const y = mark.offsetTop + 20 - ta.scrollTop;
+  mirror.remove();
+  return { x: Math.min(x, ta.clientWidth - 200), y };
+}
+
+function onKey(e) {
+  if (comp) {
+    if (e.key === "ArrowDown") { e.preventDefault(); return activate(comp.active + 1); }
+    if (e.key === "ArrowUp") { e.preventDefault(); return activate(comp.active - 1); }
+    if (e.key === "Enter" || e.key === "Tab") { e.preventDefault(); return accept(comp.active); }
+    if (e.key === "Escape") { e.preventDefault(); return closeCompletion(); }
+  }
+  if (e.key === " " && e.ctrlKey) { e.preventDefault(); return openCompletion(); }
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); return run(); }
+}
+
+// ---------------------------------------------------------------- Run, Look
+function syncUrl(format, absolute) {
+  const p = new URLSearchParams({ REQUEST: "doQuery", LANG: "ADQL", QUERY: editor().value });
+  const maxrec = $("maxrec").value;
+  if (maxrec) p.set("MAXREC", maxrec);
+  if (format) p.set("RESPONSEFORMAT", format);
+  const rel = `tap/sync?${p}`;
+  return absolute ? new URL(rel, document.baseURI).href : rel;
+}
+
+async function run() {
+  closeCompletion();
+  const text = editor().value;
+  if (!text.trim()) return;
+  saveUrl(true);
+  const status = $("run-status");
+  status.textContent = "Running…";
+  $("run").disabled = true;
+  const t0 = performance.now();
+  try {
+    const body = new URLSearchParams({ REQUEST: "doQuery", LANG: "ADQL", QUERY: text, MAXREC: $("maxrec").value || "100000" });
+    const r = await fetch("tap/sync", { method: "POST", body });
+    const xml = await r.text();
+    const table = parseVotable(xml);
+    if (table.error) {
+      status.textContent = `The service refused the query: ${table.error}`;
+      return;
+    }
+    state.result = table;
+    state.selectedRow = -1;
+    grid.setData(table.columns, table.rows);
+    const secs = ((performance.now() - t0) / 1000).toFixed(2);
+    $("result-info").textContent = `${table.rows.length.toLocaleString("en")} rows, ${table.columns.length} columns` +
+      (table.overflow ? ` — more rows match: raise “Rows at most” or download the whole result` : "") + ` (${secs} s)`;
+    status.textContent = "Done.";
+    for (const [id, fmt] of [["dl-votable", "votable"], ["dl-csv", "csv"], ["dl-fits", "fits"]]) {
+      const a = $(id);
+      a.href = syncUrl(fmt, false);
+      a.setAttribute("download", `result.${fmt === "votable" ? "vot" : fmt}`);
+    }
+    $("send-table").disabled = false;
+    $("send-point").disabled = true;
+    if (state.view === "sky") await drawSky();
+    else state.skyStale = true;
+  } catch (e) {
+    status.textContent = `The query failed: ${e.message}`;
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+// A VOTable TABLEDATA document as {columns, rows, overflow} or {error}.
+export function parseVotable(xml) {
+  const status = /<INFO\b[^>]*name="QUERY_STATUS"[^>]*value="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/INFO>)/g;
+  let m;
+  let overflow = false;
+  while ((m = status.exec(xml)) !== null) {
+    if (m[1] === "ERROR") return { error: decode((m[2] || "").trim()) || "unknown error" };
+    if (m[1] === "OVERFLOW") overflow = true;
+  }
+  const columns = [];
+  const field = /<FIELD\b([^>]*?)(?:\/>|>([\s\S]*?)<\/FIELD>)/g;
+  while ((m = field.exec(xml)) !== null) {
+    const attrs = {};
+    for (const a of m[1].matchAll(/([\w:-]+)="([^"]*)"/g)) attrs[a[1]] = decode(a[2]);
+    const desc = m[2] ? /<DESCRIPTION>([\s\S]*?)<\/DESCRIPTION>/.exec(m[2]) : null;
+    columns.push({
+      name: attrs.name || `col${columns.length + 1}`,
+      unit: attrs.unit || "",
+      ucd: attrs.ucd || "",
+      datatype: attrs.datatype || "char",
+      arraysize: attrs.arraysize || "",
+      description: desc ? decode(desc[1].trim()) : "",
+    });
+  }
+  const numeric = columns.map((c) => !c.arraysize && ["short", "int", "long", "float", "double", "unsignedByte"].includes(c.datatype));
+  const longs = columns.map((c, i) => numeric[i] && c.datatype === "long");
+  const rows = [];
+  const start = xml.indexOf("<TABLEDATA>");
+  const end = xml.indexOf("</TABLEDATA>");
+  if (start >= 0 && end > start) {
+    const data = xml.slice(start + 11, end);
+    const tr = /<TR>([\s\S]*?)<\/TR>/g;
+    const td = /<TD\/>|<TD>([\s\S]*?)<\/TD>/g;
+    while ((m = tr.exec(data)) !== null) {
+      const row = new Array(columns.length).fill(null);
+      let i = 0;
+      td.lastIndex = 0;
+      let c;
+      while ((c = td.exec(m[1])) !== null && i < columns.length) {
+        const raw = c[1];
+        if (raw === undefined || raw === "") row[i] = null;
+        else if (longs[i]) {
+          // 64-bit integers (Gaia source_id) do not fit a double: BigInt keeps every digit.
+          try { row[i] = BigInt(raw.trim()); } catch { row[i] = raw; }
+        } else if (numeric[i]) {
+          const v = Number(raw);
+          row[i] = raw === "NaN" || Number.isNaN(v) ? null : v;
+        } else row[i] = raw.includes("&") ? decode(raw) : raw;
+        i++;
+      }
+      rows.push(row);
+    }
+  }
+  return { columns, rows, overflow };
+}
+
+const ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+function decode(s) {
+  return s.replace(/&(#x[0-9a-f]+|#\d+|\w+);/gi, (all, e) => {
+    if (e[0] === "#") return String.fromCodePoint(e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
+    return ENTITIES[e] ?? all;
+  });
+}
+
+function selectView(view) {
+  state.view = view;
+  for (const v of ["table", "sky"]) {
+    $(`tab-${v}`).setAttribute("aria-selected", String(v === view));
+    $(`tab-${v}`).tabIndex = v === view ? 0 : -1;
+    $(`view-${v}`).hidden = v !== view;
+  }
+  saveUrl(false);
+  if (view === "sky" && state.result && state.skyStale !== false) drawSky();
+}
+
+async function drawSky() {
+  const out = $("sky-status");
+  state.skyStale = false;
+  try {
+    out.textContent = "Drawing…";
+    const { drawn, reason } = await sky.show($("aladin"), state.result.columns, state.result.rows, (row) => pickRow(row));
+    out.textContent = reason ? `Nothing to draw: ${reason}.` : `${drawn.toLocaleString("en")} positions on the sky (Aladin Lite).`;
+    $("aladin").dataset.points = String(drawn);
+  } catch (e) {
+    state.skyStale = true;
+    out.textContent = `The sky view cannot be shown in this browser: ${e.message || e}`;
+  }
+}
+
+function pickRow(row) {
+  state.selectedRow = row;
+  const pos = state.result && sky.positionColumns(state.result.columns);
+  $("send-point").disabled = !pos;
+  if (pos) {
+    const r = state.result.rows[row];
+    sky.mark(r[pos.ra], r[pos.dec]);
+  }
+}
+
+// ---------------------------------------------------------------- URL state
+function saveUrl(push) {
+  const p = new URLSearchParams();
+  const q = editor().value;
+  if (q) p.set("query", q);
+  if ($("maxrec").value && $("maxrec").value !== "100000") p.set("maxrec", $("maxrec").value);
+  if (state.view !== "table") p.set("view", state.view);
+  if (state.result || push) p.set("run", "1");
+  const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
+  if (url === location.pathname + location.search) return;
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
+function loadUrl() {
+  const p = new URLSearchParams(location.search);
+  editor().value = p.get("query") || "SELECT TOP 100 source_id, ra, dec, phot_g_mean_mag\nFROM gaia.dr3_bright\nORDER BY phot_g_mean_mag";
+  if (p.get("maxrec")) $("maxrec").value = p.get("maxrec");
+  return { view: p.get("view") === "sky" ? "sky" : "table", run: p.get("run") === "1" };
+}
+
+// ---------------------------------------------------------------- Send
+async function sampDo(what) {
+  const out = $("samp-status");
+  try {
+    out.textContent = "Sending…";
+    await what();
+    out.textContent = "Sent (the hub may ask you to accept this page first).";
+  } catch (e) {
+    out.textContent = e.message || String(e);
+  }
+}
+
+// ---------------------------------------------------------------- start
+const grid = new Grid($("grid"), { onSelect: (row) => pickRow(row) });
+
+function start() {
+  const ta = editor();
+  ta.addEventListener("input", (e) => {
+    onEdit();
+    if (e.data === "." && state.tables) openCompletion();
+    else if (comp) openCompletion();
+  });
+  ta.addEventListener("keydown", onKey);
+  ta.addEventListener("scroll", () => { $("highlight").scrollTop = ta.scrollTop; });
+  ta.addEventListener("blur", () => setTimeout(closeCompletion, 150));
+  $("run").addEventListener("click", run);
+  $("maxrec").addEventListener("change", () => saveUrl(false));
+  $("filter").addEventListener("input", () => state.tables && renderTables());
+  $("tab-table").addEventListener("click", () => selectView("table"));
+  $("tab-sky").addEventListener("click", () => selectView("sky"));
+  for (const id of ["tab-table", "tab-sky"]) {
+    $(id).addEventListener("keydown", (e) => {
+      if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+        const next = state.view === "table" ? "sky" : "table";
+        selectView(next);
+        $(`tab-${next}`).focus();
+      }
+    });
+  }
+  $("send-table").addEventListener("click", () => sampDo(() => send.sendTable(syncUrl("votable", true), "vostok result")));
+  $("send-point").addEventListener("click", () => sampDo(() => {
+    const pos = sky.positionColumns(state.result.columns);
+    const r = state.result.rows[state.selectedRow];
+    return send.pointAt(r[pos.ra], r[pos.dec]);
+  }));
+  window.addEventListener("popstate", () => {
+    const s = loadUrl();
+    onEdit();
+    selectView(s.view);
+  });
+  const s = loadUrl();
+  paint();
+  check();
+  selectView(s.view);
+  loadTables().then(() => {
+    if (s.run) run();
+  });
+  loadExamples();
+}
+
+start();
