@@ -53,7 +53,8 @@ pub struct Checksums {
     /// Largest file whose MD5 is computed on a download.
     max_compute: u64,
     known: tokio::sync::Mutex<Known>,
-    /// One computation at a time (each reads a whole file).
+    /// One computation at a time (each reads a whole file); a request finding it taken
+    /// does not wait.
     computing: tokio::sync::Semaphore,
 }
 
@@ -155,7 +156,9 @@ impl Checksums {
         if meta.size > self.max_compute {
             return None;
         }
-        let _turn = self.computing.acquire().await.ok()?;
+        // One computation at a time, and no request waits for another's: while one runs,
+        // other files go without Digest (a client then checks the length only).
+        let _turn = self.computing.try_acquire().ok()?;
         // Another request may have computed it meanwhile.
         if let Some(m) = self.known.lock().await.lookup(rel, meta) {
             return Some(m);
