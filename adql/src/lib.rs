@@ -225,7 +225,7 @@ pub fn parse_with(text: &str, opts: &Options) -> Result<Query, AdqlError> {
             ))
         })?;
     check_tokens(&tokens)?;
-    let tokens = normalise_tokens(tokens, text)?;
+    let tokens = normalise_tokens(tokens)?;
     check_nesting(&tokens)?;
     let tokens_copy = tokens.clone();
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
@@ -329,10 +329,7 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
 /// `0x1F` is a hexadecimal integer literal (ADQL 2.1 §2.3.1); sqlparser's `X'1F'` is not ADQL.
 /// A run of the same space, tab or line break becomes one token spanning the run (the parser
 /// skips whitespace; the list it and its error messages keep is the shorter).
-fn normalise_tokens(
-    tokens: Vec<TokenWithSpan>,
-    text: &str,
-) -> Result<Vec<TokenWithSpan>, AdqlError> {
+fn normalise_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>, AdqlError> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     // Index in `out` of the last string literal, while only whitespace has followed it.
     let mut open_string: Option<usize> = None;
@@ -364,8 +361,12 @@ fn normalise_tokens(
                 continue;
             }
             Token::HexStringLiteral(h) => {
-                let source = text_at(text, t.span.start.line, t.span.start.column);
-                if !(source.starts_with("0x") || source.starts_with("0X")) {
+                // `0x1F` spans two characters more than its digits, `X'1F'` three (told apart
+                // by the span, not by finding the text again: that scan, once per literal,
+                // made a text of many literals quadratic).
+                let width = (t.span.start.line == t.span.end.line)
+                    .then(|| t.span.end.column.saturating_sub(t.span.start.column));
+                if width != Some(h.chars().count() as u64 + 2) {
                     return Err(AdqlError::at(
                         ErrorKind::Syntax,
                         "X'…' literals are not ADQL; write hexadecimal integers as 0x…",
@@ -505,17 +506,6 @@ fn check_nesting(tokens: &[TokenWithSpan]) -> Result<(), AdqlError> {
         }
     }
     Ok(())
-}
-
-/// The text from a 1-based line and column (columns count characters).
-fn text_at(text: &str, line: u64, column: u64) -> &str {
-    let Some(l) = text.split('\n').nth(line.saturating_sub(1) as usize) else {
-        return "";
-    };
-    match l.char_indices().nth(column.saturating_sub(1) as usize) {
-        Some((i, _)) => &l[i..],
-        None => "",
-    }
 }
 
 fn parser_error(e: ParserError, query: &str) -> AdqlError {
