@@ -1007,12 +1007,18 @@ impl OptimizerRule for PushDownFilter {
                     replace_map.insert(expr.schema_name().to_string(), unalias(expr));
                 }
 
+                // vostok patch: an aggregate without GROUP BY returns one row even when
+                // its input is empty, so a filter above it (`… WHERE false`, or one on a
+                // constant output column) must stay above it: pushed below, it empties
+                // the input and the aggregate still returns its row. The physical
+                // `AggregateExec::gather_filters_for_pushdown` already refuses this.
+                let is_global = agg.group_expr.is_empty();
                 let predicates = split_conjunction_owned(filter.predicate);
                 let mut keep_predicates = vec![];
                 let mut push_predicates = vec![];
                 for expr in predicates {
                     let cols = expr.column_refs();
-                    if cols.iter().all(|c| group_expr_columns.contains(c)) {
+                    if !is_global && cols.iter().all(|c| group_expr_columns.contains(c)) {
                         push_predicates.push(replace_cols_by_name(expr, &replace_map)?);
                     } else {
                         keep_predicates.push(expr);

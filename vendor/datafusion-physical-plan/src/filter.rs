@@ -681,13 +681,25 @@ impl ExecutionPlan for FilterExec {
         parent_filters: Vec<Arc<dyn PhysicalExpr>>,
         _config: &ConfigOptions,
     ) -> Result<FilterDescription> {
+        // vostok patch: with a projection, output column `i` is input column
+        // `projection[i]`; map it by position, not by name (apache/datafusion#25262).
+        let from_input = |parent_filters: &[Arc<dyn PhysicalExpr>]| match self
+            .projection
+            .as_deref()
+        {
+            Some(projection) => ChildFilterDescription::from_child_with_index_map(
+                parent_filters,
+                projection.iter().copied().enumerate().collect(),
+                self.input(),
+            ),
+            None => ChildFilterDescription::from_child(parent_filters, self.input()),
+        };
         if phase != FilterPushdownPhase::Pre {
-            let child =
-                ChildFilterDescription::from_child(&parent_filters, self.input())?;
+            let child = from_input(&parent_filters)?;
             return Ok(FilterDescription::new().with_child(child));
         }
 
-        let child = ChildFilterDescription::from_child(&parent_filters, self.input())?
+        let child = from_input(&parent_filters)?
             .with_self_filters(
                 split_conjunction(&self.predicate)
                     .into_iter()

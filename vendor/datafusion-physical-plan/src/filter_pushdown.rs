@@ -34,7 +34,7 @@
 //!
 //! See also datafusion/physical-optimizer/src/filter_pushdown.rs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -329,6 +329,10 @@ pub(crate) struct FilterRemapper {
     /// Only columns at these indices (in the *parent* schema) are considered
     /// valid. For non-join nodes this defaults to `0..child_schema.len()`.
     allowed_indices: HashSet<usize>,
+    /// vostok patch: where each parent column is in the child, by position, when the
+    /// node knows it (joins, aggregates, projected filters). Without it a parent
+    /// column keeps its index when the child has the same name there.
+    index_map: Option<HashMap<usize, usize>>,
 }
 
 impl FilterRemapper {
@@ -339,6 +343,50 @@ impl FilterRemapper {
         Self {
             child_schema,
             allowed_indices,
+            index_map: None,
+        }
+    }
+
+    /// vostok patch: a remapper that sends parent column `i` to child column
+    /// `index_map[i]`; columns not in the map cannot be pushed.
+    pub(crate) fn with_index_map(
+        child_schema: SchemaRef,
+        index_map: HashMap<usize, usize>,
+    ) -> Self {
+        Self {
+            child_schema,
+            allowed_indices: index_map.keys().copied().collect(),
+            index_map: Some(index_map),
+        }
+    }
+
+    /// vostok patch: the child index of a parent column, by position. Resolving a
+    /// name alone picked the first of two same-named columns (a join's `t1.sn` and
+    /// `t2.sn` both named `sn`), which pushed a filter on one onto the other: wrong
+    /// results (apache/datafusion#21246, #25296; fixed upstream by #25259).
+    fn child_index(&self, col: &Column) -> Option<usize> {
+        if !self.allowed_indices.contains(&col.index()) {
+            return None;
+        }
+        if let Some(map) = &self.index_map {
+            return map.get(&col.index()).copied();
+        }
+        let fields = self.child_schema.fields();
+        if fields
+            .get(col.index())
+            .is_some_and(|f| f.name() == col.name())
+        {
+            return Some(col.index());
+        }
+        // Only a name that is unique in the child can be resolved by name.
+        let mut found = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.name() == col.name())
+            .map(|(i, _)| i);
+        match (found.next(), found.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
         }
     }
 
@@ -352,6 +400,7 @@ impl FilterRemapper {
         Self {
             child_schema,
             allowed_indices,
+            index_map: None,
         }
     }
 
@@ -369,13 +418,9 @@ impl FilterRemapper {
         let mut all_valid = true;
         let transformed = Arc::clone(filter).transform_down(|expr| {
             if let Some(col) = expr.downcast_ref::<Column>() {
-                if self.allowed_indices.contains(&col.index())
-                    && let Ok(new_index) = self.child_schema.index_of(col.name())
-                {
-                    Ok(Transformed::yes(Arc::new(Column::new(
-                        col.name(),
-                        new_index,
-                    ))))
+                if let Some(new_index) = self.child_index(col) {
+                    let name = self.child_schema.field(new_index).name();
+                    Ok(Transformed::yes(Arc::new(Column::new(name, new_index))))
                 } else {
                     all_valid = false;
                     Ok(Transformed::complete(expr))
@@ -424,6 +469,17 @@ impl ChildFilterDescription {
     ) -> Result<Self> {
         let remapper =
             FilterRemapper::with_allowed_indices(child.schema(), allowed_indices);
+        Self::remap_filters(parent_filters, &remapper)
+    }
+
+    /// vostok patch: like [`Self::from_child`], with the child position of every
+    /// pushable parent column given (`index_map`: parent index → child index).
+    pub fn from_child_with_index_map(
+        parent_filters: &[Arc<dyn PhysicalExpr>],
+        index_map: HashMap<usize, usize>,
+        child: &Arc<dyn crate::ExecutionPlan>,
+    ) -> Result<Self> {
+        let remapper = FilterRemapper::with_index_map(child.schema(), index_map);
         Self::remap_filters(parent_filters, &remapper)
     }
 

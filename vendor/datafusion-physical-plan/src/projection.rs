@@ -49,7 +49,7 @@ use datafusion_common::config::ConfigOptions;
 use datafusion_common::tree_node::{
     Transformed, TransformedResult, TreeNode, TreeNodeRecursion,
 };
-use datafusion_common::{DataFusionError, JoinSide, Result, internal_err, plan_err};
+use datafusion_common::{JoinSide, Result, internal_err, plan_err};
 use datafusion_execution::TaskContext;
 use datafusion_expr::ExpressionPlacement;
 use datafusion_physical_expr::equivalence::ProjectionMapping;
@@ -270,18 +270,11 @@ impl ProjectionExec {
     fn collect_reverse_alias(
         &self,
     ) -> Result<datafusion_common::HashMap<Column, Arc<dyn PhysicalExpr>>> {
+        // vostok patch: output column `i` is projection expression `i`, whatever its
+        // name; looking the alias up by name mapped the second of two same-named
+        // outputs onto the first (apache/datafusion#21246).
         let mut alias_map = datafusion_common::HashMap::new();
-        for projection in self.projection_expr().iter() {
-            let (aliased_index, _output_field) = self
-                .projector
-                .output_schema()
-                .column_with_name(&projection.alias)
-                .ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "Expr {} with alias {} not found in output schema",
-                        projection.expr, projection.alias
-                    ))
-                })?;
+        for (aliased_index, projection) in self.projection_expr().iter().enumerate() {
             let aliased_col = Column::new(&projection.alias, aliased_index);
             alias_map.insert(aliased_col, Arc::clone(&projection.expr));
         }

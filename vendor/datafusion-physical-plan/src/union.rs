@@ -37,7 +37,7 @@ use crate::execution_plan::{
 };
 use crate::filter::FilterExec;
 use crate::filter_pushdown::{
-    ChildPushdownResult, FilterDescription, FilterPushdownPhase,
+    ChildFilterDescription, ChildPushdownResult, FilterDescription, FilterPushdownPhase,
     FilterPushdownPropagation, PushedDown,
 };
 use crate::metrics::BaselineMetrics;
@@ -489,7 +489,18 @@ impl ExecutionPlan for UnionExec {
         parent_filters: Vec<Arc<dyn PhysicalExpr>>,
         _config: &ConfigOptions,
     ) -> Result<FilterDescription> {
-        FilterDescription::from_children(parent_filters, &self.children())
+        // vostok patch: an input's column `i` is the output's column `i`, whatever
+        // the input calls it; never resolve it by name there.
+        let mut desc = FilterDescription::new();
+        for child in self.children() {
+            let identity = (0..child.schema().fields().len()).map(|i| (i, i)).collect();
+            desc = desc.with_child(ChildFilterDescription::from_child_with_index_map(
+                &parent_filters,
+                identity,
+                child,
+            )?);
+        }
+        Ok(desc)
     }
 
     fn handle_child_pushdown_result(

@@ -2189,9 +2189,19 @@ impl ExecutionPlan for AggregateExec {
         let mut child_desc = if may_emit_on_empty_input {
             ChildFilterDescription::all_unsupported(&parent_filters)
         } else {
-            ChildFilterDescription::from_child_with_allowed_indices(
+            // vostok patch: a grouping column is sent to the input column it groups
+            // by, by position, not looked up by name (apache/datafusion#25296).
+            let index_map = allowed_indices
+                .iter()
+                .filter_map(|&i| {
+                    let (expr, _) = self.group_by.expr().get(i)?;
+                    let col = expr.downcast_ref::<Column>()?;
+                    Some((i, col.index()))
+                })
+                .collect();
+            ChildFilterDescription::from_child_with_index_map(
                 &parent_filters,
-                allowed_indices,
+                index_map,
                 child,
             )?
         };

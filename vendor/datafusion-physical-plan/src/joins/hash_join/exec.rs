@@ -15,7 +15,7 @@
 // specific language governing permissions and limitations
 // under the License.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1699,16 +1699,19 @@ impl ExecutionPlan for HashJoinExec {
             None => self.column_indices.clone(),
         };
 
-        let (mut left_allowed, mut right_allowed) = (HashSet::new(), HashSet::new());
+        // vostok patch: each output column is sent to its position in its side's
+        // schema (`column_indices`), not looked up by name there: a side may have two
+        // columns of one name (apache/datafusion#25244, #25296).
+        let (mut left_map, mut right_map) = (HashMap::new(), HashMap::new());
         column_indices
             .iter()
             .enumerate()
             .for_each(|(output_idx, ci)| {
                 match ci.side {
-                    JoinSide::Left => left_allowed.insert(output_idx),
-                    JoinSide::Right => right_allowed.insert(output_idx),
+                    JoinSide::Left => left_map.insert(output_idx, ci.index),
+                    JoinSide::Right => right_map.insert(output_idx, ci.index),
                     // Mark columns - don't allow pushdown to either side
-                    JoinSide::None => false,
+                    JoinSide::None => None,
                 };
             });
 
@@ -1717,31 +1720,32 @@ impl ExecutionPlan for HashJoinExec {
         // true for anti joins, whose emitted rows have no match.
         match self.join_type {
             JoinType::LeftSemi => {
-                let left_key_indices: HashSet<usize> = self
-                    .on
-                    .iter()
-                    .filter_map(|(left_key, _)| {
-                        left_key.downcast_ref::<Column>().map(|c| c.index())
-                    })
-                    .collect();
-                for (output_idx, ci) in column_indices.iter().enumerate() {
-                    if ci.side == JoinSide::Left && left_key_indices.contains(&ci.index) {
-                        right_allowed.insert(output_idx);
+                for (left_key, right_key) in &self.on {
+                    let (Some(l), Some(r)) = (
+                        left_key.downcast_ref::<Column>(),
+                        right_key.downcast_ref::<Column>(),
+                    ) else {
+                        continue;
+                    };
+                    for (output_idx, ci) in column_indices.iter().enumerate() {
+                        if ci.side == JoinSide::Left && ci.index == l.index() {
+                            right_map.insert(output_idx, r.index());
+                        }
                     }
                 }
             }
             JoinType::RightSemi => {
-                let right_key_indices: HashSet<usize> = self
-                    .on
-                    .iter()
-                    .filter_map(|(_, right_key)| {
-                        right_key.downcast_ref::<Column>().map(|c| c.index())
-                    })
-                    .collect();
-                for (output_idx, ci) in column_indices.iter().enumerate() {
-                    if ci.side == JoinSide::Right && right_key_indices.contains(&ci.index)
-                    {
-                        left_allowed.insert(output_idx);
+                for (left_key, right_key) in &self.on {
+                    let (Some(l), Some(r)) = (
+                        left_key.downcast_ref::<Column>(),
+                        right_key.downcast_ref::<Column>(),
+                    ) else {
+                        continue;
+                    };
+                    for (output_idx, ci) in column_indices.iter().enumerate() {
+                        if ci.side == JoinSide::Right && ci.index == r.index() {
+                            left_map.insert(output_idx, l.index());
+                        }
                     }
                 }
             }
@@ -1749,9 +1753,9 @@ impl ExecutionPlan for HashJoinExec {
         }
 
         let left_child = if left_preserved {
-            ChildFilterDescription::from_child_with_allowed_indices(
+            ChildFilterDescription::from_child_with_index_map(
                 &parent_filters,
-                left_allowed,
+                left_map,
                 self.left(),
             )?
         } else {
@@ -1759,9 +1763,9 @@ impl ExecutionPlan for HashJoinExec {
         };
 
         let mut right_child = if right_preserved {
-            ChildFilterDescription::from_child_with_allowed_indices(
+            ChildFilterDescription::from_child_with_index_map(
                 &parent_filters,
-                right_allowed,
+                right_map,
                 self.right(),
             )?
         } else {
