@@ -2,11 +2,12 @@
 //! planning so that DataFusion's planner needs no patch. Each rewrite keeps the query's
 //! meaning and the names of its result columns:
 //!
-//! - **USING columns without a qualifier** outside the select list (`a JOIN b USING (hip)
-//!   WHERE hip < 3`): DataFusion resolves them in SELECT but calls them ambiguous in WHERE,
-//!   GROUP BY and HAVING. SQL-92 7.5 makes such a column the coalesced join column, so it is
-//!   written out: the left table's column for inner and left joins, the right table's for
-//!   right joins, `COALESCE(left, right)` for full joins.
+//! - **USING and NATURAL columns without a qualifier** (`a JOIN b USING (hip) WHERE hip < 3`):
+//!   DataFusion calls them ambiguous in WHERE, GROUP BY, HAVING and inside some select-list
+//!   expressions (`-pmdec`). SQL-92 7.5 makes such a column the coalesced join column, so it
+//!   is written out: the left table's column for inner and left joins, the right table's for
+//!   right joins, `COALESCE(left, right)` for full joins. A NATURAL join whose sides' columns
+//!   are known is written as USING those columns first.
 //! - **Aggregates whose arguments differ only by a CAST** (`MIN(sn)`, `MIN(CAST(sn AS DOUBLE
 //!   PRECISION))`): a cast does not show in DataFusion's name of an expression, so both are
 //!   `min(t.sn)` and the aggregate's schema refuses the duplicate (apache/datafusion#18975).
@@ -306,6 +307,25 @@ fn using_columns(s: &mut Select, tables: &TableColumns) {
         columns: &columns,
         depth: 0,
     };
+    // Select items too: DataFusion resolves a bare USING column there but not inside every
+    // expression (`-pmdec` was "ambiguous"), and for a FULL join SQL-92 gives the coalesced
+    // value. A bare item keeps its name.
+    for item in s.projection.iter_mut() {
+        match item {
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => {
+                if let Some(r) = columns.get(&norm(i)) {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: r.clone(),
+                        alias: i.clone(),
+                    };
+                }
+            }
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let _ = e.visit(&mut v);
+            }
+            _ => {}
+        }
+    }
     if let Some(w) = s.selection.as_mut() {
         let _ = w.visit(&mut v);
     }
@@ -695,6 +715,17 @@ mod tests {
                 vec![Some(1), None],
                 vec![Some(4), None]
             ]
+        );
+        // Inside select-list expressions too; a FULL join's column is the coalesced one.
+        let (names, rows) = run(
+            &ctx,
+            "SELECT -hip AS m, hip FROM t AS a FULL OUTER JOIN u AS b USING (hip) WHERE hip > 3",
+        )
+        .await;
+        assert_eq!(names, ["m", "hip"]);
+        assert_eq!(
+            sorted(rows),
+            vec![vec![Some(-9), Some(9)], vec![Some(-4), Some(4)]]
         );
         // NATURAL: USING the columns both sides have (sn too, for two tables).
         let (_, rows) = run(
