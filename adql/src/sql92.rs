@@ -17,7 +17,8 @@
 //!   (`SELECT t.sn AS hip … ORDER BY t.hip`): DataFusion carries `t.hip` to the sort beside
 //!   the output column `hip` and finds the two ambiguous (apache/datafusion#8391 fixed only
 //!   the case where both name one column). The output column is planned under a name of its
-//!   own and renamed back above the sort ([`rename_outputs`]).
+//!   own and renamed back above the sort ([`rename_outputs`]); in a subquery or WITH query,
+//!   by a SELECT around it ([`alias_apart_nested`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -45,7 +46,7 @@ pub(crate) type Renamed = Vec<(String, String)>;
 /// Applies the rewrites to `query` (after names are resolved); returns the output columns
 /// that [`rename_outputs`] must rename back after planning.
 pub(crate) fn rewrite(query: &mut Query, tables: &TableColumns) -> Renamed {
-    let _ = query.visit(&mut EachSelect { tables });
+    let _ = query.visit(&mut EachSelect { tables, depth: 0 });
     alias_apart_from_order(query)
 }
 
@@ -180,12 +181,22 @@ fn columns_of(t: &TableFactor, tables: &TableColumns) -> Option<Vec<String>> {
 /// rewrites.
 struct EachSelect<'a> {
     tables: &'a TableColumns,
+    depth: usize,
 }
 
 impl VisitorMut for EachSelect<'_> {
     type Break = ();
 
+    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.depth > 1 {
+            alias_apart_nested(q);
+        }
         // The operands of set operations are SELECTs without a query of their own.
         fn operands(e: &mut SetExpr, tables: &TableColumns) {
             match e {
@@ -523,6 +534,76 @@ impl VisitorMut for NameCasts {
     }
 }
 
+/// [`alias_apart_from_order`] for a nested query (a subquery, a WITH query), whose columns
+/// other parts of the query refer to by name: the renamed query becomes a derived table of
+/// a SELECT that gives every column its name back. Only where every item has a name of its
+/// own.
+fn alias_apart_nested(q: &mut Query) {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return;
+    };
+    let names: Option<Vec<Ident>> = s
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.clone()),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.clone()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().cloned(),
+            _ => None,
+        })
+        .collect();
+    let Some(names) = names else {
+        return;
+    };
+    let distinct: HashSet<String> = names.iter().map(norm).collect();
+    if distinct.len() != names.len() {
+        return;
+    }
+    let Ok(mut outer) = Parser::new(&GenericDialect {})
+        .try_with_sql("SELECT 1 FROM (SELECT 1) AS \"__adql_sorted\"")
+        .and_then(|mut p| p.parse_query())
+    else {
+        return;
+    };
+    let mut inner = q.clone();
+    if alias_apart_from_order(&mut inner).is_empty() {
+        return;
+    }
+    let SetExpr::Select(renamed) = inner.body.as_ref() else {
+        return;
+    };
+    let table = Ident::with_quote('"', "__adql_sorted");
+    let projection: Vec<SelectItem> = renamed
+        .projection
+        .iter()
+        .zip(&names)
+        .map(|(item, name)| match item {
+            SelectItem::ExprWithAlias { alias, .. } if norm(alias) != norm(name) => {
+                SelectItem::ExprWithAlias {
+                    expr: Expr::CompoundIdentifier(vec![table.clone(), alias.clone()]),
+                    alias: name.clone(),
+                }
+            }
+            _ => {
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![table.clone(), name.clone()]))
+            }
+        })
+        .collect();
+    let SetExpr::Select(o) = outer.body.as_mut() else {
+        return;
+    };
+    o.projection = projection;
+    let Some(TableFactor::Derived { subquery, .. }) = o.from.first_mut().map(|t| &mut t.relation)
+    else {
+        return;
+    };
+    *subquery = Box::new(inner);
+    *q = *outer;
+}
+
 /// The outermost query's output aliases that an ORDER BY column qualified by a table also
 /// names get a name of their own (see the module documentation).
 fn alias_apart_from_order(query: &mut Query) -> Renamed {
@@ -791,5 +872,16 @@ mod tests {
         .await;
         assert_eq!(names, ["sn", "hip"]);
         assert_eq!(rows, vec![vec![Some(4), Some(5)], vec![Some(1), Some(5)]]);
+        // In a WITH query and a derived table, whose columns are referred to by name.
+        let (names, rows) = run(
+            &ctx,
+            "WITH c AS (SELECT TOP 2 t.sn AS hip, t.hip AS k FROM t ORDER BY t.hip DESC) \
+             SELECT c.hip, c.k, d.sn FROM c, \
+             (SELECT TOP 1 t.hip AS sn FROM t ORDER BY t.sn, t.hip) AS d \
+             WHERE c.hip = 5 OR d.sn = c.k",
+        )
+        .await;
+        assert_eq!(names, ["hip", "k", "sn"]);
+        assert_eq!(rows, vec![vec![Some(5), Some(4), Some(1)]]);
     }
 }
