@@ -600,7 +600,7 @@ fn alias_apart_nested(q: &mut Query) {
     else {
         return;
     };
-    *subquery = Box::new(inner);
+    **subquery = inner;
     *q = *outer;
 }
 
