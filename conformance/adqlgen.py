@@ -223,69 +223,7 @@ class Broken:
 # as an xfail(strict) test: when vostok is fixed it XPASSes (a failure) — then delete the
 # entry here and the generator uses the feature again. Empty: the 19 shapes once listed here
 # are fixed, and each is a regression test with its answer (test_differential.REGRESSIONS).
-SWITCHED_OFF: dict[str, Broken] = {
-    b.feature: b for b in [
-        Broken(
-            "alias_shadows_column",
-            "SELECT t.sn AS hip FROM hipparcos.hip2 AS t WHERE t.hip < 3 ORDER BY t.hip",
-            [(5,), (75,)],
-            "HTTP 400 'Schema contains qualified field name t.hip and unqualified field name hip "
-            "which would be ambiguous' (also with ORDER BY t.ra after t.sn AS ra)",
-            "SQL-92 (ADQL 2.1 defers to it): an output alias names a result column; t.hip "
-            "qualified by the table alias is the table's column, not ambiguous (ordered rows: "
-            "hip 1 has sn 5, hip 2 has sn 75)."),
-        Broken(
-            "like_all_wildcard_null",
-            "SELECT COUNT(b.nc) AS n, SUM(b.sn) AS s FROM hipparcos.hip2 AS a RIGHT OUTER JOIN "
-            "hipparcos.hip2 AS b ON a.hip = b.hip + 5 AND a.hip < 0 WHERE b.hip BETWEEN 20 AND 30 "
-            "AND CAST(a.nc AS VARCHAR) LIKE '%'",
-            [(0, None)],
-            "(11, 65): every NULL-extended row passes NULL LIKE '%' (with COUNT(*) alone, or with "
-            "LEFT JOIN written the other way round, or with the pattern '_%', the answer is right)",
-            "SQL-92 8.5: x LIKE p is UNKNOWN when x is NULL; WHERE keeps only TRUE rows, so no row "
-            "is left: COUNT gives 0, SUM gives NULL."),
-        Broken(
-            "agg_cast_twins",
-            "SELECT MIN(sn) AS a, MIN(CAST(sn AS DOUBLE PRECISION)) AS b FROM hipparcos.hip2",
-            [(0, 0.0)],
-            "HTTP 400 'Schema contains duplicate unqualified field name \"min(hipparcos.hip2.sn)\"' "
-            "(likewise MAX(t.hip), MAX(CAST(t.hip AS BIGINT))): the two aggregates get the same "
-            "internal name although the items are aliased",
-            "Valid ADQL 2.1: two <derived_column>s with distinct <as_clause>s."),
-        Broken(
-            "filter_over_global_aggregate",
-            "SELECT d.k FROM (SELECT 5 AS k, COUNT(*) AS c FROM hipparcos.hip2 WHERE hip < 3) AS d "
-            "WHERE d.k > 6",
-            [],
-            "one row, (5): the condition on the constant column k is pushed below the aggregate "
-            "into its WHERE, where it removes the input rows, and the aggregate still returns its "
-            "one row (SELECT d.c … WHERE d.k > 6 gives c = 0). The same with a scalar subquery: "
-            "… AS d WHERE 1 = (SELECT COUNT(*) FROM hipparcos.hip2 AS s WHERE s.hip < 0) returns "
-            "a row. Conditions on the aggregated values (WHERE d.c > 5) are right",
-            "SQL-92 7.6 <where clause>: the condition is applied to the rows of the derived table "
-            "d, which has one row with k = 5; 5 > 6 is FALSE: no row."),
-        Broken(
-            "outer_join_null_side_filter",
-            "SELECT t2.sn FROM hipparcos.hip2 AS t1 RIGHT OUTER JOIN hipparcos.hip2 AS t2 "
-            "ON t1.hip = t2.hip + 1000000 WHERE t2.hip BETWEEN 20 AND 30 AND (t2.sn < 0 OR t1.sn > 0)",
-            [],
-            "11 rows: every t2 row passes although t2.sn < 0 is FALSE and t1.sn > 0 is UNKNOWN (t1 is "
-            "NULL-extended). Conditions that do not reject NULL are evaluated on the wrong side when "
-            "the other side has a column of the same name in use: RIGHT JOIN … WHERE t1.dec IS NULL "
-            "with SELECT t2.dec returns no row instead of all unmatched rows; also NOT (x AND y) and "
-            "FULL OUTER JOIN. The same join written as t2 LEFT OUTER JOIN t1 is right",
-            "SQL-92 7.6: WHERE keeps the rows whose condition is TRUE; FALSE OR UNKNOWN is UNKNOWN."),
-        Broken(
-            "using_unqualified",
-            "SELECT hip, b.sn FROM hipparcos.hip2 AS a JOIN hipparcos.hip2 AS b USING (hip) "
-            "WHERE hip < 3",
-            [(1, 5), (2, 75)],
-            "HTTP 400 'Ambiguous reference to unqualified field hip'",
-            "SQL-92 7.5 (joined table): the USING / NATURAL join columns are coalesced into one "
-            "column of the joined table, referenced without a qualifier; ADQL 2.1 takes "
-            "<named_columns_join> from SQL-92."),
-    ]
-}
+SWITCHED_OFF: dict[str, Broken] = {}
 
 # Observed while writing the generator, not ADQL 2.1 and therefore not generated (for the
 # lead engineer; vostok's README says what is not ADQL is refused):

@@ -566,24 +566,9 @@ REGRESSIONS = [
 ]
 
 
-# Shapes whose fix is a patch of DataFusion itself (branch adql-semantics, vendor/README.md),
-# not merged yet: still wrong or refused here, and in adqlgen.SWITCHED_OFF. Strict: when one
-# is fixed it XPASSes (a failure) — then remove it here and from SWITCHED_OFF.
-NEEDS_DATAFUSION_PATCH = {
-    "alias_shadows_column", "alias_shadows_column_order", "like_all_wildcard_null",
-    "outer_join_null_side_filter", "outer_join_null_side_filter_full",
-    "outer_join_null_side_is_null", "agg_cast_twins", "agg_cast_twins_max", "using_unqualified",
-    "filter_over_global_aggregate", "filter_over_global_aggregate_scalar",
-}
-
-
 def _regression_params():
     for name, adql, expected in REGRESSIONS:
-        marks = ()
-        if name in NEEDS_DATAFUSION_PATCH:
-            marks = pytest.mark.xfail(strict=True, reason="needs the DataFusion patch of branch "
-                                      "adql-semantics (vendor/README.md)")
-        yield pytest.param(name, adql, expected, id=name, marks=marks)
+        yield pytest.param(name, adql, expected, id=name)
 
 
 @pytest.mark.parametrize("name,adql,expected", list(_regression_params()))

@@ -61,8 +61,11 @@ fi
 BUILD_FLAGS=(--fuzz-dir "$REPO/fuzz" --target-dir "$TARGET_DIR" -s "$SANITIZER" -a --codegen-units 16)
 
 echo "[fuzz.sh] building fuzz target '$TARGET' (sanitizer: $SANITIZER, target dir: $TARGET_DIR)"
+# The vendored DataFusion crates are not rebuilt in a fresh clone when they did not change.
+bash scripts/vendor-mtimes.sh prepare "$TARGET_DIR"
 start=$(date +%s)
 cargo fuzz build "${BUILD_FLAGS[@]}" "$TARGET"
+bash scripts/vendor-mtimes.sh record "$TARGET_DIR"
 echo "[fuzz.sh] build took $(($(date +%s) - start)) s"
 if [[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]]; then
     exit 0

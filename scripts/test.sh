@@ -22,10 +22,15 @@ fail() { printf '\n[test.sh] FAILED: %s\n' "$*" >&2; }
 step "cargo build --workspace --all-targets"
 build_json="$(mktemp)"
 trap 'rm -f "$build_json"' EXIT
+# The vendored DataFusion crates are not rebuilt in a fresh clone when they did not change.
+bash scripts/vendor-mtimes.sh prepare "${CARGO_TARGET_DIR:-$REPO/target}"
+build_start=$(date +%s)
 if ! cargo build --workspace --all-targets --message-format=json-render-diagnostics >"$build_json"; then
     fail "cargo build"
     exit 1
 fi
+bash scripts/vendor-mtimes.sh record "${CARGO_TARGET_DIR:-$REPO/target}"
+echo "[test.sh] build took $(($(date +%s) - build_start)) s"
 if [[ -z "${VOSTOK_BIN:-}" ]]; then
     VOSTOK_BIN="$(python3 - "$build_json" <<'PY'
 import json, sys

@@ -17,6 +17,7 @@ mod messages;
 mod names;
 mod rewrite;
 mod rules;
+mod sql92;
 pub mod units;
 pub mod validate;
 pub mod xmatch;
@@ -124,6 +125,7 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udaf(udaf);
     }
     ctx.register_udf(units::in_unit_udf());
+    ctx.register_udf(sql92::named_cast_udf());
     xmatch::register(ctx);
     rules::register(ctx);
 }
@@ -284,11 +286,16 @@ pub async fn plan_with(
 ) -> Result<LogicalPlan, AdqlError> {
     let mut query = parse_with(text, opts)?;
     rewrite::expand_regions(&mut query)?;
-    names::resolve(&mut query, state).await;
+    let tables = names::resolve(&mut query, state).await;
+    let renamed = sql92::rewrite(&mut query, &tables);
     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query))));
     // Source spans locate planning errors: without them, an error is planned again with them.
     let again = (!state.config().options().sql_parser.collect_spans).then(|| stmt.clone());
-    match state.statement_to_plan(stmt).await {
+    match state
+        .statement_to_plan(stmt)
+        .await
+        .and_then(|plan| sql92::rename_outputs(plan, &renamed))
+    {
         Ok(plan) => Ok(plan),
         Err(e) => Err(messages::planning_error(text, opts, state, again, e).await),
     }

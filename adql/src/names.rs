@@ -31,8 +31,13 @@ fn fix(ident: &mut Ident, map: &Spellings) {
     }
 }
 
-/// Rewrites unquoted identifiers of `query` to the exact spelling of what they name.
-pub(crate) async fn resolve(query: &mut Query, state: &SessionState) {
+/// The column names of the tables a query names, by the table's name as written there (its
+/// parts in lower case, joined by '.').
+pub(crate) type TableColumns = HashMap<String, Vec<String>>;
+
+/// Rewrites unquoted identifiers of `query` to the exact spelling of what they name; returns
+/// the columns of the tables it names.
+pub(crate) async fn resolve(query: &mut Query, state: &SessionState) -> TableColumns {
     // The relations the query names.
     struct Relations(Vec<Vec<String>>);
     impl VisitorMut for Relations {
@@ -50,11 +55,17 @@ pub(crate) async fn resolve(query: &mut Query, state: &SessionState) {
     let _ = query.visit(&mut rels);
 
     let catalog_name = state.config().options().catalog.default_catalog.clone();
+    let mut columns = TableColumns::new();
     let Some(catalog) = state.catalog_list().catalog(&catalog_name) else {
-        return;
+        return columns;
     };
     let mut map = Spellings::new();
     for parts in rels.0 {
+        let written = parts
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(".");
         let (schema, table) = match parts.as_slice() {
             [s, t] => (Some(s.as_str()), t.as_str()),
             [_, s, t] => (Some(s.as_str()), t.as_str()),
@@ -84,13 +95,18 @@ pub(crate) async fn resolve(query: &mut Query, state: &SessionState) {
         };
         note(&mut map, &table_name);
         if let Ok(Some(provider)) = schema.table(&table_name).await {
-            for f in provider.schema().fields() {
+            let fields = provider.schema();
+            for f in fields.fields() {
                 note(&mut map, f.name());
             }
+            columns.insert(
+                written,
+                fields.fields().iter().map(|f| f.name().clone()).collect(),
+            );
         }
     }
     if map.is_empty() {
-        return;
+        return columns;
     }
 
     struct Fix<'a>(&'a Spellings);
@@ -114,6 +130,7 @@ pub(crate) async fn resolve(query: &mut Query, state: &SessionState) {
         }
     }
     let _ = query.visit(&mut Fix(&map));
+    columns
 }
 
 #[cfg(test)]
