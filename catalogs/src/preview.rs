@@ -1172,27 +1172,8 @@ impl Canvas {
     }
 
     /// Bresenham line.
-    fn line(&mut self, (mut x0, mut y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-        let dx = (x1 - x0).abs();
-        let dy = -(y1 - y0).abs();
-        let sx = if x0 < x1 { 1 } else { -1 };
-        let sy = if y0 < y1 { 1 } else { -1 };
-        let mut e = dx + dy;
-        loop {
-            self.set(x0, y0, c);
-            if x0 == x1 && y0 == y1 {
-                break;
-            }
-            let e2 = 2 * e;
-            if e2 >= dy {
-                e += dy;
-                x0 += sx;
-            }
-            if e2 <= dx {
-                e += dx;
-                y0 += sy;
-            }
-        }
+    fn line(&mut self, a: (i64, i64), b: (i64, i64), c: [u8; 3]) {
+        line_points(a, b, &mut |x, y| self.set(x, y, c));
     }
 }
 
