@@ -3,7 +3,7 @@
 # fuzz/fuzz_targets/adql.rs) with cargo-fuzz / libFuzzer for a bounded time. Exits non-zero
 # if an input panics, aborts, hangs (> 10 s), exceeds 4 GiB RSS or, with
 # FUZZ_SANITIZER=address, leaks or corrupts memory; the input is saved under
-# fuzz/artifacts/adql/ and printed.
+# fuzz/artifacts/adql/ of the build copy (FUZZ_SRC_DIR, below) and printed.
 #
 #   scripts/fuzz.sh            fuzz for 120 s
 #   scripts/fuzz.sh 600        fuzz for 600 s
@@ -20,6 +20,10 @@
 #   FUZZ_CONFORMANCE  ADQL corpora (*.jsonl with a "query" field) whose queries seed the run
 #                     (default ../shared/conformance/adql; skipped if absent). They are GPL/LGPL:
 #                     they are written to a cache dir at run time, never into the repository.
+#   FUZZ_SRC_DIR      where the sources are copied to be built (default ~/.cache/vostok/fuzz-src):
+#                     the fuzz crate is a workspace of its own, so the vendored DataFusion crates
+#                     (../vendor) are outside it and cargo names them by absolute path; building
+#                     from one fixed path lets a run from any clone reuse the last build
 #   FUZZ_BUILD_ONLY=1 build the target and stop
 #   FUZZ_CMIN_ABOVE   minimise the kept corpus (cargo fuzz cmin) when it has more files (20000)
 #   FUZZ_SKIP_REGRESSIONS=1  do not replay fuzz/regressions/* first (while a known one is unfixed)
@@ -58,11 +62,17 @@ fi
 # The same flags for build and run, so that run does not rebuild.
 #   -a: debug assertions and overflow checks (also in DataFusion: its internal invariants)
 #   --codegen-units 16: cargo-fuzz's default of 1 makes the cold build several times longer
-BUILD_FLAGS=(--fuzz-dir "$REPO/fuzz" --target-dir "$TARGET_DIR" -s "$SANITIZER" -a --codegen-units 16)
+SRC="${FUZZ_SRC_DIR:-$CACHE/fuzz-src}"
+BUILD_FLAGS=(--fuzz-dir "$SRC/fuzz" --target-dir "$TARGET_DIR" -s "$SANITIZER" -a --codegen-units 16)
 
 echo "[fuzz.sh] building fuzz target '$TARGET' (sanitizer: $SANITIZER, target dir: $TARGET_DIR)"
 # The vendored DataFusion crates are not rebuilt in a fresh clone when they did not change.
 bash scripts/vendor-mtimes.sh prepare "$TARGET_DIR"
+# A copy at a fixed path, file times kept (cargo compares them with the last build's).
+rm -rf "$SRC"
+mkdir -p "$SRC"
+tar -C "$REPO" --exclude=./.git --exclude=./fuzz/artifacts --exclude=./target -cf - . |
+    tar -C "$SRC" -xpf -
 start=$(date +%s)
 cargo fuzz build "${BUILD_FLAGS[@]}" "$TARGET"
 bash scripts/vendor-mtimes.sh record "$TARGET_DIR"
@@ -71,7 +81,7 @@ if [[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]]; then
     exit 0
 fi
 
-ARTIFACTS="$REPO/fuzz/artifacts/$TARGET"
+ARTIFACTS="$SRC/fuzz/artifacts/$TARGET"
 mkdir -p "$ARTIFACTS"
 marker="$(mktemp)"
 trap 'rm -f "$marker"' EXIT
