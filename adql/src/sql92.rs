@@ -314,9 +314,13 @@ fn using_columns(s: &mut Select, tables: &TableColumns) {
     if columns.is_empty() {
         return;
     }
-    let mut v = Unqualified {
-        columns: &columns,
-        depth: 0,
+    // Unqualified names of `columns` outside nested queries replaced.
+    let mut v = |e: &mut Expr| {
+        if let Expr::Identifier(i) = e {
+            if let Some(r) = columns.get(&norm(i)) {
+                *e = r.clone();
+            }
+        }
     };
     // Select items too: DataFusion resolves a bare USING column there but not inside every
     // expression (`-pmdec` was "ambiguous"), and for a FULL join SQL-92 gives the coalesced
@@ -332,53 +336,60 @@ fn using_columns(s: &mut Select, tables: &TableColumns) {
                 }
             }
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                let _ = e.visit(&mut v);
+                visit_outer(e, true, &mut v);
             }
             _ => {}
         }
     }
     if let Some(w) = s.selection.as_mut() {
-        let _ = w.visit(&mut v);
+        visit_outer(w, true, &mut v);
     }
     if let Some(h) = s.having.as_mut() {
-        let _ = h.visit(&mut v);
+        visit_outer(h, true, &mut v);
     }
     if let datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut s.group_by {
         for e in exprs {
-            let _ = e.visit(&mut v);
+            visit_outer(e, true, &mut v);
         }
     }
 }
 
-/// Replaces unqualified names of `columns` outside nested queries.
-struct Unqualified<'a> {
-    columns: &'a HashMap<String, Expr>,
-    depth: usize,
-}
-
-impl VisitorMut for Unqualified<'_> {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-        self.depth += 1;
-        ControlFlow::Continue(())
+/// Calls `f` on every expression of `e` outside the queries nested in it, before its
+/// children (`post` false) or after them (`post` true).
+fn visit_outer(e: &mut Expr, post: bool, f: &mut dyn FnMut(&mut Expr)) {
+    struct Outer<'a> {
+        f: &'a mut dyn FnMut(&mut Expr),
+        post: bool,
+        depth: usize,
     }
+    impl VisitorMut for Outer<'_> {
+        type Break = ();
 
-    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-        self.depth -= 1;
-        ControlFlow::Continue(())
-    }
+        fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
 
-    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if self.depth == 0 {
-            if let Expr::Identifier(i) = e {
-                if let Some(r) = self.columns.get(&norm(i)) {
-                    *e = r.clone();
-                }
+        fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if !self.post && self.depth == 0 {
+                (self.f)(e);
             }
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
+
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if self.post && self.depth == 0 {
+                (self.f)(e);
+            }
+            ControlFlow::Continue(())
+        }
     }
+    let _ = e.visit(&mut Outer { f, post, depth: 0 });
 }
 
 const AGGREGATES: &[&str] = &["min", "max", "sum", "avg", "count"];
@@ -413,36 +424,7 @@ fn without_casts(e: &Expr) -> String {
 /// like another aggregate a name of their own.
 fn agg_cast_twins(s: &mut Select, order_by: Vec<&mut Expr>) {
     // The aggregates of this SELECT (not of nested queries), by DataFusion's name.
-    struct Collect {
-        by_name: HashMap<String, HashSet<String>>,
-        depth: usize,
-    }
-    impl VisitorMut for Collect {
-        type Break = ();
-        fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                if self.depth == 0 && is_aggregate(f) {
-                    self.by_name
-                        .entry(without_casts(e))
-                        .or_default()
-                        .insert(e.to_string().to_ascii_lowercase());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut c = Collect {
-        by_name: HashMap::new(),
-        depth: 0,
-    };
+    let mut by_name: HashMap<String, HashSet<String>> = HashMap::new();
     let mut exprs: Vec<&mut Expr> = Vec::new();
     for item in s.projection.iter_mut() {
         match item {
@@ -455,10 +437,18 @@ fn agg_cast_twins(s: &mut Select, order_by: Vec<&mut Expr>) {
     }
     exprs.extend(order_by);
     for e in exprs.iter_mut() {
-        let _ = e.visit(&mut c);
+        visit_outer(e, false, &mut |e| {
+            if let Expr::Function(f) = e {
+                if is_aggregate(f) {
+                    by_name
+                        .entry(without_casts(e))
+                        .or_default()
+                        .insert(e.to_string().to_ascii_lowercase());
+                }
+            }
+        });
     }
-    let twins: HashSet<String> = c
-        .by_name
+    let twins: HashSet<String> = by_name
         .into_iter()
         .filter(|(_, texts)| texts.len() > 1)
         .map(|(name, _)| name)
@@ -466,37 +456,14 @@ fn agg_cast_twins(s: &mut Select, order_by: Vec<&mut Expr>) {
     if twins.is_empty() {
         return;
     }
-    struct Name<'a> {
-        twins: &'a HashSet<String>,
-        depth: usize,
-    }
-    impl VisitorMut for Name<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if self.depth == 0 {
-                if let Expr::Function(f) = e {
-                    if is_aggregate(f) && self.twins.contains(&without_casts(e)) {
-                        let _ = e.visit(&mut NameCasts);
-                    }
+    for e in exprs {
+        visit_outer(e, false, &mut |e| {
+            if let Expr::Function(f) = e {
+                if is_aggregate(f) && twins.contains(&without_casts(e)) {
+                    let _ = e.visit(&mut NameCasts);
                 }
             }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut n = Name {
-        twins: &twins,
-        depth: 0,
-    };
-    for e in exprs {
-        let _ = e.visit(&mut n);
+        });
     }
 }
 
