@@ -162,6 +162,19 @@ def test_anonymous_job_list_is_empty(tap):
         job.delete()
 
 
+@pytest.mark.parametrize("params", [{"PHASE": "x"}, {"PHASE": "PENDING,NOPE"},
+                                    {"AFTER": "yesterday"}, {"LAST": "-1"}],
+                         ids=["phase", "phase-list", "after", "last"])
+def test_bad_job_list_filters_are_errors_for_everyone(base_url, user_tap, params):
+    """A bad filter is a UWS error (400, text) whoever asks, anonymous callers included (their
+    list is always empty, but an empty answer to a wrong PHASE would hide the mistake)."""
+    for session in (requests, user_tap._session):
+        r = session.get(base_url + "/tap/async", params=params, timeout=30)
+        assert r.status_code == 400, (params, r.status_code, r.text[:200])
+        name = next(iter(params))
+        assert name in r.text, r.text[:200]
+
+
 def test_pyvo_job_list(user_tap):
     tap = user_tap
     jobs = [tap.submit_job(QUICK, runid=f"list-{i}") for i in range(3)]

@@ -65,6 +65,9 @@ CASES = [
     ("/datalink/links?ID=" + q("ivo://vostok.example/demo?../../etc/passwd"), 200,
      datalink_not_found),
     ("/datalink/links?ID=" + q(DID) + "&RESPONSEFORMAT=text/csv", 400, votable_error),
+    # an HDU the file does not have is no product (ObsCore lists the HDUs it serves)
+    ("/datalink/links?ID=" + q(DID + "#7"), 200, datalink_not_found),
+    ("/datalink/links?ID=" + q(SPEC + "#5"), 200, datalink_not_found),
     ("/datalink/preview", 400, text_error),
     ("/datalink/preview?ID=" + q("ivo://vostok.example/demo?nosuch.fits"), 404,
      fault("NotFoundFault")),

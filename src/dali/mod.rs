@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use votable::{Format, Info};
 
-use crate::engine::{Engine, Lane, Limits, QueryRequest, ResultStream};
+use crate::engine::{Engine, Lane, Limits, QueryRequest, ResultStream, TimeLimit};
 pub use error::DalError;
 pub use params::Params;
 
@@ -129,9 +129,17 @@ pub fn respond(result: ResultStream) -> HttpResponse {
 /// the synchronous time limit — and streams its result; errors before the first row are error
 /// documents, a busy service a 503.
 pub async fn execute(engine: &Engine, req: QueryRequest) -> Result<HttpResponse, DalError> {
-    let result = engine
-        .stream(req, engine.sync_limit(), Lane::Auto, true)
-        .await?;
+    execute_within(engine, req, engine.sync_limit()).await
+}
+
+/// [`execute`] within a time limit that started earlier (with the request, so that the time
+/// its query took to plan counts).
+pub async fn execute_within(
+    engine: &Engine,
+    req: QueryRequest,
+    limit: Option<TimeLimit>,
+) -> Result<HttpResponse, DalError> {
+    let result = engine.stream(req, limit, Lane::Auto, true).await?;
     Ok(respond(result))
 }
 

@@ -287,10 +287,7 @@ async fn list(
         async {
             let caller = caller_name(&req).await?;
             let p = Params::from_request(&req, &[]);
-            if caller.is_none() {
-                // Anonymous jobs are no one's: the list never shows them to anyone.
-                return Ok(xml(uws::xml::job_list(&[], &list_url(b, &svc, &req))));
-            }
+            let anonymous = caller.is_none();
             let mut filter = JobFilter {
                 kind: Some(b.kind.to_string()),
                 owner: Some(caller),
@@ -312,6 +309,11 @@ async fn list(
                 filter.last = Some(l.parse::<u64>().map_err(|_| {
                     bad_request(format!("LAST must be a non-negative integer, not '{l}'"))
                 })?);
+            }
+            if anonymous {
+                // Anonymous jobs are no one's: the list never shows them to anyone (its
+                // parameters are checked all the same).
+                return Ok(xml(uws::xml::job_list(&[], &list_url(b, &svc, &req))));
             }
             let found = jobs.list(&filter).await.map_err(job_error)?;
             Ok(xml(uws::xml::job_list(&found, &list_url(b, &svc, &req))))

@@ -36,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::QueryError;
 pub use session::open;
+pub(crate) use stream::timed;
 pub use stream::{Lane, QueryRequest, ResultStream, StreamEnd, TimeLimit};
 pub use tap_schema::TapMetadata;
 
@@ -252,6 +253,19 @@ impl Engine {
                 self.admission.fast_queries
             ))),
         }
+    }
+
+    /// Runs `work` (a small lookup of the server's own, no user text as query) on the query
+    /// runtime rather than on the caller's HTTP worker.
+    pub async fn run_lookup<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        self.runtimes
+            .fast
+            .spawn(work)
+            .await
+            .map_err(|e| QueryError::Internal(format!("lookup failed: {e}")))
     }
 
     /// The time limit of synchronous queries (`[tap] sync_timeout`; 0: none).

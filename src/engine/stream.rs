@@ -114,13 +114,18 @@ impl Engine {
             .limit(0, Some(req.maxrec.saturating_add(1) as usize))
             .and_then(|b| b.build())
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-        // Physical planning recurses over the plan: on the query runtime (large stacks).
+        // Physical planning recurses over the plan: on the query runtime (large stacks). It
+        // counts against the time limit (a 100,000-vertex polygon took it 20 s), and is
+        // abandoned past it.
         let ctx = self.ctx.clone();
-        let physical = self
-            .runtimes
-            .fast
-            .spawn(async move { ctx.state().create_physical_plan(&limited).await })
+        let planning = AbortOnDrop(
+            self.runtimes
+                .fast
+                .spawn(async move { ctx.state().create_physical_plan(&limited).await }),
+        );
+        let physical = timed(planning, &limit)
             .await
+            .map_err(QueryError::Invalid)?
             .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
             .map_err(|e| located(&e.strip_backtrace()))?;
         let physical = cooperative(physical)?;
@@ -289,13 +294,24 @@ fn cooperative(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, Q
     .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))
 }
 
-/// Stops the execution task when the stream reading its batches is dropped (client gone, job
-/// aborted, time limit).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops a task (an execution, a physical planning) when what waits for it is dropped
+/// (client gone, job aborted, time limit).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -352,7 +368,7 @@ struct Chunks {
     head: Option<Bytes>,
     limit: Option<TimeLimit>,
     end: Arc<Mutex<Option<StreamEnd>>>,
-    _guard: AbortOnDrop,
+    _guard: AbortOnDrop<()>,
 }
 
 impl Chunks {
@@ -419,7 +435,7 @@ impl Chunks {
 }
 
 /// `fut` within the time limit, whose message is the error past it.
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     fut: impl std::future::Future<Output = T>,
     limit: &Option<TimeLimit>,
 ) -> Result<T, String> {

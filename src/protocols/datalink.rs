@@ -212,6 +212,23 @@ async fn locate(
     Some((rel, meta.size, hdu))
 }
 
+/// Whether `ivoa.obscore` has a record whose `obs_publisher_did` is `id` (compared as a value,
+/// never as query text); false without ObsCore or when the lookup fails.
+async fn listed_in_obscore(engine: &Engine, id: &str) -> bool {
+    use datafusion::prelude::{col, lit};
+    let Ok(table) = engine.ctx().table("ivoa.obscore").await else {
+        return false;
+    };
+    let id = id.to_string();
+    let lookup = async move {
+        table
+            .filter(col("obs_publisher_did").eq(lit(id)))?
+            .count()
+            .await
+    };
+    matches!(engine.run_lookup(lookup).await, Ok(Ok(n)) if n > 0)
+}
+
 async fn links(
     engine: web::Data<Engine>,
     storage: web::Data<Storage>,
@@ -258,7 +275,13 @@ async fn run_links(
     let maxrec = dali::parse_maxrec(p.get_nonempty("MAXREC"), engine.limits())?;
     let mut rows = Vec::new();
     for id in &ids {
-        match locate(storage, &svc.authority, id).await {
+        let found = match locate(storage, &svc.authority, id).await {
+            // An HDU of a file is a product only when ObsCore lists it (ingest gives each
+            // HDU with data its own identifier): `#7` of a one-HDU file names nothing.
+            Some((_, _, Some(_))) if !listed_in_obscore(engine, id).await => None,
+            found => found,
+        };
+        match found {
             None => rows.push(Link {
                 id: id.clone(),
                 access_url: None,

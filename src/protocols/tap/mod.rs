@@ -162,9 +162,13 @@ async fn run_sync(
     p: &Params,
     files: &[upload::UploadFile],
 ) -> Result<HttpResponse, DalError> {
+    // `[tap] sync_timeout` bounds the whole request: planning counts.
+    let limit = engine.sync_limit();
     let user = caller(req).await?;
-    let q = prepare(engine, tap, p, files, user.as_ref()).await?;
-    dali::execute(engine, q).await
+    let q = crate::engine::timed(prepare(engine, tap, p, files, user.as_ref()), &limit)
+        .await
+        .map_err(DalError::bad_request)??;
+    dali::execute_within(engine, q, limit).await
 }
 
 /// The user a TAP request authenticates as (for `UPLOAD` of `vos://` files); None when
