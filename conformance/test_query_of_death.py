@@ -43,6 +43,7 @@ The cases (numbered as in the issue):
 11a ivo_histogram with 10⁹ bins: refused
 11b ivo_histogram with 10⁶ bins per group over ~120 groups (~1 GB of counters): refused,
     bounded by query_memory_mb, or answered without gigabytes
+11c ivo_string_agg of 2.8e7 joined values into one ~560 MB string: refused (query_memory_mb)
 12  GROUP BY a.source_id, b.hip over the cross join (the memory pool)
 13  a UNION of 500 SELECTs: the brute-force ids, or a limit
 14a a 15 MiB query of comments; 14b a 15 MiB query of whitespace; 14c a body over the
@@ -716,6 +717,22 @@ def test_11b_histograms_of_a_million_bins_per_group(tight):
                f"{groups} groups (~{groups * 8} MB of counters)",
                "SELECT hip, ivo_histogram(hpmag, 0, 15, 1000000) AS h FROM hipparcos.hip2 "
                "WHERE hip < 120 GROUP BY hip", ok, MAXREC=3, RESPONSEFORMAT="csv")
+
+
+@pytest.mark.timeout(180)
+def test_11c_string_agg_of_28_million_values(tight):
+    # 482,176 Gaia ids × 59 Hipparcos rows joined into one string: ~560 MB, above the pool.
+    def refused_only(r, problems):
+        problems.append("answered 200: one string of ~560 MB cannot be built within "
+                        f"query_memory_mb = {QUERY_MEMORY_MB}")
+        return r.text[:200]
+
+    query_case(tight, "11c", "ivo_string_agg over 2.8e7 joined rows (one ~560 MB string)",
+               "SELECT COUNT(*) AS n FROM (SELECT ivo_string_agg(CAST(a.source_id AS VARCHAR), "
+               "',') AS s FROM gaia.dr3_bright AS a JOIN hipparcos.hip2 AS b ON b.hip < 60) "
+               "AS t WHERE t.s LIKE '%x%'", refused_only,
+               pattern="|".join([TIMEOUT_RE, MEMORY_RE, BUSY_RE]),
+               bound=SYNC_TIMEOUT + SLACK_S, RESPONSEFORMAT="csv")
 
 
 # ---------------------------------------------------------------------------------------
