@@ -210,3 +210,44 @@ def test_pyvo_finds_the_cone_searches(base_url):
     caps = vosi.parse_capabilities(io.BytesIO(_caps(base_url).content))
     cone = [c for c in caps if c.standardid == "ivo://ivoa.net/std/ConeSearch"]
     assert cone and all(c.interfaces[0].accessurls[0].content.startswith(base_url) for c in cone)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_written_to_a_file_is_plain_or_json(server, tmp_path, fmt):
+    """A log going to a file (not a terminal) carries no colour codes, even without NO_COLOR;
+    `--log-format json` writes one JSON object per line, the request log among them."""
+    import json
+    import os
+    import subprocess
+    import time
+    from conftest import free_port
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "RUST_LOG")}
+    log = tmp_path / "server.log"
+    cmd = [server.proc.args[0], "--log-format", fmt, "serve", "--no-demo",
+           "--bind", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data")]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/tap/availability",
+                                timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = log.read_text(errors="replace")
+    assert "\x1b[" not in text, text[:500]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert any("GET /tap/availability" in ln for ln in lines), text[-1000:]
+    if fmt == "json":
+        records = [json.loads(ln) for ln in lines]
+        assert all("level" in r and "timestamp" in r for r in records), records[:3]

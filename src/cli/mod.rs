@@ -118,8 +118,19 @@ struct Cli {
     /// Configuration file (default: ./vostok.toml when present, else built-in defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line,
+    /// for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -271,13 +282,18 @@ pub fn main() -> anyhow::Result<()> {
         Command::Adql { .. } => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => log.json().init(),
+        // Colour codes only where a person reads them: not in a file or a journal.
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Adql { command } => {
