@@ -12,8 +12,8 @@
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python)  # import names
-PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python prometheus_client)  # import names
+PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python prometheus-client)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }

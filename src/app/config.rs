@@ -39,6 +39,8 @@ pub struct Config {
     pub vospace: VoSpaceConfig,
     /// What the queries of all users together may take (memory, places, time).
     pub limits: LimitsConfig,
+    /// Who may read `/metrics` beyond the loopback interface.
+    pub metrics: super::metrics::MetricsConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
@@ -78,6 +80,7 @@ impl Default for Config {
             uws: UwsConfig::default(),
             vospace: VoSpaceConfig::default(),
             limits: LimitsConfig::default(),
+            metrics: super::metrics::MetricsConfig::default(),
             metadata_cache_mb: 256,
         }
     }

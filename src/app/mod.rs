@@ -6,6 +6,7 @@
 pub mod config;
 mod index;
 mod landing;
+pub mod metrics;
 mod portal;
 pub mod routes;
 pub mod state;

@@ -51,6 +51,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let tap = web::Data::from(state.tap);
         let vospace = web::Data::from(state.vospace);
         let previews = web::Data::from(state.previews);
+        let metrics = super::metrics::data(&config.metrics);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(service.clone())
@@ -63,10 +64,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(tap.clone())
                 .app_data(vospace.clone())
                 .app_data(previews.clone())
+                .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 // Innermost: the routes see a HEAD request as the GET it mirrors.
                 .wrap(actix_web::middleware::from_fn(head_as_get))
                 .wrap(Cors::permissive().max_age(3600))
+                .wrap(actix_web::middleware::from_fn(super::metrics::record))
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))),
@@ -79,6 +82,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .route("/services", web::get().to(super::landing::landing))
                 .configure(super::portal::routes)
                 .route("/capabilities", web::get().to(super::index::capabilities))
+                .configure(super::metrics::routes)
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)
                 .configure(protocols::files::routes)

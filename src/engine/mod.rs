@@ -255,6 +255,30 @@ impl Engine {
         }
     }
 
+    /// Bytes the query memory pool has handed out now (`[limits] query_memory_mb`).
+    pub fn memory_reserved(&self) -> usize {
+        self.ctx.runtime_env().memory_pool.reserved()
+    }
+
+    /// The synchronous-query places in use now, per admission queue.
+    pub fn places_in_use(&self) -> [(&'static str, usize); 3] {
+        let used = |s: &Semaphore, n: usize| n.saturating_sub(s.available_permits());
+        [
+            (
+                "fast",
+                used(&self.fast_places, self.admission.fast_queries.max(1)),
+            ),
+            (
+                "sync",
+                used(&self.sync_places, self.admission.sync_queries.max(1)),
+            ),
+            (
+                "heavy",
+                used(&self.heavy_places, self.admission.heavy_queries.max(1)),
+            ),
+        ]
+    }
+
     /// Runs `work` (a small lookup of the server's own, no user text as query) on the query
     /// runtime rather than on the caller's HTTP worker.
     pub async fn run_lookup<T: Send + 'static>(

@@ -225,6 +225,14 @@ impl Storage {
         Ok(n)
     }
 
+    /// Whether the store answers: a listing of the top level succeeds (readiness checks).
+    pub async fn reachable(&self) -> bool {
+        self.store
+            .list_with_delimiter(Some(&self.path("")))
+            .await
+            .is_ok()
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, path: &Path) -> Result<bool, Error> {
         match self.store.head(path).await {

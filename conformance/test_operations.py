@@ -1,0 +1,132 @@
+"""What an operator watches (issue 19, first slice): Prometheus `/metrics`, `/health` and
+`/health/ready`, against a server of the test's own whose `[metrics] token` is set.
+
+* `/health` answers 200 while the process runs; `/health/ready` says which of the storage, the
+  job database and the VOSpace database answer (200 when all do).
+* `/metrics` is OpenMetrics text that the Prometheus project's Python parser reads, and every
+  sample line fits the format's grammar: requests by protocol and status, the
+  bytes of streamed bodies, the query memory pool, the query lanes, jobs, and each VOSpace
+  user's stored bytes (after a real upload of known size).
+* The metrics name users: a wrong bearer token gets 403; the right one, or a loopback caller
+  without any, gets the metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+import requests
+
+from conftest import find_binary
+from test_vospace import Vo
+from vostok_helpers import OwnServer
+
+TOKEN = "metrics-" + secrets.token_hex(8)
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vostok-ops")
+    config = root / "vostok.toml"
+    config.write_text(f'demo = true\n\n[metrics]\ntoken = "{TOKEN}"\n')
+    s = OwnServer(find_binary(), root / "data", root / "server.log", config=config)
+    s.start()
+    yield s
+    s.stop()
+
+
+def samples(text):
+    """{(name, labels): value} of an OpenMetrics text, every line checked against the format."""
+    assert text.endswith("# EOF\n"), text[-200:]
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = LINE.match(line)
+        assert m, f"not an OpenMetrics sample line: {line!r}"
+        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def scrape(base, **headers):
+    r = requests.get(base + "/metrics", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers
+    return samples(r.text)
+
+
+def value(s, name, **labels):
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    found = [v for (n, ls), v in s.items()
+             if n == name and want <= set(ls.strip("{}").split(",") if ls else [])]
+    assert found, f"no {name}{labels} among {sorted(k for k in s if k[0] == name)[:20]}"
+    return sum(found)
+
+
+def test_health_and_readiness(ops):
+    r = requests.get(ops.base_url + "/health", timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "alive", r.text
+    r = requests.get(ops.base_url + "/health/ready", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready",
+                        "checks": {"storage": "ok", "jobs": "ok", "vospace": "ok"}}
+    h = requests.head(ops.base_url + "/health/ready", timeout=30)
+    assert h.status_code == 200 and h.content == b""
+
+
+def test_requests_and_streamed_bytes_are_counted(ops):
+    before = scrape(ops.base_url)
+    r = requests.post(ops.base_url + "/tap/sync", timeout=120, data={
+        "LANG": "ADQL", "RESPONSEFORMAT": "csv",
+        "QUERY": "SELECT TOP 2000 source_id, ra, dec FROM gaia.dr3_bright"})
+    assert r.status_code == 200, r.text[:300]
+    assert requests.get(ops.base_url + "/no/such/thing", timeout=30).status_code == 404
+    after = scrape(ops.base_url)
+
+    def grown(name, **labels):
+        old = 0.0
+        try:
+            old = value(before, name, **labels)
+        except AssertionError:
+            pass
+        return value(after, name, **labels) - old
+
+    assert grown("vostok_http_requests_total", protocol="tap", status="200") >= 1
+    assert grown("vostok_http_requests_total", protocol="other", status="404") >= 1
+    # the body was streamed (no Content-Length), and every byte of it was counted
+    assert grown("vostok_http_response_body_bytes_total", protocol="tap") >= len(r.content)
+    assert grown("vostok_http_response_head_seconds_count", protocol="tap") >= 1
+    assert value(after, "vostok_query_memory_bytes") >= 0
+    for lane in ("fast", "sync", "heavy"):
+        assert value(after, "vostok_sync_query_places_in_use", lane=lane) >= 0
+    assert value(after, "vostok_jobs", kind="tap", phase="EXECUTING") >= 0
+
+
+def test_vospace_bytes_per_user(ops):
+    name = "ops" + secrets.token_hex(3)
+    code, out = ops.user_add(name)
+    assert code == 0, out
+    vo = Vo(ops.base_url, out.split()[-1], name=name)
+    data = secrets.token_bytes(12345)
+    vo.push(f"{name}/m.bin", data)
+    assert value(scrape(ops.base_url), "vostok_vospace_stored_bytes", user=name) == len(data)
+
+
+def test_metrics_are_for_the_operator(ops):
+    r = requests.get(ops.base_url + "/metrics", timeout=30,
+                     headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 403 and "token" in r.text, r.text
+    assert "vostok_http_requests_total" not in r.text
+    scrape(ops.base_url, Authorization=f"Bearer {TOKEN}")
+    scrape(ops.base_url)  # a loopback caller without a token
+
+
+def test_prometheus_parser_reads_the_metrics(ops):
+    from prometheus_client.openmetrics import parser  # installed by install-test-deps.sh
+    r = requests.get(ops.base_url + "/metrics", timeout=30)
+    families = {f.name: f for f in parser.text_string_to_metric_families(r.text)}
+    assert "vostok_http_requests" in families, sorted(families)
+    assert families["vostok_http_response_head_seconds"].type == "histogram"

@@ -1,0 +1,426 @@
+//! What an operator watches: Prometheus metrics at `/metrics` (OpenMetrics text), liveness at
+//! `/health` and readiness at `/health/ready`.
+//!
+//! Every request is counted by protocol (the first path segment: `tap`, `scs`, `vospace`, …)
+//! and status, its time to the response head goes into a histogram, and the bytes of its body
+//! are counted as they are sent (a streamed result too). Gauges are read when scraped: the
+//! asynchronous jobs queued and executing, the memory DataFusion's pool has handed out, the
+//! places of the query lanes in use, and the bytes each VOSpace user stores.
+//!
+//! `/metrics` names users and is for the operator: it answers callers on the loopback
+//! interface, or anyone presenting `[metrics] token` as a bearer token; others get 403.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use storage::Storage;
+use uws::{JobFilter, Jobs, Phase};
+
+use crate::engine::Engine;
+use crate::protocols::vospace::VoSpace;
+
+/// `[metrics]` in `vostok.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A bearer token that opens `/metrics` to callers beyond the loopback interface (a
+    /// Prometheus server on another machine). Without it only loopback callers are answered.
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    protocol: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UserLabels {
+    user: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    lane: String,
+}
+
+/// The registry and the metrics in it.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    seconds: Family<ProtocolLabels, Histogram>,
+    bytes: Family<ProtocolLabels, Counter>,
+    jobs: Family<JobLabels, Gauge>,
+    query_memory: Gauge,
+    lanes: Family<LaneLabels, Gauge>,
+    vospace_bytes: Family<UserLabels, Gauge>,
+    token: Option<String>,
+}
+
+/// The path segments counted as a protocol of their own; every other path is `other`.
+const PROTOCOLS: [&str; 12] = [
+    "tap",
+    "scs",
+    "sia",
+    "ssa",
+    "datalink",
+    "vospace",
+    "data",
+    "portal",
+    "capabilities",
+    "services",
+    "metrics",
+    "health",
+];
+
+/// The protocol a request path belongs to (a bounded set of label values).
+fn protocol_of(path: &str) -> &'static str {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if first.is_empty() {
+        return "portal"; // `/` is the portal's page
+    }
+    PROTOCOLS
+        .iter()
+        .find(|p| p.eq_ignore_ascii_case(first))
+        .copied()
+        .unwrap_or("other")
+}
+
+impl Metrics {
+    pub fn new(config: &MetricsConfig) -> Metrics {
+        let mut registry = Registry::with_prefix("vostok");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by protocol and status",
+            requests.clone(),
+        );
+        let seconds = Family::<ProtocolLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "http_response_head_seconds",
+            "Time from a request to its response head (a streamed body goes on after it)",
+            seconds.clone(),
+        );
+        let bytes = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "http_response_body_bytes",
+            "Bytes of response bodies sent, by protocol",
+            bytes.clone(),
+        );
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "jobs",
+            "Asynchronous jobs queued and executing, by kind",
+            jobs.clone(),
+        );
+        let query_memory = Gauge::default();
+        registry.register(
+            "query_memory_bytes",
+            "Memory reserved in the query memory pool ([limits] query_memory_mb)",
+            query_memory.clone(),
+        );
+        let lanes = Family::<LaneLabels, Gauge>::default();
+        registry.register(
+            "sync_query_places_in_use",
+            "Places of the synchronous query lanes in use (fast_queries, sync_queries, heavy_queries)",
+            lanes.clone(),
+        );
+        let vospace_bytes = Family::<UserLabels, Gauge>::default();
+        registry.register(
+            "vospace_stored_bytes",
+            "Bytes each VOSpace user stores",
+            vospace_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            seconds,
+            bytes,
+            jobs,
+            query_memory,
+            lanes,
+            vospace_bytes,
+            token: config.token.clone().filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// Records one response head.
+    fn answered(&self, protocol: &str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol: protocol.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&ProtocolLabels {
+                protocol: protocol.to_string(),
+            })
+            .observe(secs);
+    }
+
+    fn body_counter(&self, protocol: &str) -> Counter {
+        self.bytes
+            .get_or_create(&ProtocolLabels {
+                protocol: protocol.to_string(),
+            })
+            .clone()
+    }
+
+    /// Whether the caller may read `/metrics`.
+    fn allowed(&self, req: &HttpRequest) -> bool {
+        let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+        let bearer = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (&self.token, bearer) {
+            (Some(t), Some(b)) => constant_time_eq(t.as_bytes(), b.trim().as_bytes()),
+            _ => loopback,
+        }
+    }
+}
+
+/// Compares without stopping at the first difference (a token is a secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Middleware: counts every request and the bytes of its body.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let protocol = protocol_of(req.path());
+    let started = Instant::now();
+    let res = next.call(req).await?;
+    let Some(metrics) = metrics else {
+        return Ok(res.map_body(|_, body| CountedBody {
+            inner: body,
+            counter: None,
+        }));
+    };
+    metrics.answered(
+        protocol,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    let counter = metrics.body_counter(protocol);
+    Ok(res.map_body(|_, body| CountedBody {
+        inner: body,
+        counter: Some(counter),
+    }))
+}
+
+pin_project_lite::pin_project! {
+    /// A response body whose bytes are counted as they go out.
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        counter: Option<Counter>,
+    }
+}
+
+impl<B: MessageBody> MessageBody for CountedBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_next(cx);
+        if let (Poll::Ready(Some(Ok(chunk))), Some(c)) = (&polled, this.counter.as_ref()) {
+            c.inc_by(chunk.len() as u64);
+        }
+        polled
+    }
+}
+
+/// `GET /metrics`: the metrics in the OpenMetrics text format.
+pub async fn metrics(
+    req: HttpRequest,
+    metrics: web::Data<Metrics>,
+    engine: web::Data<Engine>,
+    jobs: web::Data<Jobs>,
+    vospace: web::Data<VoSpace>,
+) -> HttpResponse {
+    if !metrics.allowed(&req) {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body(
+                "the metrics are for the operator: ask from the server's own machine, or send \
+                 the [metrics] token of vostok.toml as a bearer token\n",
+            );
+    }
+    refresh(&metrics, &engine, &jobs, &vospace).await;
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
+        return HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("the metrics could not be written: {e}\n"));
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
+}
+
+/// Reads the gauges' values now.
+async fn refresh(metrics: &Metrics, engine: &Engine, jobs: &Jobs, vospace: &VoSpace) {
+    metrics
+        .query_memory
+        .set(i64::try_from(engine.memory_reserved()).unwrap_or(i64::MAX));
+    for (lane, used) in engine.places_in_use() {
+        metrics
+            .lanes
+            .get_or_create(&LaneLabels {
+                lane: lane.to_string(),
+            })
+            .set(used as i64);
+    }
+    for phase in [Phase::Queued, Phase::Executing] {
+        let filter = JobFilter {
+            phases: vec![phase],
+            ..Default::default()
+        };
+        let Ok(found) = jobs.list(&filter).await else {
+            continue;
+        };
+        for kind in [
+            crate::protocols::tap::jobs::KIND,
+            crate::protocols::vospace::transfers::KIND,
+        ] {
+            let n = found.iter().filter(|j| j.kind == kind).count();
+            metrics
+                .jobs
+                .get_or_create(&JobLabels {
+                    kind: kind.to_string(),
+                    phase: phase.as_str().to_string(),
+                })
+                .set(n as i64);
+        }
+    }
+    if let Ok(users) = vospace.store.users().await {
+        metrics.vospace_bytes.clear();
+        for user in users {
+            if let Ok(bytes) = vospace.store.usage(&user).await {
+                metrics
+                    .vospace_bytes
+                    .get_or_create(&UserLabels { user })
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+/// `GET /health`: the process answers (liveness).
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{\"status\":\"alive\"}\n")
+}
+
+/// `GET /health/ready`: the storage, the job database and the VOSpace database answer
+/// (readiness); 503 naming what does not.
+pub async fn ready(
+    storage: web::Data<Storage>,
+    jobs: web::Data<Jobs>,
+    vospace: web::Data<VoSpace>,
+) -> HttpResponse {
+    let storage_ok = storage.reachable().await;
+    let jobs_ok = jobs
+        .list(&JobFilter {
+            last: Some(1),
+            ..Default::default()
+        })
+        .await
+        .is_ok();
+    let vospace_ok = vospace.store.users().await.is_ok();
+    let word = |ok: bool| if ok { "\"ok\"" } else { "\"unavailable\"" };
+    let all = storage_ok && jobs_ok && vospace_ok;
+    let body = format!(
+        "{{\"status\":\"{}\",\"checks\":{{\"storage\":{},\"jobs\":{},\"vospace\":{}}}}}\n",
+        if all { "ready" } else { "unavailable" },
+        word(storage_ok),
+        word(jobs_ok),
+        word(vospace_ok)
+    );
+    let mut res = if all {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    if !all {
+        res.insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            crate::dali::error::RETRY_AFTER_SECS,
+        ));
+    }
+    res.content_type("application/json").body(body)
+}
+
+/// The routes of this module.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/health", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+/// A shared handle for the app data.
+pub fn data(config: &MetricsConfig) -> web::Data<Metrics> {
+    web::Data::from(Arc::new(Metrics::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_a_bounded_set() {
+        assert_eq!(protocol_of("/tap/sync"), "tap");
+        assert_eq!(protocol_of("/"), "portal");
+        assert_eq!(protocol_of("/SCS/x"), "scs");
+        assert_eq!(protocol_of("/no/such"), "other");
+        assert_eq!(protocol_of("/data/demo/x.fits"), "data");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
