@@ -130,3 +130,20 @@ def test_prometheus_parser_reads_the_metrics(ops):
     families = {f.name: f for f in parser.text_string_to_metric_families(r.text)}
     assert "vostok_http_requests" in families, sorted(families)
     assert families["vostok_http_response_head_seconds"].type == "histogram"
+
+
+def test_request_ids_are_echoed_and_logged(ops):
+    r = requests.get(ops.base_url + "/tap/availability", timeout=30)
+    generated = r.headers.get("X-Request-Id", "")
+    assert re.fullmatch(r"[0-9a-f]{16}", generated), r.headers
+    again = requests.get(ops.base_url + "/tap/availability", timeout=30)
+    assert again.headers["X-Request-Id"] != generated
+    # a proxy's id is kept, on an error document too; a hostile one is replaced
+    mine = "proxy-" + secrets.token_hex(6)
+    bad = requests.get(ops.base_url + "/tap/sync", params={"LANG": "ADQL", "QUERY": "SELEC 1"},
+                       headers={"X-Request-Id": mine}, timeout=30)
+    assert bad.status_code == 400 and bad.headers["X-Request-Id"] == mine
+    evil = requests.get(ops.base_url + "/health", headers={"X-Request-Id": "a b\"<x>"}, timeout=30)
+    assert re.fullmatch(r"[0-9a-f]{16}", evil.headers["X-Request-Id"]), evil.headers
+    log = ops.log.read_text(errors="replace")
+    assert mine in log and generated in log

@@ -241,6 +241,39 @@ pub async fn record(
     }))
 }
 
+/// The header carrying a request's id, in the request (a proxy's, kept when it is sane) and in
+/// every response; the access log writes it too.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Middleware: every response carries the request's id — the one a proxy or client sent (1 to
+/// 64 characters of letters, digits, `.`, `_`, `-`), else a new one — so that a user's report
+/// of a failure can be found in the log.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let sane = |v: &str| {
+        (1..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane(v))
+        .map(str::to_string)
+        .unwrap_or_else(uws::new_job_id);
+    let mut res = next.call(req).await?;
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
+            v,
+        );
+    }
+    Ok(res)
+}
+
 pin_project_lite::pin_project! {
     /// A response body whose bytes are counted as they go out.
     pub struct CountedBody<B> {

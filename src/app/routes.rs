@@ -74,10 +74,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("Server", concat!("vostok/", env!("CARGO_PKG_VERSION")))),
                 )
+                .wrap(actix_web::middleware::from_fn(super::metrics::request_id))
                 .wrap(
-                    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms")
-                        .custom_request_replace("request", logged_request)
-                        .log_target("vostok::http"),
+                    actix_web::middleware::Logger::new(
+                        "%a \"%{request}xi\" %s %b %Dms %{x-request-id}o",
+                    )
+                    .custom_request_replace("request", logged_request)
+                    .log_target("vostok::http"),
                 )
                 .route("/services", web::get().to(super::landing::landing))
                 .configure(super::portal::routes)
