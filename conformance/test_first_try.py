@@ -251,3 +251,26 @@ def test_log_written_to_a_file_is_plain_or_json(server, tmp_path, fmt):
     if fmt == "json":
         records = [json.loads(ln) for ln in lines]
         assert all("level" in r and "timestamp" in r for r in records), records[:3]
+
+
+def test_config_check_prints_the_effective_configuration(server, tmp_path):
+    """`vostok config check` prints every setting in effect (the file's over the defaults) as
+    TOML that reads back; an unknown key is an error naming the nearest known one."""
+    import subprocess
+    import tomllib
+    binary = server.proc.args[0]
+    good = tmp_path / "good.toml"
+    good.write_text("[tap]\nsync_timeout = 42\n\n[limits]\nfast_queries = 7\n")
+    p = subprocess.run([binary, "--config", str(good), "config", "check"], capture_output=True,
+                       text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    cfg = tomllib.loads(p.stdout)
+    assert cfg["tap"]["sync_timeout"] == 42 and cfg["limits"]["fast_queries"] == 7
+    assert cfg["tap"]["hard_maxrec"] == 10_000_000  # a default, written out
+    assert cfg["limits"]["query_memory_mb"] == 1024 and cfg["bind"] == "127.0.0.1:8080"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[limits]\nquery_memroy_mb = 64\n")
+    p = subprocess.run([binary, "--config", str(bad), "config", "check"], capture_output=True,
+                       text=True, timeout=60, cwd=tmp_path, env={"RUST_BACKTRACE": "0"})
+    assert p.returncode != 0 and p.stdout == ""
+    assert "query_memroy_mb" in p.stderr and "did you mean `query_memory_mb`?" in p.stderr, p.stderr

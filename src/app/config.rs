@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uws::UwsConfig;
 
 use crate::dali::Service;
@@ -13,7 +13,7 @@ use crate::protocols::tap::TapConfig;
 use crate::protocols::vospace::VoSpaceConfig;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// Who runs the service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Title shown to people.
@@ -109,10 +109,20 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+                toml::from_str(&text).map_err(|e| {
+                    let hint = nearest_key(e.message())
+                        .map(|k| format!("; did you mean `{k}`?"))
+                        .unwrap_or_default();
+                    anyhow::anyhow!("{}: {}{hint}", p.display(), e.to_string().trim_end())
+                })
             }
             None => Ok(Config::default()),
         }
+    }
+
+    /// The configuration in effect as TOML, every default written out.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))
     }
 
     /// Where an SQLite database is: `configured` when set, else `file` in the data folder when
@@ -177,9 +187,43 @@ impl Config {
     }
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`, …": the expected key nearest to
+/// `x` when it is near enough to be a slip (an edit distance of at most a third of its length,
+/// and at least 1).
+fn nearest_key(message: &str) -> Option<String> {
+    if !message.starts_with("unknown field") {
+        return None;
+    }
+    let mut quoted = message.split('`').skip(1).step_by(2);
+    let unknown = quoted.next()?;
+    let limit = (unknown.chars().count() / 3).max(1);
+    quoted
+        .map(|k| (strsim::levenshtein(unknown, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_configuration_reads_back_as_itself() {
+        let text = Config::default().to_toml().unwrap();
+        assert!(text.contains("sync_timeout = 600"), "{text}");
+        assert!(text.contains("[limits]"), "{text}");
+        let again: Config = toml::from_str(&text).unwrap();
+        assert_eq!(again.to_toml().unwrap(), text);
+    }
+
+    #[test]
+    fn an_unknown_key_gets_the_nearest_known_one() {
+        let e = toml::from_str::<Config>("[tap]\nsync_timout = 5\n").unwrap_err();
+        assert_eq!(nearest_key(e.message()).as_deref(), Some("sync_timeout"));
+        let e = toml::from_str::<Config>("[tap]\nzzz = 5\n").unwrap_err();
+        assert_eq!(nearest_key(e.message()), None);
+    }
 
     #[test]
     fn databases_go_beside_local_data_and_must_be_named_for_object_storage() {

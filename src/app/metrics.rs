@@ -26,7 +26,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use storage::Storage;
 use uws::{JobFilter, Jobs, Phase};
 
@@ -34,7 +34,7 @@ use crate::engine::Engine;
 use crate::protocols::vospace::VoSpace;
 
 /// `[metrics]` in `vostok.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// A bearer token that opens `/metrics` to callers beyond the loopback interface (a

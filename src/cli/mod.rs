@@ -201,6 +201,20 @@ enum Command {
         #[command(subcommand)]
         command: AdqlCommand,
     },
+    /// The configuration: `vostok config check` reads `vostok.toml` (or `--config FILE`) as
+    /// `serve` would and prints every setting in effect, defaults included; an unknown key or
+    /// a bad value is an error naming it (with the nearest known key).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration in effect as TOML (settings left unset, such as optional
+    /// database paths or tokens, are not printed).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -296,6 +310,12 @@ pub fn main() -> anyhow::Result<()> {
     }
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            print!("{}", config.to_toml()?);
+            Ok(())
+        }
         Command::Adql { command } => {
             let ok = match command {
                 AdqlCommand::Check {

@@ -31,7 +31,7 @@ use catalogs::HatsTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SessionContext;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::QueryError;
@@ -52,7 +52,7 @@ pub struct Limits {
 }
 
 /// `[limits]` in vostok.toml: what the queries of all users together may take.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Memory of the DataFusion pool all queries share, MiB; sorts, aggregates and joins

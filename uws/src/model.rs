@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `[uws]` in vostok.toml: asynchronous jobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UwsConfig {
     /// The job database (SQLite file). Default: `<data>/uws.sqlite` when the data folder is

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::model::Fault;
@@ -59,7 +59,7 @@ const MAX_GROUPS: usize = 1000;
 const MAX_GROUP_BYTES: usize = 256;
 
 /// `[vospace.oidc]`: accept JWTs of this OpenID Connect issuer.
-#[derive(Deserialize, Clone, Debug)]
+#[derive(Deserialize, Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer (`iss`) exactly as in its tokens, e.g. `https://login.example.org/realms/vo`.

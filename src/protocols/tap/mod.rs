@@ -15,7 +15,7 @@ pub mod upload;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vospace::{User, VoStore};
 use votable::{Info, TableInfo};
 
@@ -24,7 +24,7 @@ use crate::engine::{Engine, QueryRequest};
 use crate::identity;
 
 /// `[tap]` in vostok.toml: query limits (for every protocol) and uploads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TapConfig {
     /// Rows returned when the client gives no MAXREC.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vospace::model::{self, std_uri, Fault};
 use vospace::xml;
 use vospace::VoStore;
@@ -34,7 +34,7 @@ use crate::dali::capabilities::{self, Capability, Interface};
 use crate::dali::{self, Service};
 
 /// VOSpace settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VoSpaceConfig {
     /// The node and user database (SQLite file). Default: `<data>/vospace.sqlite` when the data
