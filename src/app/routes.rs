@@ -20,6 +20,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Queries run on their own multi-threaded runtime; HTTP I/O on actix's workers. Every
     // runtime's blocking pool is bounded (`[limits] blocking_threads`, LimitsConfig).
     let blocking = config.limits.blocking_threads.max(1);
+    let drain = config.limits.drain_seconds;
     let query_rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("vostok-query")
         .max_blocking_threads(blocking)
@@ -52,6 +53,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let vospace = web::Data::from(state.vospace);
         let previews = web::Data::from(state.previews);
         let metrics = super::metrics::data(&config.metrics);
+        let draining = engine.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(service.clone())
@@ -107,9 +109,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // default, 512 shared by the workers, let VOSpace traffic start hundreds of threads,
         // each keeping its own stack and allocator heap.
         .worker_max_blocking_threads(blocking)
-        // On SIGTERM, connections still busy after this are closed (a long download would
-        // otherwise hold the shutdown up for actix's default of 30 s).
-        .shutdown_timeout(5)
+        // On SIGTERM or Ctrl-C (handled below, not by actix): no new connection is taken,
+        // running queries have `[limits] drain_seconds` to finish and then end their results
+        // with an error that says so; 5 s later (time for clients to read those ends) the
+        // connections still busy (a long file download, a client that stopped reading) are
+        // closed.
+        .disable_signals()
+        .shutdown_timeout(drain.saturating_add(5))
         .bind(&bind)
         .with_context(|| format!("cannot listen on {bind}"))?;
         for addr in server.addrs() {
@@ -117,13 +123,39 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 "listening on http://{addr}/ (TAP at /tap, cone search at /scs/<schema>.<table>)"
             );
         }
-        server.run().await.context("server failed")
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!(
+                "stopping: no new connections; running queries have {drain} s to finish"
+            );
+            draining.start_draining();
+            handle.stop(true).await;
+        });
+        server.await.context("server failed")
     })?;
     // Queries still running are not waited for (a long one would hold the shutdown up).
     query_rt.shutdown_timeout(std::time::Duration::from_secs(2));
     heavy_rt.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(locks);
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); never when neither can be listened for.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT: stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 /// What a path no route takes answers: 404 with a pointer to the landing page, which lists

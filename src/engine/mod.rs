@@ -94,6 +94,9 @@ pub struct LimitsConfig {
     /// Largest stored product whose MD5 (the `Digest` of its downloads) the server computes
     /// itself when ingest recorded none, MiB; larger ones go without `Digest`.
     pub digest_mb: u64,
+    /// On SIGTERM, how long running synchronous queries may go on finishing, seconds; past
+    /// it each result ends with an error that says the service is stopping.
+    pub drain_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -113,6 +116,7 @@ impl Default for LimitsConfig {
             blocking_threads: 16,
             query_tokens: adql::MAX_TOKENS,
             digest_mb: 4096,
+            drain_seconds: 5,
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct Engine {
     fast_places: Arc<Semaphore>,
     sync_places: Arc<Semaphore>,
     heavy_places: Arc<Semaphore>,
+    /// When the service stops (SIGTERM): the moment running queries must have ended by.
+    drain: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
 }
 
 impl Engine {
@@ -253,6 +259,19 @@ impl Engine {
                 self.admission.fast_queries
             ))),
         }
+    }
+
+    /// The service is stopping: no query starts from now on, and the running ones end within
+    /// `[limits] drain_seconds` (their results with an error past it).
+    pub fn start_draining(&self) {
+        let until = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(self.admission.drain_seconds);
+        self.drain.send_replace(Some(until));
+    }
+
+    /// Whether the service is stopping.
+    pub fn draining(&self) -> bool {
+        self.drain.borrow().is_some()
     }
 
     /// Bytes the query memory pool has handed out now (`[limits] query_memory_mb`).

@@ -142,5 +142,6 @@ pub async fn open(
         sync_places: Arc::new(Semaphore::new(admission.sync_queries.max(1))),
         heavy_places: Arc::new(Semaphore::new(admission.heavy_queries.max(1))),
         admission,
+        drain: tokio::sync::watch::Sender::new(None),
     })
 }

@@ -98,6 +98,9 @@ impl Engine {
         lane: Lane,
         sync: bool,
     ) -> Result<ResultStream, QueryError> {
+        if self.draining() {
+            return Err(QueryError::Busy(STOPPING.into()));
+        }
         // The ADQL text, to locate what an error names in it.
         let query = req
             .info
@@ -167,12 +170,10 @@ impl Engine {
         // Wait for the first batch so that an early failure is a proper error document. The
         // deadline is kept here, apart from the execution: a long computation there may not
         // yield for a while, the answer must not wait for it.
-        let first = match &limit {
-            Some(l) => match tokio::time::timeout_at(l.deadline, rx.recv()).await {
-                Ok(first) => first,
-                Err(_) => return Err(QueryError::Invalid(l.message.clone())),
-            },
-            None => rx.recv().await,
+        let mut drain = self.drain.subscribe();
+        let first = tokio::select! {
+            first = timed(rx.recv(), &limit) => first.map_err(QueryError::Invalid)?,
+            _ = drained(&mut drain) => return Err(QueryError::Busy(STOPPING.into())),
         };
         match &first {
             Some(Item::Error(msg)) => return Err(located(msg)),
@@ -194,6 +195,7 @@ impl Engine {
             done: false,
             head: Some(head),
             limit,
+            drain,
             end: end.clone(),
             _guard: guard,
         };
@@ -367,6 +369,8 @@ struct Chunks {
     done: bool,
     head: Option<Bytes>,
     limit: Option<TimeLimit>,
+    /// When the service stops, the moment the result must end by.
+    drain: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
     end: Arc<Mutex<Option<StreamEnd>>>,
     _guard: AbortOnDrop<()>,
 }
@@ -383,9 +387,12 @@ impl Chunks {
         }
         let item = match self.pending.take() {
             Some(i) => Some(i),
-            None => match timed(self.rx.recv(), &self.limit).await {
-                Ok(i) => i,
-                Err(message) => Some(Item::Error(message)),
+            None => tokio::select! {
+                next = timed(self.rx.recv(), &self.limit) => match next {
+                    Ok(i) => i,
+                    Err(message) => Some(Item::Error(message)),
+                },
+                _ = drained(&mut self.drain) => Some(Item::Error(STOPPING.into())),
             },
         };
         Some(match item {
@@ -431,6 +438,25 @@ impl Chunks {
     fn ended(&mut self, how: StreamEnd) {
         self.done = true;
         *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(how);
+    }
+}
+
+/// What a query is told when the service stops under it (SIGTERM).
+const STOPPING: &str = "the service is stopping (a restart or maintenance): run the query again \
+                        in a minute; an asynchronous job would run again by itself after the \
+                        restart";
+
+/// Resolves when the service is stopping and its drain time is over; never otherwise.
+async fn drained(drain: &mut tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        let until = *drain.borrow_and_update();
+        if let Some(t) = until {
+            tokio::time::sleep_until(t).await;
+            return;
+        }
+        if drain.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
