@@ -7,6 +7,7 @@ pub mod config;
 mod index;
 mod landing;
 mod portal;
+mod resolver;
 pub mod routes;
 pub mod state;
 

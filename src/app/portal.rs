@@ -7,6 +7,8 @@
 //!   time: the page's Content-Security-Policy allows only this server and the local SAMP hub.
 //! * `GET /portal/api/tables` — every table with its columns and the services that serve it,
 //!   from the same metadata as TAP_SCHEMA.
+//! * `GET /portal/api/resolve?name=…` — a position for an object name, from a bundled list
+//!   of common names and the served catalogs' identifiers ([`super::resolver`]).
 //! * `POST /portal/api/check` — the ADQL text of the body checked as `vostok adql check`
 //!   checks it, against the server's tables (planned, never executed), answered as JSON with
 //!   the error's line and column.
@@ -89,6 +91,10 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(page))
         .route("/portal/api/tables", web::get().to(tables))
+        .route(
+            "/portal/api/resolve",
+            web::get().to(super::resolver::resolve),
+        )
         .service(
             web::resource("/portal/api/check")
                 .app_data(web::PayloadConfig::new(CHECK_MAX_BYTES))
