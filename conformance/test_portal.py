@@ -359,8 +359,9 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
 
 
 def test_accessibility_no_serious_violations(browser, base_url):
-    """axe-core (through axe-playwright-python) on the page with a result in the table and
-    the columns of a table open: no serious or critical violation. (The page's
+    """axe-core (through axe-playwright-python) on the page with a result in the table, the
+    columns of a table, the search forms and the job list open: no serious or critical
+    violation. (The page's
     Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
     try:
         from axe_playwright_python.sync_playwright import Axe
@@ -374,6 +375,9 @@ def test_accessibility_no_serious_violations(browser, base_url):
         page.fill("#editor", QUERY)
         page.click("#run")
         wait_js(page, "window.vostokPortal.result")
+        # The search forms and the job list open too.
+        for box in ("#cone-box", "#obs-box", "#jobs-box"):
+            page.locator(f"{box} summary").click()
         results = Axe().run(page)
         bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         assert bad == [], "\n".join(

@@ -62,6 +62,8 @@ static ASSETS: &[Asset] = &[
     asset!("grid.js", JS, false),
     asset!("sky.js", JS, false),
     asset!("send.js", JS, false),
+    asset!("forms.js", JS, false),
+    asset!("jobs.js", JS, false),
     asset!("favicon.svg", "image/svg+xml", false),
     asset!("vendor/VERSIONS", TEXT, false),
     asset!("vendor/aladin-lite-3.8.2/aladin.js", JS, true),
