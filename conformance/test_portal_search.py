@@ -71,7 +71,7 @@ def test_resolve_catalog_identifiers(base_url, hip_truth, gaia_truth):
 
 @pytest.mark.parametrize("name", [
     "No Such Object", "HIP 99999999", "HIP 1 OR 1=1", "HIP 1; DROP TABLE x", "HIP '1'",
-    "Gaia DR3 99999999999999999999999", "M 999",
+    "Gaia DR3 99999999999999999999999", "M 999", "- 1", "1",
 ])
 def test_resolve_unknown_names_are_clean_404s(base_url, name):
     r = resolve(base_url, name)

@@ -242,6 +242,10 @@ async fn lookup(
 async fn in_catalogs(engine: &Engine, name: &str) -> Result<Option<Value>, String> {
     let columns = id_columns(engine);
     for (prefix, value) in splits(name) {
+        // Words must name the catalog: "- 5" names none.
+        if prefix.is_empty() {
+            continue;
+        }
         for id in &columns {
             if !prefix.iter().all(|w| id.words.contains(w)) {
                 continue;
