@@ -137,8 +137,29 @@ def test_check_endpoint(base_url):
                         timeout=30).json()
     assert bad["ok"] is False and "nosuch" in bad["message"]
     big = requests.post(base_url + "/portal/api/check", data="SELECT 1" + " " * 70000, timeout=30)
-    assert big.status_code == 413
+    assert big.status_code == 413 and "check_kb" in big.json()["message"]
     assert requests.post(base_url + "/portal/api/check", data="  ", timeout=30).status_code == 400
+
+
+def test_check_limits_come_from_the_config(tmp_path):
+    """`[limits] check_kb` bounds the text the live check reads: with 1 KiB, a valid query
+    of 1,000 bytes is checked and one of 1,100 bytes is refused with 413."""
+    from conftest import find_binary
+    from vostok_helpers import OwnServer
+    config = tmp_path / "vostok.toml"
+    config.write_text("[limits]\ncheck_kb = 1\nchecks = 2\ncheck_seconds = 5\n")
+    s = OwnServer(find_binary(), tmp_path / "data", tmp_path / "server.log", config=config)
+    s.start()
+    try:
+        def query(size):
+            q = "SELECT TOP 1 ra FROM gaia.dr3_bright"
+            return q + " " * (size - len(q))
+        ok = requests.post(s.base_url + "/portal/api/check", data=query(1000), timeout=30)
+        assert ok.status_code == 200 and ok.json() == {"ok": True}
+        big = requests.post(s.base_url + "/portal/api/check", data=query(1100), timeout=30)
+        assert big.status_code == 413 and "1 KiB" in big.json()["message"]
+    finally:
+        s.stop()
 
 
 def test_find_ask_look_download(browser, base_url, shots, tmp_path):

@@ -93,6 +93,13 @@ pub struct LimitsConfig {
     /// Largest stored product whose MD5 (the `Digest` of its downloads) the server computes
     /// itself when ingest recorded none, MiB; larger ones go without `Digest`.
     pub digest_mb: u64,
+    /// Largest ADQL text the portal's live check (`/portal/api/check`) accepts, KiB (413
+    /// beyond).
+    pub check_kb: usize,
+    /// Live checks running at once (503 beyond).
+    pub checks: usize,
+    /// Seconds one live check may take before it is answered as timed out.
+    pub check_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -112,6 +119,9 @@ impl Default for LimitsConfig {
             blocking_threads: 16,
             query_tokens: adql::MAX_TOKENS,
             digest_mb: 4096,
+            check_kb: 64,
+            checks: 4,
+            check_seconds: 10,
         }
     }
 }
@@ -181,6 +191,11 @@ impl Engine {
     /// The query limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What the queries of all users together may take (`[limits]`).
+    pub fn admission(&self) -> &LimitsConfig {
+        &self.admission
     }
 
     /// A registered function (the ADQL geometry functions, …).
