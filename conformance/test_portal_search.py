@@ -89,6 +89,19 @@ def test_resolve_bad_requests(base_url):
     assert resolve(base_url, "x" * 128).status_code == 404
 
 
+def search(page, form, where, radius, done, **choices):
+    """Fills the search form `form` ("cone" or "obs"): the position or name, the radius in
+    arcmin and the other <select>s by their id's suffix; submits it and waits until `done`
+    (JavaScript) holds."""
+    page.fill(f"#{form}-where", where)
+    page.fill(f"#{form}-radius", radius)
+    page.select_option(f"#{form}-unit", "arcmin")
+    for name, value in choices.items():
+        page.select_option(f"#{form}-{name}", value)
+    page.click(f"#{form}-form button[type=submit]")
+    wait_js(page, done)
+
+
 CIRCLE = re.compile(r"CIRCLE\('ICRS', ([-\d.e]+), ([-\d.e]+), ([-\d.e]+)\)")
 
 
@@ -97,13 +110,8 @@ def test_cone_form_by_object_name(browser, base_url, shots, gaia_truth):
     try:
         page.locator("#cone-box summary").click()
         wait_js(page, "document.querySelector('#cone-table option[value=\"gaia.dr3_bright\"]')")
-        page.fill("#cone-where", "M45")
-        page.fill("#cone-radius", "40")
-        page.select_option("#cone-unit", "arcmin")
-        page.select_option("#cone-table", "gaia.dr3_bright")
-        page.click("#cone-form button[type=submit]")
-        wait_js(page, "window.vostokPortal.result && window.vostokPortal.view === 'sky'"
-                " && document.getElementById('aladin').dataset.points !== undefined")
+        search(page, "cone", "M45", "40", "window.vostokPortal.result && window.vostokPortal.view === 'sky'"
+               " && document.getElementById('aladin').dataset.points !== undefined", table="gaia.dr3_bright")
         status = page.inner_text("#cone-status")
         assert "OpenNGC" in status and "Mel 22" in status
         # The equivalent ADQL is in the editor, and it is what ran.
@@ -127,11 +135,9 @@ def test_cone_form_by_object_name(browser, base_url, shots, gaia_truth):
         page.screenshot(path=str(shots / "portal-cone.png"))
 
         # A sexagesimal position, no resolver: the same centre to 0.1″.
-        page.fill("#cone-where", "03:47:28.6 +24:06:19")
-        page.fill("#cone-radius", "5")
-        page.click("#cone-form button[type=submit]")
-        wait_js(page, "document.getElementById('cone-status').textContent.includes('03:47:28.6')"
-                " && !document.getElementById('run').disabled")
+        search(page, "cone", "03:47:28.6 +24:06:19", "5",
+               "document.getElementById('cone-status').textContent.includes('03:47:28.6')"
+               " && !document.getElementById('run').disabled")
         ra2, dec2, _ = (float(x) for x in CIRCLE.search(page.input_value("#editor")).groups())
         assert ra2 == pytest.approx(15 * (3 + 47 / 60 + 28.6 / 3600), abs=1e-6)
         assert dec2 == pytest.approx(24 + 6 / 60 + 19 / 3600, abs=1e-6)
@@ -153,12 +159,8 @@ def test_image_form_matches_sia(browser, base_url, shots):
     ctx, page, outside, errors = open_page(browser, base_url)
     try:
         page.locator("#obs-box summary").click()
-        page.fill("#obs-where", "Crab Nebula")
-        page.fill("#obs-radius", "20")
-        page.select_option("#obs-kind", "image")
-        page.click("#obs-form button[type=submit]")
-        wait_js(page, "window.vostokPortal.result && window.vostokPortal.view === 'sky'"
-                " && document.getElementById('aladin').dataset.footprints !== undefined")
+        search(page, "obs", "Crab Nebula", "20", "window.vostokPortal.result && window.vostokPortal.view === 'sky'"
+               " && document.getElementById('aladin').dataset.footprints !== undefined", kind="image")
         adql = page.input_value("#editor")
         assert "FROM ivoa.obscore" in adql and "INTERSECTS(s_region" in adql
         ra, dec, r = (float(x) for x in CIRCLE.search(adql).groups())
@@ -188,13 +190,11 @@ def test_image_form_matches_sia(browser, base_url, shots):
         spec = tap_sync(base_url, "SELECT TOP 1 obs_publisher_did, s_ra, s_dec FROM ivoa.obscore "
                         "WHERE dataproduct_type = 'spectrum' ORDER BY obs_publisher_did",
                         RESPONSEFORMAT="csv").text.splitlines()[1].split(",")
-        page.fill("#obs-where", f"{spec[1]} {spec[2]}")
-        page.fill("#obs-radius", "1")
-        page.select_option("#obs-kind", "spectrum")
-        page.click("#obs-form button[type=submit]")
-        wait_js(page, f"document.getElementById('editor').value.includes('{float(spec[1]):.4f}'.slice(0, 6))"
-                " && !document.getElementById('run').disabled && window.vostokPortal.result")
-        wait_js(page, "document.getElementById('run-status').textContent === 'Done.'")
+        # (The images' query had no "= 'spectrum'": done once the new query has run.)
+        search(page, "obs", f"{spec[1]} {spec[2]}", "1",
+               "document.getElementById('editor').value.includes(\"dataproduct_type = 'spectrum'\")"
+               " && !document.getElementById('run').disabled"
+               " && document.getElementById('run-status').textContent === 'Done.'", kind="spectrum")
         cols = page.evaluate("() => window.vostokPortal.result.columns.map(c => c.name)")
         rows = page.evaluate("() => window.vostokPortal.result.rows")
         assert spec[0].strip('"') in [row[cols.index("obs_publisher_did")] for row in rows]
