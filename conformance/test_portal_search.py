@@ -133,6 +133,19 @@ def test_cone_form_by_object_name(browser, base_url, shots, gaia_truth):
         assert "search cone" in page.inner_text("#sky-status")
         page.wait_for_timeout(1500)  # let WebGL draw before the screenshot
         page.screenshot(path=str(shots / "portal-cone.png"))
+        # The link reproduces it: the query, the sky, the cone.
+        link = page.url
+        assert "cone=" in link and "view=sky" in link
+        ctx2, page2, outside2, errors2 = open_page(browser, base_url, link[len(base_url):])
+        try:
+            wait_js(page2, "window.vostokPortal.result"
+                    " && document.getElementById('aladin').dataset.points !== undefined")
+            assert page2.input_value("#editor") == adql
+            assert int(page2.locator("#aladin").get_attribute("data-points")) == len(rows)
+            assert "search cone" in page2.inner_text("#sky-status")
+            assert outside2 == [] and errors2 == []
+        finally:
+            ctx2.close()
 
         # A sexagesimal position, no resolver: the same centre to 0.1″.
         search(page, "cone", "03:47:28.6 +24:06:19", "5",

@@ -2,8 +2,8 @@
 // completion and a live check by the server), Look (a virtualised table, the sky), Send (SAMP).
 // Search forms (cone; images and spectra) write ADQL into the editor; a query runs
 // synchronously or as an asynchronous job (jobs.js).
-// Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1, or
-// ?job=<job URL> for a job's result.
+// Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1 (and
+// &cone=ra,dec,radius after a form search), or ?job=<job URL> for a job's result.
 
 import { highlight, offsetOf, complete } from "./adql.js";
 import { Grid } from "./grid.js";
@@ -653,6 +653,7 @@ function saveUrl(push) {
   if (q) p.set("query", q);
   if ($("maxrec").value && $("maxrec").value !== "100000") p.set("maxrec", $("maxrec").value);
   if (state.view !== "table") p.set("view", state.view);
+  if (state.cone) p.set("cone", [state.cone.ra, state.cone.dec, state.cone.r].join(","));
   if (state.job) p.set("job", state.job);
   else if (state.result || push) p.set("run", "1");
   const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
@@ -673,6 +674,9 @@ function loadUrl() {
   } catch {
     job = null;
   }
+  // The cone of a form search, drawn on the sky: "ra,dec,radius" in degrees.
+  const c = (p.get("cone") || "").split(",").map(Number);
+  state.cone = c.length === 3 && c.every(Number.isFinite) && c[2] > 0 ? { ra: c[0], dec: c[1], r: c[2] } : null;
   return { view: p.get("view") === "sky" ? "sky" : "table", run: p.get("run") === "1", job };
 }
 
@@ -694,6 +698,7 @@ const grid = new Grid($("grid"), { onSelect: (row) => pickRow(row) });
 function start() {
   const ta = editor();
   ta.addEventListener("input", (e) => {
+    state.cone = null; // the text is no longer the form's
     onEdit();
     if (e.data === "." && state.tables) openCompletion();
     else if (comp) openCompletion();
