@@ -7,7 +7,8 @@ forms in Debian's Chromium driven by Playwright, as in test_portal.py).
 * The cone form by object name ("M45"): the ADQL it writes is in the editor, and the rows it
   shows are exactly the brute-force cone over the raw Gaia file; the points are on the sky.
 * The image/spectrum form: rows from ivoa.obscore whose footprints meet the circle, the same
-  images SIA 2.0 finds there, with DataLink links and footprints on the sky.
+  images SIA 2.0 finds there, with DataLink links and footprints on the sky; a band and dates
+  keep exactly the rows whose wavelengths and times meet them; spectra alone.
 * A query run as an asynchronous job: its phase shown, its result in the table, the job in
   "Your jobs" after a reload, its result opened again from there.
 """
@@ -198,6 +199,32 @@ def test_image_form_matches_sia(browser, base_url, shots):
         assert int(page.locator("#aladin").get_attribute("data-footprints")) == n_regions > 0
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "portal-images.png"))
+
+        # A band and dates narrow the same search: exactly the rows above whose wavelengths
+        # meet the infrared band (7e-7 to 1e-3 m) and that were observed in the dates
+        # (t_min/t_max in MJD; 2000-01-01 is MJD 51544, 2030-12-31 is MJD 62866).
+        every = page.evaluate("() => window.vostokPortal.result.rows")
+        idx = {c: cols.index(c) for c in ("obs_publisher_did", "em_min", "em_max", "t_min", "t_max")}
+
+        def kept(row):
+            em_min, em_max, t_min, t_max = (row[idx[c]] for c in ("em_min", "em_max", "t_min", "t_max"))
+            return (None not in (em_min, em_max, t_min, t_max) and em_min <= 1e-3 and em_max >= 7e-7
+                    and t_max >= 51544 and t_min <= 62867)
+        want = {row[idx["obs_publisher_did"]] for row in every if kept(row)}
+        assert want and len(want) < len(every), "the demo has an infrared image of the Crab, and others"
+        page.fill("#obs-from", "2000-01-01")
+        page.fill("#obs-to", "2030-12-31")
+        search(page, "obs", "Crab Nebula", "20",
+               "document.getElementById('editor').value.includes('-- infrared')"
+               " && !document.getElementById('run').disabled"
+               " && document.getElementById('run-status').textContent === 'Done.'", band="infrared")
+        adql = page.input_value("#editor")
+        assert "t_max >= 51544" in adql and "t_min <= 62867" in adql
+        narrowed = page.evaluate(f"() => window.vostokPortal.result.rows.map(r => r[{cols.index('obs_publisher_did')}])")
+        assert set(narrowed) == want
+        page.fill("#obs-from", "")
+        page.fill("#obs-to", "")
+        page.select_option("#obs-band", "")
 
         # Spectra only, around a spectrum's own position: it is among the rows.
         spec = tap_sync(base_url, "SELECT TOP 1 obs_publisher_did, s_ra, s_dec FROM ivoa.obscore "
