@@ -64,10 +64,12 @@ export async function phase(url) {
 
 export const FINAL = new Set(["COMPLETED", "ERROR", "ABORTED", "GONE", "ARCHIVED"]);
 
-// Follows the job until it ends, calling onPhase(phase) at each change; returns the last.
-export async function follow(url, onPhase, { every = 500 } = {}) {
+// Follows the job until it ends, calling onPhase(phase) at each change; returns the last
+// phase, or null when `cancelled()` became true first (the page turned to something else).
+export async function follow(url, onPhase, { every = 500, cancelled = () => false } = {}) {
   let last = null;
   for (;;) {
+    if (cancelled()) return null;
     const p = await phase(url);
     if (p !== last) {
       last = p;

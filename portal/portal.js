@@ -380,13 +380,18 @@ async function openJob(url) {
   state.job = url;
   saveUrl(true);
   try {
+    // Another job, or a synchronous query, shown meanwhile: this one is no longer followed.
+    const elsewhere = () => state.job !== url;
     const last = await jobs.follow(url, (p) => {
+      renderJobs();
+      if (elsewhere()) return;
       status.textContent = `Job ${id}: ${p}${jobs.FINAL.has(p) ? "" : "…"}`;
       status.dataset.phase = p;
-      renderJobs();
-    });
+    }, { cancelled: elsewhere });
+    if (last === null || elsewhere()) return;
     if (last === "COMPLETED") {
       const table = parseVotable(await jobs.result(url));
+      if (elsewhere()) return;
       if (table.error) status.textContent = `Job ${id} failed: ${table.error}`;
       else {
         const known = jobs.remembered().find((j) => j.url === url);
@@ -434,7 +439,13 @@ function renderJobs() {
       ab.type = "button";
       ab.textContent = "Abort";
       ab.addEventListener("click", async () => {
-        try { await jobs.abort(j.url); } catch (e) { $("run-status").textContent = e.message; }
+        try {
+          await jobs.abort(j.url);
+          jobs.note(j.url, { phase: await jobs.phase(j.url) });
+          renderJobs();
+        } catch (e) {
+          $("run-status").textContent = e.message;
+        }
       });
       items.push(ab);
     }
