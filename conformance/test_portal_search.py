@@ -70,6 +70,20 @@ def test_resolve_catalog_identifiers(base_url, hip_truth, gaia_truth):
     assert nxt.status_code == 404
 
 
+def test_resolve_target_names(base_url):
+    """A name that is neither in OpenNGC nor a catalog identifier: ObsCore's target_name
+    (UCD meta.id;src), whole, without case, spaces or hyphens: "mn lup" is the spectra's
+    "MN-Lup"."""
+    rows = tap_sync(base_url, "SELECT s_ra, s_dec FROM ivoa.obscore WHERE target_name = 'MN-Lup'",
+                    RESPONSEFORMAT="csv").text.splitlines()[1:]
+    assert rows
+    r = resolve(base_url, "mn lup")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"] == "ivoa.obscore" and body["column"] == "target_name"
+    assert (body["ra"], body["dec"]) in [tuple(float(v) for v in row.split(",")) for row in rows]
+
+
 @pytest.mark.parametrize("name", [
     "No Such Object", "HIP 99999999", "HIP 1 OR 1=1", "HIP 1; DROP TABLE x", "HIP '1'",
     "Gaia DR3 99999999999999999999999", "M 999", "- 1", "1",

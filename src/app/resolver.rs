@@ -11,6 +11,8 @@
 //!    gaia.dr3_bright). The value is compared as a typed literal in a DataFusion expression,
 //!    never written into SQL, and the lookup is a synchronous query like any other (admitted
 //!    in its lane, held to `[tap] sync_timeout`).
+//! 3. Target names: a column whose UCD is `meta.id;src` (ObsCore's `target_name`) holding the
+//!    whole name, without case, spaces, hyphens or underscores ("mn lup" finds "MN-Lup").
 //!
 //! Names are compared without case and spaces, and without leading zeros in their numbers:
 //! "m45", "M 45" and "M045" are one name.
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::logical_expr::{lit, Expr};
 use futures::StreamExt;
@@ -122,11 +125,14 @@ fn bundled(name: &str) -> Option<Value> {
 struct IdColumn {
     table: String,
     column: String,
-    datatype: datafusion::arrow::datatypes::DataType,
+    datatype: DataType,
     ra: String,
     dec: String,
     /// Words a name may use for it: those of the schema, table and column names.
     words: Vec<String>,
+    /// A column of target names (UCD `meta.id;src`, as ObsCore's `target_name`), which a
+    /// name matches whole, without the words of its catalog.
+    target: bool,
 }
 
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -147,12 +153,23 @@ fn id_columns(engine: &Engine) -> Vec<IdColumn> {
                 .id
                 .as_deref()
                 .is_some_and(|id| id.eq_ignore_ascii_case(col));
-            let ucd_id = cat
+            let ucd: Vec<String> = cat
                 .meta
                 .column(col)
                 .and_then(|c| c.ucd.as_deref())
-                .and_then(|u| u.split(';').next())
-                .is_some_and(|first| first.trim().eq_ignore_ascii_case("meta.id"));
+                .map(|u| {
+                    u.split(';')
+                        .map(|a| a.trim().to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ucd_id = ucd.first().is_some_and(|first| first == "meta.id");
+            let target = ucd_id
+                && ucd.iter().any(|a| a == "src")
+                && matches!(
+                    field.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                );
             if !(named || ucd_id) {
                 continue;
             }
@@ -166,6 +183,7 @@ fn id_columns(engine: &Engine) -> Vec<IdColumn> {
                 ra: meta.ra.clone(),
                 dec: meta.dec.clone(),
                 words: w,
+                target,
             });
         }
     }
@@ -192,11 +210,30 @@ fn splits(name: &str) -> Vec<(Vec<String>, String)> {
         .collect()
 }
 
-/// The position of the row whose identifier column holds `value`, when there is one.
+/// A target name as [`target_expr`] compares it: lower case, without spaces, hyphens or
+/// underscores ("MN Lup" and "MN-Lup" are one name).
+fn target_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The value of a target-name column as [`target_key`] makes a name.
+fn target_expr(column: Expr) -> Expr {
+    use datafusion::functions::expr_fn::{lower, replace};
+    let mut e = lower(column);
+    for c in [" ", "-", "_"] {
+        e = replace(e, lit(c), lit(""));
+    }
+    e
+}
+
+/// The position of the first row that meets `condition`, when there is one.
 async fn lookup(
     engine: &Engine,
     id: &IdColumn,
-    value: ScalarValue,
+    condition: Expr,
 ) -> Result<Option<(f64, f64)>, String> {
     let column = |n: &str| Expr::Column(Column::new_unqualified(n));
     let (schema, table) = id.table.split_once('.').unwrap_or(("", &id.table));
@@ -205,7 +242,7 @@ async fn lookup(
         .table(TableReference::partial(schema, table))
         .await
         .map_err(|e| e.to_string())?
-        .filter(column(&id.column).eq(lit(value)))
+        .filter(condition)
         .and_then(|d| d.select(vec![column(&id.ra), column(&id.dec)]))
         .map_err(|e| e.to_string())?;
     let req = QueryRequest {
@@ -256,7 +293,8 @@ async fn in_catalogs(engine: &Engine, name: &str) -> Result<Option<Value>, Strin
                 Ok(v) if !v.is_null() => v,
                 _ => continue,
             };
-            if let Some((ra, dec)) = lookup(engine, id, typed).await? {
+            let condition = Expr::Column(Column::new_unqualified(&id.column)).eq(lit(typed));
+            if let Some((ra, dec)) = lookup(engine, id, condition).await? {
                 return Ok(Some(json!({
                     "name": name,
                     "ra": ra,
@@ -266,6 +304,22 @@ async fn in_catalogs(engine: &Engine, name: &str) -> Result<Option<Value>, Strin
                     "object": value,
                 })));
             }
+        }
+    }
+    // Target names ("W51", "MN Lup"), whole.
+    let key = target_key(name);
+    for id in columns.iter().filter(|c| c.target) {
+        let condition =
+            target_expr(Expr::Column(Column::new_unqualified(&id.column))).eq(lit(key.clone()));
+        if let Some((ra, dec)) = lookup(engine, id, condition).await? {
+            return Ok(Some(json!({
+                "name": name,
+                "ra": ra,
+                "dec": dec,
+                "source": id.table,
+                "column": id.column,
+                "object": name,
+            })));
         }
     }
     Ok(None)
@@ -349,6 +403,13 @@ mod tests {
         assert_eq!(bundled("Andromeda Galaxy").expect("name")["ra"], m31["ra"]);
         assert!(bundled("M 999").is_none());
         assert!(bundled("").is_none());
+    }
+
+    #[test]
+    fn target_names_ignore_case_spaces_and_hyphens() {
+        assert_eq!(target_key("MN Lup"), "mnlup");
+        assert_eq!(target_key("MN-Lup"), "mnlup");
+        assert_eq!(target_key(" w_51 "), "w51");
     }
 
     #[test]
