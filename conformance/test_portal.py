@@ -137,8 +137,29 @@ def test_check_endpoint(base_url):
                         timeout=30).json()
     assert bad["ok"] is False and "nosuch" in bad["message"]
     big = requests.post(base_url + "/portal/api/check", data="SELECT 1" + " " * 70000, timeout=30)
-    assert big.status_code == 413
+    assert big.status_code == 413 and "check_kb" in big.json()["message"]
     assert requests.post(base_url + "/portal/api/check", data="  ", timeout=30).status_code == 400
+
+
+def test_check_limits_come_from_the_config(tmp_path):
+    """`[limits] check_kb` bounds the text the live check reads: with 1 KiB, a valid query
+    of 1,000 bytes is checked and one of 1,100 bytes is refused with 413."""
+    from conftest import find_binary
+    from vostok_helpers import OwnServer
+    config = tmp_path / "vostok.toml"
+    config.write_text("[limits]\ncheck_kb = 1\nchecks = 2\ncheck_seconds = 5\n")
+    s = OwnServer(find_binary(), tmp_path / "data", tmp_path / "server.log", config=config)
+    s.start()
+    try:
+        def query(size):
+            q = "SELECT TOP 1 ra FROM gaia.dr3_bright"
+            return q + " " * (size - len(q))
+        ok = requests.post(s.base_url + "/portal/api/check", data=query(1000), timeout=30)
+        assert ok.status_code == 200 and ok.json() == {"ok": True}
+        big = requests.post(s.base_url + "/portal/api/check", data=query(1100), timeout=30)
+        assert big.status_code == 413 and "1 KiB" in big.json()["message"]
+    finally:
+        s.stop()
 
 
 def test_find_ask_look_download(browser, base_url, shots, tmp_path):
@@ -359,8 +380,9 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
 
 
 def test_accessibility_no_serious_violations(browser, base_url):
-    """axe-core (through axe-playwright-python) on the page with a result in the table and
-    the columns of a table open: no serious or critical violation. (The page's
+    """axe-core (through axe-playwright-python) on the page with a result in the table, the
+    columns of a table, the search forms and the job list open: no serious or critical
+    violation. (The page's
     Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
     try:
         from axe_playwright_python.sync_playwright import Axe
@@ -374,6 +396,9 @@ def test_accessibility_no_serious_violations(browser, base_url):
         page.fill("#editor", QUERY)
         page.click("#run")
         wait_js(page, "window.vostokPortal.result")
+        # The search forms and the job list open too.
+        for box in ("#cone-box", "#obs-box", "#jobs-box"):
+            page.locator(f"{box} summary").click()
         results = Axe().run(page)
         bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         assert bad == [], "\n".join(

@@ -1,7 +1,8 @@
 // A virtualised, sortable table: only the rows in view (and a few around them) are in the
 // page, so that 100 000 rows scroll as smoothly as 100. Units under each column's name;
 // a click (or Enter) on a header sorts by that column, again reverses; arrow keys, Page Up/Down,
-// Home and End move the selected row.
+// Home and End move the selected row. URLs are links; ObsCore publisher DIDs link to their
+// DataLink document.
 
 const ROW_H = 24;
 const OVERSCAN = 10;
@@ -49,6 +50,7 @@ export class Grid {
     this.selected = -1;
     this.widths = columns.map((c, i) => width(c, rows, i));
     this.numeric = columns.map((c) => NUMERIC.has(c.datatype));
+    this.links = columns.map(linkOf);
     this.host.setAttribute("aria-rowcount", String(rows.length + 1));
     this.host.setAttribute("aria-colcount", String(columns.length));
     this.renderHead();
@@ -154,13 +156,30 @@ export class Grid {
         const c = el("div", "cell" + (this.numeric[i] ? " num" : ""));
         c.setAttribute("role", "gridcell");
         c.style.width = `${this.widths[i]}px`;
-        c.textContent = show(r[i]);
+        const href = this.links[i] && this.links[i](r[i]);
+        if (href) {
+          const a = document.createElement("a");
+          a.href = href;
+          a.target = "_blank";
+          a.rel = "noopener";
+          a.textContent = show(r[i]);
+          c.append(a);
+        } else c.textContent = show(r[i]);
         row.append(c);
       }
       frag.append(row);
     }
     this.spacer.replaceChildren(frag);
   }
+}
+
+// How a column's values link somewhere: a URL to itself (access_url, …); an ObsCore
+// publisher DID to its DataLink document (previews, headers, the file).
+function linkOf(c) {
+  const name = c.name.toLowerCase();
+  if (name === "obs_publisher_did") return (v) => (typeof v === "string" && v ? `datalink/links?ID=${encodeURIComponent(v)}` : null);
+  if (c.datatype === "char" || c.datatype === "unicodeChar") return (v) => (typeof v === "string" && /^https?:\/\//.test(v) ? v : null);
+  return null;
 }
 
 const NUMERIC = new Set(["short", "int", "long", "float", "double", "unsignedByte"]);

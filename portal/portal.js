@@ -1,14 +1,25 @@
 // The vostok portal: Find (tables, columns, examples), Ask (ADQL with highlighting,
 // completion and a live check by the server), Look (a virtualised table, the sky), Send (SAMP).
-// Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1.
+// Search forms (cone; images and spectra) write ADQL into the editor; a query runs
+// synchronously or as an asynchronous job (jobs.js).
+// Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1 (and
+// &cone=ra,dec,radius after a form search), or ?job=<job URL> for a job's result.
 
 import { highlight, offsetOf, complete } from "./adql.js";
 import { Grid } from "./grid.js";
 import * as sky from "./sky.js";
 import * as send from "./send.js";
+import * as forms from "./forms.js";
+import * as jobs from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { tables: null, result: null, selectedRow: -1, checkSeq: 0, view: "table", errorAt: null };
+const state = {
+  tables: null, result: null, selectedRow: -1, checkSeq: 0, view: "table", errorAt: null,
+  // The cone of the last form search ({ra, dec, r} in degrees), drawn on the sky.
+  cone: null,
+  // The job whose result is shown (its URL), if any.
+  job: null,
+};
 // For tests and the browser console: the page's state (read it, do not change it).
 window.vostokPortal = state;
 
@@ -17,6 +28,7 @@ async function loadTables() {
   const r = await fetch("portal/api/tables");
   state.tables = await r.json();
   renderTables();
+  fillConeTables();
 }
 
 function renderTables() {
@@ -266,7 +278,7 @@ function onKey(e) {
     if (e.key === "Escape") { e.preventDefault(); return closeCompletion(); }
   }
   if (e.key === " " && e.ctrlKey) { e.preventDefault(); return openCompletion(); }
-  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); return run(); }
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); state.cone = null; return run(); }
 }
 
 // ---------------------------------------------------------------- Run, Look
@@ -279,14 +291,16 @@ function syncUrl(format, absolute) {
   return absolute ? new URL(rel, document.baseURI).href : rel;
 }
 
+// Runs the editor's query synchronously; true when a result is shown.
 async function run() {
   closeCompletion();
   const text = editor().value;
-  if (!text.trim()) return;
+  if (!text.trim()) return false;
+  state.job = null;
   saveUrl(true);
   const status = $("run-status");
   status.textContent = "Running…";
-  $("run").disabled = true;
+  busy(true);
   const t0 = performance.now();
   try {
     const body = new URLSearchParams({ REQUEST: "doQuery", LANG: "ADQL", QUERY: text, MAXREC: $("maxrec").value || "100000" });
@@ -295,29 +309,249 @@ async function run() {
     const table = parseVotable(xml);
     if (table.error) {
       status.textContent = `The service refused the query: ${table.error}`;
-      return;
+      return false;
     }
-    state.result = table;
-    state.selectedRow = -1;
-    grid.setData(table.columns, table.rows);
-    const secs = ((performance.now() - t0) / 1000).toFixed(2);
-    $("result-info").textContent = `${table.rows.length.toLocaleString("en")} rows, ${table.columns.length} columns` +
-      (table.overflow ? ` — more rows match: raise “Rows at most” or download the whole result` : "") + ` (${secs} s)`;
+    await showResult(table, t0, null);
     status.textContent = "Done.";
-    for (const [id, fmt] of [["dl-votable", "votable"], ["dl-csv", "csv"], ["dl-fits", "fits"]]) {
-      const a = $(id);
-      a.href = syncUrl(fmt, false);
-      a.setAttribute("download", `result.${fmt === "votable" ? "vot" : fmt}`);
-    }
-    $("send-table").disabled = false;
-    $("send-point").disabled = true;
-    if (state.view === "sky") await drawSky();
-    else state.skyStale = true;
+    return true;
   } catch (e) {
     status.textContent = `The query failed: ${e.message}`;
+    return false;
   } finally {
-    $("run").disabled = false;
+    busy(false);
   }
+}
+
+function busy(on) {
+  for (const id of ["run", "run-async"]) $(id).disabled = on;
+}
+
+// Shows a parsed result: the table, its downloads, the sky. `jobUrl`: the job it comes from
+// (its VOTable is the job's result; the other formats run the query again synchronously).
+async function showResult(table, t0, jobUrl) {
+  state.result = table;
+  state.selectedRow = -1;
+  grid.setData(table.columns, table.rows);
+  const secs = ((performance.now() - t0) / 1000).toFixed(2);
+  $("result-info").textContent = `${table.rows.length.toLocaleString("en")} rows, ${table.columns.length} columns` +
+    (table.overflow ? ` — more rows match: raise “Rows at most” or download the whole result` : "") +
+    (jobUrl ? ` — the result of job ${jobUrl.split("/").pop()}` : "") + ` (${secs} s)`;
+  for (const [id, fmt] of [["dl-votable", "votable"], ["dl-csv", "csv"], ["dl-fits", "fits"]]) {
+    const a = $(id);
+    a.href = jobUrl && fmt === "votable" ? `${jobUrl}/results/result` : syncUrl(fmt, false);
+    a.setAttribute("download", `result.${fmt === "votable" ? "vot" : fmt}`);
+  }
+  $("send-table").disabled = false;
+  $("send-point").disabled = true;
+  if (state.view === "sky") await drawSky();
+  else state.skyStale = true;
+}
+
+// ---------------------------------------------------------------- Async jobs
+async function runAsync() {
+  closeCompletion();
+  const text = editor().value;
+  if (!text.trim()) return;
+  const status = $("run-status");
+  busy(true);
+  let job;
+  try {
+    status.textContent = "Submitting the job…";
+    job = await jobs.submit(text, $("maxrec").value || "");
+  } catch (e) {
+    status.textContent = e.message;
+    busy(false);
+    return;
+  }
+  $("jobs-box").open = true;
+  renderJobs();
+  try {
+    await openJob(job.url);
+  } finally {
+    busy(false);
+  }
+}
+
+// Follows a job to its end and shows its result (or its error).
+async function openJob(url) {
+  const status = $("run-status");
+  const id = url.split("/").pop();
+  const t0 = performance.now();
+  state.job = url;
+  saveUrl(true);
+  try {
+    // Another job, or a synchronous query, shown meanwhile: this one is no longer followed.
+    const elsewhere = () => state.job !== url;
+    const last = await jobs.follow(url, (p) => {
+      renderJobs();
+      if (elsewhere()) return;
+      status.textContent = `Job ${id}: ${p}${jobs.FINAL.has(p) ? "" : "…"}`;
+      status.dataset.phase = p;
+    }, { cancelled: elsewhere });
+    if (last === null || elsewhere()) return;
+    if (last === "COMPLETED") {
+      const table = parseVotable(await jobs.result(url));
+      if (elsewhere()) return;
+      if (table.error) status.textContent = `Job ${id} failed: ${table.error}`;
+      else {
+        const known = jobs.remembered().find((j) => j.url === url);
+        if (known && known.query && editor().value !== known.query) setQuery(known.query);
+        await showResult(table, t0, url);
+        status.textContent = `Job ${id}: COMPLETED.`;
+      }
+    } else if (last === "ERROR") {
+      status.textContent = `Job ${id}: ERROR — ${await jobs.error(url)}`;
+    } else if (last === "GONE") {
+      status.textContent = `Job ${id} is no longer on the server (destroyed).`;
+    }
+  } catch (e) {
+    status.textContent = `Job ${id}: ${e.message}`;
+  }
+}
+
+function renderJobs() {
+  const list = $("jobs");
+  const all = jobs.remembered();
+  $("jobs-count").textContent = `(${all.length})`;
+  list.replaceChildren(...all.map((j) => {
+    const li = document.createElement("li");
+    li.dataset.url = j.url;
+    const phase = document.createElement("span");
+    phase.className = `phase phase-${(j.phase || "").toLowerCase()}`;
+    phase.textContent = j.phase || "?";
+    const q = document.createElement("code");
+    q.textContent = (j.query || "").replace(/^--.*$/gm, "").replace(/\s+/g, " ").trim().slice(0, 90);
+    q.title = j.query || "";
+    const when = document.createElement("span");
+    when.className = "muted small";
+    when.textContent = j.created ? new Date(j.created).toLocaleString("sv-SE") : "";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.textContent = j.phase === "COMPLETED" ? "Show result" : j.phase === "ERROR" ? "Show error" : "Follow";
+    open.disabled = j.phase === "GONE";
+    open.addEventListener("click", () => {
+      if (j.query) setQuery(j.query);
+      openJob(j.url);
+    });
+    const items = [phase, q, when, open];
+    if (!jobs.FINAL.has(j.phase)) {
+      const ab = document.createElement("button");
+      ab.type = "button";
+      ab.textContent = "Abort";
+      ab.addEventListener("click", async () => {
+        try {
+          await jobs.abort(j.url);
+          jobs.note(j.url, { phase: await jobs.phase(j.url) });
+          renderJobs();
+        } catch (e) {
+          $("run-status").textContent = e.message;
+        }
+      });
+      items.push(ab);
+    }
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "quiet";
+    del.textContent = "Forget";
+    del.setAttribute("aria-label", `Forget job ${j.url.split("/").pop()}`);
+    del.addEventListener("click", () => { jobs.forget(j.url); renderJobs(); });
+    items.push(del);
+    li.append(...items);
+    return li;
+  }));
+}
+
+// The phases of the remembered jobs, read again (after a reload).
+async function refreshJobs() {
+  renderJobs();
+  for (const j of jobs.remembered()) {
+    if (jobs.FINAL.has(j.phase) && j.phase !== "COMPLETED") continue;
+    try {
+      jobs.note(j.url, { phase: await jobs.phase(j.url) });
+    } catch {
+      // Unreachable now: keep what was known.
+    }
+  }
+  renderJobs();
+}
+
+// ---------------------------------------------------------------- Search forms
+function fillConeTables() {
+  const sel = $("cone-table");
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const s of state.tables.schemas) {
+    for (const t of s.tables) {
+      if (!t.position) continue;
+      const o = document.createElement("option");
+      o.value = t.name;
+      o.textContent = t.rows != null ? `${t.name} (${Number(t.rows).toLocaleString("en")} rows)` : t.name;
+      sel.append(o);
+    }
+  }
+  if (keep) sel.value = keep;
+  else if ([...sel.options].some((o) => o.value === "gaia.dr3_bright")) sel.value = "gaia.dr3_bright";
+}
+
+function tableInfo(name) {
+  for (const s of state.tables?.schemas || []) for (const t of s.tables) if (t.name === name) return t;
+  return null;
+}
+
+// Common to both forms: where, then the ADQL, then the run on the sky view.
+async function formSearch(prefix, adqlOf) {
+  const out = $(`${prefix}-status`);
+  out.className = "form-status";
+  let at, r, radiusText;
+  try {
+    r = forms.radiusDeg($(`${prefix}-radius`).value, $(`${prefix}-unit`).value);
+    radiusText = `${$(`${prefix}-radius`).value} ${$(`${prefix}-unit`).value}`;
+    out.textContent = "Looking up the position…";
+    at = await forms.locate($(`${prefix}-where`).value);
+  } catch (e) {
+    out.textContent = e.message;
+    out.className = "form-status bad";
+    return;
+  }
+  out.textContent = `${at.label}: RA ${at.ra.toFixed(6)}°, Dec ${at.dec.toFixed(6)}°${at.credit ? ` — ${at.credit}` : ""}`;
+  out.dataset.ra = String(at.ra);
+  out.dataset.dec = String(at.dec);
+  let text;
+  try {
+    text = adqlOf(at, r, radiusText);
+  } catch (e) {
+    out.textContent = e.message;
+    out.className = "form-status bad";
+    return;
+  }
+  setQuery(text);
+  state.cone = { ra: at.ra, dec: at.dec, r };
+  if (await run()) {
+    selectView("sky");
+    $("look").scrollIntoView({ block: "nearest" });
+  }
+}
+
+function coneSearch(e) {
+  e.preventDefault();
+  formSearch("cone", (at, r, radiusText) => {
+    const t = tableInfo($("cone-table").value);
+    if (!t || !t.position) throw new Error("choose a table with positions");
+    const principal = t.columns.filter((c) => c.principal).map((c) => c.name);
+    const columns = principal.length ? principal : t.columns.slice(0, 8).map((c) => c.name);
+    return forms.coneAdql({ table: t.name, columns, ra: t.position.ra, dec: t.position.dec, at, r, radiusText });
+  });
+}
+
+function obsSearch(e) {
+  e.preventDefault();
+  formSearch("obs", (at, r, radiusText) => forms.obsAdql({
+    at, r, radiusText,
+    kind: $("obs-kind").value,
+    band: $("obs-band").value,
+    from: $("obs-from").value,
+    to: $("obs-to").value,
+  }));
 }
 
 // A VOTable TABLEDATA document as {columns, rows, overflow} or {error}.
@@ -400,9 +634,13 @@ async function drawSky() {
   state.skyStale = false;
   try {
     out.textContent = "Drawing…";
-    const { drawn, reason } = await sky.show($("aladin"), state.result.columns, state.result.rows, (row) => pickRow(row));
-    out.textContent = reason ? `Nothing to draw: ${reason}.` : `${drawn.toLocaleString("en")} positions on the sky (Aladin Lite).`;
+    const { drawn, footprints, reason } = await sky.show($("aladin"), state.result.columns, state.result.rows,
+      (row) => pickRow(row), state.cone);
+    out.textContent = reason ? `Nothing to draw: ${reason}.` : `${drawn.toLocaleString("en")} positions` +
+      (footprints ? ` and ${footprints.toLocaleString("en")} footprints` : "") +
+      (state.cone ? " and the search cone" : "") + " on the sky (Aladin Lite).";
     $("aladin").dataset.points = String(drawn);
+    $("aladin").dataset.footprints = String(footprints || 0);
   } catch (e) {
     state.skyStale = true;
     out.textContent = `The sky view cannot be shown in this browser: ${e.message || e}`;
@@ -426,7 +664,9 @@ function saveUrl(push) {
   if (q) p.set("query", q);
   if ($("maxrec").value && $("maxrec").value !== "100000") p.set("maxrec", $("maxrec").value);
   if (state.view !== "table") p.set("view", state.view);
-  if (state.result || push) p.set("run", "1");
+  if (state.cone) p.set("cone", [state.cone.ra, state.cone.dec, state.cone.r].join(","));
+  if (state.job) p.set("job", state.job);
+  else if (state.result || push) p.set("run", "1");
   const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
   if (url === location.pathname + location.search) return;
   if (push) history.pushState(null, "", url);
@@ -437,7 +677,18 @@ function loadUrl() {
   const p = new URLSearchParams(location.search);
   editor().value = p.get("query") || "SELECT TOP 100 source_id, ra, dec, phot_g_mean_mag\nFROM gaia.dr3_bright\nORDER BY phot_g_mean_mag";
   if (p.get("maxrec")) $("maxrec").value = p.get("maxrec");
-  return { view: p.get("view") === "sky" ? "sky" : "table", run: p.get("run") === "1" };
+  // A job of this server only.
+  let job = null;
+  try {
+    const u = new URL(p.get("job") || "", location.href);
+    if (p.get("job") && u.origin === location.origin && /\/tap\/async\/[^/]+$/.test(u.pathname)) job = u.href;
+  } catch {
+    job = null;
+  }
+  // The cone of a form search, drawn on the sky: "ra,dec,radius" in degrees.
+  const c = (p.get("cone") || "").split(",").map(Number);
+  state.cone = c.length === 3 && c.every(Number.isFinite) && c[2] > 0 ? { ra: c[0], dec: c[1], r: c[2] } : null;
+  return { view: p.get("view") === "sky" ? "sky" : "table", run: p.get("run") === "1", job };
 }
 
 // ---------------------------------------------------------------- Send
@@ -458,6 +709,7 @@ const grid = new Grid($("grid"), { onSelect: (row) => pickRow(row) });
 function start() {
   const ta = editor();
   ta.addEventListener("input", (e) => {
+    state.cone = null; // the text is no longer the form's
     onEdit();
     if (e.data === "." && state.tables) openCompletion();
     else if (comp) openCompletion();
@@ -465,7 +717,10 @@ function start() {
   ta.addEventListener("keydown", onKey);
   ta.addEventListener("scroll", () => { $("highlight").scrollTop = ta.scrollTop; });
   ta.addEventListener("blur", () => setTimeout(closeCompletion, 150));
-  $("run").addEventListener("click", run);
+  $("run").addEventListener("click", () => { state.cone = null; run(); });
+  $("run-async").addEventListener("click", () => { state.cone = null; runAsync(); });
+  $("cone-form").addEventListener("submit", coneSearch);
+  $("obs-form").addEventListener("submit", obsSearch);
   $("maxrec").addEventListener("change", () => saveUrl(false));
   $("filter").addEventListener("input", () => state.tables && renderTables());
   $("tab-table").addEventListener("click", () => selectView("table"));
@@ -479,7 +734,8 @@ function start() {
       }
     });
   }
-  $("send-table").addEventListener("click", () => sampDo(() => send.sendTable(syncUrl("votable", true), "vostok result")));
+  $("send-table").addEventListener("click", () => sampDo(() => send.sendTable(
+    state.job ? `${state.job}/results/result` : syncUrl("votable", true), "vostok result")));
   $("send-point").addEventListener("click", () => sampDo(() => {
     const pos = sky.positionColumns(state.result.columns);
     const r = state.result.rows[state.selectedRow];
@@ -495,9 +751,11 @@ function start() {
   check();
   selectView(s.view);
   loadTables().then(() => {
-    if (s.run) run();
+    if (s.job) openJob(s.job);
+    else if (s.run) run();
   });
   loadExamples();
+  refreshJobs();
 }
 
 start();

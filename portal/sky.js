@@ -10,6 +10,7 @@ let A = null;
 let aladin = null;
 let catalog = null;
 let marker = null;
+let shapes = null;
 
 // Loads Aladin Lite once and makes its view in `host`. Throws when the browser cannot
 // (no WebGL2).
@@ -59,12 +60,47 @@ export function positionColumns(columns) {
   return ra >= 0 && dec >= 0 ? { ra, dec } : null;
 }
 
-// Shows the rows' positions; returns how many were drawn. `onPick(row)` is called when a
-// point is clicked.
-export async function show(host, columns, rows, onPick) {
+// The sky polygon of an ObsCore s_region ("Polygon ICRS ra dec ra dec …", STC-S, or a DALI
+// polygon: the numbers alone) as [[ra, dec], …]; null for anything else (a NULL region, a
+// circle, a union).
+export function polygonOf(region) {
+  if (typeof region !== "string") return null;
+  const t = region.trim();
+  const m = /^polygon\s+(?:(?:icrs|fk5|j2000|unknownframe)\s+)?(?:(?:barycenter|geocenter|topocenter|unknownrefpos)\s+)?([-+\d.eE\s]+)$/i.exec(t)
+    || /^([-+\d.eE\s]+)$/.exec(t);
+  if (!m) return null;
+  const v = m[1].trim().split(/\s+/).map(Number);
+  if (v.length < 6 || v.length % 2 || v.some((x) => !isFinite(x))) return null;
+  const out = [];
+  for (let i = 0; i < v.length; i += 2) out.push([v[i], v[i + 1]]);
+  return out;
+}
+
+const MAX_FOOTPRINTS = 2000;
+
+// Shows the rows' positions, the footprints of an `s_region` column and the search `cone`
+// ({ra, dec, r}, degrees) when given; returns how many points and footprints were drawn.
+// `onPick(row)` is called when a point is clicked.
+export async function show(host, columns, rows, onPick, cone = null) {
   const pos = positionColumns(columns);
-  if (!pos) return { drawn: 0, reason: "the result has no RA/Dec columns" };
+  if (!pos) return { drawn: 0, footprints: 0, reason: "the result has no RA/Dec columns" };
   const a = await view(host);
+  if (!shapes) {
+    shapes = A.graphicOverlay({ name: "footprints", color: "#4fd1c5", lineWidth: 2 });
+    a.addOverlay(shapes);
+  }
+  shapes.removeAll();
+  let footprints = 0;
+  const region = columns.findIndex((c) => c.name.toLowerCase() === "s_region");
+  if (region >= 0) {
+    for (let i = 0; i < rows.length && footprints < MAX_FOOTPRINTS; i++) {
+      const poly = polygonOf(rows[i][region]);
+      if (!poly) continue;
+      shapes.add(A.polygon(poly));
+      footprints++;
+    }
+  }
+  if (cone) shapes.add(A.circle(cone.ra, cone.dec, cone.r, { color: "#ff6b6b", lineWidth: 2 }));
   if (catalog) catalog.removeAll();
   else {
     catalog = A.catalog({ name: "result", sourceSize: 9, color: "#ffb000", shape: "circle" });
@@ -91,10 +127,20 @@ export async function show(host, columns, rows, onPick) {
     // Spread: the largest distance from the centre among the first points.
     let spread = 0;
     for (const s of sources.slice(0, 5000)) spread = Math.max(spread, sep(ra, dec, s.ra, s.dec));
-    a.gotoRaDec(ra, dec);
-    a.setFoV(Math.min(360, Math.max(0.05, spread * 2.4)));
-  }
-  return { drawn: sources.length, reason: null };
+    if (cone) showCone(a, host, cone);
+    else {
+      a.gotoRaDec(ra, dec);
+      a.setFoV(Math.min(360, Math.max(0.05, spread * 2.4)));
+    }
+  } else if (cone) showCone(a, host, cone);
+  return { drawn: sources.length, footprints, reason: null };
+}
+
+// Centres the view on the cone, the whole circle in view (the field of view is the width).
+function showCone(a, host, cone) {
+  const aspect = Math.max(1, (host.clientWidth || 1) / (host.clientHeight || 1));
+  a.gotoRaDec(cone.ra, cone.dec);
+  a.setFoV(Math.min(360, Math.max(0.01, cone.r * 2.3 * aspect)));
 }
 
 // Marks one position (the selected row).

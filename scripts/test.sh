@@ -69,6 +69,15 @@ if ! python3 scripts/third-party.py --check; then
     status=1
 fi
 
+OPENNGC="${VOSTOK_SHARED:-../shared}/data/catalogs/openngc"
+if [[ -d "$OPENNGC" ]]; then
+    step "data/names/openngc.tsv is current (scripts/openngc-names.py --check)"
+    if ! python3 scripts/openngc-names.py "$OPENNGC" --check; then
+        fail "data/names/openngc.tsv"
+        status=1
+    fi
+fi
+
 # --- conformance suite -------------------------------------------------------
 step "conformance (pytest)"
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -8,6 +8,7 @@ mod index;
 mod landing;
 pub mod metrics;
 mod portal;
+mod resolver;
 pub mod routes;
 pub mod state;
 

@@ -7,6 +7,8 @@
 //!   time: the page's Content-Security-Policy allows only this server and the local SAMP hub.
 //! * `GET /portal/api/tables` — every table with its columns and the services that serve it,
 //!   from the same metadata as TAP_SCHEMA.
+//! * `GET /portal/api/resolve?name=…` — a position for an object name, from a bundled list
+//!   of common names and the served catalogs' identifiers ([`super::resolver`]).
 //! * `POST /portal/api/check` — the ADQL text of the body checked as `vostok adql check`
 //!   checks it, against the server's tables (planned, never executed), answered as JSON with
 //!   the error's line and column.
@@ -60,6 +62,8 @@ static ASSETS: &[Asset] = &[
     asset!("grid.js", JS, false),
     asset!("sky.js", JS, false),
     asset!("send.js", JS, false),
+    asset!("forms.js", JS, false),
+    asset!("jobs.js", JS, false),
     asset!("favicon.svg", "image/svg+xml", false),
     asset!("vendor/VERSIONS", TEXT, false),
     asset!("vendor/aladin-lite-3.8.2/aladin.js", JS, true),
@@ -70,12 +74,7 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/sampjs-1.0.3/README.md", MD, true),
 ];
 
-/// The largest ADQL text `/portal/api/check` accepts.
-pub const CHECK_MAX_BYTES: usize = 64 * 1024;
-/// How many checks run at once; more are answered 503 at once.
-const CHECK_MAX_RUNNING: usize = 4;
-/// How long a check may take before it is answered as failed.
-const CHECK_SECONDS: u64 = 10;
+/// The checks running now (`[limits] checks` at most; more are answered 503 at once).
 static CHECKS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// What a page sends and is sent: the policy that keeps it to this server and the local SAMP
@@ -89,11 +88,11 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(page))
         .route("/portal/api/tables", web::get().to(tables))
-        .service(
-            web::resource("/portal/api/check")
-                .app_data(web::PayloadConfig::new(CHECK_MAX_BYTES))
-                .route(web::post().to(check)),
+        .route(
+            "/portal/api/resolve",
+            web::get().to(super::resolver::resolve),
         )
+        .route("/portal/api/check", web::post().to(check))
         .route("/portal/{file:.+}", web::get().to(file));
 }
 
@@ -244,11 +243,41 @@ fn check_answer(status: actix_web::http::StatusCode, body: Value) -> HttpRespons
         .json(body)
 }
 
+/// The request's body, read up to `max` bytes; `None` when it is longer (or breaks off).
+async fn body_within(mut payload: web::Payload, max: usize) -> Option<Vec<u8>> {
+    use futures::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > max {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 /// `POST /portal/api/check`: the body's ADQL checked against the server's tables, as `vostok
 /// adql check --data-dir` checks it (parsed, validated and planned; never executed).
-/// Answers `{"ok": true}` or `{"ok": false, "kind", "message", "line", "column"}`.
-async fn check(engine: web::Data<Engine>, body: web::Bytes) -> HttpResponse {
+/// Answers `{"ok": true}` or `{"ok": false, "kind", "message", "line", "column"}`. Bounded
+/// by `[limits]`: `check_kb` of text (413 beyond), `checks` at once (503 beyond),
+/// `check_seconds` each.
+async fn check(engine: web::Data<Engine>, payload: web::Payload) -> HttpResponse {
     use actix_web::http::StatusCode;
+    let limits = engine.admission();
+    let (max_kb, max_running, seconds) = (
+        limits.check_kb,
+        limits.checks.max(1),
+        limits.check_seconds.max(1),
+    );
+    let Some(body) = body_within(payload, max_kb.saturating_mul(1024)).await else {
+        return check_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"ok": false, "kind": "request",
+                   "message": format!("the query is longer than the {max_kb} KiB checked \
+                                       ([limits] check_kb)")}),
+        );
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return check_answer(
             StatusCode::BAD_REQUEST,
@@ -261,12 +290,12 @@ async fn check(engine: web::Data<Engine>, body: web::Bytes) -> HttpResponse {
             json!({"ok": false, "kind": "request", "message": "the query is empty"}),
         );
     }
-    if CHECKS_RUNNING.fetch_add(1, Ordering::SeqCst) >= CHECK_MAX_RUNNING {
+    if CHECKS_RUNNING.fetch_add(1, Ordering::SeqCst) >= max_running {
         CHECKS_RUNNING.fetch_sub(1, Ordering::SeqCst);
         return check_answer(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"ok": false, "kind": "busy",
-                   "message": format!("{CHECK_MAX_RUNNING} checks are running; retry")}),
+                   "message": format!("{max_running} checks are running ([limits] checks); retry")}),
         );
     }
     let place = CheckPlace;
@@ -297,7 +326,7 @@ async fn check(engine: web::Data<Engine>, body: web::Bytes) -> HttpResponse {
             json!({"ok": false, "kind": "busy", "message": format!("cannot check now: {e}")}),
         );
     }
-    match tokio::time::timeout(Duration::from_secs(CHECK_SECONDS), rx).await {
+    match tokio::time::timeout(Duration::from_secs(seconds), rx).await {
         Ok(Ok(Ok(()))) => check_answer(StatusCode::OK, json!({"ok": true})),
         Ok(Ok(Err(e))) => check_answer(
             StatusCode::OK,
@@ -319,7 +348,7 @@ async fn check(engine: web::Data<Engine>, body: web::Bytes) -> HttpResponse {
         Err(_) => check_answer(
             StatusCode::OK,
             json!({"ok": false, "kind": "timeout",
-                   "message": format!("checking took longer than {CHECK_SECONDS} s")}),
+                   "message": format!("checking took longer than {seconds} s ([limits] check_seconds)")}),
         ),
     }
 }

@@ -97,6 +97,13 @@ pub struct LimitsConfig {
     /// On SIGTERM, how long running synchronous queries may go on finishing, seconds; past
     /// it each result ends with an error that says the service is stopping.
     pub drain_seconds: u64,
+    /// Largest ADQL text the portal's live check (`/portal/api/check`) accepts, KiB (413
+    /// beyond).
+    pub check_kb: usize,
+    /// Live checks running at once (503 beyond).
+    pub checks: usize,
+    /// Seconds one live check may take before it is answered as timed out.
+    pub check_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -117,6 +124,9 @@ impl Default for LimitsConfig {
             query_tokens: adql::MAX_TOKENS,
             digest_mb: 4096,
             drain_seconds: 5,
+            check_kb: 64,
+            checks: 4,
+            check_seconds: 10,
         }
     }
 }
@@ -188,6 +198,11 @@ impl Engine {
     /// The query limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What the queries of all users together may take (`[limits]`).
+    pub fn admission(&self) -> &LimitsConfig {
+        &self.admission
     }
 
     /// A registered function (the ADQL geometry functions, …).
