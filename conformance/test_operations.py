@@ -66,6 +66,33 @@ def value(s, name, **labels):
     return sum(found)
 
 
+def test_footers_are_cached_at_start_and_serve_the_first_cone(ops):
+    """First in the module, so no query has read a footer yet: at start every partition's
+    Parquet footer is read into the metadata cache (in the background); the first cone search
+    into a partition is then served from it (its hits grow) instead of reading the footer
+    again (its entries stay)."""
+    import time
+    parts = sum(1 for _ in (ops.data_dir / "catalogs").rglob("*.parquet"))
+    assert parts > 0
+    deadline = time.monotonic() + 120
+    while True:
+        s = scrape(ops.base_url)
+        entries = value(s, "vostok_footer_cache", what="entries")
+        if entries >= parts or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert entries >= parts, f"{entries} footers cached of {parts} partitions"
+    hits = value(s, "vostok_footer_cache", what="hits")
+    r = requests.post(ops.base_url + "/tap/sync", timeout=60, data={
+        "LANG": "ADQL", "RESPONSEFORMAT": "csv", "QUERY":
+        "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), "
+        "CIRCLE('ICRS', 101.2, -16.7, 0.3))"})
+    assert r.status_code == 200 and "32349" in r.text, r.text[:300]
+    after = scrape(ops.base_url)
+    assert value(after, "vostok_footer_cache", what="hits") > hits
+    assert value(after, "vostok_footer_cache", what="entries") == entries
+
+
 def test_health_and_readiness(ops):
     r = requests.get(ops.base_url + "/health", timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "alive", r.text
@@ -206,3 +233,4 @@ def test_sigterm_lets_streaming_results_end_cleanly(tmp_path):
             stopped += 1
     assert len(bodies) == 8
     assert stopped >= 1, "no result was still streaming at SIGTERM: the test proves nothing"
+

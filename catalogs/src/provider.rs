@@ -14,11 +14,13 @@ use datafusion::catalog::Session;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -78,6 +80,34 @@ impl HatsTable {
             store_url,
             stats: Arc::new(ScanStats::default()),
         }
+    }
+
+    /// Reads the footers (with their page indexes) of the partitions into `runtime`'s
+    /// metadata cache, as the scans would on their first read, until the cache is full; so
+    /// the first cone into a file is as fast as the next. Returns the footers read.
+    pub async fn warm_footers(&self, runtime: &RuntimeEnv) -> Result<usize> {
+        let store = runtime.object_store(&self.store_url)?;
+        let cache = runtime.cache_manager.get_file_metadata_cache();
+        let room = cache.cache_limit();
+        let mut used = 0usize;
+        let mut read = 0usize;
+        for p in &self.catalog.partitions {
+            // the same identity (path, size, time) the scans give the file
+            let meta = PartitionedFile::new(p.path.to_string(), p.size).object_meta;
+            if cache.contains_key(&meta.location) {
+                continue;
+            }
+            let footer = DFParquetMetadata::new(store.as_ref(), &meta)
+                .with_file_metadata_cache(Some(Arc::clone(&cache)))
+                .fetch_metadata()
+                .await?;
+            read += 1;
+            used = used.saturating_add(footer.memory_size());
+            if used >= room {
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// The catalog served.

@@ -5,7 +5,8 @@
 //! and status, its time to the response head goes into a histogram, and the bytes of its body
 //! are counted as they are sent (a streamed result too). Gauges are read when scraped: the
 //! asynchronous jobs queued and executing, the memory DataFusion's pool has handed out, the
-//! places of the query lanes in use, and the bytes each VOSpace user stores.
+//! places of the query lanes in use, the Parquet footer cache (entries, bytes, hits), and the
+//! bytes each VOSpace user stores.
 //!
 //! `/metrics` names users and is for the operator: it answers callers on the loopback
 //! interface, or anyone presenting `[metrics] token` as a bearer token; others get 403.
@@ -79,7 +80,13 @@ pub struct Metrics {
     query_memory: Gauge,
     lanes: Family<LaneLabels, Gauge>,
     vospace_bytes: Family<UserLabels, Gauge>,
+    footers: Family<FooterLabels, Gauge>,
     token: Option<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FooterLabels {
+    what: String,
 }
 
 /// The path segments counted as a protocol of their own; every other path is `other`.
@@ -158,7 +165,15 @@ impl Metrics {
             "Bytes each VOSpace user stores",
             vospace_bytes.clone(),
         );
+        let footers = Family::<FooterLabels, Gauge>::default();
+        registry.register(
+            "footer_cache",
+            "The Parquet footer cache: entries, bytes, limit_bytes, and hits (reads the entries \
+             now cached have served)",
+            footers.clone(),
+        );
         Metrics {
+            footers,
             registry,
             requests,
             seconds,
@@ -336,6 +351,20 @@ async fn refresh(metrics: &Metrics, engine: &Engine, jobs: &Jobs, vospace: &VoSp
     metrics
         .query_memory
         .set(i64::try_from(engine.memory_reserved()).unwrap_or(i64::MAX));
+    let cache = engine.footer_cache();
+    for (what, n) in [
+        ("entries", cache.entries),
+        ("bytes", cache.bytes),
+        ("limit_bytes", cache.limit),
+        ("hits", cache.hits),
+    ] {
+        metrics
+            .footers
+            .get_or_create(&FooterLabels {
+                what: what.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     for (lane, used) in engine.places_in_use() {
         metrics
             .lanes

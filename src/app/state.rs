@@ -127,6 +127,7 @@ impl State {
         let (storage, engine) =
             query_rt.block_on(open_engine(config, runtimes, Missing::Create, config.demo))?;
         let engine = Arc::new(engine);
+        warm_footers(query_rt, &engine);
         let obscore = query_rt.block_on(Obscore::load(&engine));
         let checksums = query_rt.block_on(Checksums::load(
             &storage,
@@ -211,6 +212,21 @@ impl State {
 }
 
 /// Negotiated transfers older than twice their lifetime are forgotten, hourly.
+/// Reads every catalog's Parquet footers into the metadata cache in the background (bounded
+/// by `metadata_cache_mb`), so that the first query into a partition reads no footer.
+fn warm_footers(rt: &tokio::runtime::Runtime, engine: &Arc<crate::engine::Engine>) {
+    let tables = engine.tables().to_vec();
+    let env = engine.ctx().runtime_env();
+    rt.spawn(async move {
+        for (name, table) in tables {
+            match table.warm_footers(&env).await {
+                Ok(n) => tracing::info!("{name}: {n} partition footers read into the cache"),
+                Err(e) => tracing::warn!("{name}: footers not cached at start: {e}"),
+            }
+        }
+    });
+}
+
 fn forget_expired_transfers(rt: &tokio::runtime::Runtime, store: Arc<VoStore>, lifetime: u64) {
     let keep = lifetime.saturating_mul(2);
     rt.spawn(async move {

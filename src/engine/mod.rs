@@ -151,6 +151,19 @@ impl Runtimes {
     }
 }
 
+/// What [`Engine::footer_cache`] reports.
+#[derive(Debug, Clone, Copy)]
+pub struct FooterCache {
+    /// Files whose footer is cached.
+    pub entries: usize,
+    /// Bytes they take.
+    pub bytes: usize,
+    /// Reads served from the cache by the entries now in it.
+    pub hits: usize,
+    /// The cache's limit, bytes.
+    pub limit: usize,
+}
+
 /// A handle on the query engine: what every protocol front may use.
 pub struct Engine {
     ctx: SessionContext,
@@ -287,6 +300,23 @@ impl Engine {
     /// Whether the service is stopping.
     pub fn draining(&self) -> bool {
         self.drain.borrow().is_some()
+    }
+
+    /// The Parquet footer cache now: entries, their bytes, the reads they served since they
+    /// were cached, and the cache's limit in bytes (`metadata_cache_mb`).
+    pub fn footer_cache(&self) -> FooterCache {
+        let cache = self
+            .ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache();
+        let entries = cache.list_entries();
+        FooterCache {
+            entries: entries.len(),
+            bytes: entries.values().map(|e| e.size_bytes).sum(),
+            hits: entries.values().map(|e| e.hits).sum(),
+            limit: cache.cache_limit(),
+        }
     }
 
     /// Bytes the query memory pool has handed out now (`[limits] query_memory_mb`).
