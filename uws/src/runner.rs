@@ -666,23 +666,38 @@ impl Jobs {
         }
     }
 
+    /// The job about to start, or None (and it is no longer running) when it was aborted or
+    /// deleted while it waited, or the store failed.
+    fn startable<E: std::fmt::Display>(
+        &self,
+        id: &str,
+        found: Result<Option<Job>, E>,
+    ) -> Option<Job> {
+        let job = match found {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!("job {id}: cannot start it: {e}");
+                None
+            }
+        };
+        if job.is_none() {
+            lock(&self.running).remove(id);
+        }
+        job
+    }
+
     /// Executes one job taken from the queue.
     async fn execute(&self, executor: &dyn Executor, id: &str) {
         // Registered before the job turns EXECUTING, so that an abort in between is not lost.
         let (abort_tx, abort_rx) = oneshot::channel::<()>();
         lock(&self.running).insert(id.to_string(), abort_tx);
-        let queued = match self.store.get(id).await {
-            Ok(Some(job)) if job.phase == Phase::Queued => job,
-            Ok(_) => {
-                // Aborted or deleted while it waited.
-                lock(&self.running).remove(id);
-                return;
-            }
-            Err(e) => {
-                tracing::error!("job {id}: cannot start it: {e}");
-                lock(&self.running).remove(id);
-                return;
-            }
+        let queued = self
+            .store
+            .get(id)
+            .await
+            .map(|j| j.filter(|j| j.phase == Phase::Queued));
+        let Some(queued) = self.startable(id, queued) else {
+            return;
         };
         // What an earlier run (before a restart) may have left.
         self.clear_results(id).await;
@@ -709,18 +724,8 @@ impl Jobs {
                 }),
             )
             .await;
-        let job = match started {
-            Ok(Some(job)) => job,
-            Ok(None) => {
-                // Aborted or deleted while it waited.
-                lock(&self.running).remove(id);
-                return;
-            }
-            Err(e) => {
-                tracing::error!("job {id}: cannot start it: {e}");
-                lock(&self.running).remove(id);
-                return;
-            }
+        let Some(job) = self.startable(id, started) else {
+            return;
         };
         self.changed();
         tracing::info!("job {id} ({}): executing", job.kind);
