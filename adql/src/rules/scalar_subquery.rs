@@ -24,7 +24,12 @@
 //! are counted per D row; more than one is the error SQL-92 asks for (6.11, "cardinality
 //! violation"), located at the subquery, and none is NULL (the LEFT JOIN back).
 //!
-//! D and I are the same plan read twice (DataFusion has no common subexpressions of plans);
+//! In a WHERE, the terms without such a subquery are applied first, so that D holds the outer
+//! values of the rows that can pass (the subquery is computed for those only, as it would be
+//! evaluated for them only).
+//!
+//! D and I are the same plan read twice (DataFusion has no common subexpressions of plans;
+//! an outer query with `RAND()` is left to DataFusion, as both reads must give the same rows);
 //! the joins and aggregates are DataFusion's, bounded by the session's memory pool and the
 //! query's time limit like any other. Shapes left to DataFusion (and refused as before): a
 //! subquery with `TOP`/`LIMIT`, a correlation inside a join or a nested query of the subquery,
@@ -44,7 +49,7 @@ use datafusion::functions_aggregate::expr_fn::first_value;
 use datafusion::logical_expr::expr::{AggregateFunction, Exists, InSubquery, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::logical_plan::check_subquery_expr;
-use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, Filter, JoinType,
     LogicalPlan, LogicalPlanBuilder, Operator, Projection, ScalarFunctionArgs, ScalarUDF,
@@ -86,23 +91,43 @@ fn datafusion_refuses(node: &LogicalPlan, s: &Subquery) -> bool {
     }
 }
 
+/// Whether `e` holds a scalar subquery of `node` that DataFusion leaves undecorrelated.
+fn has_target(node: &LogicalPlan, e: &Expr) -> bool {
+    e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(s) if datafusion_refuses(node, s))))
+        .unwrap_or(false)
+}
+
 fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let targets = {
-        let mut found = false;
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                if let Expr::ScalarSubquery(s) = e {
-                    found |= datafusion_refuses(&node, s);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
-        found
-    };
+    let mut targets = false;
+    node.apply_expressions(|e| {
+        targets |= has_target(&node, e);
+        Ok(TreeNodeRecursion::Continue)
+    })?;
     if !targets {
         return Ok(Transformed::no(node));
     }
-    let input = Arc::new(node.inputs()[0].clone());
+    // The rows the subqueries are computed for. In a WHERE, the terms without such a
+    // subquery select them first (AND is commutative), so that the outer values the
+    // subqueries read are those of the rows that can pass, as a correlated subquery is
+    // evaluated only for them.
+    let (input, condition) = match &node {
+        LogicalPlan::Filter(f) => {
+            // (A term reading a query further out stays above: DataFusion decorrelates it.)
+            let (with, without): (Vec<Expr>, Vec<Expr>) =
+                split_conjunction_owned(f.predicate.clone())
+                    .into_iter()
+                    .partition(|t| has_target(&node, t) || t.contains_outer());
+            let input = match conjunction(without) {
+                Some(p) => Arc::new(LogicalPlan::Filter(Filter::try_new(
+                    p,
+                    Arc::clone(&f.input),
+                )?)),
+                None => Arc::clone(&f.input),
+            };
+            (input, conjunction(with))
+        }
+        _ => (Arc::new(node.inputs()[0].clone()), None),
+    };
     let mut joined = input.as_ref().clone();
     let mut n = 0usize;
     let mut rewrite = |e: Expr, joined: &mut LogicalPlan| -> Result<Transformed<Expr>> {
@@ -123,8 +148,11 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         })
     };
     let plan = match &node {
-        LogicalPlan::Filter(f) => {
-            let predicate = rewrite(f.predicate.clone(), &mut joined)?;
+        LogicalPlan::Filter(_) => {
+            let Some(condition) = condition else {
+                return Ok(Transformed::no(node));
+            };
+            let predicate = rewrite(condition, &mut joined)?;
             if !predicate.transformed {
                 return Ok(Transformed::no(node));
             }
@@ -306,6 +334,14 @@ fn decorrelate(
 ) -> Result<Option<(LogicalPlan, Vec<Expr>, Expr)>> {
     let plan = s.subquery.as_ref();
     if has_nested_correlated(plan) {
+        return Ok(None);
+    }
+    // The outer rows are read twice (D and the join back): both reads must give the same
+    // rows, which RAND() in them would not.
+    let volatile = input
+        .exists(|p| Ok(p.expressions().iter().any(Expr::is_volatile)))
+        .unwrap_or(true);
+    if volatile {
         return Ok(None);
     }
     let Some(shape) = Shape::of(plan) else {
