@@ -619,6 +619,15 @@ pub fn humanise(message: &str) -> String {
     if m.starts_with("Divide by zero") {
         return "division by zero".into();
     }
+    // The correlated subqueries rules::scalar_subquery leaves to DataFusion, which refuses them.
+    if m.contains("logical expression ScalarSubquery")
+        || m.starts_with("Correlated scalar subquery")
+    {
+        return "this correlated subquery used as a value cannot be answered: one in WHERE, \
+                HAVING or the select list, without TOP and correlated in its own WHERE, can; \
+                else write it as a join, or with an aggregate (MAX, MIN, …)"
+            .into();
+    }
     if let Some(rest) = m.strip_prefix("Cannot cast string '") {
         if let Some((value, _)) = rest.split_once('\'') {
             return format!(

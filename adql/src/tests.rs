@@ -219,3 +219,23 @@ fn long_texts_are_bounded_by_their_tokens() {
     );
     assert!(token_bound(&q) < MAX_TOKENS, "{}", token_bound(&q));
 }
+
+#[test]
+fn correlated_subqueries_left_to_datafusion_are_refused_in_adql_terms() {
+    for engine in [
+        "This feature is not implemented: Physical plan does not support logical expression \
+         ScalarSubquery(<subquery>)",
+        "Error during planning: Correlated scalar subquery can only be used in Projection, \
+         Filter, Aggregate plan nodes",
+    ] {
+        let m = humanise(engine);
+        assert!(
+            m.starts_with("this correlated subquery used as a value cannot be answered"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("ScalarSubquery") && !m.contains("plan nodes"),
+            "{m}"
+        );
+    }
+}

@@ -554,3 +554,118 @@ fn failure(message: &str) -> QueryError {
     }
     QueryError::Invalid(adql::humanise(message))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int32Array, Int64Array};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::catalog::streaming::StreamingTable;
+    use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use datafusion::physical_plan::streaming::PartitionStream;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::engine::{Limits, LimitsConfig, Runtimes, TapMetadata};
+
+    /// A table source that declares the column `x INTEGER` and yields `batch`, whatever its
+    /// columns are (as an operator whose declared schema is wrong would).
+    #[derive(Debug)]
+    struct Declared {
+        schema: SchemaRef,
+        batch: RecordBatch,
+    }
+
+    impl PartitionStream for Declared {
+        fn schema(&self) -> &SchemaRef {
+            &self.schema
+        }
+
+        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let batch = self.batch.clone();
+            Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::iter([Ok(batch)]),
+            ))
+        }
+    }
+
+    /// `SELECT * FROM t` as CSV, over a table `t` that yields `batch`.
+    async fn run(batch: RecordBatch) -> Result<String, QueryError> {
+        let declared = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let ctx = SessionContext::new();
+        adql::register(&ctx);
+        let table = StreamingTable::try_new(
+            declared.clone(),
+            vec![Arc::new(Declared {
+                schema: declared,
+                batch,
+            })],
+        )
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+        ctx.register_table("t", Arc::new(table))
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let plan = ctx
+            .sql("SELECT * FROM t")
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?
+            .into_unoptimized_plan();
+        let admission = LimitsConfig::default();
+        let engine = Engine {
+            ctx,
+            runtimes: Runtimes::single(tokio::runtime::Handle::current()),
+            tables: Vec::new(),
+            metadata: TapMetadata::build(&[]),
+            limits: Limits {
+                default_maxrec: 100,
+                hard_maxrec: 100,
+                sync_timeout: 0,
+            },
+            fast_places: Arc::new(Semaphore::new(1)),
+            sync_places: Arc::new(Semaphore::new(1)),
+            heavy_places: Arc::new(Semaphore::new(1)),
+            admission,
+        };
+        let req = QueryRequest {
+            plan,
+            maxrec: 100,
+            format: Format::Csv,
+            info: TableInfo::default(),
+            schema: None,
+        };
+        let result = engine.stream(req, None, Lane::Slow, false).await?;
+        let chunks: Vec<Bytes> = result.chunks.collect().await;
+        Ok(chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect())
+    }
+
+    fn batch_of(column: datafusion::arrow::array::ArrayRef) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "x",
+            column.data_type().clone(),
+            false,
+        )]));
+        RecordBatch::try_new(schema, vec![column]).expect("a batch of one column")
+    }
+
+    #[tokio::test]
+    async fn a_batch_unlike_the_declared_columns_fails_before_the_first_byte() {
+        // The declared INTEGER column streams.
+        let ok = run(batch_of(Arc::new(Int32Array::from(vec![7, 8]))))
+            .await
+            .expect("the declared type streams");
+        assert_eq!(ok.lines().collect::<Vec<_>>(), ["x", "7", "8"]);
+        // A BIGINT batch where INTEGER was declared is an error, not a header and then a
+        // failure: no chunk is produced at all.
+        match run(batch_of(Arc::new(Int64Array::from(vec![7_i64, 8])))).await {
+            Err(QueryError::Internal(m)) => {
+                assert!(m.contains("do not have the columns it declared"), "{m}");
+                assert!(m.contains("column x is BIGINT, declared INTEGER"), "{m}");
+            }
+            Err(e) => panic!("another error: {e:?}"),
+            Ok(body) => panic!("streamed: {body:?}"),
+        }
+    }
+}

@@ -115,7 +115,14 @@ impl TapMetadata {
                 .map(|f| {
                     let cm = m.column(f.name());
                     let md = f.metadata();
-                    let (datatype, arraysize) = votable_type(f.data_type());
+                    let (mut datatype, arraysize) = votable_type(f.data_type());
+                    // A string column its metadata declares unicodeChar is written so.
+                    if datatype == "char"
+                        && md.get(votable::meta::DATATYPE).map(String::as_str)
+                            == Some("unicodeChar")
+                    {
+                        datatype = "unicodeChar";
+                    }
                     ColumnDesc {
                         name: f.name().clone(),
                         description: md.get("description").cloned(),
@@ -153,7 +160,9 @@ impl TapMetadata {
                 }),
             }
         }
-        schemas.push(tap_schema_desc());
+        let mut tap_schema = tap_schema_desc();
+        mark_non_ascii(&mut tap_schema, &schemas);
+        schemas.push(tap_schema);
         TapMetadata { schemas }
     }
 
@@ -185,6 +194,9 @@ impl TapMetadata {
                     if let Some(d) = &c.description {
                         md.insert("description".to_string(), d.clone());
                     }
+                    if c.datatype == "unicodeChar" {
+                        md.insert(votable::meta::DATATYPE.to_string(), c.datatype.clone());
+                    }
                     Field::new(c.name.trim_matches('"'), a.data_type().clone(), true)
                         .with_metadata(md)
                 })
@@ -195,10 +207,11 @@ impl TapMetadata {
             ctx.register_table(TableReference::partial("tap_schema", name), Arc::new(table))?;
             Ok(())
         };
-        let ts = tap_schema_desc();
         let find = |n: &str| {
-            ts.tables
+            self.schemas
                 .iter()
+                .filter(|sc| sc.name == "tap_schema")
+                .flat_map(|sc| sc.tables.iter())
                 .find(|t| t.name == format!("tap_schema.{n}"))
                 .cloned()
         };
@@ -336,6 +349,46 @@ impl TapMetadata {
 }
 
 /// TAP_SCHEMA as TAP 1.1 defines it.
+/// Declares `unicodeChar` the TAP_SCHEMA text columns that will hold non-ASCII text (a
+/// description such as "BP − RP colour"): VOTable 1.4 `char` is ASCII, and the type must be
+/// known before the first byte of a result is written. The values are the metadata of
+/// `served` (and of TAP_SCHEMA itself), known here.
+fn mark_non_ascii(tap_schema: &mut SchemaDesc, served: &[SchemaDesc]) {
+    let non_ascii = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.is_ascii());
+    let all = || served.iter().chain(std::iter::once(&*tap_schema));
+    let mut marks: Vec<(&str, &str)> = Vec::new();
+    if all().any(|sc| non_ascii(&sc.description)) {
+        marks.push(("schemas", "description"));
+    }
+    let tables = || all().flat_map(|sc| sc.tables.iter());
+    if tables().any(|t| non_ascii(&t.description)) {
+        marks.push(("tables", "description"));
+    }
+    let columns = || tables().flat_map(|t| t.columns.iter());
+    for (name, get) in [
+        (
+            "description",
+            (|c: &ColumnDesc| &c.description) as fn(&ColumnDesc) -> &Option<String>,
+        ),
+        ("unit", |c| &c.unit),
+        ("ucd", |c| &c.ucd),
+        ("utype", |c| &c.utype),
+        ("xtype", |c| &c.xtype),
+    ] {
+        if columns().any(|c| non_ascii(get(c))) {
+            marks.push(("columns", name));
+        }
+    }
+    for (table, column) in marks {
+        let name = format!("tap_schema.{table}");
+        for t in tap_schema.tables.iter_mut().filter(|t| t.name == name) {
+            for c in t.columns.iter_mut().filter(|c| c.name == column) {
+                c.datatype = "unicodeChar".into();
+            }
+        }
+    }
+}
+
 fn tap_schema_desc() -> SchemaDesc {
     let fk = |id: &str, target: &str, from: &str, to: &str| ForeignKey {
         key_id: id.into(),
@@ -448,5 +501,50 @@ fn tap_schema_desc() -> SchemaDesc {
                 vec![fk("key_columns_key", "keys", "key_id", "key_id")],
             ),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datatype(ts: &SchemaDesc, table: &str, column: &str) -> Option<String> {
+        ts.tables
+            .iter()
+            .find(|t| t.name == format!("tap_schema.{table}"))
+            .and_then(|t| t.columns.iter().find(|c| c.name == column))
+            .map(|c| c.datatype.clone())
+    }
+
+    #[test]
+    fn text_columns_holding_non_ascii_text_are_unicode_char() {
+        let mut plain = tap_schema_desc();
+        mark_non_ascii(&mut plain, &[]);
+        assert_eq!(
+            datatype(&plain, "columns", "description").as_deref(),
+            Some("char")
+        );
+
+        let mut served = tap_schema_desc();
+        served.name = "synthetic".into();
+        served.tables[0].columns[0].description = Some("BP − RP colour".into());
+        let mut ts = tap_schema_desc();
+        mark_non_ascii(&mut ts, &[served]);
+        assert_eq!(
+            datatype(&ts, "columns", "description").as_deref(),
+            Some("unicodeChar")
+        );
+        for (table, column) in [
+            ("tables", "description"),
+            ("schemas", "description"),
+            ("columns", "unit"),
+            ("columns", "column_name"),
+        ] {
+            assert_eq!(
+                datatype(&ts, table, column).as_deref(),
+                Some("char"),
+                "{table}.{column}"
+            );
+        }
     }
 }

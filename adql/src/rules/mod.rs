@@ -6,6 +6,7 @@
 mod checked;
 mod float_keys;
 mod in_subquery;
+mod scalar_subquery;
 mod set_all;
 
 use std::sync::Arc;
@@ -37,5 +38,6 @@ pub(crate) fn register(ctx: &SessionContext) {
     }
     state.add_analyzer_rule(Arc::new(in_subquery::InSubqueryThreeValued));
     state.add_analyzer_rule(Arc::new(set_all::SetOperationsAll));
+    state.add_analyzer_rule(Arc::new(scalar_subquery::CorrelatedScalarSubqueries));
     state.add_analyzer_rule(Arc::new(float_keys::NormaliseFloatKeys));
 }
