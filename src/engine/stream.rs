@@ -625,6 +625,7 @@ mod tests {
             sync_places: Arc::new(Semaphore::new(1)),
             heavy_places: Arc::new(Semaphore::new(1)),
             admission,
+            drain: tokio::sync::watch::Sender::new(None),
         };
         let req = QueryRequest {
             plan,
