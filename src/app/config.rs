@@ -41,6 +41,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Who may read `/metrics` beyond the loopback interface.
     pub metrics: super::metrics::MetricsConfig,
+    /// The curation metadata of the registry records (`/oai`).
+    pub registry: super::oai::RegistryConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
@@ -81,6 +83,7 @@ impl Default for Config {
             vospace: VoSpaceConfig::default(),
             limits: LimitsConfig::default(),
             metrics: super::metrics::MetricsConfig::default(),
+            registry: super::oai::RegistryConfig::default(),
             metadata_cache_mb: 256,
         }
     }

@@ -7,6 +7,7 @@ pub mod config;
 mod index;
 mod landing;
 pub mod metrics;
+pub mod oai;
 mod portal;
 mod resolver;
 pub mod routes;

@@ -53,6 +53,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let vospace = web::Data::from(state.vospace);
         let previews = web::Data::from(state.previews);
         let metrics = super::metrics::data(&config.metrics);
+        let oai = web::Data::new(super::oai::Oai::new(
+            config.registry.clone(),
+            config.service(),
+        ));
         let draining = engine.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -67,6 +71,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(vospace.clone())
                 .app_data(previews.clone())
                 .app_data(metrics.clone())
+                .app_data(oai.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 // Innermost: the routes see a HEAD request as the GET it mirrors.
                 .wrap(actix_web::middleware::from_fn(head_as_get))
@@ -88,6 +93,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .configure(super::portal::routes)
                 .route("/capabilities", web::get().to(super::index::capabilities))
                 .configure(super::metrics::routes)
+                .configure(super::oai::routes)
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)
                 .configure(protocols::files::routes)

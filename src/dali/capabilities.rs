@@ -245,7 +245,9 @@ impl Capability {
         self
     }
 
-    fn render(&self, out: &mut String) {
+    /// Writes the `<capability>` element (VOResource's, unqualified; the prefixes `xsi`,
+    /// `vr`, `vs` and those of its type must be declared around it).
+    pub fn render(&self, out: &mut String) {
         let _ = write!(
             out,
             "  <capability standardID=\"{}\"",

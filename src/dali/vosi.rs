@@ -108,17 +108,35 @@ xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"";
 pub fn tableset(meta: &TapMetadata, min: bool) -> String {
     let mut out =
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<vosi:tableset {TABLES_NS}>\n");
-    for s in &meta.schemas {
-        out.push_str("  <schema>\n");
-        let _ = writeln!(out, "    <name>{}</name>", esc(&s.name));
-        opt_el(&mut out, "    ", "description", &s.description);
-        for t in &s.tables {
-            table_xml(&mut out, t, min, "    ", "table", "");
-        }
-        out.push_str("  </schema>\n");
-    }
+    schemas_xml(&mut out, meta, min, "  ", None);
     out.push_str("</vosi:tableset>\n");
     out
+}
+
+/// The `<schema>` elements of a tableset (VODataService `vs:TableSet`) at `indent`, each with
+/// its tables, or only those `keep` keeps (a schema then left without a table is left out).
+/// The prefixes `vs` and `xsi` must be declared around it.
+pub fn schemas_xml(
+    out: &mut String,
+    meta: &TapMetadata,
+    min: bool,
+    indent: &str,
+    keep: Option<&dyn Fn(&TableDesc) -> bool>,
+) {
+    let inner = format!("{indent}  ");
+    let kept = |t: &TableDesc| keep.is_none_or(|k| k(t));
+    for s in &meta.schemas {
+        if keep.is_some() && !s.tables.iter().any(kept) {
+            continue;
+        }
+        let _ = writeln!(out, "{indent}<schema>");
+        let _ = writeln!(out, "{inner}<name>{}</name>", esc(&s.name));
+        opt_el(out, &inner, "description", &s.description);
+        for t in s.tables.iter().filter(|t| kept(t)) {
+            table_xml(out, t, min, &inner, "table", "");
+        }
+        let _ = writeln!(out, "{indent}</schema>");
+    }
 }
 
 /// The VOSI document of one table.

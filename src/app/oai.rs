@@ -1,0 +1,689 @@
+//! `/oai`: the publishing registry, an OAI-PMH 2.0 repository (GET or a POSTed form) as the
+//! IVOA Registry Interfaces describe it, which the Registry of Registries harvests. Its records
+//! are VOResource 1.2 / VODataService 1.2 resources (`ivo_vor`, in `ri:Resource`) or unqualified
+//! Dublin Core (`oai_dc`): the authority (`vg:Authority`), this registry (`vg:Registry`), the
+//! TAP service with its tableset, one cone search service per table (as DaCHS publishes each
+//! cone search as a service of its own: the Registry finds a catalog's cone search by the
+//! catalog's description, and its one table), SIA 2.0 and 1.0, SSA, DataLink and VOSpace.
+//! Every record is in the set `ivo_managed`; the records are few, so no answer is paged and a
+//! resumption token is never valid. The datestamps are the server's start (to the second): a
+//! record changes only when the configuration or the data does, and those change at a start.
+
+use std::fmt::Write;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uws::Jobs;
+use votable::xml::escape;
+
+use crate::dali::capabilities::{self, Capability};
+use crate::dali::{vosi, Service};
+use crate::engine::Engine;
+use crate::protocols::{datalink, scs, sia, ssa, tap, vospace};
+
+/// `[registry]`: the curation metadata of every record.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The organisation that publishes the resources (`curation/publisher`; the authority's
+    /// managing organisation).
+    pub publisher: String,
+    /// Who made the data and services (`curation/creator`).
+    pub creator: String,
+    /// Whom to ask about them (`curation/contact`).
+    pub contact_name: String,
+    /// The contact's address; also the registry's `adminEmail`.
+    pub contact_email: String,
+    /// Subjects, preferably terms of the Unified Astronomy Thesaurus (`content/subject`).
+    pub subjects: Vec<String>,
+    /// Audiences (`content/contentLevel`: General, Elementary Education, Secondary Education,
+    /// Community College, University, Research, Amateur, Informal Education).
+    pub content_level: Vec<String>,
+    /// What the data centre holds, for people (`content/description`).
+    pub description: String,
+    /// A page about the data centre; by default the server's portal (`content/referenceURL`).
+    pub reference_url: Option<String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            publisher: "vostok data centre".into(),
+            creator: "vostok data centre".into(),
+            contact_name: "vostok operator".into(),
+            contact_email: "vo@vostok.example".into(),
+            subjects: vec!["virtual-observatories".into()],
+            content_level: vec!["Research".into()],
+            description: "Astronomical catalogs, images and spectra served through the IVOA \
+                          protocols by vostok."
+                .into(),
+            reference_url: None,
+        }
+    }
+}
+
+/// What `/oai` answers with: the curation metadata, the service's identity and the datestamp.
+pub struct Oai {
+    config: RegistryConfig,
+    service: Service,
+    /// Every record's datestamp: the server's start, to the second.
+    stamp: DateTime<Utc>,
+}
+
+impl Oai {
+    /// The registry of `service`, its records stamped now.
+    pub fn new(config: RegistryConfig, service: Service) -> Self {
+        let now = Utc::now();
+        let stamp = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        Oai {
+            config,
+            service,
+            stamp,
+        }
+    }
+}
+
+/// The routes: `/oai`, GET or POST.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/oai", web::get().to(oai))
+        .route("/oai", web::post().to(oai));
+}
+
+const ISO: &str = "%Y-%m-%dT%H:%M:%SZ";
+const SET: &str = "ivo_managed";
+const RI: &str = "http://www.ivoa.net/xml/RegistryInterface/v1.0";
+const OAI_DC: &str = "http://www.openarchives.org/OAI/2.0/oai_dc/";
+
+/// An OAI-PMH error: its code and message.
+struct Error(&'static str, String);
+
+fn bad_argument(msg: impl Into<String>) -> Error {
+    Error("badArgument", msg.into())
+}
+
+/// One record: its identifier and the metadata in both formats.
+struct Record {
+    id: String,
+    resource: String,
+    title: String,
+    description: String,
+    kind: &'static str,
+}
+
+/// The metadata formats: prefix, schema, namespace.
+const FORMATS: [(&str, &str, &str); 2] = [
+    (
+        "ivo_vor",
+        "http://www.ivoa.net/xml/RegistryInterface/RegistryInterface-v1.0.xsd",
+        RI,
+    ),
+    (
+        "oai_dc",
+        "http://www.openarchives.org/OAI/2.0/oai_dc.xsd",
+        OAI_DC,
+    ),
+];
+
+/// The arguments of a request, each name at most once (a repeated one is `badArgument`).
+struct Args(Vec<(String, String)>);
+
+impl Args {
+    fn parse(req: &HttpRequest, body: &[u8]) -> Result<Args, Error> {
+        let mut pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        if req.method() == actix_web::http::Method::POST {
+            pairs.extend(
+                url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
+        }
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(j, _)| j == k) {
+                return Err(if k == "verb" {
+                    Error("badVerb", "the verb is given more than once".into())
+                } else {
+                    bad_argument(format!("the argument {k} is given more than once"))
+                });
+            }
+        }
+        Ok(Args(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `badArgument` unless every argument but the verb is one of `allowed` and every one of
+    /// `required` is given.
+    fn check(&self, allowed: &[&str], required: &[&str]) -> Result<(), Error> {
+        if let Some((k, _)) = self
+            .0
+            .iter()
+            .find(|(k, _)| k != "verb" && !allowed.contains(&k.as_str()))
+        {
+            return Err(bad_argument(format!("this verb takes no argument {k}")));
+        }
+        match required.iter().find(|r| self.get(r).is_none()) {
+            Some(r) => Err(bad_argument(format!("this verb needs the argument {r}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `from` or `until`: a day or a UTC second; the instant it starts (`from`) or ends (`until`),
+/// and whether it was a day.
+fn instant(text: &str, end: bool) -> Result<(DateTime<Utc>, bool), Error> {
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, ISO) {
+        if text.len() == 20 {
+            return Ok((t.and_utc(), false));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let t = if end {
+            d.and_hms_opt(23, 59, 59)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        if let (Some(t), 10) = (t, text.len()) {
+            return Ok((t.and_utc(), true));
+        }
+    }
+    Err(bad_argument(format!(
+        "{text} is not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDThh:mm:ssZ)"
+    )))
+}
+
+/// `POST` or `GET /oai`.
+async fn oai(
+    oai: web::Data<Oai>,
+    engine: web::Data<Engine>,
+    tap_service: web::Data<tap::Tap>,
+    jobs: web::Data<Jobs>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let root = oai.service.base_url(&req);
+    let base = format!("{root}/oai");
+    let args = Args::parse(&req, &body);
+    let verb = args.as_ref().ok().and_then(|a| a.get("verb"));
+    let answer = match &args {
+        Err(e) => Err(Error(e.0, e.1.clone())),
+        Ok(args) => {
+            let records = || records(&oai, &engine, &tap_service, &jobs, &root);
+            answer(&oai, args, &root, records)
+        }
+    };
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<OAI-PMH xmlns=\"http://www.openarchives.org/OAI/2.0/\" \
+xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+xsi:schemaLocation=\"http://www.openarchives.org/OAI/2.0/ \
+http://www.openarchives.org/OAI/2.0/OAI-PMH.xsd\">\n\
+  <responseDate>{}</responseDate>\n  <request",
+        Utc::now().format(ISO)
+    );
+    // After badVerb or badArgument the request element carries the base URL only.
+    let plain = matches!(&answer, Err(Error("badVerb" | "badArgument", _)));
+    if let (false, Ok(args)) = (plain, &args) {
+        for (k, v) in &args.0 {
+            let _ = write!(out, " {}=\"{}\"", escape(k), escape(v));
+        }
+    }
+    let _ = writeln!(out, ">{}</request>", escape(&base));
+    match (answer, verb) {
+        (Ok(body), Some(verb)) => {
+            let _ = writeln!(out, "  <{verb}>\n{body}  </{verb}>");
+        }
+        (Err(Error(code, msg)), _) => {
+            let _ = writeln!(out, "  <error code=\"{code}\">{}</error>", escape(&msg));
+        }
+        (Ok(_), None) => {
+            out.push_str("  <error code=\"badVerb\">no verb</error>\n");
+        }
+    }
+    out.push_str("</OAI-PMH>\n");
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(out)
+}
+
+/// The content of the verb's element, or the error.
+fn answer(
+    oai: &Oai,
+    args: &Args,
+    root: &str,
+    records: impl Fn() -> Vec<Record>,
+) -> Result<String, Error> {
+    let stamp = oai.stamp.format(ISO).to_string();
+    let mut out = String::new();
+    match args.get("verb") {
+        None => Err(Error("badVerb", "no verb".into())),
+        Some("Identify") => {
+            args.check(&[], &[])?;
+            let _ = write!(
+                out,
+                "    <repositoryName>{}</repositoryName>\n    <baseURL>{}/oai</baseURL>\n    \
+<protocolVersion>2.0</protocolVersion>\n    <adminEmail>{}</adminEmail>\n    \
+<earliestDatestamp>{stamp}</earliestDatestamp>\n    <deletedRecord>no</deletedRecord>\n    \
+<granularity>YYYY-MM-DDThh:mm:ssZ</granularity>\n    <description>\n",
+                escape(&oai.service.title),
+                escape(root),
+                escape(&oai.config.contact_email),
+            );
+            out.push_str(&registry(oai, root).resource);
+            out.push_str("    </description>\n");
+            Ok(out)
+        }
+        Some("ListMetadataFormats") => {
+            args.check(&["identifier"], &[])?;
+            if let Some(id) = args.get("identifier") {
+                find(&records(), id)?;
+            }
+            for (prefix, schema, ns) in FORMATS {
+                let _ = writeln!(
+                    out,
+                    "    <metadataFormat><metadataPrefix>{prefix}</metadataPrefix>\
+<schema>{schema}</schema><metadataNamespace>{ns}</metadataNamespace></metadataFormat>"
+                );
+            }
+            Ok(out)
+        }
+        Some("ListSets") => {
+            args.check(&["resumptionToken"], &[])?;
+            no_token(args)?;
+            let _ = writeln!(
+                out,
+                "    <set><setSpec>{SET}</setSpec><setName>the resources whose \
+identifiers this registry manages</setName></set>"
+            );
+            Ok(out)
+        }
+        Some(verb @ ("ListIdentifiers" | "ListRecords")) => {
+            if args.get("resumptionToken").is_some() {
+                args.check(&["resumptionToken"], &[])?;
+                return Err(no_token(args).err().unwrap_or_else(|| bad_argument("")));
+            }
+            args.check(
+                &["metadataPrefix", "from", "until", "set"],
+                &["metadataPrefix"],
+            )?;
+            let prefix = format_of(args)?;
+            let from = args.get("from").map(|t| instant(t, false)).transpose()?;
+            let until = args.get("until").map(|t| instant(t, true)).transpose()?;
+            if let (Some((f, fd)), Some((u, ud))) = (from, until) {
+                if fd != ud {
+                    return Err(bad_argument("from and until differ in granularity"));
+                }
+                if f > u {
+                    return Err(bad_argument("from is later than until"));
+                }
+            }
+            let in_range = from.is_none_or(|(f, _)| f <= oai.stamp)
+                && until.is_none_or(|(u, _)| oai.stamp <= u)
+                && args.get("set").is_none_or(|s| s == SET);
+            let all = if in_range { records() } else { Vec::new() };
+            if all.is_empty() {
+                return Err(Error(
+                    "noRecordsMatch",
+                    "no record has a datestamp in that range or is in that set".into(),
+                ));
+            }
+            for r in &all {
+                if verb == "ListIdentifiers" {
+                    header(&mut out, oai, r);
+                } else {
+                    record(&mut out, oai, r, prefix);
+                }
+            }
+            Ok(out)
+        }
+        Some("GetRecord") => {
+            args.check(
+                &["identifier", "metadataPrefix"],
+                &["identifier", "metadataPrefix"],
+            )?;
+            let prefix = format_of(args)?;
+            let all = records();
+            let r = find(&all, args.get("identifier").unwrap_or_default())?;
+            record(&mut out, oai, r, prefix);
+            Ok(out)
+        }
+        Some(other) => Err(Error("badVerb", format!("no verb {other}"))),
+    }
+}
+
+/// `badResumptionToken` for a token given (none is ever issued).
+fn no_token(args: &Args) -> Result<(), Error> {
+    match args.get("resumptionToken") {
+        Some(t) => Err(Error(
+            "badResumptionToken",
+            format!("{t} is not a resumption token of this repository (it issues none)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `metadataPrefix`, one this repository disseminates.
+fn format_of(args: &Args) -> Result<&'static str, Error> {
+    let p = args.get("metadataPrefix").unwrap_or_default();
+    FORMATS
+        .iter()
+        .map(|f| f.0)
+        .find(|f| *f == p)
+        .ok_or_else(|| {
+            Error(
+                "cannotDisseminateFormat",
+                format!("{p} is not a metadata format here (ivo_vor, oai_dc)"),
+            )
+        })
+}
+
+fn find<'a>(records: &'a [Record], id: &str) -> Result<&'a Record, Error> {
+    records.iter().find(|r| r.id == id).ok_or_else(|| {
+        Error(
+            "idDoesNotExist",
+            format!("{id} is not the identifier of a record here"),
+        )
+    })
+}
+
+fn header(out: &mut String, oai: &Oai, r: &Record) {
+    let _ = writeln!(
+        out,
+        "    <header><identifier>{}</identifier><datestamp>{}</datestamp>\
+<setSpec>{SET}</setSpec></header>",
+        escape(&r.id),
+        oai.stamp.format(ISO)
+    );
+}
+
+fn record(out: &mut String, oai: &Oai, r: &Record, prefix: &str) {
+    out.push_str("   <record>\n");
+    header(out, oai, r);
+    out.push_str("    <metadata>\n");
+    if prefix == "oai_dc" {
+        let c = &oai.config;
+        let _ = writeln!(
+            out,
+            "<oai_dc:dc xmlns:oai_dc=\"{OAI_DC}\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\">\n  \
+<dc:title>{}</dc:title>\n  <dc:identifier>{}</dc:identifier>\n  <dc:creator>{}</dc:creator>\n  \
+<dc:publisher>{}</dc:publisher>\n  <dc:description>{}</dc:description>\n  <dc:type>{}</dc:type>",
+            escape(&r.title),
+            escape(&r.id),
+            escape(&c.creator),
+            escape(&c.publisher),
+            escape(&r.description),
+            r.kind,
+        );
+        for s in &c.subjects {
+            let _ = writeln!(out, "  <dc:subject>{}</dc:subject>", escape(s));
+        }
+        out.push_str("</oai_dc:dc>\n");
+    } else {
+        out.push_str(&r.resource);
+    }
+    out.push_str("    </metadata>\n   </record>\n");
+}
+
+/// What a resource record says beyond its curation: its type, identifier's path, title,
+/// description and content type.
+struct About<'a> {
+    xsi_type: &'static str,
+    path: &'a str,
+    title: String,
+    description: String,
+    kind: &'static str,
+}
+
+/// The `ri:Resource` of `about` with `capabilities` and then `tail` (the type's own elements).
+fn resource(
+    oai: &Oai,
+    root: &str,
+    about: About,
+    capabilities: &[Capability],
+    tail: &str,
+) -> Record {
+    let c = &oai.config;
+    let auth = &oai.service.authority;
+    let id = match about.path {
+        "" => format!("ivo://{auth}"),
+        p => format!("ivo://{auth}/{p}"),
+    };
+    let stamp = oai.stamp.format(ISO);
+    let mut out = format!(
+        "<ri:Resource xmlns=\"\" xmlns:ri=\"{RI}\" \
+xmlns:vr=\"http://www.ivoa.net/xml/VOResource/v1.0\" \
+xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
+xmlns:vg=\"http://www.ivoa.net/xml/VORegistry/v1.0\" \
+xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
+    );
+    for (prefix, uri) in [
+        tap::capabilities::NAMESPACE,
+        scs::NAMESPACE,
+        sia::v1::NAMESPACE,
+        ssa::NAMESPACE,
+    ] {
+        let _ = write!(out, " xmlns:{prefix}=\"{uri}\"");
+    }
+    let _ = write!(
+        out,
+        " xsi:type=\"{}\" created=\"{stamp}\" updated=\"{stamp}\" status=\"active\">\n  \
+<title>{}</title>\n  <identifier>{}</identifier>\n  <curation>\n    \
+<publisher>{}</publisher>\n    <creator><name>{}</name></creator>\n    \
+<contact><name>{}</name><email>{}</email></contact>\n  </curation>\n  <content>\n",
+        about.xsi_type,
+        escape(&about.title),
+        escape(&id),
+        escape(&c.publisher),
+        escape(&c.creator),
+        escape(&c.contact_name),
+        escape(&c.contact_email),
+    );
+    for s in &c.subjects {
+        let _ = writeln!(out, "    <subject>{}</subject>", escape(s));
+    }
+    let reference = c.reference_url.clone().unwrap_or(format!("{root}/"));
+    let _ = writeln!(
+        out,
+        "    <description>{}</description>\n    <referenceURL>{}</referenceURL>\n    \
+<type>{}</type>",
+        escape(&about.description),
+        escape(&reference),
+        about.kind
+    );
+    for l in &c.content_level {
+        let _ = writeln!(out, "    <contentLevel>{}</contentLevel>", escape(l));
+    }
+    out.push_str("  </content>\n");
+    for cap in capabilities {
+        cap.render(&mut out);
+    }
+    out.push_str(tail);
+    out.push_str("</ri:Resource>\n");
+    Record {
+        id,
+        resource: out,
+        title: about.title,
+        description: about.description,
+        kind: about.kind,
+    }
+}
+
+/// The registry's own record (`vg:Registry`), also Identify's description.
+fn registry(oai: &Oai, root: &str) -> Record {
+    let auth = &oai.service.authority;
+    let harvest = format!(
+        "  <capability standardID=\"ivo://ivoa.net/std/Registry\" xsi:type=\"vg:Harvest\">\n    \
+<interface xsi:type=\"vg:OAIHTTP\" role=\"std\" version=\"1.0\">\n      \
+<accessURL use=\"base\">{}/oai</accessURL>\n    </interface>\n    \
+<maxRecords>0</maxRecords>\n  </capability>\n  <full>false</full>\n  \
+<managedAuthority>{}</managedAuthority>\n",
+        escape(root),
+        escape(auth)
+    );
+    let about = About {
+        xsi_type: "vg:Registry",
+        path: "registry",
+        title: format!("{} publishing registry", oai.service.title),
+        description: format!(
+            "The OAI-PMH publishing registry of {}: the records of the authority {auth} and of \
+             its services.",
+            oai.service.title
+        ),
+        kind: "Registry",
+    };
+    resource(oai, root, about, &[], &harvest)
+}
+
+/// Every record, the authority first.
+fn records(
+    oai: &Oai,
+    engine: &Engine,
+    tap_service: &tap::Tap,
+    jobs: &Jobs,
+    root: &str,
+) -> Vec<Record> {
+    let title = &oai.service.title;
+    let auth = &oai.service.authority;
+    let service = |base: &str, main: Vec<Capability>, after: Vec<Capability>| {
+        let mut caps = main;
+        caps.extend(capabilities::vosi(base));
+        caps.extend(after);
+        caps
+    };
+    let mut out = Vec::new();
+    let org = format!(
+        "  <managingOrg>{}</managingOrg>\n",
+        escape(&oai.config.publisher)
+    );
+    out.push(resource(
+        oai,
+        root,
+        About {
+            xsi_type: "vg:Authority",
+            path: "",
+            title: format!("{title} authority"),
+            description: format!(
+                "The naming authority {auth}: the identifiers of the resources of {title}."
+            ),
+            kind: "Organisation",
+        },
+        &[],
+        &org,
+    ));
+    out.push(registry(oai, root));
+    let base = format!("{root}/tap");
+    let (main, after) = tap::capabilities::capability_list(engine, tap_service, jobs, &base);
+    let mut tableset = String::from("  <tableset>\n");
+    vosi::schemas_xml(&mut tableset, engine.metadata(), false, "    ", None);
+    tableset.push_str("  </tableset>\n");
+    out.push(resource(
+        oai,
+        root,
+        About {
+            xsi_type: "vs:CatalogService",
+            path: "tap",
+            title: format!("{title} TAP service"),
+            description: format!(
+                "Table Access Protocol service of {title}: ADQL queries on every table served. {}",
+                oai.config.description
+            ),
+            kind: "Catalog",
+        },
+        &service(&base, main, after),
+        &tableset,
+    ));
+    let hard_maxrec = engine.limits().hard_maxrec;
+    for (name, table) in engine.tables() {
+        let base = format!("{root}/scs/{name}");
+        let caps = service(
+            &base,
+            vec![scs::capability(hard_maxrec, table, &base)],
+            Vec::new(),
+        );
+        let mut tableset = String::from("  <tableset>\n");
+        let only = |t: &crate::engine::tap_schema::TableDesc| &t.name == name;
+        vosi::schemas_xml(&mut tableset, engine.metadata(), false, "    ", Some(&only));
+        tableset.push_str("  </tableset>\n");
+        let described = engine
+            .metadata()
+            .tables()
+            .find(|(_, t)| &t.name == name)
+            .and_then(|(_, t)| t.description.clone())
+            .unwrap_or_default();
+        out.push(resource(
+            oai,
+            root,
+            About {
+                xsi_type: "vs:CatalogService",
+                path: &format!("scs/{name}"),
+                title: format!("{name} cone search"),
+                description: format!("Simple Cone Search on {name}. {described}")
+                    .trim_end()
+                    .to_string(),
+                kind: "Catalog",
+            },
+            &caps,
+            &tableset,
+        ));
+    }
+    let simple: [(&str, &str, &'static str, &'static str, Vec<Capability>); 5] = [
+        (
+            "sia/v2",
+            "SIA 2.0 image search",
+            "vs:DataService",
+            "Archive",
+            vec![sia::capability2(&format!("{root}/sia/v2"))],
+        ),
+        (
+            "sia/v1",
+            "SIA 1.0 image search",
+            "vs:DataService",
+            "Archive",
+            vec![sia::v1::capability1(hard_maxrec, &format!("{root}/sia/v1"))],
+        ),
+        (
+            "ssa",
+            "SSA 1.1 spectrum search",
+            "vs:DataService",
+            "Archive",
+            vec![ssa::capability(engine.limits(), &format!("{root}/ssa"))],
+        ),
+        (
+            "datalink",
+            "DataLink 1.1 links to the images and spectra",
+            "vs:DataService",
+            "Archive",
+            vec![datalink::capability(&format!("{root}/datalink"))],
+        ),
+        (
+            "vospace",
+            "VOSpace 2.1 user storage",
+            "vr:Service",
+            "Other",
+            vospace::capability_list(&format!("{root}/vospace")),
+        ),
+    ];
+    for (path, what, xsi_type, kind, caps) in simple {
+        let base = format!("{root}/{path}");
+        out.push(resource(
+            oai,
+            root,
+            About {
+                xsi_type,
+                path,
+                title: format!("{title} {what}"),
+                description: format!("{what} of {title}. {}", oai.config.description),
+                kind,
+            },
+            &service(&base, caps, Vec::new()),
+            "",
+        ));
+    }
+    out
+}
