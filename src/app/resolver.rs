@@ -294,15 +294,8 @@ async fn in_catalogs(engine: &Engine, name: &str) -> Result<Option<Value>, Strin
                 _ => continue,
             };
             let condition = Expr::Column(Column::new_unqualified(&id.column)).eq(lit(typed));
-            if let Some((ra, dec)) = lookup(engine, id, condition).await? {
-                return Ok(Some(json!({
-                    "name": name,
-                    "ra": ra,
-                    "dec": dec,
-                    "source": id.table,
-                    "column": id.column,
-                    "object": value,
-                })));
+            if let Some(pos) = lookup(engine, id, condition).await? {
+                return Ok(Some(found(name, id, pos, &value)));
             }
         }
     }
@@ -311,18 +304,23 @@ async fn in_catalogs(engine: &Engine, name: &str) -> Result<Option<Value>, Strin
     for id in columns.iter().filter(|c| c.target) {
         let condition =
             target_expr(Expr::Column(Column::new_unqualified(&id.column))).eq(lit(key.clone()));
-        if let Some((ra, dec)) = lookup(engine, id, condition).await? {
-            return Ok(Some(json!({
-                "name": name,
-                "ra": ra,
-                "dec": dec,
-                "source": id.table,
-                "column": id.column,
-                "object": name,
-            })));
+        if let Some(pos) = lookup(engine, id, condition).await? {
+            return Ok(Some(found(name, id, pos, name)));
         }
     }
     Ok(None)
+}
+
+/// The answer for `name`, found as `object` in the identifier column `id` at `(ra, dec)`.
+fn found(name: &str, id: &IdColumn, (ra, dec): (f64, f64), object: &str) -> serde_json::Value {
+    json!({
+        "name": name,
+        "ra": ra,
+        "dec": dec,
+        "source": id.table,
+        "column": id.column,
+        "object": object,
+    })
 }
 
 fn answer(status: actix_web::http::StatusCode, body: Value) -> HttpResponse {
