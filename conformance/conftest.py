@@ -140,6 +140,8 @@ def server(tmp_path_factory) -> Server:
     env.setdefault("NO_COLOR", "1")
     # The demo catalogs of THIS checkout, whichever checkout the (shared-target) binary was built from.
     env["VOSTOK_DEMO_DIR"] = str(REPO / "data" / "demo")
+    from vostok_helpers import metadata_env  # the job database (PostgreSQL when asked for)
+    env.update(metadata_env(data_dir))
     with open(log_path, "wb") as log:
         # cwd: an empty temp dir, so no stray ./vostok.toml changes the defaults under test
         proc = subprocess.Popen(cmd, cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT,

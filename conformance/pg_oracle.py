@@ -116,7 +116,7 @@ def _free_port() -> int:
 class Cluster:
     """A private PostgreSQL cluster in a temporary directory; stop() removes it."""
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 20):
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(reason)
@@ -133,7 +133,7 @@ class Cluster:
             self._run("initdb", "-D", str(self.dir / "data"), "-U", "postgres", "--auth=trust", "--no-sync",
                       "-E", "UTF8", "--locale=C", "--lc-ctype=C.UTF-8")
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=20 "
+                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={max_connections} "
                     "-c work_mem=64MB -c shared_buffers=128MB")
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-t", "60",
                       "-o", opts, "start")

@@ -21,7 +21,8 @@ import requests
 from pyvo.dal import DALQueryError, TAPService
 
 from vostok_helpers import (SCHEMAS, OwnServer, TimeoutSession, hipparcos, http_get, http_post,
-                            parse_votable, query_status, tap_sync, xmllint_schema)
+                            on_postgres, parse_votable, query_status, stored_job_ids, tap_sync,
+                            xmllint_schema)
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -122,6 +123,19 @@ def test_pyvo_run_async(tap, sync_quick):
     t = result.to_table()
     assert list(t["hip"]) == list(sync_quick["hip"])
     assert np.allclose(np.asarray(t["ra"], float), np.asarray(sync_quick["ra"], float))
+
+
+def test_jobs_are_kept_in_the_configured_database(tap, server):
+    """The job database is the one configured: PostgreSQL's uws_jobs table in the
+    VOSTOK_TEST_POSTGRES=1 run, the data folder's uws.sqlite otherwise."""
+    job = tap.submit_job(QUICK)
+    try:
+        assert job.job_id in stored_job_ids(server.data_dir), \
+            f"job {job.job_id} not in the {'PostgreSQL' if on_postgres() else 'SQLite'} job database"
+        assert (server.data_dir / "uws.sqlite").exists() != on_postgres()
+    finally:
+        job.delete()
+    assert job.job_id not in stored_job_ids(server.data_dir)
 
 
 def test_pyvo_submit_wait_fetch_delete(tap, sync_quick, base_url):

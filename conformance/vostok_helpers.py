@@ -8,8 +8,10 @@ files in data/demo/, read with gzip + numpy, exactly as an outside user would.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
+import hashlib
 import io
 import os
 import shutil
@@ -283,6 +285,47 @@ def xmllint_schema(path, schema):
                     env={"XML_CATALOG_FILES": str(SCHEMAS / "catalog.xml")}, timeout=120)
 
 
+# --- the job database: SQLite (default) or PostgreSQL (VOSTOK_TEST_POSTGRES=1) ------------
+
+_PG_CLUSTER = None
+
+
+def on_postgres() -> bool:
+    """Whether this run keeps the servers' jobs in PostgreSQL (`[metadata] url`)."""
+    return os.environ.get("VOSTOK_TEST_POSTGRES") == "1"
+
+
+def metadata_env(data_dir) -> dict:
+    """The environment a server on `data_dir` gets: with VOSTOK_TEST_POSTGRES=1, a
+    VOSTOK_METADATA_URL naming a database of its own (one per data folder, so a restarted
+    server finds its jobs again) in a private cluster started once per test session."""
+    global _PG_CLUSTER
+    if not on_postgres():
+        return {}
+    from pg_oracle import Cluster
+    if _PG_CLUSTER is None:
+        _PG_CLUSTER = Cluster(max_connections=200)
+        atexit.register(_PG_CLUSTER.stop)
+    name = "vostok_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    with _PG_CLUSTER.connect() as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            c.execute(f'CREATE DATABASE "{name}"')  # a hex name of our own making
+    return {"VOSTOK_METADATA_URL": f"postgres://postgres@127.0.0.1:{_PG_CLUSTER.port}/{name}"}
+
+
+def stored_job_ids(data_dir) -> set[str]:
+    """The identifiers of the jobs in the job database of the server on `data_dir`, read
+    from the database itself (PostgreSQL or the SQLite file)."""
+    if on_postgres():
+        import psycopg
+        url = metadata_env(data_dir)["VOSTOK_METADATA_URL"]
+        with psycopg.connect(url) as c:
+            return {r[0] for r in c.execute("SELECT id FROM uws_jobs")}
+    import sqlite3
+    with sqlite3.connect(f"file:{Path(data_dir) / 'uws.sqlite'}?mode=ro", uri=True) as c:
+        return {r[0] for r in c.execute("SELECT id FROM jobs")}
+
+
 class OwnServer:
     """A vostok server of a test's own (its own data folder, optional config file), which the
     test can SIGKILL and restart. Ready when `ready` (a path) answers 200."""
@@ -299,7 +342,7 @@ class OwnServer:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
-                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
+                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"), **metadata_env(self.data_dir))
         cmd = [str(self.binary)]
         if self.config is not None:
             cmd += ["--config", str(self.config)]

@@ -93,6 +93,22 @@ if [[ $rc -ne 0 ]]; then
     status=1
 fi
 
+# --- the job database in PostgreSQL -------------------------------------------
+# The suites that create, run, abort and recover jobs (TAP queries and VOSpace transfers) once
+# more, every server keeping its jobs in PostgreSQL ([metadata] url; a private cluster the
+# tests start). The whole suite passes this way too: VOSTOK_TEST_POSTGRES=1 scripts/test.sh.
+if [[ $# -eq 0 && "${VOSTOK_TEST_POSTGRES:-}" != "1" ]]; then
+    step "conformance with the jobs in PostgreSQL"
+    VOSTOK_TEST_POSTGRES=1 "$VENV/bin/python" -m pytest -v --durations=5 \
+        conformance/test_async.py conformance/test_vospace.py conformance/test_vospace_tap.py \
+        conformance/test_taplint.py
+    rc=$?
+    if [[ $rc -ne 0 ]]; then
+        fail "conformance with the jobs in PostgreSQL (pytest exit $rc)"
+        status=1
+    fi
+fi
+
 if [[ $status -eq 0 ]]; then
     echo "[test.sh] all passed"
 fi

@@ -32,6 +32,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// Query limits (every protocol) and TAP uploads.
     pub tap: TapConfig,
+    /// A database server for the service's own records (today: the asynchronous jobs).
+    pub metadata: MetadataConfig,
     /// Asynchronous jobs (UWS: TAP queries and VOSpace transfers): job database, pools, time
     /// limits.
     pub uws: UwsConfig,
@@ -47,6 +49,45 @@ pub struct Config {
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
     pub metadata_cache_mb: usize,
+}
+
+/// `[metadata]`: a PostgreSQL database for the service's records instead of the embedded
+/// SQLite files. Today it holds the UWS jobs (`[uws] database` is then unused); the VOSpace
+/// records stay in `[vospace] database`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `postgres://user:password@host:port/database`; `$VOSTOK_METADATA_URL`, when set,
+    /// takes its place (so that the password need not be written in a file). Not set: SQLite.
+    pub url: Option<String>,
+    /// Connections to it at most, per server.
+    pub connections: usize,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            url: None,
+            connections: 8,
+        }
+    }
+}
+
+impl MetadataConfig {
+    /// The PostgreSQL URL in effect, checked; None: the embedded SQLite files.
+    pub fn postgres_url(&self) -> anyhow::Result<Option<&str>> {
+        let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => Ok(Some(url)),
+            Ok(u) => anyhow::bail!(
+                "[metadata] url: `{}:` is not a database vostok can use (postgres://…)",
+                u.scheme()
+            ),
+            Err(e) => anyhow::bail!("[metadata] url: {e}"),
+        }
+    }
 }
 
 /// Who runs the service.
@@ -79,6 +120,7 @@ impl Default for Config {
             demo_dir: default_demo_dir(),
             service: ServiceConfig::default(),
             tap: TapConfig::default(),
+            metadata: MetadataConfig::default(),
             uws: UwsConfig::default(),
             vospace: VoSpaceConfig::default(),
             limits: LimitsConfig::default(),
@@ -108,7 +150,7 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("vostok.toml")).filter(|p| p.exists()),
         };
-        match path {
+        let mut config: Config = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
@@ -117,15 +159,29 @@ impl Config {
                         .map(|k| format!("; did you mean `{k}`?"))
                         .unwrap_or_default();
                     anyhow::anyhow!("{}: {}{hint}", p.display(), e.to_string().trim_end())
-                })
+                })?
             }
-            None => Ok(Config::default()),
+            None => Config::default(),
+        };
+        if let Some(url) = std::env::var("VOSTOK_METADATA_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            config.metadata.url = Some(url);
         }
+        config.metadata.postgres_url()?;
+        Ok(config)
     }
 
-    /// The configuration in effect as TOML, every default written out.
+    /// The configuration in effect as TOML, every default written out (a password in a
+    /// database URL as `***`).
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string(self).map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))
+        let mut shown = self.clone();
+        if let Some(url) = &shown.metadata.url {
+            shown.metadata.url = Some(uws::postgres::redact(url));
+        }
+        toml::to_string(&shown)
+            .map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))
     }
 
     /// Where an SQLite database is: `configured` when set, else `file` in the data folder when
@@ -218,6 +274,25 @@ mod tests {
         assert!(text.contains("[limits]"), "{text}");
         let again: Config = toml::from_str(&text).unwrap();
         assert_eq!(again.to_toml().unwrap(), text);
+    }
+
+    #[test]
+    fn a_metadata_url_is_checked_and_shown_without_its_password() {
+        let mut c = Config::default();
+        assert_eq!(c.metadata.postgres_url().unwrap(), None);
+        c.metadata.url = Some("postgresql://vo:s3cret@db.example:5432/vostok".into());
+        assert!(c.metadata.postgres_url().unwrap().is_some());
+        let shown = c.to_toml().unwrap();
+        assert!(
+            shown.contains("postgresql://vo:***@db.example:5432/vostok"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        c.metadata.url = Some("mysql://db/vostok".into());
+        let e = c.metadata.postgres_url().unwrap_err().to_string();
+        assert!(e.contains("`mysql:`"), "{e}");
+        c.metadata.url = Some("not a url".into());
+        assert!(c.metadata.postgres_url().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use storage::{Missing, Storage};
-use uws::{Jobs, Kind, SqliteStore};
+use uws::{JobStore, Jobs, Kind, PgStore, SqliteStore};
 use vospace::oidc::Oidc;
 use vospace::VoStore;
 
@@ -137,16 +137,37 @@ impl State {
 
         let uws_db = config.uws_database()?;
         let vospace_db = config.vospace_database()?;
-        let mut locks = vec![writer_lock(&uws_db)?, writer_lock(&vospace_db)?];
+        let postgres = config.metadata.postgres_url()?;
+        let mut locks = vec![writer_lock(&vospace_db)?];
+        if postgres.is_none() {
+            locks.push(writer_lock(&uws_db)?);
+        }
         if storage.is_local() {
             // Crash recovery sweeps the data folder's objects: one server per data folder too,
             // whatever databases it is given.
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
-        let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
-        tracing::info!("UWS job database: {}", uws_db.display());
-        let jobs = Jobs::new(Arc::new(store), storage.clone(), config.uws.clone());
+        let store: Arc<dyn JobStore> = match postgres {
+            Some(url) => {
+                let store = query_rt
+                    .block_on(PgStore::open(url, config.metadata.connections))
+                    .context("opening the UWS job database")?;
+                // Job recovery at start takes over every job left EXECUTING: one server per
+                // job database, as per SQLite file.
+                query_rt
+                    .block_on(store.lock_exclusive())
+                    .context("opening the UWS job database")?;
+                tracing::info!("UWS job database: {}", uws::postgres::redact(url));
+                Arc::new(store)
+            }
+            None => {
+                let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
+                tracing::info!("UWS job database: {}", uws_db.display());
+                Arc::new(store)
+            }
+        };
+        let jobs = Jobs::new(store, storage.clone(), config.uws.clone());
 
         let store = query_rt
             .block_on(VoStore::open(&vospace_db, storage.clone()))

@@ -3,8 +3,8 @@
 //!
 //! * [`model`]: phases, jobs, results, uploaded files, the job-list filter, the one ownership
 //!   rule ([`Job::visible_to`]).
-//! * [`store`] and [`sqlite`]: where jobs are kept across restarts (a trait: SQLite for one
-//!   server; a store shared by several servers implements the same trait).
+//! * [`store`], [`sqlite`] and [`postgres`]: where jobs are kept across restarts (a trait:
+//!   an embedded SQLite file by default, or a PostgreSQL database).
 //! * [`Jobs`] ([`runner`]): creates, queues (one queue and pool per kind), executes through
 //!   each kind's [`Executor`], aborts, times out, recovers after a restart and destroys jobs;
 //!   results stream into object storage.
@@ -14,6 +14,9 @@
 //! against [`Jobs::get_for`] first.
 
 pub mod model;
+#[cfg(test)]
+mod pgtest;
+pub mod postgres;
 pub mod runner;
 pub mod sqlite;
 pub mod store;
@@ -23,6 +26,7 @@ pub use model::{
     format_time, new_job_id, now_ms, parse_time, Job, JobFilter, JobResult, JobUpload, Phase,
     UwsConfig,
 };
+pub use postgres::PgStore;
 pub use runner::{Executor, JobError, Jobs, Kind, NewJob, NewUpload, Outcome, RunContext, Stop};
 pub use sqlite::SqliteStore;
 pub use store::{JobStore, StoreError};

@@ -319,107 +319,18 @@ impl JobStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::JobResult;
-
-    fn job(id: &str, created: i64, phase: Phase) -> Job {
-        Job {
-            id: id.into(),
-            kind: "tap".into(),
-            run_id: Some("run".into()),
-            owner: None,
-            phase,
-            creation_time: created,
-            start_time: None,
-            end_time: None,
-            execution_duration: 60,
-            destruction: created + 1000,
-            parameters: vec![("QUERY".into(), "SELECT 'it''s' -- \"x\"".into())],
-            uploads: vec![],
-            job_info: None,
-            origin: None,
-            error: None,
-            results: vec![],
-        }
-    }
+    use crate::store::tests::behaves_as_a_job_store;
 
     #[tokio::test]
     async fn jobs_persist_filter_and_update_atomically() {
         let dir =
             std::env::temp_dir().join(format!("vostok-jobs-test-{}", crate::model::new_job_id()));
         let path = dir.join("uws.sqlite");
-        {
-            let s = SqliteStore::open(&path).unwrap();
-            assert!(s.create(&job("a", 1000, Phase::Pending)).await.unwrap());
-            assert!(
-                !s.create(&job("a", 1000, Phase::Pending)).await.unwrap(),
-                "id taken"
-            );
-            assert!(s.create(&job("b", 2000, Phase::Queued)).await.unwrap());
-            assert!(s.create(&job("c", 3000, Phase::Completed)).await.unwrap());
-            // Compare-and-set on the phase.
-            let none = s
-                .update(
-                    "a",
-                    &[Phase::Queued],
-                    Box::new(|j| j.phase = Phase::Executing),
-                )
-                .await
-                .unwrap();
-            assert!(none.is_none());
-            let done = s
-                .update(
-                    "b",
-                    &[Phase::Queued],
-                    Box::new(|j| {
-                        j.phase = Phase::Completed;
-                        j.results = vec![JobResult {
-                            id: "result".into(),
-                            path: "jobs/b/result.vot".into(),
-                            content_type: "application/x-votable+xml".into(),
-                            size: 42,
-                            link: None,
-                        }];
-                    }),
-                )
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(done.phase, Phase::Completed);
-        }
-        // Reopened: everything is still there.
-        let s = SqliteStore::open(&path).unwrap();
-        let b = s.get("b").await.unwrap().unwrap();
-        assert_eq!(b.result("result").map(|r| r.size), Some(42));
-        assert_eq!(b.parameter("query"), Some("SELECT 'it''s' -- \"x\""));
-        let ids = |v: Vec<Job>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(s.list(&JobFilter::default()).await.unwrap()),
-            ["c", "b", "a"]
-        );
-        let f = JobFilter {
-            phases: vec![Phase::Completed],
-            ..Default::default()
-        };
-        assert_eq!(ids(s.list(&f).await.unwrap()), ["c", "b"]);
-        let f = JobFilter {
-            last: Some(1),
-            ..Default::default()
-        };
-        assert_eq!(ids(s.list(&f).await.unwrap()), ["c"]);
-        let f = JobFilter {
-            after: Some(1000),
-            ..Default::default()
-        };
-        assert_eq!(ids(s.list(&f).await.unwrap()), ["c", "b"]);
-        let f = JobFilter {
-            last: Some(0),
-            ..Default::default()
-        };
-        assert!(s.list(&f).await.unwrap().is_empty());
-        assert_eq!(s.list_expired(3000).await.unwrap(), ["a", "b"]);
-        assert!(s.delete("a").await.unwrap());
-        assert!(!s.delete("a").await.unwrap());
-        assert!(s.get("a").await.unwrap().is_none());
+        behaves_as_a_job_store(|| {
+            let path = path.clone();
+            async move { Box::new(SqliteStore::open(&path).unwrap()) as Box<dyn JobStore> }
+        })
+        .await;
         let _ = std::fs::remove_dir_all(dir);
     }
 }
