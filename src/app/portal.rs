@@ -12,6 +12,9 @@
 //! * `POST /portal/api/check` — the ADQL text of the body checked as `vostok adql check`
 //!   checks it, against the server's tables (planned, never executed), answered as JSON with
 //!   the error's line and column.
+//! * `GET /portal/api/me` — who the request's token (`Authorization: Bearer`) is: the user's
+//!   name, groups, quota and VOSpace home, so that the page can log in and open the home;
+//!   `{"user": null}` without a token, 401 for a token that names no one.
 //!
 //! With `VOSTOK_PORTAL_DIR` set (development), the same files are read from that folder at
 //! each request instead, so that editing the page needs no rebuild; only the names listed in
@@ -64,6 +67,9 @@ static ASSETS: &[Asset] = &[
     asset!("send.js", JS, false),
     asset!("forms.js", JS, false),
     asset!("jobs.js", JS, false),
+    asset!("auth.js", JS, false),
+    asset!("space.js", JS, false),
+    asset!("plot.js", JS, false),
     asset!("favicon.svg", "image/svg+xml", false),
     asset!("vendor/VERSIONS", TEXT, false),
     asset!("vendor/aladin-lite-3.8.2/aladin.js", JS, true),
@@ -93,6 +99,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(super::resolver::resolve),
         )
         .route("/portal/api/check", web::post().to(check))
+        .route("/portal/api/me", web::get().to(me))
         .route("/portal/{file:.+}", web::get().to(file));
 }
 
@@ -226,6 +233,51 @@ async fn tables(engine: web::Data<Engine>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
         .json(json!({ "schemas": schemas }))
+}
+
+/// `GET /portal/api/me`: the caller, as the page needs it to log in: `{"user": null, …}` for
+/// an anonymous caller, `{"user", "groups", "quota_bytes", "home", "authority", …}` for a
+/// token's user, 401 `{"error"}` for a token that names no one. `vospace` says whether the
+/// server keeps users' files; `oidc` names the configured issuer (its tokens are accepted as
+/// they are).
+async fn me(req: HttpRequest) -> HttpResponse {
+    let vs = req.app_data::<web::Data<crate::protocols::vospace::VoSpace>>();
+    let oidc = vs
+        .and_then(|v| v.config.oidc.as_ref())
+        .map(|o| json!({"issuer": o.issuer}));
+    let authority = vs.map(|v| v.authority.clone());
+    let answer = |status: actix_web::http::StatusCode, body: Value| {
+        HttpResponse::build(status)
+            .insert_header(("Cache-Control", "no-store"))
+            .json(body)
+    };
+    match crate::identity::caller(&req).await {
+        Ok(None) => answer(
+            actix_web::http::StatusCode::OK,
+            json!({"user": null, "vospace": vs.is_some(), "authority": authority, "oidc": oidc}),
+        ),
+        Ok(Some(u)) => {
+            let home = authority
+                .as_ref()
+                .map(|a| format!("vos://{a}!vospace/{}", u.name));
+            answer(
+                actix_web::http::StatusCode::OK,
+                json!({
+                    "user": u.name,
+                    "groups": u.groups,
+                    "quota_bytes": u.quota_bytes,
+                    "home": home,
+                    "vospace": vs.is_some(),
+                    "authority": authority,
+                    "oidc": oidc,
+                }),
+            )
+        }
+        Err(f) => answer(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            json!({"error": f.to_string()}),
+        ),
+    }
 }
 
 /// Frees a place among the running checks when dropped.
