@@ -352,6 +352,7 @@ async function showResult(table, t0, jobUrl) {
   }
   $("send-table").disabled = false;
   $("send-point").disabled = true;
+  $("send-image").disabled = true;
   fillPlotColumns();
   state.plotStale = true;
   if (state.view === "plot") drawPlot();
@@ -792,10 +793,23 @@ async function drawSky() {
   }
 }
 
+// The URL of the FITS image of row `row` (its `access_url`, when its `access_format`, if any,
+// says FITS), absolute; null for other rows.
+function imageUrl(row) {
+  const cols = state.result.columns.map((c) => c.name.toLowerCase());
+  const u = cols.indexOf("access_url");
+  const f = cols.indexOf("access_format");
+  const r = state.result.rows[row];
+  if (u < 0 || !r || !r[u]) return null;
+  if (f >= 0 && r[f] && !/fits/i.test(String(r[f]))) return null;
+  return new URL(String(r[u]), document.baseURI).href;
+}
+
 function pickRow(row) {
   state.selectedRow = row;
   const pos = state.result && sky.positionColumns(state.result.columns);
   $("send-point").disabled = !pos;
+  $("send-image").disabled = !(state.result && imageUrl(row));
   if (pos) {
     const r = state.result.rows[row];
     sky.mark(r[pos.ra], r[pos.dec]);
@@ -1166,8 +1180,25 @@ function start() {
   $("space-refresh").addEventListener("click", () => state.spacePath && openFolder(state.spacePath));
   // The hub fetches the table itself, without the user's token: a logged-in user's job result
   // is sent as the query's synchronous URL instead.
-  $("send-table").addEventListener("click", () => sampDo(() => send.sendTable(
-    state.job && !auth.user() ? `${state.job}/results/result` : syncUrl("votable", true), "vostok result")));
+  $("send-table").addEventListener("click", () => sampDo(() => {
+    state.sentTable = state.job && !auth.user() ? `${state.job}/results/result` : syncUrl("votable", true);
+    state.sentResult = state.result;
+    return send.sendTable(state.sentTable, "vostok result");
+  }));
+  $("send-image").addEventListener("click", () => sampDo(() => {
+    const url = imageUrl(state.selectedRow);
+    return send.sendImage(url, decodeURIComponent(new URL(url).pathname.split("/").pop() || "image"));
+  }));
+  // A row highlighted in another tool (TOPCAT) of the table this page sent: selected here.
+  send.onMessage("table.highlight.row", (params) => {
+    const row = Number(params.row);
+    const ours = state.sentTable && (params.url === state.sentTable || params["table-id"] === state.sentTable);
+    if (!ours || state.result !== state.sentResult || !Number.isInteger(row) || row < 0 || row >= state.result.rows.length) return;
+    selectView("table");
+    grid.selectRow(row);
+    state.highlighted = row;
+    $("samp-status").textContent = `Row ${row + 1} highlighted by a SAMP client.`;
+  });
   $("send-point").addEventListener("click", () => sampDo(() => {
     const pos = sky.positionColumns(state.result.columns);
     const r = state.result.rows[state.selectedRow];
