@@ -430,15 +430,26 @@ def test_samp_send_image(browser, base_url, samp_client):
         ctx.close()
 
 
+def assert_no_serious_violations(page):
+    """axe-core (through axe-playwright-python) on the page as it is: no serious or critical
+    violation (the page's context must bypass its Content-Security-Policy: axe is injected as
+    an inline script)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert bad == [], "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
+            str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+
+
 def test_accessibility_no_serious_violations(browser, base_url):
     """axe-core (through axe-playwright-python) on the page with a result in the table, the
     columns of a table, the search forms and the job list open: no serious or critical
     violation. (The page's
     Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
-    try:
-        from axe_playwright_python.sync_playwright import Axe
-    except ImportError:
-        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     try:
         page = ctx.new_page()
@@ -450,10 +461,6 @@ def test_accessibility_no_serious_violations(browser, base_url):
         # The search forms and the job list open too.
         for box in ("#cone-box", "#obs-box", "#jobs-box"):
             page.locator(f"{box} summary").click()
-        results = Axe().run(page)
-        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-        assert bad == [], "\n".join(
-            f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
-                str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+        assert_no_serious_violations(page)
     finally:
         ctx.close()

@@ -21,7 +21,7 @@ import pytest
 import requests
 from astropy.table import Table
 
-from test_portal import browser, open_page, shots, wait_js  # noqa: F401  (fixtures)
+from test_portal import assert_no_serious_violations, browser, open_page, shots, wait_js  # noqa: F401
 from test_vospace import add_user, vostok_binary
 from vostok_helpers import parse_votable, tap_sync
 
@@ -375,5 +375,32 @@ def test_plot_histogram_and_scatter(browser, base_url, shots):
         assert "view=plot" in page.url
         page.screenshot(path=str(shots / "portal-plot.png"))
         assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+def test_accessibility_logged_in(browser, base_url, people):
+    """axe-core on the logged-in page with the VOSpace browser showing a folder and a file's
+    Manage box open, and the plot view: no serious or critical violation. (The page's
+    Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
+    names, tokens, group = people
+    cy = names["cy"]
+    requests.put(f"{base_url}/vospace/nodes/{cy}/box", headers={
+        "Authorization": f"Bearer {tokens['cy']}", "Content-Type": "text/xml"},
+        data=(f'<vos:node xmlns:vos="http://www.ivoa.net/xml/VOSpace/v2.0" '
+              f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="vos:ContainerNode" '
+              f'uri="vos://{AUTH}!vospace/{cy}/box"/>'), timeout=30).raise_for_status()
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    try:
+        page = ctx.new_page()
+        page.goto(base_url + "/")
+        login(page, tokens["cy"], cy)
+        manage(page, "box")
+        page.fill("#editor", PLOT_QUERY)
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result && !document.getElementById('run').disabled", 120)
+        page.click("#tab-plot")
+        wait_js(page, "document.getElementById('plot').dataset.kind === 'histogram'")
+        assert_no_serious_violations(page)
     finally:
         ctx.close()
