@@ -353,6 +353,8 @@ async function showResult(table, t0, jobUrl) {
   $("send-table").disabled = false;
   $("send-point").disabled = true;
   $("send-image").disabled = true;
+  previewSeq++;
+  $("preview").hidden = true;
   fillPlotColumns();
   state.plotStale = true;
   if (state.view === "plot") drawPlot();
@@ -805,8 +807,51 @@ function imageUrl(row) {
   return new URL(String(r[u]), document.baseURI).href;
 }
 
+// The DataLink #preview of the selected row (a row with an obs_publisher_did), shown beside
+// the table; null when the row has none.
+let previewSeq = 0;
+async function showPreview(row) {
+  const seq = ++previewSeq;
+  const cols = state.result.columns.map((c) => c.name.toLowerCase());
+  const i = cols.indexOf("obs_publisher_did");
+  const did = i >= 0 ? state.result.rows[row]?.[i] : null;
+  const fig = $("preview");
+  if (!did) {
+    fig.hidden = true;
+    return;
+  }
+  const links = `datalink/links?ID=${encodeURIComponent(did)}`;
+  let found = null;
+  try {
+    const r = await auth.authFetch(links);
+    const t = parseVotable(await r.text());
+    const c = t.columns.map((x) => x.name);
+    found = (t.rows || []).find((x) => x[c.indexOf("semantics")] === "#preview" &&
+      /^image\//.test(x[c.indexOf("content_type")] || "") && x[c.indexOf("access_url")]);
+    found = found && found[c.indexOf("access_url")];
+  } catch {
+    found = null;
+  }
+  if (seq !== previewSeq) return;
+  if (!found) {
+    fig.hidden = true;
+    return;
+  }
+  // The server names itself after the request's Host: the same file as this page reaches it.
+  const u = new URL(found, document.baseURI);
+  const src = u.origin === location.origin ? u.href : new URL(`${u.pathname.replace(/^\//, "")}${u.search}`, document.baseURI).href;
+  const img = $("preview-img");
+  img.src = src;
+  img.alt = `Preview of ${did}`;
+  $("preview-cap").textContent = `Preview of ${did}`;
+  $("preview-links").href = links;
+  fig.dataset.did = did;
+  fig.hidden = false;
+}
+
 function pickRow(row) {
   state.selectedRow = row;
+  showPreview(row);
   const pos = state.result && sky.positionColumns(state.result.columns);
   $("send-point").disabled = !pos;
   $("send-image").disabled = !(state.result && imageUrl(row));
@@ -1172,6 +1217,7 @@ function start() {
   for (const id of ["plot-x", "plot-y", "plot-bins"]) $(id).addEventListener("change", drawPlot);
   $("plot-form").addEventListener("submit", (e) => { e.preventDefault(); drawPlot(); });
   $("dl-votable").addEventListener("click", downloadJobResult);
+  $("preview-close").addEventListener("click", () => { previewSeq++; $("preview").hidden = true; });
   $("save-form").addEventListener("submit", saveToSpace);
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
