@@ -373,7 +373,7 @@ def test_plot_histogram_and_scatter(browser, base_url, shots):
         d = page.get_attribute("#plot path.points", "d")
         assert d.count("M") == 500
         assert "view=plot" in page.url
-        page.screenshot(path=str(shots / "portal-plot.png"))
+        page.locator("#look").screenshot(path=str(shots / "portal-plot.png"))
         assert outside == [] and errors == []
     finally:
         ctx.close()

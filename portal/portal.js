@@ -765,6 +765,7 @@ function drawPlot() {
   const x = Number($("plot-x").value);
   const y = $("plot-y").value === "" ? null : Number($("plot-y").value);
   const bins = Math.max(1, Math.min(1000, Math.round(Number($("plot-bins").value) || 30)));
+  $("plot-bins").disabled = y != null; // bins are the histogram's
   try {
     state.plot = plot.draw($("plot"), state.result.columns, state.result.rows, x, y, bins);
     const p = state.plot;
