@@ -10,11 +10,14 @@ anonymous caller see nothing of the first user's files until they are shared or 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from astropy.table import Table
 
 from test_portal import assert_no_serious_violations, browser, open_page, shots, wait_js  # noqa: F401
 from test_vospace import add_user, vostok_binary
+from test_vospace_oidc import AUDIENCE
 from vostok_helpers import parse_votable, tap_sync
 
 AUTH = "vostok.example"
@@ -404,3 +408,192 @@ def test_accessibility_logged_in(browser, base_url, people):
         assert_no_serious_violations(page)
     finally:
         ctx.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Login at an OpenID Connect issuer: authorization code + PKCE in the browser
+# ---------------------------------------------------------------------------------------
+
+
+class CodeIssuer:
+    """A fake OpenID Connect issuer with a login that consents at once: discovery, keys, an
+    authorization endpoint answering with a code (302 back to the page) and a token endpoint
+    that gives a signed access token for the code only with the right PKCE verifier. The
+    discovery document and the token endpoint allow the page's cross-origin reads (CORS)."""
+
+    def __init__(self, user):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode, urlparse
+
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from test_vospace_oidc import rsa_jwk
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.user = user
+        self.codes = {}  # code -> the authorization request's parameters
+        self.exchanges = []  # (code, verifier, status)
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self, status, body, headers=()):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                u = urlparse(self.path)
+                if u.path == "/.well-known/openid-configuration":
+                    self.answer(200, {"issuer": me.url, "jwks_uri": me.url + "/jwks",
+                                      "authorization_endpoint": me.url + "/authorize",
+                                      "token_endpoint": me.url + "/token",
+                                      "code_challenge_methods_supported": ["S256"]})
+                elif u.path == "/jwks":
+                    self.answer(200, {"keys": [rsa_jwk(me.key, "k1")]})
+                elif u.path == "/authorize":
+                    q = {k: v[0] for k, v in parse_qs(u.query).items()}
+                    code = secrets.token_urlsafe(16)
+                    me.codes[code] = q
+                    back = q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]})
+                    self.send_response(302)
+                    self.send_header("Location", back)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self.answer(404, {"error": "not_found"})
+
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(n).decode()).items()}
+                req = me.codes.pop(form.get("code"), None)
+                verifier = form.get("code_verifier", "")
+                challenge = base64.urlsafe_b64encode(
+                    hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+                ok = (req is not None and req["code_challenge_method"] == "S256"
+                      and req["code_challenge"] == challenge
+                      and form.get("redirect_uri") == req["redirect_uri"]
+                      and form.get("client_id") == req["client_id"] == AUDIENCE
+                      and form.get("grant_type") == "authorization_code")
+                me.exchanges.append((form.get("code"), verifier, ok))
+                if not ok:
+                    self.answer(400, {"error": "invalid_grant"})
+                    return
+                self.answer(200, {"access_token": me.token(), "token_type": "Bearer",
+                                  "expires_in": 3600})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self):
+        from test_vospace_oidc import sign
+        now = int(time.time())
+        return sign(self.key, {"iss": self.url, "aud": AUDIENCE, "sub": "sub-" + self.user,
+                               "preferred_username": self.user, "iat": now, "nbf": now,
+                               "exp": now + 3600}, "k1")
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_login_at_the_issuer_with_pkce(browser, tmp_path):
+    """With `[vospace.oidc]` configured, "Log in at …" leaves for the issuer's authorization
+    endpoint with an S256 code challenge, comes back with a code, exchanges it (with the
+    verifier) at the token endpoint, and the server accepts the access token: the user is
+    provisioned and their home opens; the code is gone from the address, the token is only
+    in sessionStorage."""
+    from urllib.parse import parse_qs, urlparse
+
+    from conftest import find_binary
+    from vostok_helpers import OwnServer
+
+    user = f"oidc{secrets.token_hex(3)}"
+    issuer = CodeIssuer(user)
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "vostok.toml"
+    config.write_text(f'demo = false\n\n[vospace.oidc]\nissuer = "{issuer.url}"\naudience = "{AUDIENCE}"\n')
+    server = OwnServer(find_binary(), data, tmp_path / "server.log", config=config,
+                       ready="/vospace/availability")
+    server.start()
+    try:
+        base = server.base_url
+        page_csp = requests.get(base + "/", timeout=30).headers["Content-Security-Policy"]
+        assert f"connect-src 'self' data: blob: http://localhost:21012 http://127.0.0.1:21012 {issuer.url};" in page_csp
+        me = requests.get(base + "/portal/api/me", timeout=30).json()
+        assert me["oidc"] == {"issuer": issuer.url, "client_id": AUDIENCE}
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = ctx.new_page()
+        seen, errors = [], []
+        here = {urlparse(base).netloc, urlparse(issuer.url).netloc}
+
+        def route(r):
+            u = urlparse(r.request.url)
+            seen.append(r.request.url)
+            if u.scheme in ("data", "blob") or u.netloc in here:
+                r.continue_()
+            else:
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(base + "/?query=SELECT+1+AS+x")
+            account_ready(page)
+            button = page.locator("#login-issuer")
+            assert button.is_visible()
+            assert button.inner_text() == f"Log in at {urlparse(issuer.url).netloc}"
+            button.click()
+            # The page leaves for the issuer and comes back: polled through the navigations.
+            from playwright.sync_api import Error as PlaywrightError
+            end = time.monotonic() + 60
+            while True:
+                try:
+                    if page.evaluate(f"() => document.body.dataset.user === {user!r} && document"
+                                     f".getElementById('space-list').dataset.path === {user!r}"):
+                        break
+                except PlaywrightError as e:
+                    if "navigation" not in str(e):
+                        raise
+                assert time.monotonic() < end, "the login at the issuer did not finish"
+                page.wait_for_timeout(200)
+            # The authorization request: a code challenge, never the verifier.
+            auth = [u for u in seen if u.startswith(issuer.url + "/authorize")]
+            assert len(auth) == 1
+            q = {k: v[0] for k, v in parse_qs(urlparse(auth[0]).query).items()}
+            assert q["response_type"] == "code" and q["client_id"] == AUDIENCE
+            assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
+            assert q["redirect_uri"] == base + "/"
+            assert [ok for _, _, ok in issuer.exchanges] == [True]
+            # The address is the page's again (no code), with the query it had.
+            assert "code=" not in page.url and "state=" not in page.url
+            assert page.input_value("#editor") == "SELECT 1 AS x"
+            token = page.evaluate("() => sessionStorage.getItem('vostok.token')")
+            assert token and token.count(".") == 2
+            assert token not in page.evaluate("() => JSON.stringify(localStorage)")
+            # The server knows the user: their home exists, and the token opens it.
+            r = requests.get(f"{base}/vospace/nodes/{user}", timeout=30,
+                             headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            # A code replayed (or a wrong verifier) is refused by the issuer.
+            replay = requests.post(issuer.url + "/token", data={
+                "grant_type": "authorization_code", "code": issuer.exchanges[0][0],
+                "code_verifier": issuer.exchanges[0][1], "redirect_uri": base + "/",
+                "client_id": AUDIENCE}, timeout=30)
+            assert replay.status_code == 400
+            assert errors == []
+        finally:
+            ctx.close()
+    finally:
+        server.stop()
+        issuer.stop()

@@ -915,6 +915,8 @@ function showAccount() {
   const me = auth.user();
   const info = auth.serverInfo();
   $("login-form").hidden = !!me;
+  $("login-issuer").hidden = !(info && info.oidc && info.oidc.client_id);
+  if (info && info.oidc) $("login-issuer").textContent = `Log in at ${new URL(info.oidc.issuer).host}`;
   $("who").hidden = !me;
   $("who-name").textContent = me ? me.user : "";
   document.body.dataset.user = me ? me.user : "";
@@ -1222,6 +1224,9 @@ function start() {
   $("save-form").addEventListener("submit", saveToSpace);
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
+  $("login-issuer").addEventListener("click", () => auth.startIssuerLogin().catch((e) => {
+    $("login-status").textContent = `Not logged in: ${e.message}`;
+  }));
   $("mkdir-form").addEventListener("submit", onMkdir);
   $("space-file").addEventListener("change", onUpload);
   $("space-refresh").addEventListener("click", () => state.spacePath && openFolder(state.spacePath));
@@ -1265,7 +1270,17 @@ function start() {
     else if (s.run) run();
   });
   loadExamples();
-  auth.restore().then(() => showAccount());
+  auth.restore().catch((e) => {
+    $("login-status").textContent = `Not logged in: ${e.message}`;
+  }).then(() => {
+    if (auth.returning) {
+      // Back from the issuer: the page's state as it was when the login began.
+      const back = loadUrl();
+      onEdit();
+      selectView(back.view);
+    }
+    showAccount();
+  });
 }
 
 start();
