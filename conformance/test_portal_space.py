@@ -1,8 +1,10 @@
 """The portal logged in, in a real browser (Debian's Chromium driven by Playwright): login with
-a vostok token (kept in sessionStorage only), the user's own jobs from the server's job list,
-the VOSpace file browser (upload with progress, list, mkdir, move/rename, download, share with
-a group, make public, delete), "Save to my VOSpace" (an async job with DEST; astropy reads the
-file), and the quick plot (histogram bins and scatter points against numpy).
+a vostok token (kept in sessionStorage only), and at an OpenID Connect issuer (a stand-in with
+authorization code + PKCE), the user's own jobs from the server's job list, the VOSpace file
+browser (upload with progress, 50 MB too, list, mkdir, move/rename, download, share with a
+group, make public, delete), "Save to my VOSpace" (an async job with DEST; astropy reads the
+file), the quick plot (histogram bins and scatter points against numpy), and axe-core on the
+logged-in page.
 
 Every effect of the page is checked over HTTP with the users' tokens: a second user and an
 anonymous caller see nothing of the first user's files until they are shared or public.
@@ -597,3 +599,34 @@ def test_login_at_the_issuer_with_pkce(browser, tmp_path):
     finally:
         server.stop()
         issuer.stop()
+
+
+def test_upload_50_mb_with_progress(browser, base_url, people, tmp_path):
+    """A 50 MB file uploaded from the page: the progress bar moves during the upload (more
+    than the final update) and ends full; the stored file has the file's MD5."""
+    names, tokens, group = people
+    cy = names["cy"]
+    src = tmp_path / "big.bin"
+    digest = hashlib.md5()
+    with open(src, "wb") as f:
+        for _ in range(50):
+            chunk = os.urandom(1024 * 1024)
+            digest.update(chunk)
+            f.write(chunk)
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        login(page, tokens["cy"], cy)
+        page.set_input_files("#space-file", str(src))
+        wait_row(page, "big.bin")
+        status_is(page, "Uploaded big.bin.")
+        value, top, updates = page.evaluate(
+            "() => { const p = document.getElementById('space-progress');"
+            " return [p.value, p.max, Number(p.dataset.updates)]; }")
+        assert value == top == 50 * 1024 * 1024
+        assert updates > 2
+        r = node(base_url, tokens["cy"], f"{cy}/big.bin")
+        assert r.status_code == 200 and digest.hexdigest() in r.text
+        assert wait_row(page, "big.bin").locator("td").nth(1).inner_text() == "50.0 MiB"
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()

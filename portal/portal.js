@@ -1165,13 +1165,17 @@ async function onUpload() {
   const bar = $("space-progress");
   const total = files.reduce((n, f) => n + f.size, 0) || 1;
   let before = 0;
+  let updates = 0;
   bar.hidden = false;
   bar.max = total;
   bar.value = 0;
   try {
     for (const f of files) {
       spaceSay(`Uploading ${f.name}…`);
-      await space.upload(`${state.spacePath}/${f.name}`, f, (sent) => { bar.value = before + sent; });
+      await space.upload(`${state.spacePath}/${f.name}`, f, (sent) => {
+        bar.value = before + sent;
+        bar.dataset.updates = String(++updates);
+      });
       before += f.size;
     }
     spaceSay(`Uploaded ${files.map((f) => f.name).join(", ")}.`);
