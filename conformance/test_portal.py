@@ -3,7 +3,9 @@
 A new user finds gaia.dr3_bright, completes a column name, sees an ADQL error at the line and
 column `vostok adql check` reports, runs a query, sorts the table, sees the points on the
 Aladin Lite view, downloads the whole result as FITS (astropy reads the same rows), and opens
-the page's URL again to get the same result. No request leaves the server meanwhile.
+the page's URL again to get the same result. No request leaves the server meanwhile. Over
+SAMP (an astropy Web Profile hub and a client standing in for TOPCAT) the page sends a table,
+a position and an image, and selects the row the client highlights.
 
 Screenshots of each state go to $VOSTOK_PORTAL_SCREENSHOTS when set
 (scripts/portal-screenshots.sh sets it to docs/), else to the test's temporary folder.
@@ -300,15 +302,14 @@ def received(got, page, timeout_s=60):
                          + page.inner_text("#samp-status"))
 
 
-def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
+@pytest.fixture
+def samp_client(tmp_path):
     """A SAMP hub with the Web Profile (astropy, consenting to every page) and a client
-    standing in for TOPCAT: the page's "Send table" reaches it as table.load.votable with a
-    URL it fetches itself and reads as the same rows; "Point at row" as coord.pointAt.sky with
-    the selected row's position."""
+    standing in for TOPCAT, subscribed to what the page sends: (client, queue of (mtype,
+    params) received)."""
     import queue
     import threading
 
-    from astropy.io.votable import parse_single_table
     from astropy.samp import SAMPHubServer, SAMPIntegratedClient
     from astropy.samp.hub import WebProfileDialog
 
@@ -339,38 +340,10 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
     client = SAMPIntegratedClient(name="stand-in for TOPCAT")
     try:
         client.connect(hub=hub)
-        for mtype in ("table.load.votable", "coord.pointAt.sky"):
+        for mtype in ("table.load.votable", "coord.pointAt.sky", "image.load.fits"):
             client.bind_receive_notification(
                 mtype, lambda *args: got.put((args[-3], args[-2])))
-        ctx, page, outside, errors = open_page(browser, base_url)
-        try:
-            page.fill("#editor", QUERY)
-            page.click("#run")
-            wait_js(page, "window.vostokPortal.result")
-            n = page.evaluate("() => window.vostokPortal.result.rows.length")
-            page.click("#send-table")
-            mtype, params = received(got, page)
-            assert mtype == "table.load.votable"
-            assert "/tap/sync?" in params["url"]
-            r = requests.get(params["url"], timeout=60)
-            path = tmp_path / "sent.vot"
-            path.write_bytes(r.content)
-            t = parse_single_table(str(path)).to_table()
-            assert len(t) == n
-            ids = sorted(page.evaluate("() => window.vostokPortal.result.rows.map(r => String(r[0]))"))
-            assert sorted(str(v) for v in t["source_id"]) == ids
-
-            page.locator(".grid-row").nth(2).click()
-            page.click("#send-point")
-            mtype, params = received(got, page)
-            assert mtype == "coord.pointAt.sky"
-            row = page.evaluate(
-                "() => { const s = window.vostokPortal; const r = s.result.rows[s.selectedRow]; return [r[1], r[2]]; }")
-            assert float(params["ra"]) == pytest.approx(row[0], abs=1e-9)
-            assert float(params["dec"]) == pytest.approx(row[1], abs=1e-9)
-            assert outside == [] and errors == []
-        finally:
-            ctx.close()
+        yield client, got
     finally:
         if client.is_connected:
             client.disconnect()
@@ -379,15 +352,104 @@ def test_samp_send_table_and_point_at(browser, base_url, tmp_path):
         hub.stop()
 
 
+def test_samp_send_table_and_point_at(browser, base_url, tmp_path, samp_client):
+    """The page's "Send table" reaches the stand-in client as table.load.votable with a URL it
+    fetches itself and reads as the same rows; "Point at row" as coord.pointAt.sky with the
+    selected row's position; a table.highlight.row the client sends back selects that row in
+    the page's table."""
+    from astropy.io.votable import parse_single_table
+
+    client, got = samp_client
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        page.fill("#editor", QUERY)
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result")
+        n = page.evaluate("() => window.vostokPortal.result.rows.length")
+        page.click("#send-table")
+        mtype, params = received(got, page)
+        assert mtype == "table.load.votable"
+        assert "/tap/sync?" in params["url"]
+        r = requests.get(params["url"], timeout=60)
+        path = tmp_path / "sent.vot"
+        path.write_bytes(r.content)
+        t = parse_single_table(str(path)).to_table()
+        assert len(t) == n
+        ids = sorted(page.evaluate("() => window.vostokPortal.result.rows.map(r => String(r[0]))"))
+        assert sorted(str(v) for v in t["source_id"]) == ids
+
+        page.locator(".grid-row").nth(2).click()
+        page.click("#send-point")
+        mtype, params2 = received(got, page)
+        assert mtype == "coord.pointAt.sky"
+        row = page.evaluate(
+            "() => { const s = window.vostokPortal; const r = s.result.rows[s.selectedRow]; return [r[1], r[2]]; }")
+        assert float(params2["ra"]) == pytest.approx(row[0], abs=1e-9)
+        assert float(params2["dec"]) == pytest.approx(row[1], abs=1e-9)
+
+        # The client highlights row 1234 of the table it was sent (as TOPCAT does when a row
+        # is clicked there): the page selects that row and scrolls to it.
+        client.notify_all({"samp.mtype": "table.highlight.row",
+                           "samp.params": {"url": params["url"], "table-id": params["table-id"],
+                                           "row": "1234"}})
+        for _ in range(300):
+            if page.evaluate("() => window.vostokPortal.highlighted") == 1234:
+                break
+            page.wait_for_timeout(200)
+        assert page.evaluate("() => window.vostokPortal.highlighted") == 1234
+        assert page.evaluate("() => window.vostokPortal.selectedRow") == 1234
+        sel = page.locator(".grid-row.sel")
+        assert sel.count() == 1 and str(t["source_id"][1234]) in sel.inner_text()
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+def test_samp_send_image(browser, base_url, samp_client):
+    """"Send image" on an image row of ivoa.obscore reaches the client as image.load.fits with
+    the row's access_url, which serves the same FITS bytes."""
+    client, got = samp_client
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        page.fill("#editor", "SELECT TOP 3 obs_publisher_did, access_url, access_format, s_ra, s_dec\n"
+                  "FROM ivoa.obscore WHERE dataproduct_type = 'image' ORDER BY obs_publisher_did")
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result && window.vostokPortal.result.rows.length === 3")
+        assert page.is_disabled("#send-image")
+        page.locator(".grid-row").nth(1).click()
+        page.click("#send-image")
+        mtype, params = received(got, page)
+        assert mtype == "image.load.fits"
+        want = page.evaluate("() => { const s = window.vostokPortal; return s.result.rows[s.selectedRow][1]; }")
+        assert params["url"] == want
+        sent = requests.get(params["url"], timeout=60)
+        assert sent.status_code == 200 and sent.content[:9] == b"SIMPLE  ="
+        assert sent.content == requests.get(want, timeout=60).content
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+def assert_no_serious_violations(page):
+    """axe-core (through axe-playwright-python) on the page as it is: no serious or critical
+    violation (the page's context must bypass its Content-Security-Policy: axe is injected as
+    an inline script)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert bad == [], "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
+            str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+
+
 def test_accessibility_no_serious_violations(browser, base_url):
     """axe-core (through axe-playwright-python) on the page with a result in the table, the
     columns of a table, the search forms and the job list open: no serious or critical
     violation. (The page's
     Content-Security-Policy is bypassed here only: axe is injected as an inline script.)"""
-    try:
-        from axe_playwright_python.sync_playwright import Axe
-    except ImportError:
-        pytest.fail("axe-playwright-python is not installed: run scripts/install-test-deps.sh")
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     try:
         page = ctx.new_page()
@@ -399,10 +461,6 @@ def test_accessibility_no_serious_violations(browser, base_url):
         # The search forms and the job list open too.
         for box in ("#cone-box", "#obs-box", "#jobs-box"):
             page.locator(f"{box} summary").click()
-        results = Axe().run(page)
-        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-        assert bad == [], "\n".join(
-            f"{v['id']} ({v['impact']}): {v['help']}: " + ", ".join(
-                str(n["target"]) for n in v["nodes"][:5]) for v in bad)
+        assert_no_serious_violations(page)
     finally:
         ctx.close()

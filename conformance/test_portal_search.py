@@ -11,6 +11,7 @@ forms in Debian's Chromium driven by Playwright, as in test_portal.py).
   keep exactly the rows whose wavelengths and times meet them; spectra alone.
 * A query run as an asynchronous job: its phase shown, its result in the table, the job in
   "Your jobs" after a reload, its result opened again from there.
+* The DataLink #preview of a selected image or spectrum row, shown in the page.
 """
 
 from __future__ import annotations
@@ -310,6 +311,55 @@ def test_async_job_and_the_list_after_a_reload(browser, base_url, shots, hip_tru
     try:
         wait_js(page, "window.vostokPortal.result && window.vostokPortal.job", 120)
         assert page.evaluate("() => window.vostokPortal.result.rows.length") == 500
+        assert outside == [] and errors == []
+    finally:
+        ctx.close()
+
+
+PREVIEW_QUERY = ("SELECT obs_publisher_did, dataproduct_type, access_url\nFROM ivoa.obscore\n"
+                 "ORDER BY dataproduct_type, obs_publisher_did")
+
+
+def test_datalink_preview_of_the_selected_row(browser, base_url):
+    """Selecting an image or spectrum row shows its DataLink #preview PNG in the page (the
+    same bytes as the preview URL the DataLink document lists); a row of another table shows
+    none."""
+    ctx, page, outside, errors = open_page(browser, base_url)
+    try:
+        page.fill("#editor", PREVIEW_QUERY)
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result && !document.getElementById('run').disabled", 120)
+        rows = page.evaluate("() => window.vostokPortal.result.rows.map(r => [r[0], r[1]])")
+        kinds = [k for _, k in rows]
+        for kind in ("image", "spectrum"):
+            pos = kinds.index(kind)
+            did = rows[pos][0]
+            # The row at that position of the unsorted table, selected with the keyboard from
+            # the first.
+            page.evaluate("() => { document.querySelector('#grid .grid-body').scrollTop = 0; }")
+            page.locator(".grid-row").first.click()
+            for _ in range(pos):
+                page.keyboard.press("ArrowDown")
+            assert page.evaluate("() => window.vostokPortal.selectedRow") == pos
+            wait_js(page, f"document.getElementById('preview').dataset.did === {did!r}"
+                    " && !document.getElementById('preview').hidden"
+                    " && document.getElementById('preview-img').complete"
+                    " && document.getElementById('preview-img').naturalWidth > 0", 120)
+            src = page.get_attribute("#preview-img", "src")
+            links = requests.get(f"{base_url}/datalink/links", params={"ID": did}, timeout=60).text
+            assert re.search(r"<TD>([^<]*)</TD><TD/><TD/><TD>#preview</TD>", links).group(1).replace(
+                "&amp;", "&").split("/datalink/")[1] == src.split("/datalink/")[1]
+            png = requests.get(src, timeout=60)
+            assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+            assert page.get_attribute("#preview-img", "alt") == f"Preview of {did}"
+        page.click("#preview-close")
+        assert page.locator("#preview").is_hidden()
+        # A catalog row has no DataLink: no preview.
+        page.fill("#editor", "SELECT TOP 5 hip, ra, dec FROM hipparcos.hip2 ORDER BY hip")
+        page.click("#run")
+        wait_js(page, "window.vostokPortal.result && window.vostokPortal.result.rows.length === 5")
+        page.locator(".grid-row").nth(1).click()
+        assert page.locator("#preview").is_hidden()
         assert outside == [] and errors == []
     finally:
         ctx.close()

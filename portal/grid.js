@@ -108,6 +108,12 @@ export class Grid {
     return this.order[pos];
   }
 
+  // Selects (and scrolls to) the row of index `index` in the data, whatever the sort.
+  selectRow(index) {
+    const pos = this.order.indexOf(index);
+    if (pos >= 0) this.select(pos, true);
+  }
+
   select(pos, scroll = false) {
     if (pos < 0 || pos >= this.rows.length) return;
     this.selected = pos;

@@ -1,7 +1,9 @@
 // The vostok portal: Find (tables, columns, examples), Ask (ADQL with highlighting,
 // completion and a live check by the server), Look (a virtualised table, the sky), Send (SAMP).
 // Search forms (cone; images and spectra) write ADQL into the editor; a query runs
-// synchronously or as an asynchronous job (jobs.js).
+// synchronously or as an asynchronous job (jobs.js). Logged in with a token (auth.js), the
+// queries and jobs are the user's own, a result can be saved into their VOSpace, and Keep
+// browses that space (space.js). Plot draws a histogram or a scatter (plot.js).
 // Every state worth sharing is in the URL: ?query=…&maxrec=…&view=table|sky&run=1 (and
 // &cone=ra,dec,radius after a form search), or ?job=<job URL> for a job's result.
 
@@ -11,6 +13,9 @@ import * as sky from "./sky.js";
 import * as send from "./send.js";
 import * as forms from "./forms.js";
 import * as jobs from "./jobs.js";
+import * as auth from "./auth.js";
+import * as space from "./space.js";
+import * as plot from "./plot.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -19,6 +24,10 @@ const state = {
   cone: null,
   // The job whose result is shown (its URL), if any.
   job: null,
+  // The folder the VOSpace browser shows (a node path: "alice/results"), when logged in.
+  spacePath: null,
+  // What the last plot drew ({kind, points, bins, skipped}).
+  plot: null,
 };
 // For tests and the browser console: the page's state (read it, do not change it).
 window.vostokPortal = state;
@@ -304,7 +313,7 @@ async function run() {
   const t0 = performance.now();
   try {
     const body = new URLSearchParams({ REQUEST: "doQuery", LANG: "ADQL", QUERY: text, MAXREC: $("maxrec").value || "100000" });
-    const r = await fetch("tap/sync", { method: "POST", body });
+    const r = await auth.authFetch("tap/sync", { method: "POST", body });
     const xml = await r.text();
     const table = parseVotable(xml);
     if (table.error) {
@@ -343,12 +352,40 @@ async function showResult(table, t0, jobUrl) {
   }
   $("send-table").disabled = false;
   $("send-point").disabled = true;
+  $("send-image").disabled = true;
+  previewSeq++;
+  $("preview").hidden = true;
+  fillPlotColumns();
+  state.plotStale = true;
+  if (state.view === "plot") drawPlot();
   if (state.view === "sky") await drawSky();
   else state.skyStale = true;
 }
 
+// A logged-in user's job result is theirs only: the VOTable link is fetched with the token
+// and handed to the browser as a file.
+async function downloadJobResult(e) {
+  if (!state.job || !auth.user()) return;
+  e.preventDefault();
+  const status = $("run-status");
+  try {
+    const r = await auth.authFetch(`${state.job}/results/result`);
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "result.vot";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    status.textContent = `The result could not be downloaded: ${err.message}`;
+  }
+}
+
 // ---------------------------------------------------------------- Async jobs
-async function runAsync() {
+async function runAsync(extra = {}) {
   closeCompletion();
   const text = editor().value;
   if (!text.trim()) return;
@@ -357,7 +394,7 @@ async function runAsync() {
   let job;
   try {
     status.textContent = "Submitting the job…";
-    job = await jobs.submit(text, $("maxrec").value || "");
+    job = await jobs.submit(text, $("maxrec").value || "", extra);
   } catch (e) {
     status.textContent = e.message;
     busy(false);
@@ -369,6 +406,51 @@ async function runAsync() {
     await openJob(job.url);
   } finally {
     busy(false);
+  }
+  return job;
+}
+
+// "Save to my VOSpace": the query as a job whose result the server writes at the path (DEST),
+// in the format the name's extension says.
+async function saveToSpace(e) {
+  e.preventDefault();
+  const me = auth.user();
+  const out = $("save-status");
+  if (!me) return;
+  const rel = $("save-path").value.trim().replace(/^\/+/, "");
+  if (!rel || rel.split("/").some((seg) => seg === "" || seg === "." || seg === "..")) {
+    out.textContent = "Give a path in your space, such as results/bright.vot.";
+    return;
+  }
+  const ext = (rel.match(/\.([a-z]+)$/i) || [])[1]?.toLowerCase();
+  const format = ext === "csv" ? "csv" : ext === "fits" || ext === "fit" ? "fits" : "votable";
+  const path = `${me.user}/${rel}`;
+  const text = editor().value;
+  if (!text.trim()) return;
+  delete out.dataset.saved;
+  out.textContent = `Saving to ${path}…`;
+  $("save-run").disabled = true;
+  try {
+    const job = await jobs.submit(text, $("maxrec").value || "", { DEST: space.uriOf(path), RESPONSEFORMAT: format });
+    out.dataset.job = job.url;
+    renderJobs();
+    const last = await jobs.follow(job.url, (p) => {
+      renderJobs();
+      out.textContent = `Saving to ${path}: job ${job.url.split("/").pop()} ${p}${jobs.FINAL.has(p) ? "" : "…"}`;
+    });
+    if (last === "COMPLETED") {
+      out.textContent = `Saved to ${space.uriOf(path)}.`;
+      out.dataset.saved = path;
+      if (state.spacePath) openFolder(state.spacePath);
+    } else if (last === "ERROR") {
+      out.textContent = `Not saved: ${await jobs.error(job.url)}`;
+    } else {
+      out.textContent = `Not saved: the job ended ${last}.`;
+    }
+  } catch (err) {
+    out.textContent = `Not saved: ${err.message}`;
+  } finally {
+    $("save-run").disabled = false;
   }
 }
 
@@ -390,9 +472,11 @@ async function openJob(url) {
     }, { cancelled: elsewhere });
     if (last === null || elsewhere()) return;
     if (last === "COMPLETED") {
-      const table = parseVotable(await jobs.result(url));
+      const text = await jobs.result(url);
       if (elsewhere()) return;
-      if (table.error) status.textContent = `Job ${id} failed: ${table.error}`;
+      const table = text.trimStart().startsWith("<") ? parseVotable(text) : null;
+      if (!table) status.textContent = `Job ${id}: COMPLETED; its result is not a VOTable (a job saving CSV or FITS into VOSpace), so it is not shown here.`;
+      else if (table.error) status.textContent = `Job ${id} failed: ${table.error}`;
       else {
         const known = jobs.remembered().find((j) => j.url === url);
         if (known && known.query && editor().value !== known.query) setQuery(known.query);
@@ -422,6 +506,7 @@ function renderJobs() {
     const q = document.createElement("code");
     q.textContent = (j.query || "").replace(/^--.*$/gm, "").replace(/\s+/g, " ").trim().slice(0, 90);
     q.title = j.query || "";
+    if (j.dest) q.title += `\n→ ${j.dest}`;
     const when = document.createElement("span");
     when.className = "muted small";
     when.textContent = j.created ? new Date(j.created).toLocaleString("sv-SE") : "";
@@ -452,17 +537,34 @@ function renderJobs() {
     const del = document.createElement("button");
     del.type = "button";
     del.className = "quiet";
-    del.textContent = "Forget";
-    del.setAttribute("aria-label", `Forget job ${j.url.split("/").pop()}`);
-    del.addEventListener("click", () => { jobs.forget(j.url); renderJobs(); });
+    const verb = auth.user() ? "Delete" : "Forget";
+    del.textContent = verb;
+    del.setAttribute("aria-label", `${verb} job ${j.url.split("/").pop()}`);
+    del.addEventListener("click", async () => {
+      try {
+        await jobs.forget(j.url);
+      } catch (e) {
+        $("run-status").textContent = e.message;
+      }
+      renderJobs();
+    });
     items.push(del);
     li.append(...items);
     return li;
   }));
 }
 
-// The phases of the remembered jobs, read again (after a reload).
+// The phases of the remembered jobs, read again (after a reload); logged in, the user's job
+// list from the server.
 async function refreshJobs() {
+  $("jobs-help").textContent = auth.user()
+    ? `The jobs of ${auth.user().user}, as the server lists them.`
+    : "The jobs this browser submitted (their addresses are kept in this browser only).";
+  try {
+    await jobs.loadMine();
+  } catch (e) {
+    $("run-status").textContent = e.message;
+  }
   renderJobs();
   for (const j of jobs.remembered()) {
     if (jobs.FINAL.has(j.phase) && j.phase !== "COMPLETED") continue;
@@ -618,15 +720,62 @@ function decode(s) {
   });
 }
 
+const VIEWS = ["table", "sky", "plot"];
+
 function selectView(view) {
   state.view = view;
-  for (const v of ["table", "sky"]) {
+  for (const v of VIEWS) {
     $(`tab-${v}`).setAttribute("aria-selected", String(v === view));
     $(`tab-${v}`).tabIndex = v === view ? 0 : -1;
     $(`view-${v}`).hidden = v !== view;
   }
   saveUrl(false);
   if (view === "sky" && state.result && state.skyStale !== false) drawSky();
+  if (view === "plot" && state.result && state.plotStale !== false) drawPlot();
+}
+
+// ---------------------------------------------------------------- Plot
+function fillPlotColumns() {
+  const cols = state.result.columns;
+  const numeric = cols.map((c, i) => ({ c, i })).filter(({ c }) =>
+    !c.arraysize && ["short", "int", "long", "float", "double", "unsignedByte"].includes(c.datatype));
+  const keep = { x: $("plot-x").value, y: $("plot-y").value };
+  const opt = (value, text) => {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    return o;
+  };
+  $("plot-x").replaceChildren(...numeric.map(({ c, i }) => opt(String(i), c.name)));
+  $("plot-y").replaceChildren(opt("", "none: a histogram of X"), ...numeric.map(({ c, i }) => opt(String(i), c.name)));
+  const has = (sel, v) => [...$(sel).options].some((o) => o.value === v);
+  if (has("plot-x", keep.x)) $("plot-x").value = keep.x;
+  if (has("plot-y", keep.y)) $("plot-y").value = keep.y;
+}
+
+function drawPlot() {
+  const out = $("plot-status");
+  state.plotStale = false;
+  if (!state.result) return;
+  if ($("plot-x").value === "") {
+    $("plot").replaceChildren();
+    out.textContent = "The result has no numeric column to plot.";
+    return;
+  }
+  const x = Number($("plot-x").value);
+  const y = $("plot-y").value === "" ? null : Number($("plot-y").value);
+  const bins = Math.max(1, Math.min(1000, Math.round(Number($("plot-bins").value) || 30)));
+  $("plot-bins").disabled = y != null; // bins are the histogram's
+  try {
+    state.plot = plot.draw($("plot"), state.result.columns, state.result.rows, x, y, bins);
+    const p = state.plot;
+    out.textContent = (p.kind === "histogram" ? `${p.points.toLocaleString("en")} values in ${p.bins} bins` :
+      `${p.points.toLocaleString("en")} points`) + (p.skipped ? ` (${p.skipped.toLocaleString("en")} rows without a value left out)` : "") + ".";
+  } catch (e) {
+    state.plot = null;
+    $("plot").replaceChildren();
+    out.textContent = e.message;
+  }
 }
 
 async function drawSky() {
@@ -647,10 +796,66 @@ async function drawSky() {
   }
 }
 
+// The URL of the FITS image of row `row` (its `access_url`, when its `access_format`, if any,
+// says FITS), absolute; null for other rows.
+function imageUrl(row) {
+  const cols = state.result.columns.map((c) => c.name.toLowerCase());
+  const u = cols.indexOf("access_url");
+  const f = cols.indexOf("access_format");
+  const r = state.result.rows[row];
+  if (u < 0 || !r || !r[u]) return null;
+  if (f >= 0 && r[f] && !/fits/i.test(String(r[f]))) return null;
+  return new URL(String(r[u]), document.baseURI).href;
+}
+
+// The DataLink #preview of the selected row (a row with an obs_publisher_did), shown beside
+// the table; null when the row has none.
+let previewSeq = 0;
+async function showPreview(row) {
+  const seq = ++previewSeq;
+  const cols = state.result.columns.map((c) => c.name.toLowerCase());
+  const i = cols.indexOf("obs_publisher_did");
+  const did = i >= 0 ? state.result.rows[row]?.[i] : null;
+  const fig = $("preview");
+  if (!did) {
+    fig.hidden = true;
+    return;
+  }
+  const links = `datalink/links?ID=${encodeURIComponent(did)}`;
+  let found = null;
+  try {
+    const r = await auth.authFetch(links);
+    const t = parseVotable(await r.text());
+    const c = t.columns.map((x) => x.name);
+    found = (t.rows || []).find((x) => x[c.indexOf("semantics")] === "#preview" &&
+      /^image\//.test(x[c.indexOf("content_type")] || "") && x[c.indexOf("access_url")]);
+    found = found && found[c.indexOf("access_url")];
+  } catch {
+    found = null;
+  }
+  if (seq !== previewSeq) return;
+  if (!found) {
+    fig.hidden = true;
+    return;
+  }
+  // The server names itself after the request's Host: the same file as this page reaches it.
+  const u = new URL(found, document.baseURI);
+  const src = u.origin === location.origin ? u.href : new URL(`${u.pathname.replace(/^\//, "")}${u.search}`, document.baseURI).href;
+  const img = $("preview-img");
+  img.src = src;
+  img.alt = `Preview of ${did}`;
+  $("preview-cap").textContent = `Preview of ${did}`;
+  $("preview-links").href = links;
+  fig.dataset.did = did;
+  fig.hidden = false;
+}
+
 function pickRow(row) {
   state.selectedRow = row;
+  showPreview(row);
   const pos = state.result && sky.positionColumns(state.result.columns);
   $("send-point").disabled = !pos;
+  $("send-image").disabled = !(state.result && imageUrl(row));
   if (pos) {
     const r = state.result.rows[row];
     sky.mark(r[pos.ra], r[pos.dec]);
@@ -688,7 +893,7 @@ function loadUrl() {
   // The cone of a form search, drawn on the sky: "ra,dec,radius" in degrees.
   const c = (p.get("cone") || "").split(",").map(Number);
   state.cone = c.length === 3 && c.every(Number.isFinite) && c[2] > 0 ? { ra: c[0], dec: c[1], r: c[2] } : null;
-  return { view: p.get("view") === "sky" ? "sky" : "table", run: p.get("run") === "1", job };
+  return { view: VIEWS.includes(p.get("view")) ? p.get("view") : "table", run: p.get("run") === "1", job };
 }
 
 // ---------------------------------------------------------------- Send
@@ -701,6 +906,286 @@ async function sampDo(what) {
   } catch (e) {
     out.textContent = e.message || String(e);
   }
+}
+
+// ---------------------------------------------------------------- Login
+// The page as the login (or its absence) makes it: the account bar, the save form, the jobs
+// (the user's from the server, or this browser's), the VOSpace browser.
+function showAccount() {
+  const me = auth.user();
+  const info = auth.serverInfo();
+  $("login-form").hidden = !!me;
+  $("login-issuer").hidden = !(info && info.oidc && info.oidc.client_id);
+  if (info && info.oidc) $("login-issuer").textContent = `Log in at ${new URL(info.oidc.issuer).host}`;
+  $("who").hidden = !me;
+  $("who-name").textContent = me ? me.user : "";
+  document.body.dataset.user = me ? me.user : "";
+  document.body.dataset.account = "ready";
+  if (me) space.setAuthority(me.authority);
+  const hasSpace = !!(me && me.vospace && me.authority);
+  $("save-form").hidden = !hasSpace;
+  $("space-anon").hidden = hasSpace;
+  $("space-body").hidden = !hasSpace;
+  if (!me && info && !info.vospace) $("space-anon").textContent = "This server keeps no users' files.";
+  else if (!me) $("space-anon").textContent = "Log in (at the top of the page) to see your files.";
+  refreshJobs();
+  if (hasSpace) openFolder(me.user);
+  else {
+    state.spacePath = null;
+    $("space-list").tBodies[0].replaceChildren();
+    $("space-crumbs").replaceChildren();
+  }
+}
+
+async function onLogin(e) {
+  e.preventDefault();
+  const out = $("login-status");
+  const input = $("login-token");
+  out.textContent = "Checking the token…";
+  try {
+    const me = await auth.login(input.value);
+    input.value = "";
+    out.textContent = `Logged in as ${me.user}.`;
+    showAccount();
+    $("logout").focus();
+  } catch (err) {
+    out.textContent = `Not logged in: ${err.message}`;
+  }
+}
+
+function onLogout() {
+  auth.logout();
+  $("login-status").textContent = "Logged out.";
+  showAccount();
+  $("login-token").focus();
+}
+
+// ---------------------------------------------------------------- Keep: the VOSpace browser
+function spaceSay(text, bad = false) {
+  const out = $("space-status");
+  out.textContent = text;
+  out.className = bad ? "bad" : "";
+}
+
+async function openFolder(path) {
+  state.spacePath = path;
+  let listing;
+  try {
+    listing = await space.list(path);
+  } catch (e) {
+    spaceSay(e.message, true);
+    return;
+  }
+  if (state.spacePath !== path) return;
+  renderCrumbs(path);
+  const body = $("space-list").tBodies[0];
+  body.replaceChildren(...listing.children.map(spaceRow));
+  $("space-list").dataset.path = path;
+  if (!listing.children.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 5;
+    td.className = "muted";
+    td.textContent = "This folder is empty.";
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+function renderCrumbs(path) {
+  const parts = path.split("/");
+  const nav = $("space-crumbs");
+  nav.replaceChildren();
+  parts.forEach((name, i) => {
+    const here = parts.slice(0, i + 1).join("/");
+    if (i) nav.append(" / ");
+    if (i === parts.length - 1) {
+      const s = document.createElement("strong");
+      s.textContent = name;
+      s.setAttribute("aria-current", "location");
+      nav.append(s);
+    } else {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "link";
+      b.textContent = name;
+      b.addEventListener("click", () => openFolder(here));
+      nav.append(b);
+    }
+  });
+}
+
+function size(n) {
+  if (n == null) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function sharing(n) {
+  const parts = [];
+  if (n.ispublic) parts.push("public");
+  if (n.groupread.length) parts.push(`read: ${n.groupread.map(space.groupName).join(", ")}`);
+  if (n.groupwrite.length) parts.push(`write: ${n.groupwrite.map(space.groupName).join(", ")}`);
+  return parts.join("; ") || "private";
+}
+
+// A labelled text field and a button in a small form; `act(value)` runs on submit.
+function miniForm(labelText, value, buttonText, act, id) {
+  const f = document.createElement("form");
+  f.className = "inline";
+  const l = document.createElement("label");
+  l.textContent = labelText;
+  l.htmlFor = id;
+  const i = document.createElement("input");
+  i.type = "text";
+  i.id = id;
+  i.value = value;
+  i.spellcheck = false;
+  i.autocomplete = "off";
+  const b = document.createElement("button");
+  b.type = "submit";
+  b.textContent = buttonText;
+  f.append(l, i, b);
+  f.addEventListener("submit", (e) => { e.preventDefault(); act(i.value.trim()); });
+  return f;
+}
+
+let rowSeq = 0;
+function spaceRow(n) {
+  const tr = document.createElement("tr");
+  tr.dataset.name = n.name;
+  tr.dataset.type = n.type;
+  const name = document.createElement("td");
+  if (n.type === "ContainerNode") {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link";
+    b.textContent = `${n.name}/`;
+    b.setAttribute("aria-label", `Open folder ${n.name}`);
+    b.addEventListener("click", () => openFolder(n.path));
+    name.append(b);
+  } else {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link";
+    b.textContent = n.name;
+    b.setAttribute("aria-label", `Download ${n.name}`);
+    b.addEventListener("click", () => download(n));
+    name.append(b);
+  }
+  const sz = document.createElement("td");
+  sz.textContent = n.type === "ContainerNode" ? "" : size(n.length);
+  sz.className = "num";
+  const when = document.createElement("td");
+  when.textContent = n.date ? n.date.replace("T", " ").replace(/\.\d+Z$/, "Z") : "";
+  const shared = document.createElement("td");
+  shared.className = "shared";
+  shared.textContent = sharing(n);
+  const manage = document.createElement("td");
+  const d = document.createElement("details");
+  const sum = document.createElement("summary");
+  sum.textContent = "Manage";
+  sum.setAttribute("aria-label", `Manage ${n.name}`);
+  const k = ++rowSeq;
+  const rel = n.path.split("/").slice(1).join("/");
+  const home = n.path.split("/")[0];
+  const del = document.createElement("button");
+  del.type = "button";
+  del.textContent = "Delete";
+  del.setAttribute("aria-label", `Delete ${n.name}`);
+  del.addEventListener("click", () => spaceDo(`Deleted ${n.name}.`, () => space.remove(n.path)));
+  const pub = document.createElement("label");
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.checked = n.ispublic;
+  box.addEventListener("change", () => spaceDo(box.checked ? `${n.name} is public.` : `${n.name} is no longer public.`,
+    () => space.setProperties(n.path, n.type, { [space.PROP.ispublic]: box.checked ? "true" : null })));
+  pub.append(box, " Public (anyone may read it)");
+  const groups = (list) => list.map(space.groupName).join(" ");
+  const share = (prop, v) => {
+    const names = v.split(/[\s,]+/).filter(Boolean);
+    return spaceDo(`Sharing of ${n.name} changed.`, () => space.setProperties(n.path, n.type,
+      { [prop]: names.length ? names.map(space.groupUri).join(" ") : null }));
+  };
+  d.append(sum,
+    miniForm("Move or rename to", rel, "Move", (to) => {
+      const clean = to.replace(/^\/+|\/+$/g, "");
+      if (!clean || clean.split("/").some((s) => s === "." || s === "..")) return spaceSay("Give a path in your space.", true);
+      spaceDo(`Moved ${n.name} to ${clean}.`, () => space.move(n.path, `${home}/${clean}`));
+    }, `mv-${k}`),
+    miniForm("Groups that may read", groups(n.groupread), "Share", (v) => share(space.PROP.groupread, v), `gr-${k}`),
+    miniForm("Groups that may write", groups(n.groupwrite), "Share", (v) => share(space.PROP.groupwrite, v), `gw-${k}`),
+    pub, del);
+  manage.append(d);
+  tr.append(name, sz, when, shared, manage);
+  return tr;
+}
+
+async function spaceDo(done, what) {
+  spaceSay("Working…");
+  try {
+    await what();
+    spaceSay(done);
+  } catch (e) {
+    spaceSay(e.message, true);
+  }
+  if (state.spacePath) await openFolder(state.spacePath);
+}
+
+async function download(n) {
+  spaceSay(`Preparing ${n.name}…`);
+  try {
+    const url = await space.downloadUrl(n.path);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = n.name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    spaceSay(`Downloading ${n.name}.`);
+  } catch (e) {
+    spaceSay(e.message, true);
+  }
+}
+
+function onMkdir(e) {
+  e.preventDefault();
+  const name = $("mkdir-name").value.trim();
+  if (!name || name.includes("/") || name === "." || name === "..") return spaceSay("A folder name has no “/”.", true);
+  $("mkdir-name").value = "";
+  spaceDo(`Created ${name}.`, () => space.mkdir(`${state.spacePath}/${name}`));
+}
+
+async function onUpload() {
+  const input = $("space-file");
+  const files = [...input.files];
+  if (!files.length || !state.spacePath) return;
+  const bar = $("space-progress");
+  const total = files.reduce((n, f) => n + f.size, 0) || 1;
+  let before = 0;
+  let updates = 0;
+  bar.hidden = false;
+  bar.max = total;
+  bar.value = 0;
+  try {
+    for (const f of files) {
+      spaceSay(`Uploading ${f.name}…`);
+      await space.upload(`${state.spacePath}/${f.name}`, f, (sent) => {
+        bar.value = before + sent;
+        bar.dataset.updates = String(++updates);
+      });
+      before += f.size;
+    }
+    spaceSay(`Uploaded ${files.map((f) => f.name).join(", ")}.`);
+  } catch (err) {
+    spaceSay(err.message, true);
+  } finally {
+    input.value = "";
+    bar.value = bar.max;
+  }
+  await openFolder(state.spacePath);
 }
 
 // ---------------------------------------------------------------- start
@@ -725,17 +1210,51 @@ function start() {
   $("filter").addEventListener("input", () => state.tables && renderTables());
   $("tab-table").addEventListener("click", () => selectView("table"));
   $("tab-sky").addEventListener("click", () => selectView("sky"));
-  for (const id of ["tab-table", "tab-sky"]) {
-    $(id).addEventListener("keydown", (e) => {
+  $("tab-plot").addEventListener("click", () => selectView("plot"));
+  for (const v of VIEWS) {
+    $(`tab-${v}`).addEventListener("keydown", (e) => {
       if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
-        const next = state.view === "table" ? "sky" : "table";
+        const i = VIEWS.indexOf(state.view) + (e.key === "ArrowRight" ? 1 : VIEWS.length - 1);
+        const next = VIEWS[i % VIEWS.length];
         selectView(next);
         $(`tab-${next}`).focus();
       }
     });
   }
-  $("send-table").addEventListener("click", () => sampDo(() => send.sendTable(
-    state.job ? `${state.job}/results/result` : syncUrl("votable", true), "vostok result")));
+  for (const id of ["plot-x", "plot-y", "plot-bins"]) $(id).addEventListener("change", drawPlot);
+  $("plot-form").addEventListener("submit", (e) => { e.preventDefault(); drawPlot(); });
+  $("dl-votable").addEventListener("click", downloadJobResult);
+  $("preview-close").addEventListener("click", () => { previewSeq++; $("preview").hidden = true; });
+  $("save-form").addEventListener("submit", saveToSpace);
+  $("login-form").addEventListener("submit", onLogin);
+  $("logout").addEventListener("click", onLogout);
+  $("login-issuer").addEventListener("click", () => auth.startIssuerLogin().catch((e) => {
+    $("login-status").textContent = `Not logged in: ${e.message}`;
+  }));
+  $("mkdir-form").addEventListener("submit", onMkdir);
+  $("space-file").addEventListener("change", onUpload);
+  $("space-refresh").addEventListener("click", () => state.spacePath && openFolder(state.spacePath));
+  // The hub fetches the table itself, without the user's token: a logged-in user's job result
+  // is sent as the query's synchronous URL instead.
+  $("send-table").addEventListener("click", () => sampDo(() => {
+    state.sentTable = state.job && !auth.user() ? `${state.job}/results/result` : syncUrl("votable", true);
+    state.sentResult = state.result;
+    return send.sendTable(state.sentTable, "vostok result");
+  }));
+  $("send-image").addEventListener("click", () => sampDo(() => {
+    const url = imageUrl(state.selectedRow);
+    return send.sendImage(url, decodeURIComponent(new URL(url).pathname.split("/").pop() || "image"));
+  }));
+  // A row highlighted in another tool (TOPCAT) of the table this page sent: selected here.
+  send.onMessage("table.highlight.row", (params) => {
+    const row = Number(params.row);
+    const ours = state.sentTable && (params.url === state.sentTable || params["table-id"] === state.sentTable);
+    if (!ours || state.result !== state.sentResult || !Number.isInteger(row) || row < 0 || row >= state.result.rows.length) return;
+    selectView("table");
+    grid.selectRow(row);
+    state.highlighted = row;
+    $("samp-status").textContent = `Row ${row + 1} highlighted by a SAMP client.`;
+  });
   $("send-point").addEventListener("click", () => sampDo(() => {
     const pos = sky.positionColumns(state.result.columns);
     const r = state.result.rows[state.selectedRow];
@@ -755,7 +1274,17 @@ function start() {
     else if (s.run) run();
   });
   loadExamples();
-  refreshJobs();
+  auth.restore().catch((e) => {
+    $("login-status").textContent = `Not logged in: ${e.message}`;
+  }).then(() => {
+    if (auth.returning) {
+      // Back from the issuer: the page's state as it was when the login began.
+      const back = loadUrl();
+      onEdit();
+      selectView(back.view);
+    }
+    showAccount();
+  });
 }
 
 start();

@@ -1,11 +1,19 @@
 // Sending to SAMP clients (TOPCAT, Aladin, …) through the hub's Web Profile on this machine,
 // with sampjs (CC0, by Mark Taylor; portal/vendor/, unmodified). The hub asks its user to
-// accept the page at the first message.
+// accept the page at the first message. Once registered (at the first message it sends), the
+// page also receives the messages it subscribes to (`onMessage`): `table.highlight.row`.
 
 const SAMPJS = "portal/vendor/sampjs-1.0.3/samp.js";
 
 let loading = null;
 let connector = null;
+// What to do with a received message, by MType: fn(params).
+const handlers = {};
+
+// Subscribes the page to `mtype` (before its first message is sent).
+export function onMessage(mtype, fn) {
+  handlers[mtype] = fn;
+}
 
 // sampjs is a classic script defining the global `samp`; the npm package's copy ends with
 // `module.exports = { samp }` (for Node), so it is given a `module` to write to.
@@ -26,10 +34,21 @@ function load() {
 async function connection() {
   const samp = await load();
   if (!connector) {
+    const client = new samp.CallableClient();
+    // sampjs' CallableClient replies to calls through its `connection`, which it leaves unset.
+    client.init = function init(conn) {
+      this.connection = conn;
+    };
+    for (const [mtype, fn] of Object.entries(handlers)) {
+      client.callHandler[mtype] = (senderId, message) => {
+        fn(message["samp.params"] || {}, senderId);
+        return {};
+      };
+    }
     connector = new samp.Connector("vostok portal", {
       "samp.name": "vostok portal",
       "samp.description": "The vostok data server's web page",
-    });
+    }, client, client.calculateSubscriptions());
   }
   return new Promise((resolve, reject) => {
     connector.runWithConnection(
@@ -43,6 +62,12 @@ async function connection() {
 export async function sendTable(url, name) {
   const { samp, conn } = await connection();
   conn.notifyAll([new samp.Message("table.load.votable", { url, name, "table-id": url })]);
+}
+
+// Broadcasts `image.load.fits` with `url` (absolute).
+export async function sendImage(url, name) {
+  const { samp, conn } = await connection();
+  conn.notifyAll([new samp.Message("image.load.fits", { url, name, "image-id": url })]);
 }
 
 // Broadcasts `coord.pointAt.sky` (degrees, ICRS).

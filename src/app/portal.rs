@@ -1,10 +1,11 @@
 //! The portal for people: a page of plain ES modules and CSS (`portal/` at the top of the
-//! repository) compiled into the binary, and the two small JSON endpoints it uses.
+//! repository) compiled into the binary, and the small JSON endpoints it uses.
 //!
 //! * `GET /` — the page; `GET /portal/<file>` — its modules, styles and the third-party
 //!   libraries it bundles (Aladin Lite, sampjs; `portal/vendor/`, unmodified, fetched from the
 //!   npm registry by `scripts/portal-vendor.sh`). Nothing is fetched from elsewhere at run
-//!   time: the page's Content-Security-Policy allows only this server and the local SAMP hub.
+//!   time: the page's Content-Security-Policy allows only this server, the local SAMP hub and
+//!   the configured OpenID Connect issuer (the page's login at it).
 //! * `GET /portal/api/tables` — every table with its columns and the services that serve it,
 //!   from the same metadata as TAP_SCHEMA.
 //! * `GET /portal/api/resolve?name=…` — a position for an object name, from a bundled list
@@ -12,6 +13,9 @@
 //! * `POST /portal/api/check` — the ADQL text of the body checked as `vostok adql check`
 //!   checks it, against the server's tables (planned, never executed), answered as JSON with
 //!   the error's line and column.
+//! * `GET /portal/api/me` — who the request's token (`Authorization: Bearer`) is: the user's
+//!   name, groups, quota and VOSpace home, so that the page can log in and open the home;
+//!   `{"user": null}` without a token, 401 for a token that names no one.
 //!
 //! With `VOSTOK_PORTAL_DIR` set (development), the same files are read from that folder at
 //! each request instead, so that editing the page needs no rebuild; only the names listed in
@@ -64,6 +68,9 @@ static ASSETS: &[Asset] = &[
     asset!("send.js", JS, false),
     asset!("forms.js", JS, false),
     asset!("jobs.js", JS, false),
+    asset!("auth.js", JS, false),
+    asset!("space.js", JS, false),
+    asset!("plot.js", JS, false),
     asset!("favicon.svg", "image/svg+xml", false),
     asset!("vendor/VERSIONS", TEXT, false),
     asset!("vendor/aladin-lite-3.8.2/aladin.js", JS, true),
@@ -79,10 +86,35 @@ static CHECKS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// What a page sends and is sent: the policy that keeps it to this server and the local SAMP
 /// hub (Aladin Lite compiles its WebAssembly, which it carries as a `data:` URL: `wasm-unsafe-eval`).
+/// `{issuer}` is the OpenID Connect issuer's origin when one is configured (the page reads
+/// its discovery document and exchanges the login's code at its token endpoint), else nothing.
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; worker-src 'self' blob:; \
-    connect-src 'self' data: blob: http://localhost:21012 http://127.0.0.1:21012; \
+    connect-src 'self' data: blob: http://localhost:21012 http://127.0.0.1:21012{issuer}; \
     frame-ancestors 'self'; base-uri 'self'; form-action 'self'";
+
+/// The origin (`scheme://host[:port]`) of an issuer URL, when it is plain enough to stand in
+/// a Content-Security-Policy.
+fn issuer_origin(issuer: &str) -> Option<String> {
+    let (scheme, rest) = issuer.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!host.is_empty() && host.chars().all(plain)).then(|| format!("{scheme}://{host}"))
+}
+
+/// The page's policy: [`CSP`] with the configured issuer's origin, if any.
+fn csp(req: &HttpRequest) -> String {
+    let issuer = req
+        .app_data::<web::Data<crate::protocols::vospace::VoSpace>>()
+        .and_then(|v| v.config.oidc.as_ref())
+        .and_then(|o| issuer_origin(&o.issuer))
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    CSP.replace("{issuer}", &issuer)
+}
 
 /// The portal's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -93,6 +125,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(super::resolver::resolve),
         )
         .route("/portal/api/check", web::post().to(check))
+        .route("/portal/api/me", web::get().to(me))
         .route("/portal/{file:.+}", web::get().to(file));
 }
 
@@ -123,7 +156,7 @@ fn serve(index: usize, req: &HttpRequest) -> HttpResponse {
     res.content_type(a.content_type)
         .insert_header(("X-Content-Type-Options", "nosniff"));
     if a.content_type == HTML {
-        res.insert_header(("Content-Security-Policy", CSP));
+        res.insert_header(("Content-Security-Policy", csp(req)));
     }
     if let Some(dir) = std::env::var_os("VOSTOK_PORTAL_DIR") {
         let path = std::path::Path::new(&dir).join(a.name);
@@ -226,6 +259,51 @@ async fn tables(engine: web::Data<Engine>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
         .json(json!({ "schemas": schemas }))
+}
+
+/// `GET /portal/api/me`: the caller, as the page needs it to log in: `{"user": null, …}` for
+/// an anonymous caller, `{"user", "groups", "quota_bytes", "home", "authority", …}` for a
+/// token's user, 401 `{"error"}` for a token that names no one. `vospace` says whether the
+/// server keeps users' files; `oidc` names the configured issuer and the client id the page
+/// logs in as (`audience`, the client id the issuer gives vostok), or is null.
+async fn me(req: HttpRequest) -> HttpResponse {
+    let vs = req.app_data::<web::Data<crate::protocols::vospace::VoSpace>>();
+    let oidc = vs
+        .and_then(|v| v.config.oidc.as_ref())
+        .map(|o| json!({"issuer": o.issuer, "client_id": o.audience}));
+    let authority = vs.map(|v| v.authority.clone());
+    let answer = |status: actix_web::http::StatusCode, body: Value| {
+        HttpResponse::build(status)
+            .insert_header(("Cache-Control", "no-store"))
+            .json(body)
+    };
+    match crate::identity::caller(&req).await {
+        Ok(None) => answer(
+            actix_web::http::StatusCode::OK,
+            json!({"user": null, "vospace": vs.is_some(), "authority": authority, "oidc": oidc}),
+        ),
+        Ok(Some(u)) => {
+            let home = authority
+                .as_ref()
+                .map(|a| format!("vos://{a}!vospace/{}", u.name));
+            answer(
+                actix_web::http::StatusCode::OK,
+                json!({
+                    "user": u.name,
+                    "groups": u.groups,
+                    "quota_bytes": u.quota_bytes,
+                    "home": home,
+                    "vospace": vs.is_some(),
+                    "authority": authority,
+                    "oidc": oidc,
+                }),
+            )
+        }
+        Err(f) => answer(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            json!({"error": f.to_string()}),
+        ),
+    }
 }
 
 /// Frees a place among the running checks when dropped.
@@ -356,6 +434,21 @@ async fn check(engine: web::Data<Engine>, payload: web::Payload) -> HttpResponse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issuer_origins() {
+        assert_eq!(
+            issuer_origin("https://login.example.org/realms/vo").as_deref(),
+            Some("https://login.example.org")
+        );
+        assert_eq!(
+            issuer_origin("http://127.0.0.1:8081").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(issuer_origin("https://a.org; script-src *"), None);
+        assert_eq!(issuer_origin("ftp://a.org"), None);
+        assert_eq!(issuer_origin("a.org"), None);
+    }
 
     #[test]
     fn every_asset_has_a_distinct_name_and_a_body() {
