@@ -24,7 +24,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vostok_helpers import (  # noqa: E402
-    REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, gaia, hipparcos)
+    REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, data_files, gaia, hipparcos, storage_config)
 
 STARTUP_TIMEOUT = float(os.environ.get("VOSTOK_STARTUP_TIMEOUT", "300"))
 BUILD_TIMEOUT = 3600
@@ -126,15 +126,18 @@ def server(tmp_path_factory) -> Server:
         data_dir = tmp_path_factory.mktemp("vostok-data")
     log_path = tmp_path_factory.mktemp("vostok-log") / "server.log"
     _server_log = log_path
+    # The data folder itself, or (VOSTOK_TEST_S3=1) a prefix in a bucket and a config file.
+    data, config = storage_config(data_dir)
+    with_config = [] if config is None else ["--config", str(config)]
     # A small synthetic sky (vostok generate), served beside the demo catalogs.
-    if not (data_dir / "catalogs" / SYNTH_TABLE / "vostok.toml").exists():
-        subprocess.run([str(binary), "generate", "--rows", str(SYNTH_ROWS), "--table", SYNTH_TABLE,
-                        "--seed", str(SYNTH_SEED), "--partition-rows", "8000",
-                        "--row-group-rows", "1000", "--data-dir", str(data_dir)],
+    if "vostok.toml" not in data_files(data_dir, f"catalogs/{SYNTH_TABLE}"):
+        subprocess.run([str(binary), *with_config, "generate", "--rows", str(SYNTH_ROWS),
+                        "--table", SYNTH_TABLE, "--seed", str(SYNTH_SEED), "--partition-rows",
+                        "8000", "--row-group-rows", "1000", "--data-dir", data],
                        check=True, timeout=600, stdin=subprocess.DEVNULL)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [str(binary), "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    cmd = [str(binary), *with_config, "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", data]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env.setdefault("NO_COLOR", "1")
