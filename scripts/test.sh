@@ -97,17 +97,20 @@ fi
 # Ceph's radosgw on loopback (scripts/s3-up.sh): every server the tests start keeps its data
 # folder (catalogs, products, job results, VOSpace bytes) in a fresh bucket, its databases in a
 # local folder (conformance/vostok_helpers.py: storage_config). Only for a full run.
-S3_FILES=(conformance/test_tap_basics.py conformance/test_cone_exact.py
-          conformance/test_products.py conformance/test_vospace.py conformance/test_async.py)
+# test_jobs_survive_sigkill (2+ minutes) is left out of this second run for time; it passes on
+# S3 too: VOSTOK_TEST_S3=1 pytest conformance/test_async.py (README, "Run the tests").
+S3_ARGS=(conformance/test_tap_basics.py conformance/test_cone_exact.py
+          conformance/test_products.py conformance/test_vospace.py conformance/test_async.py
+          --deselect conformance/test_async.py::test_jobs_survive_sigkill)
 if [[ $# -eq 0 ]]; then
-    step "conformance core on S3 (radosgw): ${S3_FILES[*]}"
+    step "conformance core on S3 (radosgw)"
     s3_dir="$(mktemp -d /tmp/vostok-s3.XXXXXX)"
     trap 'bash scripts/s3-down.sh "$s3_dir"; rm -f "$build_json"' EXIT
     s3_start=$(date +%s)
     if bash scripts/s3-up.sh "$s3_dir" >/dev/null; then
         echo "[test.sh] S3 server up after $(($(date +%s) - s3_start)) s"
         if ! (set -a; source "$s3_dir/env"; set +a
-              VOSTOK_TEST_S3=1 "$VENV/bin/python" -m pytest "${S3_FILES[@]}" -v --durations=10); then
+              VOSTOK_TEST_S3=1 "$VENV/bin/python" -m pytest "${S3_ARGS[@]}" -v --durations=10); then
             fail "conformance core on S3"
             status=1
         fi
