@@ -13,8 +13,9 @@
 //! # Crash safety
 //!
 //! A data write streams straight into a new object under `vospace/objects/` (one put, or a
-//! multipart upload above [`PART_SIZE`]: the bytes are never copied afterwards, so no single
-//! copy limits a file's size, such as S3's 5 GB for CopyObject), then points the node at it in
+//! multipart upload above [`PART_SIZE`], in larger parts when a declared length needs more than
+//! [`MAX_PARTS`]: the bytes are never copied afterwards, so no single copy limits a file's size,
+//! such as S3's 5 GB for CopyObject), then points the node at it in
 //! one SQLite transaction and only then deletes the previous object. A crash at any point
 //! leaves the node on its old content (and an unreferenced object) or on the new one (and the
 //! unreferenced old object). [`VoStore::recover`] deletes every object under
@@ -131,9 +132,20 @@ const OBJECTS_DIR: &str = "vospace/objects";
 /// in flight, so an upload holds a few parts in memory, whatever its size.
 const PART_SIZE: usize = 5 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
-/// What one upload may buffer at most: the bytes before its multipart upload starts, the part
-/// being filled and the parts in flight.
+/// What one upload of 5 MiB parts may buffer at most: the bytes before its multipart upload
+/// starts, the part being filled and the parts in flight.
 const UPLOAD_BUFFER_MAX: u64 = ((UPLOAD_CONCURRENCY + 1) * PART_SIZE) as u64;
+/// The most parts one multipart upload may have (S3's limit).
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size of a multipart upload of `len` bytes (None: not known in advance):
+/// [`PART_SIZE`], or more (whole MiB) when the object would not fit in [`MAX_PARTS`] parts
+/// of it. An upload of unknown length is limited to `MAX_PARTS * PART_SIZE` (about 48 GiB).
+fn part_size(len: Option<u64>) -> usize {
+    let min = PART_SIZE as u64;
+    let need = len.map_or(min, |l| l.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20);
+    usize::try_from(need.max(min)).unwrap_or(usize::MAX)
+}
 
 /// The largest object copied by one server-side copy (S3's CopyObject stops at 5 GB); a
 /// larger one is streamed into a multipart upload.
@@ -954,7 +966,10 @@ impl VoStore {
         let Some(budget) = self.upload_budget.get() else {
             return Ok(UploadReservation(None));
         };
-        let bytes = declared_length.map_or(UPLOAD_BUFFER_MAX, |d| d.min(UPLOAD_BUFFER_MAX));
+        let bytes = declared_length.map_or(UPLOAD_BUFFER_MAX, |d| {
+            let part = part_size(Some(d)) as u64;
+            d.min((UPLOAD_CONCURRENCY as u64 + 1).saturating_mul(part))
+        });
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, budget.total_kib);
@@ -1769,7 +1784,7 @@ impl VoStore {
         }
         let mut source = store.get(&from).await?.into_stream();
         let upload = store.put_multipart(&to).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut w = WriteMultipart::new_with_chunk_size(upload, part_size(Some(size)));
         let r: Result<(), object_store::Error> = async {
             while let Some(chunk) = source.next().await {
                 w.wait_for_capacity(UPLOAD_CONCURRENCY).await?;
@@ -1978,6 +1993,7 @@ impl VoStore {
     {
         use md5::Digest;
         let _reservation = self.reserve_upload(declared_length).await?;
+        let part = part_size(declared_length);
         let location = self.obj(key);
         let mut stream = std::pin::pin!(stream);
         let mut hasher = md5::Md5::new();
@@ -2016,14 +2032,14 @@ impl VoStore {
                     None => {
                         pending_len += chunk.len();
                         pending.push(chunk);
-                        if pending_len >= PART_SIZE {
+                        if pending_len >= part {
                             let upload = self
                                 .storage
                                 .store
                                 .put_multipart(&location)
                                 .await
                                 .map_err(write_fault)?;
-                            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                            let mut w = WriteMultipart::new_with_chunk_size(upload, part);
                             for b in pending.drain(..) {
                                 w.put(b);
                             }
@@ -2899,6 +2915,25 @@ mod tests {
             write(&s, "/alice/nodir/x", b"x", None).await,
             Err(Fault::ContainerNotFound(_))
         ));
+    }
+
+    #[test]
+    fn parts_grow_with_the_file_within_the_part_limit() {
+        let mib = 1u64 << 20;
+        assert_eq!(part_size(None), PART_SIZE);
+        assert_eq!(part_size(Some(0)), PART_SIZE);
+        assert_eq!(part_size(Some(MAX_PARTS * PART_SIZE as u64)), PART_SIZE);
+        assert_eq!(
+            part_size(Some(MAX_PARTS * PART_SIZE as u64 + 1)),
+            6 * mib as usize
+        );
+        for len in [100 * (1u64 << 30), 5 * (1u64 << 40)] {
+            let p = part_size(Some(len)) as u64;
+            assert!(
+                p.is_multiple_of(mib) && p * MAX_PARTS >= len && (p - mib) * MAX_PARTS < len,
+                "{len}: {p}"
+            );
+        }
     }
 
     #[tokio::test]
