@@ -30,12 +30,16 @@ die_with_log() {
     local log="$DIR/log/$1.log"
     printf '[s3-up] ERROR: %s\n' "$2" >&2
     if [[ -s "$log" ]]; then
-        printf '[s3-up] --- last 40 lines of %s ---\n' "$log" >&2
+        printf '[s3-up] --- last 40 lines of %s (errors: " -1 ") ---\n' "$log" >&2
         tail -n 40 "$log" >&2
+        grep -F ' -1 ' "$log" | tail -n 5 >&2 || true
     else
         printf '[s3-up] (%s is empty or missing)\n' "$log" >&2
     fi
-    [[ -s "$DIR/log/$1.out" ]] && { printf '[s3-up] --- its output ---\n' >&2; tail -n 20 "$DIR/log/$1.out" >&2; }
+    if [[ -s "$DIR/log/$1.out" ]]; then
+        printf '[s3-up] --- its output ---\n' >&2
+        tail -n 20 "$DIR/log/$1.out" >&2
+    fi
     exit 1
 }
 
@@ -96,6 +100,10 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon warn on pool no redundancy = false
 mon max pg per osd = 1000
+# The monitor's own data is a few MiB: a nearly full disk must not stop it (by default it
+# refuses to start below 5% free space).
+mon data avail crit = 0
+mon data avail warn = 0
 
 [mon.a]
 mon data = $DIR/mon
