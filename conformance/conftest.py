@@ -3,7 +3,9 @@
 Binary: $VOSTOK_BIN if set, else `cargo build --message-format=json` (the artifact cargo
 reports), else ${CARGO_TARGET_DIR:-target}/debug/vostok.
 Data dir: a fresh temporary directory, or $VOSTOK_TEST_DATA_DIR to reuse an ingested one
-between local runs. Readiness: GET /tap/availability answers 200 (up to
+between local runs. With VOSTOK_TEST_S3=1 (and the VOSTOK_TEST_S3_* settings scripts/s3-up.sh
+writes) every server keeps its data in a fresh bucket on that S3 server, its databases in the
+data dir (vostok_helpers.storage_config). Readiness: GET /tap/availability answers 200 (up to
 $VOSTOK_STARTUP_TIMEOUT seconds, default 300: the first start ingests the demo catalogs).
 """
 
@@ -24,7 +26,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vostok_helpers import (  # noqa: E402
-    REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, gaia, hipparcos)
+    REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, data_files, gaia, hipparcos, on_s3, storage_config)
 
 STARTUP_TIMEOUT = float(os.environ.get("VOSTOK_STARTUP_TIMEOUT", "300"))
 BUILD_TIMEOUT = 3600
@@ -126,15 +128,18 @@ def server(tmp_path_factory) -> Server:
         data_dir = tmp_path_factory.mktemp("vostok-data")
     log_path = tmp_path_factory.mktemp("vostok-log") / "server.log"
     _server_log = log_path
+    # The data folder itself, or (VOSTOK_TEST_S3=1) a prefix in a bucket and a config file.
+    data, config = storage_config(data_dir)
+    with_config = [] if config is None else ["--config", str(config)]
     # A small synthetic sky (vostok generate), served beside the demo catalogs.
-    if not (data_dir / "catalogs" / SYNTH_TABLE / "vostok.toml").exists():
-        subprocess.run([str(binary), "generate", "--rows", str(SYNTH_ROWS), "--table", SYNTH_TABLE,
-                        "--seed", str(SYNTH_SEED), "--partition-rows", "8000",
-                        "--row-group-rows", "1000", "--data-dir", str(data_dir)],
+    if "vostok.toml" not in data_files(data_dir, f"catalogs/{SYNTH_TABLE}"):
+        subprocess.run([str(binary), *with_config, "generate", "--rows", str(SYNTH_ROWS),
+                        "--table", SYNTH_TABLE, "--seed", str(SYNTH_SEED), "--partition-rows",
+                        "8000", "--row-group-rows", "1000", "--data-dir", data],
                        check=True, timeout=600, stdin=subprocess.DEVNULL)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [str(binary), "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    cmd = [str(binary), *with_config, "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", data]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env.setdefault("NO_COLOR", "1")
@@ -189,6 +194,18 @@ def hip_truth():
 @pytest.fixture(scope="session")
 def gaia_truth():
     return gaia()
+
+
+def pytest_collection_modifyitems(config, items):
+    """With VOSTOK_TEST_S3=1 the tests marked `local_folder` (they read the data folder as
+    local files) cannot run: each is reported as skipped, with the reason."""
+    if not on_s3():
+        return
+    why = pytest.mark.skip(reason="local_folder: reads the data folder as local files, and "
+                                  "VOSTOK_TEST_S3=1 keeps it in a bucket")
+    for item in items:
+        if item.get_closest_marker("local_folder"):
+            item.add_marker(why)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

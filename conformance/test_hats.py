@@ -21,6 +21,9 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from vostok_helpers import GAIA_ROWS, GAIA_TABLE, HIP_ROWS, HIP_TABLE, raw_catalog
 
+# The hats library reads the catalogs as files of the server's data folder.
+pytestmark = pytest.mark.local_folder
+
 CATALOGS = [(HIP_TABLE, HIP_ROWS, "hip"), (GAIA_TABLE, GAIA_ROWS, "source_id")]
 IDS = [c[0] for c in CATALOGS]
 

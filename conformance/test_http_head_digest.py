@@ -7,6 +7,8 @@ import hashlib
 import pytest
 import requests
 
+from vostok_helpers import data_files, data_read
+
 GET_PATHS = ["/", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
              "/ssa", "/sia/v2/query"]
 
@@ -29,22 +31,21 @@ def test_cors_preflight(server):
 
 
 def _a_product(server):
-    products = server.data_dir / "products"
-    files = sorted(p for p in products.rglob("*.fits*")
-                   if p.is_file() and "_index" not in p.parts)
+    files = sorted(name for name in data_files(server.data_dir, "products")
+                   if ".fits" in name and not name.startswith("_index/"))
     assert files, "the demo products are ingested"
-    return files[0], files[0].relative_to(products).as_posix()
+    return data_read(server.data_dir, f"products/{files[0]}"), files[0]
 
 
 def test_data_digest_on_get_and_head(server):
-    f, rel = _a_product(server)
-    want = "md5=" + base64.b64encode(hashlib.md5(f.read_bytes()).digest()).decode()
+    data, rel = _a_product(server)
+    want = "md5=" + base64.b64encode(hashlib.md5(data).digest()).decode()
     g = requests.get(f"{server.base_url}/data/{rel}", timeout=60)
     h = requests.head(f"{server.base_url}/data/{rel}", timeout=60)
     assert g.status_code == h.status_code == 200
     assert g.headers.get("Digest") == want
     assert h.headers.get("Digest") == want
-    assert h.headers.get("Content-Length") == str(f.stat().st_size)
+    assert h.headers.get("Content-Length") == str(len(data))
 
 
 @pytest.mark.parametrize("suffix", ["/properties", "/x/y", "/"])

@@ -23,6 +23,9 @@ import requests
 
 from vostok_helpers import REPO, OwnServer
 
+# Products ingested from, and replaced in place in, a local data folder.
+pytestmark = pytest.mark.local_folder
+
 DEMO = REPO / "data" / "demo"
 FILES = ["images/irsa_sfd_dust_m51.fits", "spectra/keck_esi_q0100+13_flux.fits"]
 

@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vostok_helpers import (REPO, SCHEMAS, TimeoutSession, http_get, parse_votable, query_status,
-                            require_tool, stilts, tap_sync, xmllint_schema)
+from vostok_helpers import (REPO, SCHEMAS, TimeoutSession, data_files, data_read, http_get,
+                            parse_votable, query_status, require_tool, stilts, tap_sync,
+                            xmllint_schema)
 
 DEMO = REPO / "data" / "demo"
 IMAGES = DEMO / "images"
@@ -1126,10 +1127,9 @@ def _raw_get(base_url, raw_path):
 
 def test_download_path_traversal(base_url, server):
     secrets = {_sha(p.read_bytes()) for p in [REPO / "Cargo.toml", Path("/etc/passwd")] if p.is_file()}
-    index = server.data_dir / "products" / "_index"
-    index_files = [p for p in index.rglob("*") if p.is_file()] if index.is_dir() else []
+    index_files = sorted(data_files(server.data_dir, "products/_index"))
     for p in index_files:
-        secrets.add(_sha(p.read_bytes()))
+        secrets.add(_sha(data_read(server.data_dir, f"products/_index/{p}")))
     paths = [
         "/data/demo/../../etc/passwd",
         "/data/demo/images/../../../../../../etc/passwd",
@@ -1148,7 +1148,7 @@ def test_download_path_traversal(base_url, server):
         "/data/_index/demo/obscore.parquet",
         "/data/%5findex/demo/obscore.parquet",
         "/data/_index/demo/headers.parquet",
-    ] + [f"/data/{p.relative_to(server.data_dir / 'products').as_posix()}" for p in index_files]
+    ] + [f"/data/_index/{p}" for p in index_files]
     problems = []
     for raw in paths:
         status, body = _raw_get(base_url, raw)

@@ -70,7 +70,7 @@ import requests
 
 from test_vospace import (P_CREATOR, P_TITLE, Vo, add_user, md5_hex, node_uri, parse_node,
                           transfer_doc, vostok_binary)
-from vostok_helpers import REPO, SCHEMAS, OwnServer, xmllint_schema
+from vostok_helpers import REPO, SCHEMAS, OwnServer, storage_config, xmllint_schema
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 UWS_XSD = SCHEMAS / "UWS-v1.1.xsd"
@@ -1039,9 +1039,10 @@ def test_second_serve_on_same_data_refuses(writer_server, tmp_path):
     from conftest import free_port
     s = writer_server
     port = free_port()
+    data, config = storage_config(s.data_dir, s.config)
     code, out, err = expect_start_failure(
-        [str(s.binary), "--config", str(s.config), "serve", "--bind", f"127.0.0.1:{port}",
-         "--data-dir", str(s.data_dir)], s.config.parent,
+        [str(s.binary), "--config", str(config), "serve", "--bind", f"127.0.0.1:{port}",
+         "--data-dir", data], s.config.parent,
         f"http://127.0.0.1:{port}/vospace/availability")
     assert code != 0 and "another vostok serve" in err, (
         f"exit {code}:\nstderr: {err[-2000:]}\nstdout: {out[-1000:]}")

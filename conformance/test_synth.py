@@ -36,6 +36,7 @@ def column(content, name):
     return np.asarray(table[name])
 
 
+@pytest.mark.local_folder  # reads the generated Parquet files from the data folder
 def test_hats_reads_it(root):
     hats = pytest.importorskip("hats")
     cat = hats.read_hats(root)
@@ -43,11 +44,13 @@ def test_hats_reads_it(root):
     assert len(cat.get_healpix_pixels()) > 4
 
 
+@pytest.mark.local_folder  # reads the generated Parquet files from the data folder
 def test_rows_are_unique_and_all_there(truth):
     assert len(truth.ids) == SYNTH_ROWS
     assert len(np.unique(truth.ids)) == SYNTH_ROWS
 
 
+@pytest.mark.local_folder  # reads the generated Parquet files from the data folder
 def test_deterministic_from_seed(server, root, tmp_path):
     binary = server.proc.args[0]
     for seed, out in ((SYNTH_SEED, tmp_path / "a"), (SYNTH_SEED + 1, tmp_path / "b")):
@@ -81,6 +84,7 @@ def test_plane_is_denser_than_the_poles(base_url):
     assert plane > 10 * poles, (plane, poles)
 
 
+@pytest.mark.local_folder  # reads the generated Parquet files from the data folder
 @pytest.mark.parametrize("ra0,dec0,r", [(266.4, -28.9, 1.0), (192.9, 27.1, 5.0), (10.0, -40.0, 3.0),
                                         (0.0, 89.9, 2.0)])
 def test_cones_match_brute_force(base_url, truth, ra0, dec0, r):

@@ -43,7 +43,8 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 import requests
 
-from vostok_helpers import HTTP_TIMEOUT, SCHEMAS, OwnServer, run_tool, xmllint_schema
+from vostok_helpers import (HTTP_TIMEOUT, SCHEMAS, OwnServer, data_copy, data_files, run_tool,
+                            storage_config, xmllint_schema)
 
 VOS_NS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -97,12 +98,16 @@ def vostok_binary():
 
 def add_user(data_dir, name, quota=None, groups=(), binary=None):
     """`vostok user add NAME`; returns the token (the last word it prints)."""
-    cmd = [str(binary or vostok_binary()), "user", "add", name]
+    data, config = storage_config(data_dir)
+    cmd = [str(binary or vostok_binary())]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += ["user", "add", name]
     if quota is not None:
         cmd += ["--quota", str(quota)]
     for g in groups:
         cmd += ["--group", g]
-    cmd += ["--data-dir", str(data_dir)]
+    cmd += ["--data-dir", data]
     # cwd: the data dir, so no stray ./vostok.toml changes the defaults
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL, cwd=data_dir)
@@ -1390,8 +1395,8 @@ def test_access_matrix(acl, base_url, users):
 
 
 def count_objects(data_dir: Path):
-    objects = data_dir / "vospace" / "objects"
-    return sum(1 for p in objects.rglob("*") if p.is_file()) if objects.exists() else 0
+    """The objects under vospace/objects of the data folder (local or in the bucket)."""
+    return len(data_files(data_dir, "vospace/objects"))
 
 
 def test_quota(base_url, users, server):
@@ -1487,8 +1492,8 @@ def test_crash_consistency(server, tmp_path_factory):
     root = tmp_path_factory.mktemp("vostok-vospace-crash")
     data = root / "data"
     data.mkdir()
-    if (server.data_dir / "catalogs").exists():
-        shutil.copytree(server.data_dir / "catalogs", data / "catalogs")
+    if data_files(server.data_dir, "catalogs"):
+        data_copy(server.data_dir, data, "catalogs")
     binary = vostok_binary()
     s = OwnServer(binary, data, root / "server.log", ready="/vospace/availability")
     s.start()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from vostok_helpers import (BOUNDARY_TOL_DEG, GAIA_ROWS, GAIA_TABLE, HIP_ROWS, HIP_TABLE, REPO,
-                            angular_distance_deg, tap_sync)
+                            angular_distance_deg, storage_config, tap_sync)
 
 BIG_MAXREC = 10_000_000
 RADIUS_DEG = 3.0 / 3600
@@ -139,7 +139,9 @@ def explain(server, query):
     env = dict(os.environ)
     env["VOSTOK_DEMO_DIR"] = str(REPO / "data" / "demo")
     env.setdefault("NO_COLOR", "1")
-    p = subprocess.run([binary, "adql", "explain", "-", "--data-dir", str(server.data_dir)],
+    data, config = storage_config(server.data_dir)
+    with_config = [] if config is None else ["--config", str(config)]
+    p = subprocess.run([binary, *with_config, "adql", "explain", "-", "--data-dir", data],
                        input=query, capture_output=True, text=True, timeout=300, env=env,
                        cwd=server.log_path.parent)
     assert p.returncode == 0, f"vostok adql explain failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"

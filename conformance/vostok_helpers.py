@@ -13,6 +13,7 @@ import functools
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -326,6 +327,138 @@ def stored_job_ids(data_dir) -> set[str]:
         return {r[0] for r in c.execute("SELECT id FROM jobs")}
 
 
+# --------------------------------------------------------------------------
+# Where a server keeps its data: a local folder, or (VOSTOK_TEST_S3=1) a prefix in a bucket
+# --------------------------------------------------------------------------
+
+
+def on_s3() -> bool:
+    """Whether the servers the tests start keep their data on the S3 server named by
+    $VOSTOK_TEST_S3_ENDPOINT (scripts/s3-up.sh writes the VOSTOK_TEST_S3_* settings)."""
+    return os.environ.get("VOSTOK_TEST_S3", "") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def _s3():
+    """(boto3 client, bucket): a fresh bucket of this test session on the S3 server."""
+    import secrets
+
+    import boto3
+    from botocore.config import Config
+    env = {k: os.environ.get(f"VOSTOK_TEST_S3_{k}") for k in
+           ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY", "REGION")}
+    missing = [f"VOSTOK_TEST_S3_{k}" for k, v in env.items() if not v and k != "REGION"]
+    assert not missing, (f"VOSTOK_TEST_S3=1 needs {', '.join(missing)}: start an S3 server with "
+                         f"scripts/s3-up.sh DIR and `set -a; source DIR/env`")
+    client = boto3.client(
+        "s3", endpoint_url=env["ENDPOINT"], aws_access_key_id=env["ACCESS_KEY"],
+        aws_secret_access_key=env["SECRET_KEY"], region_name=env["REGION"] or "us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}))
+    bucket = f"vostok-test-{secrets.token_hex(4)}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
+
+
+def _s3_prefix(data_dir) -> str:
+    """The bucket prefix of the data folder `data_dir`: one per folder, the same at each start."""
+    import hashlib
+    return "data-" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def storage_config(data_dir, config=None):
+    """What a server (or a `vostok` command) whose data folder is `data_dir` is given:
+    (the --data-dir argument, the --config file or None).
+
+    Local (the default): `data_dir` itself and `config` unchanged. With VOSTOK_TEST_S3=1: the
+    data are at s3://BUCKET/PREFIX (this session's bucket, a prefix of `data_dir`'s own), and
+    `data_dir` holds the two SQLite databases and `vostok-s3.toml`, which is `config`'s
+    settings plus the object-store ones."""
+    if not on_s3():
+        return str(data_dir), config
+    import tomllib
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _client, bucket = _s3()
+    url = f"s3://{bucket}/{_s3_prefix(data_dir)}"
+    settings = tomllib.loads(Path(config).read_text()) if config is not None else {}
+    settings["data"] = url
+    settings["storage_options"] = [
+        ["aws_endpoint", os.environ["VOSTOK_TEST_S3_ENDPOINT"]],
+        ["aws_allow_http", "true"],
+        ["aws_region", os.environ.get("VOSTOK_TEST_S3_REGION") or "us-east-1"],
+        ["aws_access_key_id", os.environ["VOSTOK_TEST_S3_ACCESS_KEY"]],
+        ["aws_secret_access_key", os.environ["VOSTOK_TEST_S3_SECRET_KEY"]],
+        ["aws_virtual_hosted_style_request", "false"]]
+    settings.setdefault("uws", {})["database"] = str(data_dir / "uws.sqlite")
+    settings.setdefault("vospace", {})["database"] = str(data_dir / "vospace.sqlite")
+    path = data_dir / "vostok-s3.toml"
+    path.write_text(_toml(settings))
+    return url, path
+
+
+def _toml(table, name=""):
+    """TOML text of a table of strings, numbers, booleans, lists and tables (enough for a
+    vostok.toml)."""
+    def key(k):
+        return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"no TOML for {v!r}")
+    lines = [f"{key(k)} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            sub = f"{name}.{key(k)}" if name else key(k)
+            lines += ["", f"[{sub}]", _toml(v, sub)]
+    return "\n".join(lines) + "\n"
+
+
+def data_files(data_dir, rel):
+    """The files (objects) below `rel` in the data folder of `data_dir`, wherever it is:
+    {path relative to rel: size}."""
+    rel = rel.strip("/")
+    if not on_s3():
+        base = Path(data_dir) / rel
+        return {p.relative_to(base).as_posix(): p.stat().st_size
+                for p in base.rglob("*") if p.is_file()} if base.is_dir() else {}
+    client, bucket = _s3()
+    prefix = f"{_s3_prefix(data_dir)}/{rel}/"
+    out = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix):]] = o["Size"]
+    return out
+
+
+def data_read(data_dir, rel) -> bytes:
+    """The bytes of one file of the data folder of `data_dir`, wherever it is."""
+    if not on_s3():
+        return (Path(data_dir) / rel).read_bytes()
+    client, bucket = _s3()
+    return client.get_object(Bucket=bucket, Key=f"{_s3_prefix(data_dir)}/{rel.strip('/')}")["Body"].read()
+
+
+def data_copy(src_dir, dst_dir, rel):
+    """Copies the folder `rel` of one data folder into another (a new server's catalogs
+    without a new ingest): a file-system copy, or server-side object copies in the bucket."""
+    if not on_s3():
+        shutil.copytree(Path(src_dir) / rel, Path(dst_dir) / rel)
+        return
+    client, bucket = _s3()
+    rel = rel.strip("/")
+    src, dst = _s3_prefix(src_dir), _s3_prefix(dst_dir)
+    for name in data_files(src_dir, rel):
+        client.copy_object(Bucket=bucket, Key=f"{dst}/{rel}/{name}",
+                           CopySource={"Bucket": bucket, "Key": f"{src}/{rel}/{name}"})
+
+
 class OwnServer:
     """A vostok server of a test's own (its own data folder, optional config file), which the
     test can SIGKILL and restart. Ready when `ready` (a path) answers 200."""
@@ -343,10 +476,11 @@ class OwnServer:
         self.base_url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
                    VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"), **metadata_env(self.data_dir))
+        data, config = storage_config(self.data_dir, self.config)
         cmd = [str(self.binary)]
-        if self.config is not None:
-            cmd += ["--config", str(self.config)]
-        cmd += ["serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        cmd += ["serve", "--bind", f"127.0.0.1:{port}", "--data-dir", data]
         cwd = (self.config.parent if self.config is not None else self.log.parent)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -381,10 +515,11 @@ class OwnServer:
     def user_add(self, name):
         """`vostok user add NAME` on this server's data; (returncode, what it printed: the
         token is the last word of its standard output)."""
+        data, config = storage_config(self.data_dir, self.config)
         cmd = [str(self.binary)]
-        if self.config is not None:
-            cmd += ["--config", str(self.config)]
-        cmd += ["user", "add", name, "--data-dir", str(self.data_dir)]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        cmd += ["user", "add", name, "--data-dir", data]
         cwd = self.config.parent if self.config is not None else self.log.parent
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                            stdin=subprocess.DEVNULL, cwd=cwd)

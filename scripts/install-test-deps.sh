@@ -5,15 +5,17 @@
 #   apt:  stilts (pulls a JRE), libxml2-utils (xmllint), aladin xvfb xauth (Aladin run headless
 #         by xvfb-run in conformance/test_products.py), postgresql-15 (the second oracle of
 #         conformance/test_differential_pg.py: a private cluster started by the test),
-#         chromium (the browser conformance/test_portal.py drives)
+#         chromium (the browser conformance/test_portal.py drives), radosgw ceph-mon ceph-osd
+#         ceph-common (Ceph's S3 gateway on loopback: scripts/s3-up.sh, the S3 run of scripts/test.sh)
 #   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client)
 #         psycopg[binary] (PostgreSQL driver) playwright (drives Debian's chromium; no browser
-#         download) axe-playwright-python (axe-core accessibility checks) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
+#         download) axe-playwright-python (axe-core accessibility checks) boto3 (reads the test
+#         bucket) in ${VOSTOK_VENV:-$HOME/.cache/vostok/venv}
 set -euo pipefail
 
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
-PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python prometheus_client)  # import names
-PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python prometheus-client)
+PY_PACKAGES=(pyvo astropy hats pytest pytest_timeout numpy requests pyarrow vos psycopg playwright axe_playwright_python prometheus_client boto3)  # import names
+PIP_SPECS=(pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos "psycopg[binary]" playwright axe-playwright-python prometheus-client boto3)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -30,6 +32,9 @@ command -v xauth   >/dev/null 2>&1 || need_apt+=(xauth)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 pg_server_present() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; }
 pg_server_present || need_apt+=(postgresql-15)
+for ceph in radosgw ceph-mon ceph-osd; do
+    command -v "$ceph" >/dev/null 2>&1 || { need_apt+=(radosgw ceph-mon ceph-osd ceph-common); break; }
+done
 
 if ((${#need_apt[@]})); then
     [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_apt[*]}"
@@ -67,6 +72,9 @@ command -v xvfb-run >/dev/null 2>&1 || die "xvfb-run not on PATH after install"
 command -v xauth   >/dev/null 2>&1 || die "xauth not on PATH after install"
 command -v chromium >/dev/null 2>&1 || die "chromium not on PATH after install"
 pg_server_present || die "PostgreSQL's initdb/pg_ctl not in /usr/lib/postgresql/*/bin after install"
+for ceph in radosgw radosgw-admin ceph-mon ceph-osd ceph; do
+    command -v "$ceph" >/dev/null 2>&1 || die "$ceph not on PATH after install"
+done
 timeout 120 stilts -version >/dev/null 2>&1 || die "stilts is installed but does not run (java?)"
 
 # --- Python venv -----------------------------------------------------------
@@ -97,4 +105,4 @@ import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
 PYEOF
-log "ok: stilts, xmllint, aladin, xvfb-run, chromium, PostgreSQL $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')$VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"
+log "ok: stilts, xmllint, aladin, xvfb-run, chromium, radosgw, PostgreSQL $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')$VENV ($("$VENV/bin/python" -c 'import pyvo, astropy, hats; print("pyvo", pyvo.__version__, "astropy", astropy.__version__, "hats", hats.__version__)'))"

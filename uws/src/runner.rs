@@ -827,8 +827,10 @@ impl Jobs {
         if let Err(e) = failed {
             tracing::error!("job {id}: recording its error: {e}");
         }
-        self.clear_results(id).await;
+        // Waiters learn the new phase now, not after the deletes (a list and a request per
+        // object on S3): the job no longer names these results.
         self.changed();
+        self.clear_results(id).await;
     }
 
     /// Deletes what a job wrote, keeping its uploaded files.

@@ -5,19 +5,24 @@
 //! * SQLite (one file, WAL journal, `synchronous = FULL`): the node tree, users (with the
 //!   SHA-256 of their token and their quota), group memberships and transfer jobs.
 //! * Object storage, below the [`storage::Storage`] prefix:
-//!   * `vospace/tmp/<random>`: uploads in progress;
 //!   * `vospace/objects/<random>`: the content of data nodes. An object is never overwritten:
-//!     a new version of a node's content is a new object.
+//!     a new version of a node's content is a new object;
+//!   * `vospace/tmp/`: where earlier versions staged uploads; whatever is left there is
+//!     removed at start.
 //!
 //! # Crash safety
 //!
-//! A data write streams into a new object under `vospace/tmp/`, renames it to a new key under
-//! `vospace/objects/`, then points the node at it in one SQLite transaction and only then
-//! deletes the previous object. A crash at any point leaves the node on its old content (and
-//! unreferenced objects) or on the new one (and the unreferenced old object). [`VoStore::recover`]
-//! deletes everything under `vospace/tmp/` and every object under `vospace/objects/` no node
-//! references, and clears the `busy` flags. Deletes, copies and moves follow the same rule:
-//! metadata first, objects after the commit.
+//! A data write streams straight into a new object under `vospace/objects/` (one put, or a
+//! multipart upload above [`PART_SIZE`], in larger parts when a declared length needs more than
+//! [`MAX_PARTS`]: the bytes are never copied afterwards, so no single copy limits a file's size,
+//! such as S3's 5 GB for CopyObject), then points the node at it in
+//! one SQLite transaction and only then deletes the previous object. A crash at any point
+//! leaves the node on its old content (and an unreferenced object) or on the new one (and the
+//! unreferenced old object). [`VoStore::recover`] deletes every object under
+//! `vospace/objects/` no node references (and anything under `vospace/tmp/`), and clears the
+//! `busy` flags. Deletes, copies and moves follow the same rule: metadata first, objects after
+//! the commit. A move changes metadata only; a copy makes new objects, server-side up to
+//! [`SINGLE_COPY_MAX`] and by a streamed multipart upload above it.
 //!
 //! # Decisions
 //!
@@ -119,7 +124,7 @@ PRAGMA user_version = 1;
 const COLUMNS: &str =
     "path, kind, owner, properties, target, length, md5, content_type, ctime, mtime, busy, object_key";
 
-/// Uploads in progress.
+/// Where earlier versions staged uploads (emptied at start).
 const TMP_DIR: &str = "vospace/tmp";
 /// Node contents.
 const OBJECTS_DIR: &str = "vospace/objects";
@@ -127,9 +132,24 @@ const OBJECTS_DIR: &str = "vospace/objects";
 /// in flight, so an upload holds a few parts in memory, whatever its size.
 const PART_SIZE: usize = 5 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
-/// What one upload may buffer at most: the bytes before its multipart upload starts, the part
-/// being filled and the parts in flight.
+/// What one upload of 5 MiB parts may buffer at most: the bytes before its multipart upload
+/// starts, the part being filled and the parts in flight.
 const UPLOAD_BUFFER_MAX: u64 = ((UPLOAD_CONCURRENCY + 1) * PART_SIZE) as u64;
+/// The most parts one multipart upload may have (S3's limit).
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size of a multipart upload of `len` bytes (None: not known in advance):
+/// [`PART_SIZE`], or more (whole MiB) when the object would not fit in [`MAX_PARTS`] parts
+/// of it. An upload of unknown length is limited to `MAX_PARTS * PART_SIZE` (about 48 GiB).
+fn part_size(len: Option<u64>) -> usize {
+    let min = PART_SIZE as u64;
+    let need = len.map_or(min, |l| l.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20);
+    usize::try_from(need.max(min)).unwrap_or(usize::MAX)
+}
+
+/// The largest object copied by one server-side copy (S3's CopyObject stops at 5 GB); a
+/// larger one is streamed into a multipart upload.
+const SINGLE_COPY_MAX: u64 = 5_000_000_000;
 
 /// Limits on client properties.
 const MAX_PROPERTY_URI: usize = 1024;
@@ -257,6 +277,8 @@ pub struct VoStore {
     storage: storage::Storage,
     authority: OnceLock<String>,
     upload_budget: OnceLock<UploadBudget>,
+    /// Objects above this many bytes are copied by streaming, not by one server-side copy.
+    single_copy_max: std::sync::atomic::AtomicU64,
 }
 
 /// The memory all uploads in progress may buffer together (`[limits] upload_buffer_mb`): each
@@ -918,6 +940,7 @@ impl VoStore {
             storage,
             authority: OnceLock::new(),
             upload_budget: OnceLock::new(),
+            single_copy_max: std::sync::atomic::AtomicU64::new(SINGLE_COPY_MAX),
         }))
     }
 
@@ -943,7 +966,10 @@ impl VoStore {
         let Some(budget) = self.upload_budget.get() else {
             return Ok(UploadReservation(None));
         };
-        let bytes = declared_length.map_or(UPLOAD_BUFFER_MAX, |d| d.min(UPLOAD_BUFFER_MAX));
+        let bytes = declared_length.map_or(UPLOAD_BUFFER_MAX, |d| {
+            let part = part_size(Some(d)) as u64;
+            d.min((UPLOAD_CONCURRENCY as u64 + 1).saturating_mul(part))
+        });
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, budget.total_kib);
@@ -1696,7 +1722,8 @@ impl VoStore {
             let new_key = match key {
                 Some(k) => {
                     let nk = Self::new_object_key()?;
-                    if let Err(e) = self.storage.store.copy(&self.obj(&k), &self.obj(&nk)).await {
+                    let size = n.length.unwrap_or(0);
+                    if let Err(e) = self.copy_object(&k, &nk, size).await {
                         self.delete_objects(new_keys).await;
                         return Err(internal(format!("copying {}: {e}", n.path)));
                     }
@@ -1739,6 +1766,42 @@ impl VoStore {
             self.delete_objects(new_keys).await;
         }
         r
+    }
+
+    /// Copies the object `from` to the new key `to`: one server-side copy up to
+    /// [`SINGLE_COPY_MAX`] bytes, above it the bytes streamed through this process into a
+    /// multipart upload (S3 refuses a single copy of more than 5 GB).
+    async fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<(), object_store::Error> {
+        let (from, to) = (self.obj(from), self.obj(to));
+        let store = &self.storage.store;
+        if size <= self.single_copy_max.load(Ordering::Relaxed) {
+            return store.copy(&from, &to).await;
+        }
+        let mut source = store.get(&from).await?.into_stream();
+        let upload = store.put_multipart(&to).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, part_size(Some(size)));
+        let r: Result<(), object_store::Error> = async {
+            while let Some(chunk) = source.next().await {
+                w.wait_for_capacity(UPLOAD_CONCURRENCY).await?;
+                w.put(chunk?);
+            }
+            Ok(())
+        }
+        .await;
+        match r {
+            Ok(()) => w.finish().await.map(|_| ()),
+            Err(e) => {
+                if let Err(a) = w.abort().await {
+                    tracing::warn!("VOSpace: aborting the copy to {to}: {a}");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Bytes used by the nodes `owner` owns.
@@ -1806,11 +1869,12 @@ impl VoStore {
                 )));
             }
         }
-        let tmp_key = format!("{TMP_DIR}/{}", random_hex(16)?);
-        guard.objects.push(self.obj(&tmp_key));
+        // The bytes go straight to their final key: nothing is copied after the upload.
+        let key = Self::new_object_key()?;
+        guard.objects.push(self.obj(&key));
         let result = async {
             let (len, md5) = self
-                .upload_tmp(&tmp_key, stream, plan.max_len, declared_length, &plan.owner)
+                .upload(&key, stream, plan.max_len, declared_length, &plan.owner)
                 .await?;
             if declared_length.is_some_and(|d| d != len) {
                 return Err(Fault::TransferFailed(format!(
@@ -1825,16 +1889,13 @@ impl VoStore {
                     )));
                 }
             }
-            let key = Self::new_object_key()?;
-            guard.objects.push(self.obj(&key));
-            self.promote(&tmp_key, &key).await?;
             self.commit_write(&plan, &key, len, &md5, content_type, &state)
                 .await
         }
         .await;
         match result {
             Ok((node, old_key)) => {
-                // Committed: the new object is referenced; the tmp one is gone.
+                // Committed: the new object is referenced.
                 guard.take();
                 if let Some(k) = old_key {
                     self.delete_objects(vec![k]).await;
@@ -1918,7 +1979,7 @@ impl VoStore {
 
     /// Streams into the object `key` (multipart for more than a part); returns the length and
     /// MD5 (hex).
-    async fn upload_tmp<S, E>(
+    async fn upload<S, E>(
         &self,
         key: &str,
         stream: S,
@@ -1932,6 +1993,7 @@ impl VoStore {
     {
         use md5::Digest;
         let _reservation = self.reserve_upload(declared_length).await?;
+        let part = part_size(declared_length);
         let location = self.obj(key);
         let mut stream = std::pin::pin!(stream);
         let mut hasher = md5::Md5::new();
@@ -1970,14 +2032,14 @@ impl VoStore {
                     None => {
                         pending_len += chunk.len();
                         pending.push(chunk);
-                        if pending_len >= PART_SIZE {
+                        if pending_len >= part {
                             let upload = self
                                 .storage
                                 .store
                                 .put_multipart(&location)
                                 .await
                                 .map_err(write_fault)?;
-                            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                            let mut w = WriteMultipart::new_with_chunk_size(upload, part);
                             for b in pending.drain(..) {
                                 w.put(b);
                             }
@@ -2010,15 +2072,6 @@ impl VoStore {
             (Err(e), None) => return Err(e),
         }
         Ok((len, to_hex(&hasher.finalize())))
-    }
-
-    /// Moves a finished upload to its final key.
-    async fn promote(&self, tmp_key: &str, key: &str) -> Result<(), Fault> {
-        self.storage
-            .store
-            .rename(&self.obj(tmp_key), &self.obj(key))
-            .await
-            .map_err(internal)
     }
 
     /// Points the node at its new object in one transaction (creating the node when it did
@@ -2841,6 +2894,18 @@ mod tests {
         let mid = read_all(&s, "/alice/big", Some(7_000_000..7_000_010)).await;
         assert_eq!(mid, &big[7_000_000..7_000_010]);
         assert!(objects(&s, TMP_DIR).await.is_empty());
+        // a copy above the single-copy limit is streamed into a multipart upload
+        let before = objects(&s, OBJECTS_DIR).await.len();
+        s.single_copy_max.store(1024 * 1024, Ordering::Relaxed);
+        let cp = s
+            .copy_node("/alice/big", "/alice/big2", "alice")
+            .await
+            .unwrap();
+        assert_eq!(cp.md5, n.md5);
+        assert!(read_all(&s, "/alice/big2", None).await == big);
+        s.single_copy_max.store(SINGLE_COPY_MAX, Ordering::Relaxed);
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), before + 1);
+        s.delete("/alice/big2").await.unwrap();
         // writing a container is refused
         assert!(matches!(
             write(&s, "/alice", b"x", None).await,
@@ -2850,6 +2915,25 @@ mod tests {
             write(&s, "/alice/nodir/x", b"x", None).await,
             Err(Fault::ContainerNotFound(_))
         ));
+    }
+
+    #[test]
+    fn parts_grow_with_the_file_within_the_part_limit() {
+        let mib = 1u64 << 20;
+        assert_eq!(part_size(None), PART_SIZE);
+        assert_eq!(part_size(Some(0)), PART_SIZE);
+        assert_eq!(part_size(Some(MAX_PARTS * PART_SIZE as u64)), PART_SIZE);
+        assert_eq!(
+            part_size(Some(MAX_PARTS * PART_SIZE as u64 + 1)),
+            6 * mib as usize
+        );
+        for len in [100 * (1u64 << 30), 5 * (1u64 << 40)] {
+            let p = part_size(Some(len)) as u64;
+            assert!(
+                p.is_multiple_of(mib) && p * MAX_PARTS >= len && (p - mib) * MAX_PARTS < len,
+                "{len}: {p}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -2878,18 +2962,16 @@ mod tests {
         ));
         // the write's future is dropped (client gone) after its upload: the undo clears the
         // flag, deletes the new object and a late commit cannot happen any more
-        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
-        s.upload_tmp(&tmp, chunks(b"v2", 1), None, None, "alice")
+        let key = VoStore::new_object_key().unwrap();
+        s.upload(&key, chunks(b"v2", 1), None, None, "alice")
             .await
             .unwrap();
-        let key = VoStore::new_object_key().unwrap();
-        s.promote(&tmp, &key).await.unwrap();
         let guard = WriteGuard {
             conn: s.conn.clone(),
             store: s.storage.store.clone(),
             path: plan.path.clone(),
             state: state.clone(),
-            objects: vec![s.obj(&tmp), s.obj(&key)],
+            objects: vec![s.obj(&key)],
             armed: true,
         };
         drop(guard);
@@ -2915,12 +2997,10 @@ mod tests {
             .begin_write("/alice/f", "alice", None, &state)
             .await
             .unwrap();
-        let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
-        s.upload_tmp(&tmp, chunks(b"v3", 1), None, None, "alice")
+        let key = VoStore::new_object_key().unwrap();
+        s.upload(&key, chunks(b"v3", 1), None, None, "alice")
             .await
             .unwrap();
-        let key = VoStore::new_object_key().unwrap();
-        s.promote(&tmp, &key).await.unwrap();
         let (_, old) = s
             .commit_write(&plan, &key, 2, &md5_hex(b"v3"), None, &state)
             .await
@@ -2931,7 +3011,7 @@ mod tests {
             store: s.storage.store.clone(),
             path: plan.path.clone(),
             state: state.clone(),
-            objects: vec![s.obj(&tmp), s.obj(&key)],
+            objects: vec![s.obj(&key)],
             armed: true,
         }
         .undo()
@@ -2951,20 +3031,18 @@ mod tests {
             s.add_user("alice", None).await.unwrap();
             write(&s, "/alice/f", b"old content", None).await.unwrap();
             write(&s, "/alice/g", b"other file", None).await.unwrap();
-            // a crash after the upload and the rename, before the commit
+            // a crash after the upload, before the commit
             let plan = s
                 .begin_write("/alice/f", "alice", None, &WriteState::default())
                 .await
                 .unwrap();
-            let tmp = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
-            s.upload_tmp(&tmp, chunks(b"new content", 3), None, None, "alice")
+            let key = VoStore::new_object_key().unwrap();
+            s.upload(&key, chunks(b"new content", 3), None, None, "alice")
                 .await
                 .unwrap();
-            let key = VoStore::new_object_key().unwrap();
-            s.promote(&tmp, &key).await.unwrap();
-            // and another upload, interrupted earlier (still in tmp)
+            // and an upload an earlier version staged under tmp
             let tmp2 = format!("{TMP_DIR}/{}", random_hex(16).unwrap());
-            s.upload_tmp(&tmp2, chunks(b"half", 3), None, None, "alice")
+            s.upload(&tmp2, chunks(b"half", 3), None, None, "alice")
                 .await
                 .unwrap();
             // a stray object nobody references
