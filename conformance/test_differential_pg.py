@@ -274,6 +274,12 @@ KNOWN: list[Known] = [
           "hipparcos.hip2 AS c ON c.hip > a.hip AND c.hip < a.hip + 4 AND c.sn > (SELECT MAX(b.sn) FROM "
           "hipparcos.hip2 AS b WHERE b.hip > a.hip AND b.hip < c.hip) WHERE a.hip < 30", [(22, 25), (23, 25)], REFUSED,
           "a correlated scalar subquery in an inner join's ON reading both of its sides"),
+    # seed 3 x 2,000, VOSTOK_DIFF_ALL=1 (case 1203), minimised: the sort below OFFSET without TOP
+    # was removed under GROUP BY (apache/datafusion#23534; adql/src/rules/offset_order.rs).
+    Known("offset_order_under_group_by", "SELECT d.v1, COUNT(*) AS n FROM (SELECT t1.ntr AS v0, t1.e_b_v AS v1 "
+          "FROM hipparcos.hip2 AS t1 WHERE t1.hip IN (85358, 85359, 85360, 85361, 85362, 85363) ORDER BY v0 "
+          "OFFSET 1) AS d GROUP BY d.v1", [(0.012, 1), (0.013, 1), (0.015, 2), (0.02, 1)], WRONG,
+          "ORDER BY … OFFSET m below a GROUP BY skipped m rows of the physical order, not of the ORDER BY"),
     Known("votable_char_non_ascii", "SELECT description FROM TAP_SCHEMA.columns WHERE description LIKE 'BP %RP colour'",
           [("BP \u2212 RP colour",)], LOSSY,
           "a string column with non-ASCII text is declared datatype=\"char\" (ASCII) and each non-ASCII "
@@ -297,7 +303,7 @@ FIXED = {
     "correlated_scalar_range_having", "correlated_scalar_row", "votable_char_non_ascii",
     "correlated_scalar_top", "correlated_scalar_top_by_value", "correlated_scalar_inner_join_on",
     "correlated_scalar_in_order_by", "correlated_scalar_in_group_by", "correlated_scalar_in_right_join_on",
-    "correlated_scalar_in_join_on_both_sides",
+    "correlated_scalar_in_join_on_both_sides", "offset_order_under_group_by",
 }
 
 
