@@ -102,3 +102,20 @@ fn rewrite(node: LogicalPlan, n: &mut usize) -> Result<Transformed<LogicalPlan>>
     }
     Ok(Transformed::yes(plan))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::scalar_subquery::tests::rows;
+
+    #[tokio::test]
+    async fn offset_skips_rows_of_the_order_below_a_group_by() {
+        // t: hip 1..=6, sn 5, 75, 5, 15, 5, 55. Without the last two hips (6, 5): sn 15, 5, 75, 5.
+        let q =
+            "SELECT d.sn, COUNT(*) AS n FROM (SELECT hip, sn FROM t ORDER BY hip DESC OFFSET 2) \
+                 AS d GROUP BY d.sn ORDER BY d.sn";
+        assert_eq!(rows(q).await, ["5|2", "15|1", "75|1"]);
+        // At the top the rows keep the order.
+        let q = "SELECT hip FROM t ORDER BY hip DESC OFFSET 2";
+        assert_eq!(rows(q).await, ["4", "3", "2", "1"]);
+    }
+}

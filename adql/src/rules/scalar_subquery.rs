@@ -1015,7 +1015,7 @@ impl ScalarUDFImpl for OneRow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{Int16Array, Int32Array, RecordBatch};
@@ -1064,8 +1064,8 @@ mod tests {
             .to_string())
     }
 
-    /// The rows of `q`, one string a row, values separated by `|`.
-    async fn rows(q: &str) -> Vec<String> {
+    /// The rows of `q` over `t`, one string a row, values separated by `|`.
+    pub(crate) async fn rows(q: &str) -> Vec<String> {
         let table = run(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
         table
             .lines()
