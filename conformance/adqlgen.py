@@ -168,6 +168,8 @@ FEATURES = {
                                "key > outer key …) as a value: correlated by a non-equality",
     "correlated_scalar_row": "(SELECT column … WHERE key = outer key + k) as a value: a non-aggregated "
                              "correlated subquery (one row or none: NULL)",
+    "correlated_scalar_top": "(SELECT TOP 1 column … WHERE key range ORDER BY key [DESC] [OFFSET m]) as a "
+                             "value: TOP in a correlated subquery, the first row of each outer row's",
     "filter_over_global_aggregate": "a WHERE condition that does not depend on the aggregated values, "
                                     "over a derived table / WITH query that is a global aggregate "
                                     "(one row: SELECT 5 AS k, COUNT(*) …)",
@@ -1546,6 +1548,7 @@ class Generator:
         sscope = self.base_scope(T, alias)
         conds = []
         row = False  # a non-aggregated subquery (one row or none)
+        top = ""  # TOP 1 … ORDER BY key: the ADQL and SQLite tails of a non-aggregated one
         if correlated:
             osc = rng.choice(keyed)
             k = self.colref(osc, force_qual=True)
@@ -1565,6 +1568,14 @@ class Generator:
                                              f"({sk.s} <= {k.s} + ({abs(off) + width}))"))
                 self.use("correlated_scalar_range")
                 est = width + 1
+                if self.on("correlated_scalar_top") and rng.random() < 0.4:
+                    row = True
+                    desc = rng.random() < 0.5
+                    skip = rng.choice([0, 0, 1])
+                    top = (f" {K('ORDER BY')} {sk.a}" + (f" {K('DESC')}" if desc else "")
+                           + (f" {K('OFFSET')} {skip}" if skip else ""),
+                           f" ORDER BY {sk.s}" + (" DESC" if desc else "") + f" LIMIT 1 OFFSET {skip}")
+                    self.use("correlated_scalar_top")
             else:
                 conds.append(self.pred_x(f"{sk.a} = {k.a} {sign} {abs(off)}", f"({sk.s} = {k.s} + ({off}))"))
                 row = r > 0.7 and self.on("correlated_scalar_row")
@@ -1580,16 +1591,20 @@ class Generator:
             e = self.num_expr(sscope, 1, want, exact=True)
             e = X(e.a, e.s, e.t, e.df, e.lo, e.hi, True, e.tol, e.fine, False, ATOM, e.mag, None, False,
                   e.integral)
-            self.use("correlated_scalar_row")
+            if not top:
+                self.use("correlated_scalar_row")
         else:
             e = self.aggregate(sscope, est, want=want, exact=True)
         if not e.num:
             raise Retry()
-        a = f"({K('SELECT')} {e.a} {K('FROM')} {self.table_ref_a(T, alias)}"
+        a = f"({K('SELECT')} {K('TOP') + ' 1 ' if top else ''}{e.a} {K('FROM')} {self.table_ref_a(T, alias)}"
         s = f'(SELECT {e.s} FROM "{T.sqlite}" AS "{alias}"'
         if conds:
             a += f" {K('WHERE')} " + f" {K('AND')} ".join(_paren_bool(c) for c in conds)
             s += " WHERE " + " AND ".join(c.s for c in conds)
+        if top:
+            a += top[0]
+            s += top[1]
         self.use("scalar_subquery")
         if correlated:
             self.use("correlated_scalar_subquery")

@@ -590,6 +590,27 @@ REGRESSIONS = [
     ("correlated_scalar_more_than_one_row", "SELECT a.hip, (SELECT b.sn FROM hipparcos.hip2 AS b WHERE b.hip "
      "BETWEEN a.hip AND a.hip + 1) AS s FROM hipparcos.hip2 AS a WHERE a.hip < 3",
      "more than one row returned by a subquery used as a value"),
+    # Correlated scalar subqueries once refused: correlated in the ON of an inner join of the
+    # subquery (COUNT over no rows: 0), and used in ORDER BY, GROUP BY and a join's ON (reading
+    # one side of a LEFT JOIN; NULL when the subquery has no row). TOP in one: test_differential_pg.py.
+    ("correlated_scalar_inner_join_on", "SELECT a.hip, (SELECT MAX(c.plx) FROM hipparcos.hip2 AS b JOIN "
+     "hipparcos.hip2 AS c ON c.hip = b.hip + 1 AND b.hip = a.hip) AS m FROM hipparcos.hip2 AS a WHERE a.hip < 4",
+     [(1, 20.85), (2, 2.26), (3, 7.45)]),
+    ("correlated_scalar_inner_join_on_count_empty", "SELECT a.hip, (SELECT COUNT(*) FROM hipparcos.hip2 AS b "
+     "JOIN hipparcos.hip2 AS c ON c.hip = b.hip AND b.hip = a.hip + 100000) AS n FROM hipparcos.hip2 AS a "
+     "WHERE a.hip < 3 OR a.hip > 120402", [(1, 1), (2, 1), (120403, 0), (120404, 0)]),
+    ("correlated_scalar_in_order_by", "SELECT a.hip FROM hipparcos.hip2 AS a WHERE a.hip < 8 ORDER BY "
+     "(SELECT b.plx FROM hipparcos.hip2 AS b WHERE b.hip = a.hip + 1) DESC",
+     [(1,), (5,), (6,), (3,), (7,), (4,), (2,)]),
+    ("correlated_scalar_in_group_by", "SELECT (SELECT MAX(b.sn) FROM hipparcos.hip2 AS b WHERE b.hip > a.hip "
+     "AND b.hip < a.hip + 3) AS g, COUNT(*) AS n FROM hipparcos.hip2 AS a WHERE a.hip < 20 GROUP BY "
+     "(SELECT MAX(b.sn) FROM hipparcos.hip2 AS b WHERE b.hip > a.hip AND b.hip < a.hip + 3)", [(5, 18), (75, 1)]),
+    ("correlated_scalar_in_join_on", "SELECT a.hip, c.hip AS c_hip FROM hipparcos.hip2 AS a JOIN hipparcos.hip2 "
+     "AS c ON c.hip = (SELECT MIN(b.hip) FROM hipparcos.hip2 AS b WHERE b.hip > a.hip) WHERE a.hip < 4",
+     [(1, 2), (2, 3), (3, 4)]),
+    ("correlated_scalar_in_left_join_on", "SELECT a.hip, c.hip AS c_hip FROM hipparcos.hip2 AS a LEFT JOIN "
+     "hipparcos.hip2 AS c ON c.hip = (SELECT MIN(b.hip) FROM hipparcos.hip2 AS b WHERE b.hip > a.hip + 1) "
+     "WHERE a.hip < 3 OR a.hip > 120402", [(1, 3), (2, 4), (120403, None), (120404, None)]),
     # Set operands the optimiser folds or removes (field metadata changes under a UNION).
     ("set_folded_column", "SELECT t1.sn * 1 AS v0 FROM hipparcos.hip2 AS t1 WHERE t1.hip = 1 "
      "UNION SELECT t3.sn * 1 AS v0 FROM hipparcos.hip2 AS t3 WHERE t3.hip = 2", [(5,), (75,)]),

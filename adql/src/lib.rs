@@ -623,9 +623,10 @@ pub fn humanise(message: &str) -> String {
     if m.contains("logical expression ScalarSubquery")
         || m.starts_with("Correlated scalar subquery")
     {
-        return "this correlated subquery used as a value cannot be answered: one in WHERE, \
-                HAVING or the select list, without TOP and correlated in its own WHERE, can; \
-                else write it as a join, or with an aggregate (MAX, MIN, …)"
+        return "this correlated subquery used as a value cannot be answered: one reading \
+                columns of a query two levels out, or correlated inside an outer join or a \
+                nested query of its own, cannot; write it as a join, or with an aggregate \
+                (MAX, MIN, …)"
             .into();
     }
     if let Some(rest) = m.strip_prefix("Cannot cast string '") {

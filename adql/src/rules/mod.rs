@@ -6,6 +6,7 @@
 mod checked;
 mod float_keys;
 mod in_subquery;
+mod offset_order;
 mod scalar_subquery;
 mod set_all;
 
@@ -40,4 +41,5 @@ pub(crate) fn register(ctx: &SessionContext) {
     state.add_analyzer_rule(Arc::new(set_all::SetOperationsAll));
     state.add_analyzer_rule(Arc::new(scalar_subquery::CorrelatedScalarSubqueries));
     state.add_analyzer_rule(Arc::new(float_keys::NormaliseFloatKeys));
+    state.add_analyzer_rule(Arc::new(offset_order::OffsetKeepsOrder));
 }
