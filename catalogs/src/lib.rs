@@ -9,6 +9,7 @@
 //! no HTTP and no ADQL text.
 
 pub mod catalog;
+pub mod coverage;
 pub mod hats;
 pub mod meta;
 pub mod obscore;

@@ -4,6 +4,7 @@
 //! protocol.
 
 pub mod config;
+mod coverage;
 mod index;
 mod landing;
 pub mod metrics;

@@ -53,6 +53,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let vospace = web::Data::from(state.vospace);
         let previews = web::Data::from(state.previews);
         let metrics = super::metrics::data(&config.metrics);
+        let coverages = web::Data::new(super::coverage::Coverages::default());
+        {
+            // Every catalog's coverage, made ready in the background.
+            let coverages = coverages.clone();
+            let engine = engine.clone();
+            let storage = storage.clone();
+            actix_web::rt::spawn(async move { coverages.warm(&engine, &storage).await });
+        }
         let oai = web::Data::new(super::oai::Oai::new(
             config.registry.clone(),
             config.service(),
@@ -72,6 +80,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(previews.clone())
                 .app_data(metrics.clone())
                 .app_data(oai.clone())
+                .app_data(coverages.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 // Innermost: the routes see a HEAD request as the GET it mirrors.
                 .wrap(actix_web::middleware::from_fn(head_as_get))
@@ -94,6 +103,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .route("/capabilities", web::get().to(super::index::capabilities))
                 .configure(super::metrics::routes)
                 .configure(super::oai::routes)
+                .configure(super::coverage::routes)
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)
                 .configure(protocols::files::routes)
