@@ -42,17 +42,17 @@ pub fn coverage_order(rows: u64) -> u8 {
     order
 }
 
-/// Computes the coverage at `order` from partition files (path, size when known) whose
-/// column `index` is `_healpix_29`: only that column is decoded.
+/// Computes the coverage at `order` from partition files whose column `index` is
+/// `_healpix_29`: only that column is decoded.
 pub async fn compute_coverage(
     storage: &Storage,
-    files: &[(Path, Option<u64>)],
+    files: &[Path],
     index: usize,
     order: u8,
 ) -> Result<Coverage, Error> {
     let shift = 2 * (29 - u32::from(order.min(29)));
     let mut cells: Vec<u64> = Vec::new();
-    for (path, _size) in files {
+    for path in files {
         // One partition file at a time (partitions are bounded by the ingest's rows per
         // partition); only the _healpix_29 column is decoded.
         let bytes = storage.get(path).await?;
@@ -91,11 +91,7 @@ pub async fn catalog_coverage(storage: &Storage, catalog: &HatsCatalog) -> Resul
             "the partition files have no _healpix_29 column".into(),
         ));
     };
-    let files: Vec<(Path, Option<u64>)> = catalog
-        .partitions
-        .iter()
-        .map(|p| (p.path.clone(), Some(p.size)))
-        .collect();
+    let files: Vec<Path> = catalog.partitions.iter().map(|p| p.path.clone()).collect();
     compute_coverage(
         storage,
         &files,
