@@ -468,6 +468,10 @@ impl HatsWriter {
                 let mut c = meta.column(f.name()).cloned().unwrap_or_default();
                 c.name = f.name().clone();
                 c.datatype = Some(type_name(f.data_type()).to_string());
+                // What ingest found in the text (catalogs::source::mark_unicode_columns).
+                if let Some(v) = f.metadata().get(votable::meta::DATATYPE) {
+                    c.votable_datatype = Some(v.clone());
+                }
                 c.bytes = None;
                 c.source = None;
                 c.source_unit = None;

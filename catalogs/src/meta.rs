@@ -165,6 +165,10 @@ pub struct ColumnMeta {
     /// Value standing for null in the source (e.g. `0` or `-99.9`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null: Option<String>,
+    /// VOTable datatype of a string column: `unicodeChar` when its text is not all ASCII
+    /// (ingest sets it from the content), `char` otherwise (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votable_datatype: Option<String>,
 }
 
 impl CatalogMeta {
@@ -212,6 +216,15 @@ impl CatalogMeta {
             if let Some(t) = &c.datatype {
                 parse_type(t)?;
             }
+            if let Some(v) = c.votable_datatype.as_deref() {
+                if !matches!(v, "char" | "unicodeChar") {
+                    return Err(Error::Metadata(format!(
+                        "column '{}': votable_datatype must be \"char\" or \"unicodeChar\", \
+                         not \"{v}\"",
+                        c.name
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -238,6 +251,7 @@ impl ColumnMeta {
         put("utype", &self.utype);
         put("xtype", &self.xtype);
         put("description", &self.description);
+        put(votable::meta::DATATYPE, &self.votable_datatype);
         m
     }
 

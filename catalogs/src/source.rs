@@ -77,6 +77,68 @@ pub fn read_source(
             )));
         }
     }
+    mark_unicode_columns(schema, batches)
+}
+
+/// Declares `datatype=unicodeChar` (the VOTable FIELD datatype, in the field's metadata) for
+/// every string column holding a non-ASCII character: VOTable `char` is ASCII, and a result's
+/// FIELD is written before its first value, so the content decides here, once, at ingest.
+/// Columns whose metadata already names a datatype keep it.
+pub fn mark_unicode_columns(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    let non_ascii = |i: usize| {
+        batches.iter().any(|b| {
+            let col = b.column(i);
+            match col.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    cast(col, &DataType::Utf8)
+                        .ok()
+                        .and_then(|c| {
+                            c.as_any()
+                                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                                .map(|s| s.iter().flatten().any(|v| !v.is_ascii()))
+                        })
+                        .unwrap_or(false)
+                }
+                _ => false,
+            }
+        })
+    };
+    let marked: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| {
+            !schema
+                .field(i)
+                .metadata()
+                .contains_key(votable::meta::DATATYPE)
+        })
+        .filter(|&i| non_ascii(i))
+        .collect();
+    if marked.is_empty() {
+        return Ok((schema, batches));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = f.as_ref().clone();
+            if marked.contains(&i) {
+                let mut md = f.metadata().clone();
+                md.insert(votable::meta::DATATYPE.into(), "unicodeChar".into());
+                f.with_metadata(md)
+            } else {
+                f
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Source(e.to_string()))?;
     Ok((schema, batches))
 }
 
@@ -616,6 +678,61 @@ mod tests {
             .downcast_ref::<Float64Array>()
             .expect("f64");
         assert!((dec.value(0) - 41.191).abs() < 1e-9);
+    }
+
+    #[test]
+    fn string_columns_with_non_ascii_text_are_declared_unicode_char() {
+        let m = meta(&format!(
+            "{HEAD}[source]\npath = \"x\"\nformat = \"csv\"\n\
+             [[columns]]\nname = \"name\"\n[[columns]]\nname = \"place\"\n\
+             [[columns]]\nname = \"ra\"\n[[columns]]\nname = \"dec\"\n"
+        ));
+        let csv = "name,place,ra,dec\nM31,Andromeda,10.68,41.27\nNGC 253,Sculptor,11.89,-25.29\n\
+                   M 45,Plei\u{e1}des \u{2013} Taureau,56.75,24.12\n";
+        let (schema, batches) = read_source(&m, csv.as_bytes().to_vec()).expect("read");
+        let datatype = |i: usize| {
+            schema
+                .field(i)
+                .metadata()
+                .get(votable::meta::DATATYPE)
+                .cloned()
+        };
+        assert_eq!(datatype(0), None, "an ASCII-only column stays char");
+        assert_eq!(datatype(1).as_deref(), Some("unicodeChar"));
+        assert_eq!(datatype(2), None, "a number column is left alone");
+        // The batches carry the declared schema and the text unchanged.
+        assert_eq!(batches[0].schema(), schema);
+        let place = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("str");
+        assert_eq!(place.value(2), "Plei\u{e1}des \u{2013} Taureau");
+    }
+
+    #[test]
+    fn a_declared_votable_datatype_is_kept_and_checked() {
+        let toml = |v: &str| {
+            format!(
+                "{HEAD}[source]\npath = \"x\"\nformat = \"csv\"\n\
+                 [[columns]]\nname = \"place\"\nvotable_datatype = \"{v}\"\n\
+                 [[columns]]\nname = \"ra\"\n[[columns]]\nname = \"dec\"\n"
+            )
+        };
+        let err = CatalogMeta::from_toml(&toml("ucs2")).expect_err("not a string datatype");
+        assert!(err.to_string().contains("votable_datatype"), "{err}");
+        // Declared char: kept even though the text is not ASCII (the operator's choice).
+        let m = meta(&toml("char"));
+        let csv = "place,ra,dec\nPl\u{e9}iades,56.75,24.12\n";
+        let (schema, _) = read_source(&m, csv.as_bytes().to_vec()).expect("read");
+        assert_eq!(
+            schema
+                .field(0)
+                .metadata()
+                .get(votable::meta::DATATYPE)
+                .map(String::as_str),
+            Some("char")
+        );
     }
 
     #[test]
