@@ -12,8 +12,10 @@
 #   4. `compose up -d` on free loopback ports, wait until every service is healthy
 #   5. conformance/test_docker.py (pyvo: TAP sync, cone search, an async job, a product
 #      download, all through nginx); it must run, not skip
-#   6. a job survives a restart of vostok (record in PostgreSQL, result on the data volume)
-#   7. `compose down -v`, remove the vostok image made here
+#   6. the operator commands of docs/operations.md: config check, user add, pg_dump, sqlite3
+#   7. a job and a user survive a restart of vostok (record in PostgreSQL, result and
+#      vospace.sqlite on the data volume)
+#   8. `compose down -v`, remove the vostok image made here
 #
 #   scripts/docker-test.sh
 #
@@ -42,10 +44,13 @@ IMAGE="local/vostok:test-$$"
 DOCKERD_PID=""
 COMPOSE_UP=""
 TIMES=()
+STEP_NAME="" STEP_START=0
 
 cleanup() {
     local rc=$?
     set +e
+    [[ $rc -ne 0 && -n "$STEP_NAME" ]] && STEP_NAME="$STEP_NAME (FAILED)"
+    step_end
     if [[ -n "$COMPOSE_UP" ]]; then
         if [[ $rc -ne 0 ]]; then
             say "--- compose ps and the end of each service's log ---"
@@ -65,11 +70,11 @@ cleanup() {
         say "step times:"
         printf '[docker-test]   %s\n' "${TIMES[@]}" >&2
     fi
-    [[ $rc -eq 0 ]] && say "all passed" || say "FAILED (exit $rc)"
+    if [[ $rc -eq 0 ]]; then say "all passed"; else say "FAILED (exit $rc)"; fi
+    exit "$rc"
 }
 trap cleanup EXIT
 
-STEP_NAME="" STEP_START=0
 step() {
     step_end
     STEP_NAME="$1" STEP_START=$(date +%s)
@@ -160,7 +165,7 @@ docker build -q -f docker/Dockerfile.runtime -t "$IMAGE" "$ctx" >/dev/null
 rm -rf "$ctx"
 export VOSTOK_IMAGE="$IMAGE"
 compose build -q db nginx 2>/dev/null || compose build db nginx >/dev/null
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^($IMAGE|local/vostok-(postgres|nginx)|$BASE_IMAGE)" >&2
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^($IMAGE|local/vostok-(postgres|nginx)|$BASE_IMAGE)" >&2 || true
 
 # --- 4. up -----------------------------------------------------------------------------------
 step "compose up -d, wait until healthy"
@@ -208,8 +213,24 @@ print(f"[docker-test] test_docker.py: {tests} tests, {skipped} skipped", file=sy
 sys.exit(0 if tests > 0 and skipped == 0 else 1)
 PY
 
-# --- 6. a job survives a restart ------------------------------------------------------------
-step "an async job survives a restart of vostok (PostgreSQL + data volume)"
+# --- 6. what docs/operations.md tells operators to run -----------------------------------------
+step "operator commands: config check, user add, backups (docs/operations.md)"
+compose run --rm -T vostok config check >"$WORK/config.txt"
+grep -qx "public_url = \"$BASE_URL\"" "$WORK/config.txt" \
+    || die "config check in the container does not show the mounted vostok.toml"
+token="$(compose exec -T vostok vostok user add alice | awk 'END { print $NF }')"
+[[ -n "$token" ]] || die "vostok user add alice gave no token"
+curl -fsS -H "Authorization: Bearer $token" "$BASE_URL/vospace/nodes/alice" >"$WORK/alice.xml"
+grep -q 'vos://vostok.example!vospace/alice' "$WORK/alice.xml" || die "no node alice through nginx"
+compose exec -T db pg_dump -Fc -h /run/postgresql -U vostok vostok >"$WORK/jobs.dump"
+[[ "$(head -c 5 "$WORK/jobs.dump")" == PGDMP ]] || die "pg_dump did not write a custom-format dump"
+compose exec -T vostok sqlite3 vostok-data/vospace.sqlite ".backup vostok-data/vospace.backup"
+[[ "$(compose exec -T vostok sqlite3 vostok-data/vospace.backup 'PRAGMA integrity_check' | tr -d '\r')" == ok ]] \
+    || die "the online backup of vospace.sqlite is not a sound database"
+say "config check, user add (node through nginx), pg_dump, sqlite3 .backup: ok"
+
+# --- 7. a job and a user survive a restart ----------------------------------------------------
+step "an async job and a VOSpace user survive a restart of vostok (PostgreSQL + data volume)"
 job_url="$(curl -fsS -o /dev/null -w '%{redirect_url}' "$BASE_URL/tap/async" \
     --data-urlencode REQUEST=doQuery --data-urlencode LANG=ADQL --data-urlencode PHASE=RUN \
     --data-urlencode RESPONSEFORMAT=csv --data-urlencode "QUERY=SELECT COUNT(*) AS n FROM hipparcos.hip2")"
@@ -234,6 +255,8 @@ compose up -d vostok
 wait_healthy 300 vostok
 phase="$(curl -fsS "$job_url/phase")"
 [[ "$phase" == COMPLETED ]] || die "after the restart job $job_url is in phase '$phase'"
+curl -fsS -o /dev/null -H "Authorization: Bearer $token" "$BASE_URL/vospace/nodes/alice" \
+    || die "after the restart user alice's node is gone"
 [[ "$(curl -fsS "$job_url/results/result")" == "$result_before" ]] \
     || die "after the restart the result of $job_url differs"
 # the answer: hip2.dat has one line per star
@@ -244,7 +267,7 @@ curl -fsS -o /dev/null -X DELETE "$job_url"
 [[ -z "$(db_phase)" ]] || die "job $job_id still in uws_jobs after DELETE"
 say "after the restart: same phase, same result; deleted"
 
-# --- 7. down -------------------------------------------------------------------------------
+# --- 8. down -------------------------------------------------------------------------------
 step "compose down -v"
 compose down -v --remove-orphans >/dev/null
 COMPOSE_UP=""
