@@ -215,7 +215,7 @@ PY
 
 # --- 6. what docs/operations.md tells operators to run -----------------------------------------
 step "operator commands: config check, user add, backups (docs/operations.md)"
-compose run --rm -T vostok config check >"$WORK/config.txt"
+compose exec -T vostok vostok config check >"$WORK/config.txt"
 grep -qx "public_url = \"$BASE_URL\"" "$WORK/config.txt" \
     || die "config check in the container does not show the mounted vostok.toml"
 token="$(compose exec -T vostok vostok user add alice | awk 'END { print $NF }')"
