@@ -162,6 +162,8 @@ objcopy --strip-debug "$BIN" "$ctx/vostok" 2>/dev/null || cp "$BIN" "$ctx/vostok
 cp -r data/demo "$ctx/data/demo"
 cp docker/vostok.toml "$ctx/docker/vostok.toml"
 docker build -q -f docker/Dockerfile.runtime -t "$IMAGE" "$ctx" >/dev/null
+# the untagged image of the stage that only held the binary
+docker image prune -f --filter label=org.vostok.stage=binary >/dev/null
 rm -rf "$ctx"
 export VOSTOK_IMAGE="$IMAGE"
 compose build -q db nginx 2>/dev/null || compose build db nginx >/dev/null
