@@ -166,7 +166,11 @@ docker build -q -f docker/Dockerfile.runtime -t "$IMAGE" "$ctx" >/dev/null
 docker image prune -f --filter label=org.vostok.stage=binary >/dev/null
 rm -rf "$ctx"
 export VOSTOK_IMAGE="$IMAGE"
-compose build -q db nginx 2>/dev/null || compose build db nginx >/dev/null
+# PostgreSQL's and nginx's with the classic builder, as compose.yaml names them: its layer cache
+# makes an unchanged image a no-op whichever Compose runs (Compose 2 builds through BuildKit and
+# rebuilt them every time on Docker 20.10)
+docker build -q -t local/vostok-postgres:15 docker/postgres >/dev/null
+docker build -q -t local/vostok-nginx:latest docker/nginx >/dev/null
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^($IMAGE|local/vostok-(postgres|nginx)|$BASE_IMAGE)" >&2 || true
 
 # --- 4. up -----------------------------------------------------------------------------------
