@@ -134,6 +134,22 @@ if [[ $# -eq 0 ]]; then
     echo "[test.sh] the S3 run took $(($(date +%s) - s3_start)) s"
 fi
 
+# --- the containers (by hand: VOSTOK_TEST_DOCKER=1) -------------------------------------------
+# docker/compose.yaml (vostok from this binary, PostgreSQL, nginx) through nginx with pyvo:
+# scripts/docker-test.sh. Not part of the CI run (see README "Run the tests": the time, and
+# dockerd inside the CI machine); said so here rather than passed over in silence.
+if [[ $# -eq 0 ]]; then
+    if [[ "${VOSTOK_TEST_DOCKER:-}" == "1" ]]; then
+        step "containers: docker/compose.yaml through nginx (scripts/docker-test.sh)"
+        if ! VOSTOK_BIN="$VOSTOK_BIN" bash scripts/docker-test.sh; then
+            fail "containers (scripts/docker-test.sh)"
+            status=1
+        fi
+    else
+        step "containers: NOT RUN (VOSTOK_TEST_DOCKER=1 runs scripts/docker-test.sh)"
+    fi
+fi
+
 if [[ $status -eq 0 ]]; then
     echo "[test.sh] all passed"
 fi
