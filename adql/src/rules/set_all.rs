@@ -9,8 +9,10 @@
 //! kept by INTERSECT ALL when the right has a k-th copy, and by EXCEPT ALL when it has not.
 //!
 //! The planner's join for these is recognised by its shape, which no other ADQL construct
-//! produces before optimisation: a left semi or anti join on every column pair, NULLs equal,
-//! whose left input is not DISTINCT (`INTERSECT` and `EXCEPT` make it DISTINCT first).
+//! produces before optimisation: a left semi or anti join on every column pair (a column of
+//! one side cast to the other's type when their types differ), NULLs equal, whose left input
+//! is not DISTINCT (`INTERSECT` and `EXCEPT` make it DISTINCT first). The copies are numbered
+//! and matched by the join's own keys, casts included.
 
 use std::sync::Arc;
 
@@ -20,7 +22,8 @@ use datafusion::common::tree_node::{Transformed, TransformedResult};
 use datafusion::common::{Column, NullEquality, Result, ScalarValue};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, ExprFunctionExt, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
+    BinaryExpr, Expr, ExprFunctionExt, ExprSchemable, Join, JoinType, LogicalPlan,
+    LogicalPlanBuilder, Operator,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -54,29 +57,52 @@ fn is_set_all(join: &Join) -> bool {
         && join
             .on
             .iter()
-            .all(|(l, r)| matches!((l, r), (Expr::Column(_), Expr::Column(_))))
+            .all(|(l, r)| is_key_column(l) && is_key_column(r))
 }
 
-/// The column names the rewrite gives the sides' columns and copy numbers.
+/// A column, or a column that type coercion cast to the other side's type (`CAST(a.v AS
+/// Utf8View) = b.v` when one operand's VARCHAR is Utf8 and the other's Utf8View).
+fn is_key_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(_) => true,
+        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Column(_)),
+        Expr::TryCast(c) => matches!(c.expr.as_ref(), Expr::Column(_)),
+        _ => false,
+    }
+}
+
+/// The column names the rewrite gives the sides' columns, join keys and copy numbers.
 fn value(i: usize) -> String {
     format!("__adql_v{i}")
+}
+fn key(i: usize) -> String {
+    format!("__adql_k{i}")
 }
 const NUMBER: &str = "__adql_n";
 const LEFT: &str = "__adql_l";
 const RIGHT: &str = "__adql_r";
 
-/// One side, its columns renamed by position and each row numbered among its copies.
-fn numbered(side: &LogicalPlan, alias: &str) -> Result<LogicalPlan> {
+/// One side: its columns renamed by position, its join keys (the join's own key expressions
+/// for that side, casts included: both sides' keys then have one type), and each row numbered
+/// among its copies.
+fn numbered(side: &LogicalPlan, keys: Vec<Expr>, alias: &str) -> Result<LogicalPlan> {
     let schema = side.schema();
+    let key_types = keys
+        .iter()
+        .map(|k| k.get_type(schema))
+        .collect::<Result<Vec<_>>>()?;
     let renamed = (0..schema.fields().len())
         .map(|i| Expr::Column(Column::from(schema.qualified_field(i))).alias(value(i)))
+        .chain(keys.into_iter().enumerate().map(|(i, k)| k.alias(key(i))))
         .collect::<Vec<_>>();
     // Copies are rows that are not distinct: -0.0 and 0.0 are one value (a hash join
     // matches them), so a float is partitioned by its value + 0.0 (IEEE: -0.0 + 0.0 = 0.0).
-    let partition = (0..schema.fields().len())
-        .map(|i| {
-            let c = Expr::Column(Column::new_unqualified(value(i)));
-            match schema.field(i).data_type() {
+    let partition = key_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let c = Expr::Column(Column::new_unqualified(key(i)));
+            match t {
                 DataType::Float64 => plus_zero(c, ScalarValue::Float64(Some(0.0))),
                 DataType::Float32 => plus_zero(c, ScalarValue::Float32(Some(0.0))),
                 _ => c,
@@ -101,11 +127,12 @@ fn plus_zero(e: Expr, zero: ScalarValue) -> Expr {
 
 fn rewrite(join: Join) -> Result<LogicalPlan> {
     let n = join.left.schema().fields().len();
-    let left = numbered(&join.left, LEFT)?;
-    let right = numbered(&join.right, RIGHT)?;
+    let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
+    let left = numbered(&join.left, left_keys, LEFT)?;
+    let right = numbered(&join.right, right_keys, RIGHT)?;
     let keys = |side: &str| {
         (0..n)
-            .map(|i| Column::new(Some(side), value(i)))
+            .map(|i| Column::new(Some(side), key(i)))
             .chain(std::iter::once(Column::new(Some(side), NUMBER)))
             .collect::<Vec<_>>()
     };
