@@ -349,13 +349,12 @@ pub async fn collect(
             }
         }
     }
-    if p.dropped {
-        let (left, root_left) = listed_versions(storage, folder).await?;
-        if left.is_empty() && !root_left {
-            let path: Path = storage.path(&format!("{folder}/{POINTER}"));
-            storage.store.delete(&path).await?;
-            deleted += 1;
-        }
+    // What is left (a local folder keeps the emptied directories: not listed again).
+    let left = versions.iter().any(|v| !gone.contains(v));
+    if p.dropped && !left && (root || !root_files) {
+        let path: Path = storage.path(&format!("{folder}/{POINTER}"));
+        storage.store.delete(&path).await?;
+        deleted += 1;
     }
     Ok(deleted)
 }
