@@ -119,7 +119,9 @@ def wait_until(what, check, since, limit=WITHIN_S):
     is not true `limit` + 20 s after `since` (the assertion on `limit` is the caller's)."""
     while True:
         if check():
-            return time.monotonic() - since
+            took = time.monotonic() - since
+            print(f"{what}: seen {took:.3f} s after the command ended")
+            return took
         assert time.monotonic() - since < limit + 20, f"{what}: not seen 20 s after"
         time.sleep(0.02)
 
@@ -278,6 +280,7 @@ def test_publish_replace_drop_under_load(live):
         assert (count(base, "ivoa.obscore", "WHERE obs_collection = 'demo'") or 0) > 0
         time.sleep(1)
 
+    print(f"cone searches during the changes: {load.answers} answered, {len(load.errors)} failed")
     assert not load.errors, f"{len(load.errors)} failed cone searches: {load.errors[:5]}"
     assert load.answers > 20, f"only {load.answers} cone searches answered"
 
@@ -305,6 +308,7 @@ def test_a_query_running_during_a_replace_finishes_on_the_old_version(live):
     assert len(ids) == 200_000, f"{len(ids)} rows, not the old version's 200,000"
     assert max(ids) == 200_000 and len(set(ids)) == 200_000
     vostok(live, "drop", "live.stars")
+    wait_until("the drop", lambda: count(base, "live.stars") is None, time.monotonic())
 
 
 def admin(base, method, path, token=None, **kw):
