@@ -232,6 +232,13 @@ def test_publish_replace_drop_under_load(live):
         assert took <= WITHIN_S, f"live.stars served {took:.2f} s after the ingest ended"
         assert in_tap_schema(base, "live.stars")
         assert in_vosi_tables(base, "live.stars")
+        assert requests.get(f"{base}/moc/live.stars", params={"format": "json"},
+                            timeout=60).status_code == 200
+        portal = requests.get(f"{base}/portal/api/tables", timeout=60).text
+        assert "live.stars" in portal
+        oai = requests.get(f"{base}/oai", params={"verb": "ListIdentifiers",
+                                                 "metadataPrefix": "ivo_vor"}, timeout=60).text
+        assert "scs/live.stars" in oai
         r = requests.get(f"{base}/scs/live.stars",
                          params={"RA": 0, "DEC": 90, "SR": 180, "MAXREC": 10_000}, timeout=60)
         assert scs_rows(r) == 3000
@@ -265,6 +272,8 @@ def test_publish_replace_drop_under_load(live):
                           done)
         assert took <= WITHIN_S, f"live.stars still served {took:.2f} s after the drop"
         assert not in_vosi_tables(base, "live.stars")
+        assert requests.get(f"{base}/moc/live.stars", timeout=60).status_code == 404
+        assert "live.stars" not in requests.get(f"{base}/portal/api/tables", timeout=60).text
         r = tap_sync(base, "SELECT COUNT(*) FROM live.stars")
         assert r.status_code == 400 and query_status(r.content) == ["ERROR"], r.text[:800]
         assert b"live.stars" in r.content

@@ -152,12 +152,16 @@ impl Live {
             self.coverages.clone(),
         );
         self.query_rt.spawn(async move {
-            for (name, table) in fresh {
+            for (name, table) in &fresh {
                 if let Err(e) = table.warm_footers(&env).await {
                     tracing::warn!("{name}: footers not cached: {e}");
                 }
             }
-            coverages.warm(&engine, &storage).await;
+            for (name, _) in &fresh {
+                if let Some(Err(e)) = coverages.get(&engine, &storage, name).await {
+                    tracing::warn!("{name}: no coverage: {e}");
+                }
+            }
         });
         Ok(true)
     }
