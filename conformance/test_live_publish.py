@@ -401,3 +401,9 @@ def test_admin_api(live):
     assert admin(base, "DELETE", "/admin/catalogs/live.stars", alice).status_code == 404
     r = admin(base, "POST", "/admin/reload", alice)
     assert r.status_code == 200 and r.json()["generation"] > 0, r.text
+    generation = r.json()["generation"]
+    metrics = requests.get(base + "/metrics", timeout=30).text
+    assert f"vostok_publication_generation {generation}" in metrics, metrics[-2000:]
+    reloads = [line for line in metrics.splitlines()
+               if line.startswith("vostok_publication_reloads_total ")]
+    assert reloads and int(reloads[0].split()[1]) > 0, metrics[-2000:]
