@@ -245,3 +245,114 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalogs::versions;
+
+    async fn write(storage: &Storage, name: &str, version: u64, rows: u64) {
+        let (schema, table) = name.split_once('.').unwrap_or(("t", name));
+        let opts = catalogs::synth::SynthOptions::new(rows, version + 1);
+        let meta = catalogs::synth::metadata(schema, table, &opts);
+        let folder = versions::folder(name);
+        let root = versions::version_root(&folder, version);
+        catalogs::synth::generate(storage, &root, &meta, &opts, None)
+            .await
+            .unwrap_or_else(|e| panic!("generating {root}: {e}"));
+        versions::switch(storage, &folder, version)
+            .await
+            .unwrap_or_else(|e| panic!("switching {folder}: {e}"));
+        versions::announce(storage, name)
+            .await
+            .unwrap_or_else(|e| panic!("announcing {name}: {e}"));
+    }
+
+    #[tokio::test]
+    async fn a_publication_change_is_a_new_snapshot_taking_over_what_did_not_change() {
+        let dir = std::env::temp_dir().join(format!(
+            "vostok-snapshot-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let storage = Storage::local(&dir, storage::Missing::Refuse)
+            .unwrap_or_else(|e| panic!("storage: {e}"));
+        write(&storage, "t.a", 0, 500).await;
+        write(&storage, "t.b", 0, 300).await;
+        let served: Served = Arc::new(|_: &str, t: Arc<HatsTable>| t as Arc<dyn TableProvider>);
+        let engine = open(
+            &storage,
+            Limits {
+                default_maxrec: 10,
+                hard_maxrec: 10,
+                sync_timeout: 0,
+            },
+            LimitsConfig::default(),
+            16,
+            Runtimes::single(tokio::runtime::Handle::current()),
+            served,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+        let before = engine.snapshot();
+        assert_eq!(before.tables().len(), 2);
+        assert!(!engine.changed().await.unwrap_or(true));
+        assert!(engine.prepare().await.unwrap_or(None).is_none());
+
+        // t.a replaced by version 1: a new snapshot, t.b taken over as it was.
+        write(&storage, "t.a", 1, 800).await;
+        assert!(engine.changed().await.unwrap_or(false));
+        let next = engine
+            .prepare()
+            .await
+            .unwrap_or_else(|e| panic!("prepare: {e}"))
+            .unwrap_or_else(|| panic!("no new snapshot"));
+        let old_a = before
+            .table("t.a")
+            .cloned()
+            .unwrap_or_else(|| panic!("t.a"));
+        let new_a = next.table("t.a").cloned().unwrap_or_else(|| panic!("t.a"));
+        assert_eq!(new_a.catalog().rows, Some(800));
+        assert_eq!(old_a.catalog().rows, Some(500));
+        let (b0, b1) = (before.table("t.b"), next.table("t.b"));
+        assert!(matches!((b0, b1), (Some(x), Some(y)) if Arc::ptr_eq(x, y)));
+        // Not served until installed; then the old snapshot is still whole for whoever holds it.
+        assert_eq!(
+            engine.table("t.a").map(|t| t.catalog().rows),
+            Some(Some(500))
+        );
+        engine.install(next);
+        assert_eq!(
+            engine.table("t.a").map(|t| t.catalog().rows),
+            Some(Some(800))
+        );
+        assert_eq!(
+            before.table("t.a").map(|t| t.catalog().rows),
+            Some(Some(500))
+        );
+        assert_eq!(engine.reloads(), 1);
+        assert!(engine.snapshot().generation() > before.generation());
+
+        // Dropped: gone from the tables and from TAP_SCHEMA.
+        versions::retire(&storage, "catalogs/t.b")
+            .await
+            .unwrap_or_else(|e| panic!("retire: {e}"));
+        versions::announce(&storage, "t.b")
+            .await
+            .unwrap_or_else(|e| panic!("announce: {e}"));
+        let next = engine
+            .prepare()
+            .await
+            .unwrap_or_else(|e| panic!("prepare: {e}"))
+            .unwrap_or_else(|| panic!("no new snapshot"));
+        engine.install(next);
+        let now = engine.snapshot();
+        assert!(now.table("t.b").is_none());
+        assert!(now.metadata().tables().all(|(_, t)| t.name != "t.b"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
