@@ -17,6 +17,7 @@ pub mod preview;
 pub mod provider;
 pub mod source;
 pub mod synth;
+pub mod versions;
 
 pub use catalog::{open_catalog, HatsCatalog, PartitionFile};
 pub use meta::CatalogMeta;

@@ -45,6 +45,9 @@ pub struct Config {
     pub metrics: super::metrics::MetricsConfig,
     /// The curation metadata of the registry records (`/oai`).
     pub registry: super::oai::RegistryConfig,
+    /// Live publishing: how often a server looks for changes, how long replaced versions are
+    /// kept, and who may publish over HTTP (`/admin`).
+    pub publish: super::live::PublishConfig,
     /// Memory for cached Parquet footers, in MiB: a cone then reads and decodes no footer.
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
@@ -126,6 +129,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             metrics: super::metrics::MetricsConfig::default(),
             registry: super::oai::RegistryConfig::default(),
+            publish: super::live::PublishConfig::default(),
             metadata_cache_mb: 256,
         }
     }
@@ -171,6 +175,20 @@ impl Config {
         }
         config.metadata.postgres_url()?;
         Ok(config)
+    }
+
+    /// How long a replaced or dropped catalog version stays readable before it is deleted:
+    /// `[publish] retention_seconds`, else a minute more than the longest a query may run
+    /// (`[tap] sync_timeout`, `[uws] max_execution_duration`), so that every query that
+    /// started on it has ended.
+    pub fn retention(&self) -> std::time::Duration {
+        let secs = self.publish.retention_seconds.unwrap_or_else(|| {
+            self.tap
+                .sync_timeout
+                .max(self.uws.max_execution_duration)
+                .saturating_add(60)
+        });
+        std::time::Duration::from_secs(secs)
     }
 
     /// The configuration in effect as TOML, every default written out (a password in a

@@ -2,8 +2,8 @@
 //! FITS (the default), MOC JSON (what Aladin Lite's `A.MOCFromURL` reads) or MOC-ASCII
 //! (`?format=fits|json|ascii`). A catalog folder's `moc.fits`, when there is one, is served as
 //! it is; otherwise the coverage is computed from the partition files (the `_healpix_29`
-//! column) once and kept in memory. Every catalog's coverage is made ready in the background
-//! at start. Coverage is public metadata, as `/tap/tables` is: no identity is read.
+//! column) once per published version and kept in memory. Every catalog's coverage is made
+//! ready in the background at start and after each publication change. Coverage is public metadata, as `/tap/tables` is: no identity is read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,8 @@ impl Coverages {
         name: &str,
     ) -> Option<Result<Arc<Coverage>, String>> {
         let table = engine.table(name)?;
-        let key = name.to_ascii_lowercase();
+        // By the version's root: a replaced catalog's coverage is computed again.
+        let key = table.catalog().root.to_string();
         let slot = lock(&self.slots).entry(key).or_default().clone();
         let catalog = table.catalog().clone();
         let got = slot
@@ -54,9 +55,15 @@ impl Coverages {
         Some(got.clone())
     }
 
+    /// Forgets the coverages of versions no longer served (`served`: the roots served now).
+    pub fn retain(&self, served: &[String]) {
+        lock(&self.slots).retain(|root, _| served.contains(root));
+    }
+
     /// Makes every served catalog's coverage ready, one after the other.
     pub async fn warm(&self, engine: &Engine, storage: &Storage) {
-        for (name, _) in engine.tables() {
+        let tables = engine.snapshot().tables().to_vec();
+        for (name, _) in &tables {
             match self.get(engine, storage, name).await {
                 Some(Ok(c)) => tracing::info!(
                     "{name}: coverage at order {}, {:.4}% of the sky",

@@ -28,7 +28,7 @@ pub fn all_capabilities(
     let (main, after) = tap::capabilities::capability_list(engine, tap_service, jobs, &base);
     service(base, main, after);
     let hard_maxrec = engine.limits().hard_maxrec;
-    for (name, table) in engine.tables() {
+    for (name, table) in engine.snapshot().tables() {
         let base = format!("{root}/scs/{name}");
         let cap = scs::capability(hard_maxrec, table, &base);
         service(base, vec![cap], Vec::new());

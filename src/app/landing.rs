@@ -14,7 +14,7 @@ pub async fn landing(
 ) -> HttpResponse {
     let base = svc.base_url(&req);
     let mut rows = String::new();
-    for (name, t) in engine.tables() {
+    for (name, t) in engine.snapshot().tables() {
         let m = &t.catalog().meta.table;
         rows.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"{base}/scs/{}?RA=10&amp;DEC=10&amp;SR=1\">cone search</a></td></tr>\n",

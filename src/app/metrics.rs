@@ -81,6 +81,8 @@ pub struct Metrics {
     lanes: Family<LaneLabels, Gauge>,
     vospace_bytes: Family<UserLabels, Gauge>,
     footers: Family<FooterLabels, Gauge>,
+    generation: Gauge,
+    reloads: Counter,
     token: Option<String>,
 }
 
@@ -172,8 +174,23 @@ impl Metrics {
              now cached have served)",
             footers.clone(),
         );
+        let generation = Gauge::default();
+        registry.register(
+            "publication_generation",
+            "The publication generation served (catalogs/_publication.json; each ingest or drop \
+             adds one)",
+            generation.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register(
+            "publication_reloads",
+            "Times the served tables were swapped for a newer publication since start",
+            reloads.clone(),
+        );
         Metrics {
             footers,
+            generation,
+            reloads,
             registry,
             requests,
             seconds,
@@ -351,6 +368,13 @@ async fn refresh(metrics: &Metrics, engine: &Engine, jobs: &Jobs, vospace: &VoSp
     metrics
         .query_memory
         .set(i64::try_from(engine.memory_reserved()).unwrap_or(i64::MAX));
+    metrics
+        .generation
+        .set(i64::try_from(engine.snapshot().generation()).unwrap_or(i64::MAX));
+    metrics
+        .reloads
+        .inner()
+        .store(engine.reloads(), std::sync::atomic::Ordering::Relaxed);
     let cache = engine.footer_cache();
     for (what, n) in [
         ("entries", cache.entries),

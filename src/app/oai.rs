@@ -580,7 +580,8 @@ fn records(
     let base = format!("{root}/tap");
     let (main, after) = tap::capabilities::capability_list(engine, tap_service, jobs, &base);
     let mut tableset = String::from("  <tableset>\n");
-    vosi::schemas_xml(&mut tableset, engine.metadata(), false, "    ", None);
+    let snapshot = engine.snapshot();
+    vosi::schemas_xml(&mut tableset, snapshot.metadata(), false, "    ", None);
     tableset.push_str("  </tableset>\n");
     out.push(resource(
         oai,
@@ -599,7 +600,7 @@ fn records(
         &tableset,
     ));
     let hard_maxrec = engine.limits().hard_maxrec;
-    for (name, table) in engine.tables() {
+    for (name, table) in snapshot.tables() {
         let base = format!("{root}/scs/{name}");
         let caps = service(
             &base,
@@ -608,9 +609,15 @@ fn records(
         );
         let mut tableset = String::from("  <tableset>\n");
         let only = |t: &crate::engine::tap_schema::TableDesc| &t.name == name;
-        vosi::schemas_xml(&mut tableset, engine.metadata(), false, "    ", Some(&only));
+        vosi::schemas_xml(
+            &mut tableset,
+            snapshot.metadata(),
+            false,
+            "    ",
+            Some(&only),
+        );
         tableset.push_str("  </tableset>\n");
-        let described = engine
+        let described = snapshot
             .metadata()
             .tables()
             .find(|(_, t)| &t.name == name)

@@ -210,10 +210,11 @@ async fn file(path: web::Path<String>, req: HttpRequest) -> HttpResponse {
 /// `GET /portal/api/tables`: every table, its columns and the services that serve it.
 async fn tables(engine: web::Data<Engine>) -> HttpResponse {
     let mut schemas = Vec::new();
-    for s in &engine.metadata().schemas {
+    let snapshot = engine.snapshot();
+    for s in &snapshot.metadata().schemas {
         let mut tables = Vec::new();
         for t in &s.tables {
-            let hats = engine.table(&t.name);
+            let hats = snapshot.table(&t.name);
             let mut services = vec![json!({"kind": "TAP", "url": "tap"})];
             if hats.is_some() {
                 services.push(json!({"kind": "SCS", "url": format!("scs/{}", t.name)}));

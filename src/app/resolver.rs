@@ -144,7 +144,7 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Every identifier column of the served catalogs.
 fn id_columns(engine: &Engine) -> Vec<IdColumn> {
     let mut out = Vec::new();
-    for (name, table) in engine.tables() {
+    for (name, table) in engine.snapshot().tables() {
         let cat = table.catalog();
         let meta = &cat.meta.table;
         for field in cat.schema.fields() {

@@ -40,6 +40,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let state = State::open(&config, &query_rt, &heavy_rt)?;
     let bind = config.bind.clone();
     let locks = state.locks;
+    let query_handle = query_rt.handle().clone();
     let sys = actix_web::rt::System::new();
     sys.block_on(async move {
         let service = web::Data::new(state.service);
@@ -61,6 +62,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let storage = storage.clone();
             actix_web::rt::spawn(async move { coverages.warm(&engine, &storage).await });
         }
+        // Follows the publication (catalogs ingested, replaced or dropped while it runs).
+        let live = web::Data::new(super::live::Live::new(
+            engine.clone().into_inner(),
+            storage.get_ref().clone(),
+            obscore.clone(),
+            coverages.clone(),
+            &config,
+            query_handle.clone(),
+        ));
+        query_handle.spawn(live.clone().into_inner().watch());
         let oai = web::Data::new(super::oai::Oai::new(
             config.registry.clone(),
             config.service(),
@@ -81,6 +92,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(metrics.clone())
                 .app_data(oai.clone())
                 .app_data(coverages.clone())
+                .app_data(live.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 // Innermost: the routes see a HEAD request as the GET it mirrors.
                 .wrap(actix_web::middleware::from_fn(head_as_get))
@@ -104,6 +116,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .configure(super::metrics::routes)
                 .configure(super::oai::routes)
                 .configure(super::coverage::routes)
+                .configure(super::live::routes)
                 .configure(protocols::tap::routes)
                 .configure(protocols::scs::routes)
                 .configure(protocols::files::routes)

@@ -31,17 +31,24 @@ pub async fn open_engine(
     let storage = Storage::open(&config.data, &config.storage_options, missing)
         .with_context(|| format!("opening the data folder {}", config.data))?;
     if demo {
-        crate::publish::demo::ingest(&storage, &config.demo_dir, &config.service.authority).await?;
+        crate::publish::demo::ingest(
+            &storage,
+            &config.demo_dir,
+            &config.service.authority,
+            config.retention(),
+        )
+        .await?;
     }
     let public_base = config.service().public_base();
-    let served = move |root: &str, table| products::served(&public_base, root, table);
+    let served: engine::Served =
+        Arc::new(move |folder: &str, table| products::served(&public_base, folder, table));
     let engine = engine::open(
         &storage,
         config.limits(),
         config.limits.clone(),
         config.metadata_cache_mb,
         runtimes,
-        &served,
+        served,
     )
     .await?;
     Ok((storage, engine))
@@ -128,7 +135,7 @@ impl State {
             query_rt.block_on(open_engine(config, runtimes, Missing::Create, config.demo))?;
         let engine = Arc::new(engine);
         warm_footers(query_rt, &engine);
-        let obscore = query_rt.block_on(Obscore::load(&engine));
+        let obscore = query_rt.block_on(Obscore::load(&engine.snapshot()));
         let checksums = query_rt.block_on(Checksums::load(
             &storage,
             config.limits.digest_mb.saturating_mul(1024 * 1024),
@@ -236,7 +243,7 @@ impl State {
 /// Reads every catalog's Parquet footers into the metadata cache in the background (bounded
 /// by `metadata_cache_mb`), so that the first query into a partition reads no footer.
 fn warm_footers(rt: &tokio::runtime::Runtime, engine: &Arc<crate::engine::Engine>) {
-    let tables = engine.tables().to_vec();
+    let tables = engine.snapshot().tables().to_vec();
     let env = engine.ctx().runtime_env();
     rt.spawn(async move {
         for (name, table) in tables {

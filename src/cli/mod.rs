@@ -1,4 +1,4 @@
-//! The command line: `serve`, `ingest`, `generate`, `user`, `adql`.
+//! The command line: `serve`, `ingest`, `drop`, `generate`, `user`, `adql`.
 
 mod adql;
 
@@ -86,6 +86,7 @@ async fn ingest_products(
         &config.service.authority,
         force,
         true,
+        config.retention(),
     )
     .await?;
     for (file, w) in &s.warnings {
@@ -102,7 +103,7 @@ async fn ingest_products(
     }
     println!(
         "collection {collection}: {} files stored, {} ObsCore records, {} files skipped, {} warnings \
-         (restart the server to publish)",
+         (published: a running server serves it within [publish] poll_ms)",
         s.files,
         s.records,
         s.failed.len(),
@@ -162,6 +163,21 @@ enum Command {
         /// Replace the catalog or collection if it exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Stop publishing a catalog (`vostok drop schema.table`) or a collection of FITS
+    /// products (`vostok drop --collection NAME`). A running server stops serving it within
+    /// `[publish] poll_ms`; queries already running on it finish, and its files are deleted
+    /// once `[publish] retention_seconds` have passed.
+    Drop {
+        /// The table, schema.table.
+        #[arg(required_unless_present = "collection", conflicts_with = "collection")]
+        table: Option<String>,
+        /// A collection of FITS products (obs_collection).
+        #[arg(long)]
+        collection: Option<String>,
+        /// Data folder or object-store URL (default ./vostok-data).
+        #[arg(long)]
+        data_dir: Option<String>,
     },
     /// Write a synthetic Gaia-like sky of N rows straight into the HATS layout (for benchmarks).
     Generate {
@@ -381,9 +397,12 @@ pub fn main() -> anyhow::Result<()> {
             rt.block_on(async {
                 let storage =
                     Storage::open(&config.data, &config.storage_options, Missing::Create)?;
-                let summary = publish::catalog::ingest(&storage, &metadata, force, true).await?;
+                let summary =
+                    publish::catalog::ingest(&storage, &metadata, force, true, config.retention())
+                        .await?;
                 println!(
-                    "ingested {} rows into {} partitions{}",
+                    "ingested {} rows into {} partitions{} (published: a running server serves \
+                     it within [publish] poll_ms)",
                     summary.rows,
                     summary.partitions.len(),
                     if summary.dropped > 0 {
@@ -392,6 +411,35 @@ pub fn main() -> anyhow::Result<()> {
                         String::new()
                     }
                 );
+                Ok(())
+            })
+        }
+        Command::Drop {
+            table,
+            collection,
+            data_dir,
+        } => {
+            if let Some(d) = data_dir {
+                config.data = d;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let storage =
+                    Storage::open(&config.data, &config.storage_options, Missing::Refuse)?;
+                match (table, collection) {
+                    (_, Some(c)) => {
+                        publish::products::drop_collection(&storage, &c, config.retention())
+                            .await?;
+                        println!("collection {c} dropped (a running server stops serving it within [publish] poll_ms)");
+                    }
+                    (Some(t), None) => {
+                        publish::catalog::drop_catalog(&storage, &t, config.retention()).await?;
+                        println!("{t} dropped (a running server stops serving it within [publish] poll_ms)");
+                    }
+                    (None, None) => anyhow::bail!("name a table (schema.table) or --collection NAME"),
+                }
                 Ok(())
             })
         }
@@ -420,7 +468,15 @@ pub fn main() -> anyhow::Result<()> {
             rt.block_on(async {
                 let storage = Storage::open(&config.data, &config.storage_options, Missing::Create)?;
                 let t0 = std::time::Instant::now();
-                let summary = publish::catalog::generate(&storage, &table, &opts, force, true).await?;
+                let summary = publish::catalog::generate(
+                    &storage,
+                    &table,
+                    &opts,
+                    force,
+                    true,
+                    config.retention(),
+                )
+                .await?;
                 let secs = t0.elapsed().as_secs_f64();
                 println!(
                     "generated {} rows into {} partitions of {table} in {secs:.1} s ({:.2} M rows/s)",

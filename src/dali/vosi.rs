@@ -170,7 +170,7 @@ pub async fn tables(
     };
     actix_web::HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
-        .body(tableset(engine.metadata(), min))
+        .body(tableset(engine.snapshot().metadata(), min))
 }
 
 /// `GET …/tables/{schema.table}`: the VOSI document of one table.
@@ -180,6 +180,7 @@ pub async fn table(
 ) -> actix_web::HttpResponse {
     let name = path.into_inner();
     match engine
+        .snapshot()
         .metadata()
         .tables()
         .find(|(_, t)| t.name.eq_ignore_ascii_case(&name))

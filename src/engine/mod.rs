@@ -1,5 +1,6 @@
-//! The engine: one DataFusion session over every served catalog (and TAP_SCHEMA), the runtimes
-//! queries execute on, the limits they are held to, and the result streams. Protocol fronts get
+//! The engine: the served [`Snapshot`] (one DataFusion session over every published catalog,
+//! and TAP_SCHEMA; swapped whole when the publication changes), the runtimes queries execute
+//! on, the limits they are held to, and the result streams. Protocol fronts get
 //! an [`Engine`] handle, never the whole application: they plan (ADQL text through
 //! [`Engine::plan_adql`], or DataFusion expressions over [`Engine::ctx`]) and hand the plan to
 //! [`Engine::stream`], which admits it, executes it and encodes the batches as they come.
@@ -35,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::QueryError;
-pub use session::open;
+pub use session::{open, Served};
 pub(crate) use stream::timed;
 pub use stream::{Lane, QueryRequest, ResultStream, StreamEnd, TimeLimit};
 pub use tap_schema::TapMetadata;
@@ -164,28 +165,30 @@ pub struct FooterCache {
     pub limit: usize,
 }
 
-/// A handle on the query engine: what every protocol front may use.
-pub struct Engine {
+/// What the engine serves at one moment: the DataFusion session with every published table
+/// registered, the tables, and TAP_SCHEMA. Immutable: a publication change builds a new one
+/// and swaps it in ([`Engine::install`]); a request takes one ([`Engine::snapshot`]) and
+/// plans against it, and a query planned on it keeps its tables (and so their files' version)
+/// until it ends.
+pub struct Snapshot {
     ctx: SessionContext,
-    runtimes: Runtimes,
     tables: Vec<(String, Arc<HatsTable>)>,
+    /// Each table's folder and published root (`catalogs/<name>`, `catalogs/<name>/v3`), in
+    /// the order of `tables`.
+    folders: Vec<(String, String)>,
     metadata: TapMetadata,
-    limits: Limits,
-    admission: LimitsConfig,
-    fast_places: Arc<Semaphore>,
-    sync_places: Arc<Semaphore>,
-    heavy_places: Arc<Semaphore>,
-    /// When the service stops (SIGTERM): the moment running queries must have ended by.
-    drain: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// The publication marker this snapshot was built after (catalogs::versions::MARKER).
+    marker: Option<bytes::Bytes>,
+    generation: u64,
 }
 
-impl Engine {
+impl Snapshot {
     /// The DataFusion context with every table registered.
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx
     }
 
-    /// A copy of the shared session state (to plan with, or to extend for one query).
+    /// A copy of the session state (to plan with, or to extend for one query).
     pub fn session(&self) -> SessionState {
         self.ctx.state()
     }
@@ -208,6 +211,98 @@ impl Engine {
         &self.metadata
     }
 
+    /// The publication generation (the marker's count; 0 before any change was announced).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The published root of each served table's folder, by folder.
+    pub fn roots(&self) -> &[(String, String)] {
+        &self.folders
+    }
+}
+
+/// A handle on the query engine: what every protocol front may use.
+pub struct Engine {
+    /// What is served now.
+    current: std::sync::RwLock<Arc<Snapshot>>,
+    /// How a new snapshot is built.
+    publisher: session::Publisher,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Snapshots swapped in since start.
+    reloads: std::sync::atomic::AtomicU64,
+    runtimes: Runtimes,
+    limits: Limits,
+    admission: LimitsConfig,
+    fast_places: Arc<Semaphore>,
+    sync_places: Arc<Semaphore>,
+    heavy_places: Arc<Semaphore>,
+    /// When the service stops (SIGTERM): the moment running queries must have ended by.
+    drain: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+}
+
+impl Engine {
+    /// What is served now: take it once per request and plan against it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The DataFusion context of the current snapshot.
+    pub fn ctx(&self) -> SessionContext {
+        self.snapshot().ctx.clone()
+    }
+
+    /// A copy of the current session state (to plan with, or to extend for one query).
+    pub fn session(&self) -> SessionState {
+        self.snapshot().session()
+    }
+
+    /// A served catalog of the current snapshot by qualified name (case-insensitive).
+    pub fn table(&self, name: &str) -> Option<Arc<HatsTable>> {
+        self.snapshot().table(name).cloned()
+    }
+
+    /// Whether the publication marker differs from the one the current snapshot was built
+    /// after (one small read of the data folder).
+    pub async fn changed(&self) -> anyhow::Result<bool> {
+        let marker = catalogs::versions::read_marker(&self.publisher.storage).await?;
+        Ok(marker != self.snapshot().marker)
+    }
+
+    /// Builds a snapshot of what the data folder publishes now (a catalog whose published
+    /// version did not change is taken over, not read again); `None` when it is the same as
+    /// the current one. Install it with [`Engine::install`].
+    pub async fn prepare(&self) -> anyhow::Result<Option<Arc<Snapshot>>> {
+        let current = self.snapshot();
+        let next = self.publisher.snapshot(Some(current.as_ref())).await?;
+        let same = next.marker == current.marker
+            && next.folders == current.folders
+            && next.tables.len() == current.tables.len();
+        Ok((!same).then(|| Arc::new(next)))
+    }
+
+    /// Serves `next` from now on: requests that took the previous snapshot finish on it.
+    pub fn install(&self, next: Arc<Snapshot>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One reload at a time: hold the guard across [`Engine::prepare`] and
+    /// [`Engine::install`].
+    pub async fn reload_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().await
+    }
+
+    /// Snapshots swapped in since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The query limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -221,7 +316,8 @@ impl Engine {
     /// A registered function (the ADQL geometry functions, …).
     pub fn udf(&self, name: &str) -> Result<Arc<ScalarUDF>, QueryError> {
         use datafusion::execution::FunctionRegistry;
-        self.ctx
+        self.snapshot()
+            .ctx
             .udf(name)
             .map_err(|e| QueryError::Internal(e.to_string()))
     }
@@ -305,11 +401,7 @@ impl Engine {
     /// The Parquet footer cache now: entries, their bytes, the reads they served since they
     /// were cached, and the cache's limit in bytes (`metadata_cache_mb`).
     pub fn footer_cache(&self) -> FooterCache {
-        let cache = self
-            .ctx
-            .runtime_env()
-            .cache_manager
-            .get_file_metadata_cache();
+        let cache = self.publisher.env.cache_manager.get_file_metadata_cache();
         let entries = cache.list_entries();
         FooterCache {
             entries: entries.len(),
@@ -321,7 +413,7 @@ impl Engine {
 
     /// Bytes the query memory pool has handed out now (`[limits] query_memory_mb`).
     pub fn memory_reserved(&self) -> usize {
-        self.ctx.runtime_env().memory_pool.reserved()
+        self.publisher.env.memory_pool.reserved()
     }
 
     /// The synchronous-query places in use now, per admission queue.

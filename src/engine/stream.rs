@@ -120,7 +120,7 @@ impl Engine {
         // Physical planning recurses over the plan: on the query runtime (large stacks). It
         // counts against the time limit (a 100,000-vertex polygon took it 20 s), and is
         // abandoned past it.
-        let ctx = self.ctx.clone();
+        let ctx = self.ctx();
         let planning = AbortOnDrop(
             self.runtimes
                 .fast
@@ -155,7 +155,7 @@ impl Engine {
         // task holds the query's places until it ends.
         let (tx, mut rx) = mpsc::channel::<Item>(2);
         let task = Execution {
-            ctx: self.ctx.clone(),
+            ctx: self.ctx(),
             plan: physical,
             tx,
             _places: places,
@@ -563,10 +563,9 @@ mod tests {
     use datafusion::execution::{SendableRecordBatchStream, TaskContext};
     use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
     use datafusion::physical_plan::streaming::PartitionStream;
-    use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::engine::{Limits, LimitsConfig, Runtimes, TapMetadata};
+    use crate::engine::{Limits, LimitsConfig, Runtimes};
 
     /// A table source that declares the column `x INTEGER` and yields `batch`, whatever its
     /// columns are (as an operator whose declared schema is wrong would).
@@ -610,23 +609,16 @@ mod tests {
             .await
             .map_err(|e| QueryError::Internal(e.to_string()))?
             .into_unoptimized_plan();
-        let admission = LimitsConfig::default();
-        let engine = Engine {
+        let engine = Engine::over(
             ctx,
-            runtimes: Runtimes::single(tokio::runtime::Handle::current()),
-            tables: Vec::new(),
-            metadata: TapMetadata::build(&[]),
-            limits: Limits {
+            Runtimes::single(tokio::runtime::Handle::current()),
+            Limits {
                 default_maxrec: 100,
                 hard_maxrec: 100,
                 sync_timeout: 0,
             },
-            fast_places: Arc::new(Semaphore::new(1)),
-            sync_places: Arc::new(Semaphore::new(1)),
-            heavy_places: Arc::new(Semaphore::new(1)),
-            admission,
-            drain: tokio::sync::watch::Sender::new(None),
-        };
+            LimitsConfig::default(),
+        );
         let req = QueryRequest {
             plan,
             maxrec: 100,

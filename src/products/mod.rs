@@ -15,27 +15,43 @@ use catalogs::HatsTable;
 use datafusion::datasource::TableProvider;
 use votable::xml::escape as esc;
 
-use crate::engine::Engine;
+use crate::engine::Snapshot;
 use crate::publish::products::OBSCORE_ROOT;
 
-/// What the product services know of the ObsCore table (application data).
-#[derive(Debug, Clone, Default)]
+/// What the product services know of the ObsCore table (application data), brought up to
+/// date when the publication changes ([`Obscore::set`]).
+#[derive(Debug, Default)]
 pub struct Obscore {
-    /// Half the largest `s_fov` of the images that have a footprint: how far an image centre
-    /// can be from a region the image meets (SIA uses it to prune). `None` without images.
-    pub max_half_fov: Option<f64>,
+    /// See [`Obscore::max_half_fov`].
+    max_half_fov: std::sync::RwLock<Option<f64>>,
 }
 
 impl Obscore {
     /// Reads what the served ObsCore table holds (a fixed query, no user text).
-    pub async fn load(engine: &Engine) -> Obscore {
+    pub async fn load(snapshot: &Snapshot) -> Obscore {
         Obscore {
-            max_half_fov: if engine.table("ivoa.obscore").is_some() {
-                max_half_fov(engine).await
-            } else {
-                None
-            },
+            max_half_fov: std::sync::RwLock::new(Self::measure(snapshot).await),
         }
+    }
+
+    /// What [`Obscore::max_half_fov`] is in `snapshot`.
+    pub async fn measure(snapshot: &Snapshot) -> Option<f64> {
+        if snapshot.table("ivoa.obscore").is_some() {
+            max_half_fov(snapshot).await
+        } else {
+            None
+        }
+    }
+
+    /// Half the largest `s_fov` of the images that have a footprint: how far an image centre
+    /// can be from a region the image meets (SIA uses it to prune). `None` without images.
+    pub fn max_half_fov(&self) -> Option<f64> {
+        *self.max_half_fov.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the value [`Obscore::measure`] found in a new snapshot.
+    pub fn set(&self, max_half_fov: Option<f64>) {
+        *self.max_half_fov.write().unwrap_or_else(|e| e.into_inner()) = max_half_fov;
     }
 }
 
@@ -265,10 +281,10 @@ impl Checksums {
 
 /// Half the largest `s_fov` among the ObsCore records with a footprint, with a margin for
 /// rounding; `None` when there is none or the query fails.
-async fn max_half_fov(engine: &Engine) -> Option<f64> {
+async fn max_half_fov(snapshot: &Snapshot) -> Option<f64> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Float64Type;
-    let df = engine
+    let df = snapshot
         .ctx()
         .sql("SELECT MAX(s_fov) FROM ivoa.obscore WHERE s_region IS NOT NULL")
         .await
@@ -284,10 +300,10 @@ async fn max_half_fov(engine: &Engine) -> Option<f64> {
     Some(half)
 }
 
-/// How a catalog is served (the engine's `Served` hook): `ivoa.obscore` with absolute
-/// access URLs under `public_base`, the others as they are.
-pub fn served(public_base: &str, root: &str, table: Arc<HatsTable>) -> Arc<dyn TableProvider> {
-    if root == OBSCORE_ROOT {
+/// How a catalog is served (the engine's `Served` hook, given the catalog's folder):
+/// `ivoa.obscore` with absolute access URLs under `public_base`, the others as they are.
+pub fn served(public_base: &str, folder: &str, table: Arc<HatsTable>) -> Arc<dyn TableProvider> {
+    if folder == OBSCORE_ROOT {
         Arc::new(table::ObscoreTable::new(table, public_base))
     } else {
         table

@@ -274,7 +274,7 @@ async fn capabilities(
             .body(format!("no cone search service for '{name}'"));
     };
     let base = format!("{}/scs/{}", svc.base_url(&req), name);
-    let cap = capability(engine.limits().hard_maxrec, table, &base);
+    let cap = capability(engine.limits().hard_maxrec, &table, &base);
     capabilities::respond(&[NAMESPACE], &[cap], &base, &[])
 }
 

@@ -9,47 +9,101 @@ use anyhow::Context;
 use catalogs::hats::{
     write_catalog, WriteOptions, WriteSummary, DEFAULT_PARTITION_ROWS, DEFAULT_ROW_GROUP_ROWS,
 };
-use catalogs::meta::METADATA_FILE;
+use catalogs::versions;
 use catalogs::CatalogMeta;
 use indicatif::{ProgressBar, ProgressStyle};
 use storage::Storage;
 
-/// Root of a catalog inside the data folder.
+/// Folder of a catalog inside the data folder (its versions are in it: catalogs::versions).
 pub fn catalog_root(meta: &CatalogMeta) -> String {
-    format!("catalogs/{}", meta.qualified_name())
+    versions::folder(&meta.qualified_name())
 }
 
-/// Whether a complete catalog exists at `root` (its metadata file is written last).
-pub async fn exists(storage: &Storage, root: &str) -> anyhow::Result<bool> {
-    Ok(storage
-        .exists(&storage.path(&format!("{root}/{METADATA_FILE}")))
-        .await?)
+/// Whether a complete catalog is published in `folder`.
+pub async fn exists(storage: &Storage, folder: &str) -> anyhow::Result<bool> {
+    Ok(versions::current_root(storage, folder).await?.is_some())
 }
 
-/// Refuses to overwrite a complete catalog unless `force`; with `force`, removes whatever is
-/// at `root` (a complete catalog or the leftovers of an interrupted write).
-async fn make_room(storage: &Storage, root: &str, name: &str, force: bool) -> anyhow::Result<()> {
-    if force {
-        storage.delete_prefix(root).await?;
-    } else if exists(storage, root).await? {
-        anyhow::bail!("{name} exists in the data folder (use --force to replace it)");
+/// Where a new version of the catalog in `folder` is written: refuses when one is
+/// published, unless `force` (replace: the published version stays served until the new
+/// one is complete and switched to).
+async fn make_room(
+    storage: &Storage,
+    folder: &str,
+    name: &str,
+    force: bool,
+) -> anyhow::Result<u64> {
+    match versions::begin(storage, folder, force).await? {
+        Some(v) => Ok(v),
+        None => anyhow::bail!("{name} exists in the data folder (use --force to replace it)"),
+    }
+}
+
+/// Publishes version `version` of the catalog in `folder` (complete): switches its pointer,
+/// announces the change to running servers, and deletes versions retired for longer than
+/// `retention`.
+pub async fn publish(
+    storage: &Storage,
+    folder: &str,
+    version: u64,
+    retention: Duration,
+) -> anyhow::Result<()> {
+    versions::switch(storage, folder, version).await?;
+    versions::announce(storage, folder).await?;
+    if let Err(e) = versions::collect(storage, folder, retention).await {
+        tracing::warn!("{folder}: retired versions not deleted: {e}");
     }
     Ok(())
 }
 
-/// Ingests the catalog that `metadata` describes. Skips it when present, unless `force`.
+/// Stops publishing catalog `name` (`schema.table`): running servers stop serving it within
+/// their poll interval; its files are deleted once retired for longer than `retention`.
+pub async fn drop_catalog(
+    storage: &Storage,
+    name: &str,
+    retention: Duration,
+) -> anyhow::Result<()> {
+    let Some(folder) = versions::published(storage)
+        .await?
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, _)| versions::folder(&n))
+    else {
+        anyhow::bail!("no table {name} is published in the data folder");
+    };
+    if [super::products::OBSCORE_ROOT, super::products::HEADERS_ROOT].contains(&folder.as_str()) {
+        anyhow::bail!(
+            "{name} is made from the product collections: drop a collection instead \
+             (vostok drop --collection NAME)"
+        );
+    }
+    if !versions::retire(storage, &folder).await? {
+        anyhow::bail!("no table {name} is published in the data folder");
+    }
+    versions::announce(storage, &folder).await?;
+    if let Err(e) = versions::collect(storage, &folder, retention).await {
+        tracing::warn!("{folder}: retired versions not deleted: {e}");
+    }
+    Ok(())
+}
+
+/// Ingests the catalog that `metadata` describes as a new version, and publishes it. Refuses
+/// when it is published, unless `force`. Versions retired for longer than `retention` are
+/// deleted.
 pub async fn ingest(
     storage: &Storage,
     metadata: &Path,
     force: bool,
     show_progress: bool,
+    retention: Duration,
 ) -> anyhow::Result<WriteSummary> {
     let text = std::fs::read_to_string(metadata)
         .with_context(|| format!("reading {}", metadata.display()))?;
     let meta =
         CatalogMeta::from_toml(&text).with_context(|| format!("in {}", metadata.display()))?;
-    let root = catalog_root(&meta);
-    make_room(storage, &root, &meta.qualified_name(), force).await?;
+    let folder = catalog_root(&meta);
+    let version = make_room(storage, &folder, &meta.qualified_name(), force).await?;
+    let root = versions::version_root(&folder, version);
     let source = meta
         .source
         .as_ref()
@@ -107,6 +161,7 @@ pub async fn ingest(
     };
     let summary = write_catalog(storage, &root, &meta, schema, &batches, &opts).await?;
     bar.finish_and_clear();
+    publish(storage, &folder, version, retention).await?;
     tracing::info!(
         "{}: {} rows in {} partitions",
         meta.qualified_name(),
@@ -123,6 +178,7 @@ pub async fn generate(
     opts: &catalogs::synth::SynthOptions,
     force: bool,
     show_progress: bool,
+    retention: Duration,
 ) -> anyhow::Result<WriteSummary> {
     let (schema, table) = qualified
         .split_once('.')
@@ -133,8 +189,9 @@ pub async fn generate(
         }
     }
     let meta = catalogs::synth::metadata(schema, table, opts);
-    let root = catalog_root(&meta);
-    make_room(storage, &root, qualified, force).await?;
+    let folder = catalog_root(&meta);
+    let version = make_room(storage, &folder, qualified, force).await?;
+    let root = versions::version_root(&folder, version);
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(opts.rows);
         b.set_style(
@@ -158,5 +215,6 @@ pub async fn generate(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    publish(storage, &folder, version, retention).await?;
     Ok(summary)
 }

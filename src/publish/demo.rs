@@ -8,7 +8,12 @@ use storage::Storage;
 
 /// Ingests each demo catalog not yet in the data folder, and the demo images and spectra
 /// when the collection `demo` is not there yet.
-pub async fn ingest(storage: &Storage, demo_dir: &Path, authority: &str) -> anyhow::Result<()> {
+pub async fn ingest(
+    storage: &Storage,
+    demo_dir: &Path,
+    authority: &str,
+    retention: std::time::Duration,
+) -> anyhow::Result<()> {
     let mut files: Vec<_> = std::fs::read_dir(demo_dir)
         .with_context(|| format!("demo catalogs folder {}", demo_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -26,7 +31,7 @@ pub async fn ingest(storage: &Storage, demo_dir: &Path, authority: &str) -> anyh
             "first start: ingesting demo catalog {}",
             meta.qualified_name()
         );
-        super::catalog::ingest(storage, &f, true, true).await?;
+        super::catalog::ingest(storage, &f, true, true, retention).await?;
     }
     if super::products::collection_exists(storage, "demo").await? {
         return Ok(());
@@ -37,8 +42,17 @@ pub async fn ingest(storage: &Storage, demo_dir: &Path, authority: &str) -> anyh
     if has_fits {
         tracing::info!("first start: ingesting the demo images and spectra");
         let dir = demo_dir.to_string_lossy().to_string();
-        let s = super::products::ingest_products(storage, &dir, &[], "demo", authority, true, true)
-            .await?;
+        let s = super::products::ingest_products(
+            storage,
+            &dir,
+            &[],
+            "demo",
+            authority,
+            true,
+            true,
+            retention,
+        )
+        .await?;
         tracing::info!(
             "demo collection: {} files, {} records, {} skipped",
             s.files,

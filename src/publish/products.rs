@@ -8,9 +8,11 @@
 //! products/_index/<collection>/obscore.parquet  the collection's ObsCore records
 //! products/_index/<collection>/headers.parquet  its header cards
 //! products/_index/<collection>/md5.tsv          each stored file's MD5, size and path
-//! catalogs/ivoa.obscore/                        HATS table rebuilt from every collection's index
-//! catalogs/archive.fits_headers/                same, for the header cards
+//! catalogs/ivoa.obscore/v<N>/                   HATS table rebuilt from every collection's index
+//! catalogs/archive.fits_headers/v<N>/           same, for the header cards
 //! ```
+//! Each rebuild writes new versions of both tables and publishes them together
+//! (catalogs::versions); a replaced collection's files are written over the old ones.
 //! A file the mapping cannot read is reported and skipped; one it only partly understands is
 //! published with what could be derived, and each gap is reported per file.
 
@@ -20,6 +22,7 @@ use anyhow::Context;
 use catalogs::hats::{write_catalog, WriteOptions};
 use catalogs::meta::{CatalogMeta, TableMeta};
 use catalogs::obscore::{self, Product};
+use catalogs::versions;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -88,7 +91,10 @@ pub async fn collection_exists(storage: &Storage, collection: &str) -> anyhow::R
 }
 
 /// Ingests every FITS file under `source` (a local folder or an object-store URL such as
-/// `s3://bucket/prefix`) as collection `collection`, then rebuilds the published tables.
+/// `s3://bucket/prefix`) as collection `collection`, then publishes new versions of the
+/// tables made from every collection (versions retired for longer than `retention` are
+/// deleted).
+#[allow(clippy::too_many_arguments)]
 pub async fn ingest_products(
     storage: &Storage,
     source: &str,
@@ -97,6 +103,7 @@ pub async fn ingest_products(
     authority: &str,
     force: bool,
     show_progress: bool,
+    retention: std::time::Duration,
 ) -> anyhow::Result<ProductSummary> {
     check_collection(collection)?;
     if !force && collection_exists(storage, collection).await? {
@@ -117,15 +124,20 @@ pub async fn ingest_products(
     if objects.is_empty() {
         anyhow::bail!("no FITS files (.fits, .fit, .fts, optionally .gz) under {source}");
     }
-    // Replacing: the old files and rows go first, so nothing stale stays published.
-    if force {
+    // Replacing: the old records stay published until the new ones are; the new files are
+    // written over the old ones (each object is replaced whole), and the old files the new
+    // collection does not have are deleted once its records are published.
+    let old_files: Vec<object_store::path::Path> = if force {
         storage
-            .delete_prefix(&format!("{PRODUCTS}/{collection}"))
-            .await?;
-        storage
-            .delete_prefix(&format!("{INDEX}/{collection}"))
-            .await?;
-    }
+            .store
+            .list(Some(&storage.path(&format!("{PRODUCTS}/{collection}"))))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut stored = std::collections::HashSet::new();
 
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(objects.len() as u64);
@@ -182,13 +194,12 @@ pub async fn ingest_products(
                 summary.failed.push((rel.clone(), e.to_string()));
             }
             Ok(d) => {
+                let path = storage.path(&format!("{PRODUCTS}/{collection}/{rel}"));
                 storage
-                    .put(
-                        &storage.path(&format!("{PRODUCTS}/{collection}/{rel}")),
-                        bytes.to_vec(),
-                    )
+                    .put(&path, bytes.to_vec())
                     .await
                     .with_context(|| format!("storing {rel}"))?;
+                stored.insert(path);
                 // Paths with control characters are never served (products::product_path).
                 if !rel.chars().any(char::is_control) {
                     checksums.push_str(&format!("{}\t{}\t{rel}\n", md5_hex(&bytes), bytes.len()));
@@ -233,8 +244,35 @@ pub async fn ingest_products(
             to_parquet(&obs)?,
         )
         .await?;
-    summary.unpositioned = rebuild_tables(storage).await?;
+    summary.unpositioned = rebuild_tables(storage, retention).await?;
+    for old in old_files.iter().filter(|p| !stored.contains(*p)) {
+        if let Err(e) = storage.store.delete(old).await {
+            tracing::warn!("{old}: a file of the replaced collection not deleted: {e}");
+        }
+    }
     Ok(summary)
+}
+
+/// Stops publishing collection `collection`: its records leave `ivoa.obscore` and
+/// `archive.fits_headers` (new versions of both, published at once), then its files are
+/// deleted.
+pub async fn drop_collection(
+    storage: &Storage,
+    collection: &str,
+    retention: std::time::Duration,
+) -> anyhow::Result<()> {
+    check_collection(collection)?;
+    if !collection_exists(storage, collection).await? {
+        anyhow::bail!("no collection '{collection}' is in the data folder");
+    }
+    storage
+        .delete_prefix(&format!("{INDEX}/{collection}"))
+        .await?;
+    rebuild_tables(storage, retention).await?;
+    storage
+        .delete_prefix(&format!("{PRODUCTS}/{collection}"))
+        .await?;
+    Ok(())
 }
 
 /// The MD5 of `bytes`, in hex.
@@ -391,9 +429,20 @@ async fn read_index(storage: &Storage, file: &str) -> anyhow::Result<Vec<RecordB
     Ok(out)
 }
 
-/// Rewrites `ivoa.obscore` and `archive.fits_headers` from every collection's index; returns
-/// how many ObsCore records have no position (published with NULL s_ra/s_dec).
-pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
+/// Writes new versions of `ivoa.obscore` and `archive.fits_headers` from every collection's
+/// index and publishes both (or drops both when no collection is left); returns how many
+/// ObsCore records have no position (published with NULL s_ra/s_dec).
+pub async fn rebuild_tables(
+    storage: &Storage,
+    retention: std::time::Duration,
+) -> anyhow::Result<u64> {
+    if index_collections(storage).await?.is_empty() {
+        for folder in [OBSCORE_ROOT, HEADERS_ROOT] {
+            versions::retire(storage, folder).await?;
+        }
+        versions::announce(storage, OBSCORE_ROOT).await?;
+        return Ok(0);
+    }
     let obs_schema = obscore::obscore_batch(&[])?.schema();
     let hdr_schema = obscore::header_batch(&[])?.schema();
     let obs = read_index(storage, "obscore.parquet").await?;
@@ -417,14 +466,17 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
     meta.table.schema_description = Some("IVOA standard tables".into());
     meta.table.partition_rows = Some(50_000);
     meta.table.row_group_rows = Some(5_000);
-    storage.delete_prefix(OBSCORE_ROOT).await?;
+    let obs_version = versions::begin(storage, OBSCORE_ROOT, true)
+        .await?
+        .unwrap_or_default();
+    let obs_root = versions::version_root(OBSCORE_ROOT, obs_version);
     let opts = WriteOptions {
         partition_rows: 50_000,
         row_group_rows: 5_000,
         progress: None,
         keep_unpositioned: true,
     };
-    let written = write_catalog(storage, OBSCORE_ROOT, &meta, obs_schema, &[obs], &opts).await?;
+    let written = write_catalog(storage, &obs_root, &meta, obs_schema, &[obs], &opts).await?;
     if written.dropped > 0 {
         tracing::info!(
             "{} ObsCore record(s) without a position (found by collection, time or band, not by position)",
@@ -446,13 +498,25 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
     hmeta.table.schema_description = Some("The archive behind ivoa.obscore".into());
     hmeta.table.partition_rows = Some(200_000);
     hmeta.table.row_group_rows = Some(20_000);
-    storage.delete_prefix(HEADERS_ROOT).await?;
+    let hdr_version = versions::begin(storage, HEADERS_ROOT, true)
+        .await?
+        .unwrap_or_default();
+    let hdr_root = versions::version_root(HEADERS_ROOT, hdr_version);
     let hopts = WriteOptions {
         partition_rows: 200_000,
         row_group_rows: 20_000,
         progress: None,
         keep_unpositioned: true,
     };
-    write_catalog(storage, HEADERS_ROOT, &hmeta, hdr_schema, &[hdr], &hopts).await?;
+    write_catalog(storage, &hdr_root, &hmeta, hdr_schema, &[hdr], &hopts).await?;
+    // Both complete: switch both, then tell the servers.
+    versions::switch(storage, HEADERS_ROOT, hdr_version).await?;
+    versions::switch(storage, OBSCORE_ROOT, obs_version).await?;
+    versions::announce(storage, OBSCORE_ROOT).await?;
+    for folder in [OBSCORE_ROOT, HEADERS_ROOT] {
+        if let Err(e) = versions::collect(storage, folder, retention).await {
+            tracing::warn!("{folder}: retired versions not deleted: {e}");
+        }
+    }
     Ok(written.dropped)
 }

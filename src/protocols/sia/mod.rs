@@ -275,7 +275,7 @@ async fn run_sia2(
         [one] => {
             footprint_frame(
                 engine,
-                obs.max_half_fov,
+                obs.max_half_fov(),
                 rest,
                 one,
                 intersects_expr(engine, one)?,

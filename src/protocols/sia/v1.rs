@@ -252,7 +252,7 @@ async fn run_sia1(
         Some((shape, exact, with_whole_sky)) => {
             footprint_frame(
                 engine,
-                obs.max_half_fov,
+                obs.max_half_fov(),
                 rest,
                 &shape,
                 exact,
