@@ -8,6 +8,7 @@
 //! products/_index/<collection>/obscore.parquet  the collection's ObsCore records
 //! products/_index/<collection>/headers.parquet  its header cards
 //! products/_index/<collection>/md5.tsv          each stored file's MD5, size and path
+//! products/_index/<collection>/moc.fits         its coverage (see super::coverage)
 //! catalogs/ivoa.obscore/                        HATS table rebuilt from every collection's index
 //! catalogs/archive.fits_headers/                same, for the header cards
 //! ```
@@ -215,6 +216,7 @@ pub async fn ingest_products(
     let obs = obscore::obscore_batch(&records)?;
     let hdr = obscore::header_batch(&headers)?;
     // The index is written last: a collection counts as ingested only when it is complete.
+    super::coverage::write_collection_coverage(storage, collection, &obs).await?;
     storage
         .put(
             &storage.path(&format!("{INDEX}/{collection}/{CHECKSUMS}")),
@@ -454,5 +456,6 @@ pub async fn rebuild_tables(storage: &Storage) -> anyhow::Result<u64> {
         keep_unpositioned: true,
     };
     write_catalog(storage, HEADERS_ROOT, &hmeta, hdr_schema, &[hdr], &hopts).await?;
+    super::coverage::write_obscore_coverage(storage).await?;
     Ok(written.dropped)
 }
