@@ -170,6 +170,24 @@ def test_a_collection_of_pointed_products(pointed, tmp_path):
     assert whole == served
 
 
+@pytest.mark.local_folder
+def test_coverage_is_the_same_for_every_caller(pointed):
+    """Public metadata: two users and an anonymous caller get the same bytes (a token that
+    names no one changes nothing either), for a catalog's and a collection's coverage."""
+    tokens = {}
+    for name in ("alice", "bob"):
+        rc, out = pointed.user_add(name)
+        assert rc == 0, out
+        tokens[name] = out.split()[-1]
+    for path in ("/moc/collection/pointed", "/moc/ivoa.obscore"):
+        url = pointed.base_url + path
+        anonymous = requests.get(url, timeout=60)
+        assert anonymous.status_code == 200
+        for token in (*tokens.values(), "not-a-token"):
+            r = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            assert r.status_code == 200 and r.content == anonymous.content, (path, r.status_code)
+
+
 def test_unknown_collections_are_refused(base_url):
     for name in ("nosuch", "_index", "..", "demo%2F..%2Fx"):
         r = requests.get(f"{base_url}/moc/collection/{name}", timeout=30)
