@@ -259,12 +259,30 @@ def test_records_carry_coverage(base_url, records, tmp_path):
         full = _served_moc(foot.text, tmp_path)
         assert spatial.max_order == min(6, full.max_order)
         assert spatial == (full if full.max_order <= 6 else full.degrade_to_order(6))
+    # SIA's is where the images are, SSA's where the spectra are: every product's position is
+    # in its service's coverage, and (the demo's all-sky map aside) the spectra are in a small
+    # part of the sky.
+    from astropy import units as u
+    from vostok_helpers import parse_votable, tap_sync
     demo = _served_moc(f"{base_url}/moc/collection/demo", tmp_path)
-    for ident in ("sia/v2", "sia/v1", "ssa"):
+    for ident, types in (("sia/v2", ("image", "cube")), ("sia/v1", ("image", "cube")),
+                         ("ssa", ("spectrum",))):
         cov = records[f"ivo://vostok.example/{ident}"].find("coverage")
         assert cov is not None, ident
-        assert _moc(cov.find("spatial").text) == demo.degrade_to_order(min(6, demo.max_order))
+        spatial = _moc(cov.find("spatial").text)
+        assert spatial.max_order <= 6
         assert cov.find("footprint").text == f"{base_url}/moc/ivoa.obscore"
+        listed = ", ".join(f"'{t}'" for t in types)
+        r = tap_sync(base_url, "SELECT s_ra, s_dec FROM ivoa.obscore WHERE s_ra IS NOT NULL "
+                     f"AND dataproduct_type IN ({listed})")
+        t = parse_votable(r.content).get_first_table().to_table()
+        assert len(t) > 0, ident
+        inside = spatial.contains_lonlat(list(t["s_ra"]) * u.deg, list(t["s_dec"]) * u.deg)
+        assert all(inside), ident
+        # Within the collection's coverage (at order 6).
+        assert spatial.difference(demo.degrade_to_order(6)).empty(), ident
+    ssa = _moc(records["ivo://vostok.example/ssa"].find("coverage/spatial").text)
+    assert ssa.sky_fraction < 0.01
     for ident in ("tap", "datalink", "vospace", "registry"):
         assert records[f"ivo://vostok.example/{ident}"].find("coverage") is None
 
@@ -451,6 +469,10 @@ def test_datestamps_survive_a_restart_and_from_finds_new_data(paged, tmp_path):
     changed, _ = _stamps(paged.base_url, **{"from": since})
     assert set(changed) == {f"ivo://vostok.example/{s}" for s in
                             ("sia/v2", "sia/v1", "ssa", "datalink")}
+    # An image only: SSA has no coverage to give.
+    rec = ET.fromstring(_oai(paged.base_url, verb="GetRecord", metadataPrefix="ivo_vor",
+                             identifier="ivo://vostok.example/ssa").content)
+    assert rec.find(f".//{RI}Resource/coverage") is None
     assert all(_time(t) >= _time(since) for t in changed.values())
     # Their records now carry the new collection's coverage.
     rec = ET.fromstring(_oai(paged.base_url, verb="GetRecord", metadataPrefix="ivo_vor",

@@ -308,6 +308,26 @@ pub fn obscore_coverage(
     Ok(footprints_coverage(&footprints, footprint_order(&sizes)))
 }
 
+/// The rows of ObsCore `batch` whose `dataproduct_type` is one of `types`.
+pub fn obscore_rows_of(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    types: &[&str],
+) -> Result<datafusion::arrow::record_batch::RecordBatch, Error> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    let c = batch
+        .column_by_name("dataproduct_type")
+        .ok_or_else(|| Error::Layout("no column dataproduct_type".into()))?;
+    let c = cast(c, &DataType::Utf8)?;
+    let keep: BooleanArray = c
+        .as_string::<i32>()
+        .iter()
+        .map(|v| Some(v.is_some_and(|v| types.contains(&v))))
+        .collect();
+    Ok(datafusion::arrow::compute::filter_record_batch(
+        batch, &keep,
+    )?)
+}
+
 /// The coverage as a MOC FITS file.
 pub fn to_fits(coverage: &Coverage) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
@@ -636,6 +656,41 @@ mod tests {
         let moc = obscore_coverage(&batch).unwrap();
         assert_eq!(order(&moc), footprint_order(&sizes));
         assert!(moc.is_in(280f64.to_radians(), 70f64.to_radians()));
+    }
+
+    #[test]
+    fn obscore_rows_are_chosen_by_product_type() {
+        use datafusion::arrow::array::{AsArray, StringArray};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "dataproduct_type",
+            DataType::Utf8,
+            true,
+        )]));
+        let types = StringArray::from(vec![Some("image"), Some("spectrum"), None, Some("cube")]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(types)]).unwrap();
+        let kept = |t: &[&str]| -> Vec<Option<String>> {
+            let b = obscore_rows_of(&batch, t).unwrap();
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            kept(&["image", "cube"]),
+            vec![Some("image".to_string()), Some("cube".to_string())]
+        );
+        assert_eq!(kept(&["spectrum"]), vec![Some("spectrum".to_string())]);
+        assert!(kept(&[]).is_empty());
+        let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
+            "x",
+            DataType::Utf8,
+            true,
+        )])));
+        assert!(obscore_rows_of(&empty, &["image"]).is_err());
     }
 
     #[test]

@@ -136,8 +136,11 @@ impl Oai {
 pub struct Facts {
     /// By table name: when its `vostok.toml` was written, and its coverage as MOC-ASCII.
     tables: HashMap<String, (Option<DateTime<Utc>>, Option<String>)>,
-    /// When `ivoa.obscore` was last rebuilt, and the union of the collections' coverages.
-    products: (Option<DateTime<Utc>>, Option<String>),
+    /// When `ivoa.obscore` was last rebuilt.
+    products: Option<DateTime<Utc>>,
+    /// The union of the collections' coverages of images (SIA), of spectra (SSA).
+    images: Option<String>,
+    spectra: Option<String>,
 }
 
 /// The order registry records give coverage at, at most (VODataService asks for at least 6
@@ -158,6 +161,26 @@ fn record_moc(c: &catalogs::coverage::Coverage) -> Option<String> {
     catalogs::coverage::to_ascii(&c, Some(100))
         .ok()
         .map(|s| s.trim().to_string())
+}
+
+/// The union of every collection's coverage of `products`, as a record carries it.
+async fn union_of(
+    storage: &Storage,
+    products: crate::publish::coverage::Products,
+) -> Option<String> {
+    let mut union: Option<catalogs::coverage::Coverage> = None;
+    match crate::publish::coverage::collection_coverages(storage, products).await {
+        Ok(all) => {
+            for (_, m) in all {
+                union = Some(match union {
+                    None => m,
+                    Some(u) => u.or(&m),
+                });
+            }
+        }
+        Err(e) => tracing::warn!("collections' coverage: {e:#}"),
+    }
+    union.as_ref().and_then(record_moc)
 }
 
 /// When the object at `path` was last written.
@@ -193,22 +216,10 @@ impl Facts {
             crate::publish::products::OBSCORE_ROOT,
             catalogs::meta::METADATA_FILE
         ));
-        let mut union: Option<catalogs::coverage::Coverage> = None;
-        match crate::publish::coverage::collection_coverages(storage).await {
-            Ok(all) => {
-                for (_, m) in all {
-                    union = Some(match union {
-                        None => m,
-                        Some(u) => u.or(&m),
-                    });
-                }
-            }
-            Err(e) => tracing::warn!("collections' coverage: {e:#}"),
-        }
-        facts.products = (
-            modified(storage, &obscore).await,
-            union.as_ref().and_then(record_moc),
-        );
+        use crate::publish::coverage::Products;
+        facts.products = modified(storage, &obscore).await;
+        facts.images = union_of(storage, Products::Images).await;
+        facts.spectra = union_of(storage, Products::Spectra).await;
         facts
     }
 }
@@ -1014,17 +1025,19 @@ fn records(
             vospace::capability_list(&format!("{root}/vospace")),
         ),
     ];
-    let (products_stamp, products_moc) = &facts.products;
+    let products_stamp = &facts.products;
     for (path, what, xsi_type, kind, caps) in simple {
         let base = format!("{root}/{path}");
         // The image and spectrum services: the collections' coverage, ivoa.obscore's date.
         let products = matches!(path, "sia/v2" | "sia/v1" | "ssa" | "datalink");
-        let tail = match (products, products_moc) {
-            (true, Some(m)) if path != "datalink" => {
-                coverage_xml(m, &format!("{root}/moc/ivoa.obscore"))
-            }
-            _ => String::new(),
+        let moc = match path {
+            "sia/v2" | "sia/v1" => facts.images.as_deref(),
+            "ssa" => facts.spectra.as_deref(),
+            _ => None,
         };
+        let tail = moc
+            .map(|m| coverage_xml(m, &format!("{root}/moc/ivoa.obscore")))
+            .unwrap_or_default();
         out.push(resource(
             oai,
             root,
