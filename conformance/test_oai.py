@@ -1,7 +1,9 @@
 """The publishing registry at /oai (OAI-PMH 2.0, IVOA Registry Interfaces): every verb, every
 error case, each answer valid against the OAI-PMH, RegistryInterface, VORegistry, VOResource and
-VODataService schemas (xmllint, offline catalog), and the TAP record's tableset against
-/tap/tables."""
+VODataService schemas (xmllint, offline catalog), the TAP record's tableset against
+/tap/tables, the records' coverage against the served MOCs (mocpy), datestamps that select with
+from/until and survive a restart, and paged lists with resumption tokens (every page
+validated)."""
 
 from __future__ import annotations
 
@@ -124,6 +126,10 @@ def test_the_records_and_their_types(base_url, records):
         assert cap is not None and cap.get(XSI_TYPE) == "cs:ConeSearch"
         assert cap.find("interface/accessURL").text.startswith(f"{base_url}/scs/{t}")
         assert [e.text for e in rec.findall("tableset/schema/table/name")] == [t]
+        # Queried through TAP too: an auxiliary capability, as DaCHS gives its tables.
+        aux = rec.find("capability[@standardID='ivo://ivoa.net/std/TAP#aux']")
+        assert aux is not None and aux.find("interface/accessURL").text == f"{base_url}/tap"
+        assert aux.find("interface").get("role") == "std"
     standards = {
         "ivo://vostok.example/sia/v2": "ivo://ivoa.net/std/SIA#query-2.0",
         "ivo://vostok.example/sia/v1": "ivo://ivoa.net/std/SIA",
@@ -165,27 +171,120 @@ def test_the_tap_tableset_is_tap_tables(base_url, records):
     assert published == served
 
 
-def test_datestamps_are_stable_and_filter(base_url, tmp_path):
-    def stamps(**args):
-        root = ET.fromstring(_oai(base_url, verb="ListIdentifiers", metadataPrefix="ivo_vor",
-                                  **args).content)
-        return [e.text for e in root.iter(f"{OAI}datestamp")], _error(root)
+def _stamps(base_url, **args):
+    """{identifier: datestamp} of ListIdentifiers (every page), and the error codes."""
+    out, errors = {}, []
+    args = dict(verb="ListIdentifiers", metadataPrefix="ivo_vor", **args)
+    while True:
+        root = ET.fromstring(_oai(base_url, **args).content)
+        errors += _error(root)
+        for h in root.iter(f"{OAI}header"):
+            out[h.find(f"{OAI}identifier").text] = h.find(f"{OAI}datestamp").text
+        token = root.find(f".//{OAI}resumptionToken")
+        if token is None or not token.text:
+            return out, errors
+        args = dict(verb="ListIdentifiers", resumptionToken=token.text)
 
-    first, _ = stamps()
-    second, _ = stamps()
-    assert first == second and len(set(first)) == 1
-    stamp = datetime.strptime(first[0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    fmt = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
-    assert stamps(**{"from": first[0], "until": first[0]})[0] == first
-    assert stamps(**{"from": stamp.strftime("%Y-%m-%d"),
-                     "until": stamp.strftime("%Y-%m-%d")})[0] == first
-    later = fmt(stamp + timedelta(seconds=1))
-    earlier = fmt(stamp - timedelta(seconds=1))
-    assert stamps(**{"from": later}) == ([], ["noRecordsMatch"])
-    assert stamps(until=earlier) == ([], ["noRecordsMatch"])
-    assert stamps(until=(stamp - timedelta(days=1)).strftime("%Y-%m-%d")) == ([], ["noRecordsMatch"])
-    r = _oai(base_url, verb="ListRecords", metadataPrefix="ivo_vor", **{"from": later})
+
+def _time(text):
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _fmt(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_datestamps_are_stable_and_filter(base_url, tmp_path):
+    first, _ = _stamps(base_url)
+    second, _ = _stamps(base_url)
+    assert first == second and len(first) > 5
+    now = datetime.now(timezone.utc)
+    assert all(_time(t) <= now for t in first.values())
+    # Identify's earliestDatestamp is the earliest record's.
+    ident = ET.fromstring(_oai(base_url, verb="Identify").content)
+    assert ident.find(f".//{OAI}earliestDatestamp").text == min(first.values())
+    # from and until select by each record's own datestamp, at both granularities.
+    for stamp in sorted(set(first.values())):
+        t = _time(stamp)
+        since = {k for k, v in first.items() if _time(v) >= t}
+        upto = {k for k, v in first.items() if _time(v) <= t}
+        assert set(_stamps(base_url, **{"from": stamp})[0]) == since
+        assert set(_stamps(base_url, until=stamp)[0]) == upto
+        day = t.strftime("%Y-%m-%d")
+        on_day = {k for k, v in first.items() if v.startswith(day)}
+        assert set(_stamps(base_url, **{"from": day, "until": day})[0]) == on_day
+    latest, earliest = max(map(_time, first.values())), min(map(_time, first.values()))
+    assert _stamps(base_url, **{"from": _fmt(latest + timedelta(seconds=1))}) == \
+        ({}, ["noRecordsMatch"])
+    assert _stamps(base_url, until=_fmt(earliest - timedelta(seconds=1))) == \
+        ({}, ["noRecordsMatch"])
+    r = _oai(base_url, verb="ListRecords", metadataPrefix="ivo_vor",
+             **{"from": _fmt(latest + timedelta(seconds=1))})
     _valid(r, tmp_path, "no-records")
+    # A table's record is no older than its ingest (the hipparcos catalog's files).
+    assert _time(first["ivo://vostok.example/scs/hipparcos.hip2"]) >= \
+        _time(first["ivo://vostok.example"])
+
+
+def _moc(text):
+    from mocpy import MOC
+    return MOC.from_str(text)
+
+
+def _served_moc(url, tmp_path):
+    from mocpy import MOC
+    r = requests.get(url, timeout=120)
+    assert r.status_code == 200, (url, r.text[:300])
+    path = tmp_path / "served.fits"
+    path.write_bytes(r.content)
+    return MOC.load(str(path), format="fits")
+
+
+def test_records_carry_coverage(base_url, records, tmp_path):
+    """The table and image/spectrum records carry VODataService 1.2 coverage: the MOC at
+    order 6 at most, before the tableset, and the full MOC's URL as footprint."""
+    for t in ("hipparcos.hip2", "gaia.dr3_bright"):
+        rec = records[f"ivo://vostok.example/scs/{t}"]
+        children = [c.tag for c in rec]
+        assert children.index("coverage") < children.index("tableset")
+        assert children.index("capability") < children.index("coverage")
+        cov = rec.find("coverage")
+        foot = cov.find("footprint")
+        assert foot.get("ivo-id") == "ivo://ivoa.net/std/moc"
+        assert foot.text == f"{base_url}/moc/{t}"
+        # The data's ingest, VOResource 1.2 curation/date (DataCite's "Updated").
+        updated = rec.find("curation/date[@role='Updated']")
+        assert updated is not None and _time(updated.text) <= _time(rec.get("updated"))
+        spatial = _moc(cov.find("spatial").text)
+        full = _served_moc(foot.text, tmp_path)
+        assert spatial.max_order == min(6, full.max_order)
+        assert spatial == (full if full.max_order <= 6 else full.degrade_to_order(6))
+    # SIA's is where the images are, SSA's where the spectra are: every product's position is
+    # in its service's coverage, and (the demo's all-sky map aside) the spectra are in a small
+    # part of the sky.
+    from astropy import units as u
+    from vostok_helpers import parse_votable, tap_sync
+    demo = _served_moc(f"{base_url}/moc/collection/demo", tmp_path)
+    for ident, types in (("sia/v2", ("image", "cube")), ("sia/v1", ("image", "cube")),
+                         ("ssa", ("spectrum",))):
+        cov = records[f"ivo://vostok.example/{ident}"].find("coverage")
+        assert cov is not None, ident
+        spatial = _moc(cov.find("spatial").text)
+        assert spatial.max_order <= 6
+        assert cov.find("footprint").text == f"{base_url}/moc/ivoa.obscore"
+        listed = ", ".join(f"'{t}'" for t in types)
+        r = tap_sync(base_url, "SELECT s_ra, s_dec FROM ivoa.obscore WHERE s_ra IS NOT NULL "
+                     f"AND dataproduct_type IN ({listed})")
+        t = parse_votable(r.content).get_first_table().to_table()
+        assert len(t) > 0, ident
+        inside = spatial.contains_lonlat(list(t["s_ra"]) * u.deg, list(t["s_dec"]) * u.deg)
+        assert all(inside), ident
+        # Within the collection's coverage (at order 6).
+        assert spatial.difference(demo.degrade_to_order(6)).empty(), ident
+    ssa = _moc(records["ivo://vostok.example/ssa"].find("coverage/spatial").text)
+    assert ssa.sky_fraction < 0.01
+    for ident in ("tap", "datalink", "vospace", "registry"):
+        assert records[f"ivo://vostok.example/{ident}"].find("coverage") is None
 
 
 ERRORS = [
@@ -212,6 +311,15 @@ ERRORS = [
     ({"verb": "ListMetadataFormats", "identifier": "ivo://elsewhere/tap"}, "idDoesNotExist"),
     ({"verb": "ListIdentifiers", "metadataPrefix": "ivo_vor", "set": "other"}, "noRecordsMatch"),
     ({"verb": "ListIdentifiers", "resumptionToken": "abc"}, "badResumptionToken"),
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.1.0.marc21..."}, "badResumptionToken"),
+    # Issued before the records changed (their latest datestamp is not 0).
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.1.0.ivo_vor..."}, "badResumptionToken"),
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.0.0.ivo_vor..."}, "badResumptionToken"),
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.1.0.ivo_vor.2020-13-01.."},
+     "badResumptionToken"),
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.1.0.ivo_vor...other"}, "badResumptionToken"),
+    ({"verb": "ListIdentifiers", "resumptionToken": "i.100000.0.ivo_vor..."}, "badResumptionToken"),
+    ({"verb": "ListRecords", "resumptionToken": "i.1.0.ivo_vor..."}, "badResumptionToken"),
     ({"verb": "ListRecords", "resumptionToken": "abc"}, "badResumptionToken"),
     ({"verb": "ListSets", "resumptionToken": "abc"}, "badResumptionToken"),
 ]
@@ -246,3 +354,131 @@ def test_get_record_in_both_formats(base_url, tmp_path):
         assert root.find(f"{OAI}GetRecord/{OAI}record/{OAI}header/{OAI}identifier").text == \
             "ivo://vostok.example/tap"
     assert root.find(f".//{DC}title").text.endswith("TAP service")
+
+
+# ---- paging and datestamps across restarts: a server of its own, two records a page --------
+
+PAGE = 2
+
+
+@pytest.fixture(scope="module")
+def paged(server, tmp_path_factory):
+    from vostok_helpers import OwnServer
+    root = tmp_path_factory.mktemp("vostok-oai")
+    data = root / "data"
+    data.mkdir()
+    config = root / "vostok.toml"
+    config.write_text(f"demo = false\n\n[registry]\npage_size = {PAGE}\n")
+    # Written long ago: the records' datestamps follow the configuration file's changes.
+    old = (datetime.now(timezone.utc) - timedelta(days=400)).timestamp()
+    import os
+    os.utime(config, (old, old))
+    s = OwnServer(server.proc.args[0], data, root / "server.log", config=config)
+    s.root = root
+    try:
+        s.start(timeout=180)
+        yield s
+    finally:
+        s.stop()
+
+
+def _pages(base, tmp_path, verb, **args):
+    """Every page of a list (each validated): [(items, token element)]."""
+    pages = []
+    args = dict(verb=verb, **args)
+    item = "header" if verb == "ListIdentifiers" else "record"
+    while True:
+        root = _valid(_oai(base, **args), tmp_path, f"{verb}-{len(pages)}")
+        assert _error(root) == [], _error(root)
+        token = root.find(f"{OAI}{verb}/{OAI}resumptionToken")
+        items = root.findall(f"{OAI}{verb}/{OAI}{item}")
+        pages.append((items, token))
+        if token is None or not token.text:
+            return pages
+        assert len(pages) < 50
+        args = dict(verb=verb, resumptionToken=token.text)
+
+
+def _ids(items):
+    return [i.find(f".//{OAI}identifier").text for i in items]
+
+
+@pytest.mark.parametrize("verb", ["ListIdentifiers", "ListRecords"])
+def test_lists_are_paged(paged, tmp_path, verb):
+    pages = _pages(paged.base_url, tmp_path, verb, metadataPrefix="ivo_vor")
+    ids = [i for items, _ in pages for i in _ids(items)]
+    assert len(ids) == len(set(ids)) >= 7
+    assert len(pages) == -(-len(ids) // PAGE)
+    for n, (items, token) in enumerate(pages):
+        assert len(items) == min(PAGE, len(ids) - n * PAGE)
+        assert token.get("completeListSize") == str(len(ids))
+        assert token.get("cursor") == str(n * PAGE)
+    assert pages[-1][1].text is None
+    # The same records as the unpaged server would give, in the same order: the authority,
+    # the registry, TAP, ...
+    assert ids[:3] == ["ivo://vostok.example", "ivo://vostok.example/registry",
+                       "ivo://vostok.example/tap"]
+    # A token is for its own verb and its own list.
+    token = pages[0][1].text
+    other = "ListRecords" if verb == "ListIdentifiers" else "ListIdentifiers"
+    root = ET.fromstring(_oai(paged.base_url, verb=other, resumptionToken=token).content)
+    assert _error(root) == ["badResumptionToken"]
+    root = ET.fromstring(_oai(paged.base_url, verb=verb, resumptionToken=token,
+                              metadataPrefix="ivo_vor").content)
+    assert _error(root) == ["badArgument"]
+
+
+def test_a_paged_list_keeps_its_query(paged, tmp_path):
+    everything, _ = _stamps(paged.base_url)
+    oai_dc = _pages(paged.base_url, tmp_path, "ListRecords", metadataPrefix="oai_dc",
+                    set="ivo_managed", until=_fmt(datetime.now(timezone.utc)))
+    assert all(items[0].find(f".//{DC}title") is not None for items, _ in oai_dc)
+    assert [i for items, _ in oai_dc for i in _ids(items)] == list(everything)
+
+
+def test_datestamps_survive_a_restart_and_from_finds_new_data(paged, tmp_path):
+    before, _ = _stamps(paged.base_url)
+    # Nothing but the executable and the configuration went into these records.
+    assert len(set(before.values())) == 1
+    paged.stop()
+    paged.start(timeout=180)
+    after, _ = _stamps(paged.base_url)
+    assert after == before
+    # A harvester's next `from` is the last answer's responseDate.
+    root = ET.fromstring(_oai(paged.base_url, verb="Identify").content)
+    since = root.find(f"{OAI}responseDate").text
+    first = ET.fromstring(_oai(paged.base_url, verb="ListIdentifiers",
+                               metadataPrefix="ivo_vor").content)
+    token = first.find(f".//{OAI}resumptionToken").text
+    assert token
+    folder = paged.root / "new"
+    folder.mkdir()
+    import shutil
+    import subprocess
+    from vostok_helpers import REPO
+    shutil.copy(REPO / "data/demo/images/irsa_sfd_dust_m51.fits", folder)
+    p = subprocess.run([str(paged.binary), "--config", str(paged.config), "ingest", str(folder),
+                        "--collection", "new", "--data-dir", str(paged.data_dir)],
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                       cwd=paged.root)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    # A harvest begun before the change starts again.
+    root = ET.fromstring(_oai(paged.base_url, verb="ListIdentifiers",
+                              resumptionToken=token).content)
+    assert _error(root) == ["badResumptionToken"]
+    changed, _ = _stamps(paged.base_url, **{"from": since})
+    assert set(changed) == {f"ivo://vostok.example/{s}" for s in
+                            ("sia/v2", "sia/v1", "ssa", "datalink")}
+    # An image only: SSA has no coverage to give.
+    rec = ET.fromstring(_oai(paged.base_url, verb="GetRecord", metadataPrefix="ivo_vor",
+                             identifier="ivo://vostok.example/ssa").content)
+    assert rec.find(f".//{RI}Resource/coverage") is None
+    assert all(_time(t) >= _time(since) for t in changed.values())
+    # Their records now carry the new collection's coverage.
+    rec = ET.fromstring(_oai(paged.base_url, verb="GetRecord", metadataPrefix="ivo_vor",
+                             identifier="ivo://vostok.example/sia/v2").content)
+    spatial = rec.find(f".//{RI}Resource/coverage/spatial")
+    assert spatial is not None
+    m51 = (202.48, 47.2)
+    from astropy import units as u
+    assert _moc(spatial.text).contains_lonlat(m51[0] * u.deg, m51[1] * u.deg)[0]

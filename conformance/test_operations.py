@@ -176,6 +176,45 @@ def test_request_ids_are_echoed_and_logged(ops):
     assert mine in log and generated in log
 
 
+def test_error_documents_carry_the_request_id(ops):
+    """The id of the X-Request-Id header is in the text of every kind of error document:
+    VOTable (an INFO request_id after QUERY_STATUS, with 4xx or SCS's 200), OAI-PMH <error>,
+    plain text (UWS, VOSpace, /moc), the portal's JSON."""
+    import xml.etree.ElementTree as ET
+    base = ops.base_url
+
+    def get(path, **params):
+        mine = "t-" + secrets.token_hex(6)
+        r = requests.get(base + path, params=params, headers={"X-Request-Id": mine}, timeout=60)
+        assert r.headers["X-Request-Id"] == mine
+        return r, mine
+
+    def infos(r):
+        root = ET.fromstring(r.content)
+        return {e.get("name"): e.get("value") for e in root.iter() if e.tag.endswith("INFO")}
+
+    r, mine = get("/tap/sync", LANG="ADQL", QUERY="SELEC 1")
+    assert r.status_code == 400
+    got = infos(r)
+    assert got["QUERY_STATUS"] == "ERROR" and got["request_id"] == mine
+    r, mine = get("/scs/hipparcos.hip2", RA="x", DEC="0", SR="1")
+    assert r.status_code == 200
+    got = infos(r)
+    assert got["QUERY_STATUS"] == "ERROR" and got["request_id"] == mine
+    # A result has no request_id INFO.
+    r, mine = get("/scs/hipparcos.hip2", RA="10", DEC="10", SR="0.1")
+    assert "request_id" not in infos(r)
+    r, mine = get("/oai", verb="Nope")
+    err = ET.fromstring(r.content).find("{http://www.openarchives.org/OAI/2.0/}error")
+    assert err.get("code") == "badVerb" and err.text.endswith(f"(request id {mine})")
+    for path in ("/tap/async/nosuchjob", "/vospace/nodes/nosuchuser/x", "/moc/nosuch.table"):
+        r, mine = get(path)
+        assert r.status_code >= 400 and r.headers["Content-Type"].startswith("text/plain"), path
+        assert r.text.endswith(f"request id: {mine}\n"), (path, r.text)
+    r, mine = get("/portal/api/resolve", name="no such object xyzzy")
+    assert r.status_code == 404 and r.json()["request_id"] == mine and r.json()["error"]
+
+
 def test_sigterm_lets_streaming_results_end_cleanly(tmp_path):
     """SIGTERM while 8 clients stream large synchronous results: the server takes no new query,
     lets the running ones go on for `[limits] drain_seconds`, then ends each result with its

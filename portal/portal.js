@@ -306,6 +306,7 @@ async function run() {
   const text = editor().value;
   if (!text.trim()) return false;
   state.job = null;
+  state.queryText = text;
   saveUrl(true);
   const status = $("run-status");
   status.textContent = "Running…";
@@ -389,6 +390,7 @@ async function runAsync(extra = {}) {
   closeCompletion();
   const text = editor().value;
   if (!text.trim()) return;
+  state.queryText = text;
   const status = $("run-status");
   busy(true);
   let job;
@@ -778,11 +780,35 @@ function drawPlot() {
   }
 }
 
+// The tables with a position the last query read (their coverage is drawn on the sky).
+function queriedTables() {
+  const names = [];
+  for (const s of state.tables?.schemas || []) for (const t of s.tables) if (t.position) names.push(t.name);
+  return sky.tablesIn(state.queryText ?? editor().value, names);
+}
+
+// Draws (or removes, when the box is unticked) the coverage of the queried tables.
+async function drawCoverage() {
+  const out = $("sky-moc-status");
+  const host = $("aladin");
+  const ready = new Set();
+  host.dataset.mocsReady = "0";
+  const shown = await sky.coverage(host, queriedTables(), $("sky-moc").checked, (name) => {
+    ready.add(name);
+    host.dataset.mocsReady = String(ready.size);
+  });
+  state.coverage = shown;
+  host.dataset.mocs = shown.join(",");
+  out.textContent = shown.length ? `Coverage of ${shown.join(", ")}.` :
+    $("sky-moc").checked ? "No served table with a coverage in the query." : "";
+}
+
 async function drawSky() {
   const out = $("sky-status");
   state.skyStale = false;
   try {
     out.textContent = "Drawing…";
+    await drawCoverage();
     const { drawn, footprints, reason } = await sky.show($("aladin"), state.result.columns, state.result.rows,
       (row) => pickRow(row), state.cone);
     out.textContent = reason ? `Nothing to draw: ${reason}.` : `${drawn.toLocaleString("en")} positions` +
@@ -1204,6 +1230,9 @@ function start() {
   ta.addEventListener("blur", () => setTimeout(closeCompletion, 150));
   $("run").addEventListener("click", () => { state.cone = null; run(); });
   $("run-async").addEventListener("click", () => { state.cone = null; runAsync(); });
+  $("sky-moc").addEventListener("change", () => {
+    if (state.view === "sky" && state.result && !state.skyStale) drawCoverage().catch(() => {});
+  });
   $("cone-form").addEventListener("submit", coneSearch);
   $("obs-form").addEventListener("submit", obsSearch);
   $("maxrec").addEventListener("change", () => saveUrl(false));

@@ -1,7 +1,8 @@
 // The result's positions on an Aladin Lite sky view. Aladin Lite (GPL-3, CDS) is served by
 // this server, unmodified (portal/vendor/); it is told to fetch nothing from elsewhere: no
 // background survey (vostok has no HiPS of its own yet), no usage log, no survey list. The
-// points are drawn over a coordinate grid.
+// points are drawn over a coordinate grid, over the coverage (MOC, from this server's
+// /moc/{table}) of the tables the query reads.
 
 const ALADIN = "./vendor/aladin-lite-3.8.2/aladin.js";
 const MAX_POINTS = 100000;
@@ -158,4 +159,39 @@ function sep(ra1, dec1, ra2, dec2) {
   const r = Math.PI / 180;
   const c = Math.sin(dec1 * r) * Math.sin(dec2 * r) + Math.cos(dec1 * r) * Math.cos(dec2 * r) * Math.cos((ra1 - ra2) * r);
   return Math.acos(Math.max(-1, Math.min(1, c))) / r;
+}
+
+// The coverage layers shown: [{ name, layer }].
+let mocs = [];
+const MOC_COLORS = ["#5fa8ff", "#b197fc", "#69db7c", "#ffa94d"];
+
+// Shows the coverage of each of `tables` (qualified names; the first four) as a MOC layer
+// (Aladin Lite's A.MOCFromURL on /moc/{table}, a MOC FITS file), or none when `on` is false;
+// the layers shown before are removed. `onReady(name)` is called as each one is drawn.
+// Returns the names shown.
+export async function coverage(host, tables, on, onReady = () => {}) {
+  const a = await view(host);
+  for (const m of mocs) a.removeLayer(m.layer);
+  mocs = [];
+  if (!on) return [];
+  tables.slice(0, MOC_COLORS.length).forEach((name, i) => {
+    const url = `moc/${encodeURIComponent(name)}`;
+    const layer = A.MOCFromURL(url, {
+      name: `coverage of ${name}`, color: MOC_COLORS[i], fillColor: MOC_COLORS[i],
+      opacity: 0.35, lineWidth: 1, fill: true, perimeter: true,
+    }, () => onReady(name));
+    a.addMOC(layer);
+    mocs.push({ name, layer });
+  });
+  return mocs.map((m) => m.name);
+}
+
+// The names of the served tables (`names`, qualified) that an ADQL text reads: each that
+// appears as a whole name (any case).
+export function tablesIn(text, names) {
+  const t = String(text || "");
+  return names.filter((n) => {
+    const escaped = n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`(^|[^\\w."])${escaped}($|[^\\w"])`, "i").test(t);
+  });
 }

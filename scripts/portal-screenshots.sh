@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 VENV="${VOSTOK_VENV:-$HOME/.cache/vostok/venv}"
 VOSTOK_PORTAL_SCREENSHOTS="$PWD/docs" "$VENV/bin/python" -m pytest conformance/test_portal.py \
     conformance/test_portal_search.py conformance/test_portal_space.py -q -p no:cacheprovider \
-    -k "find_ask_look or form or async_job or file_browser or plot"
+    -k "find_ask_look or form or async_job or file_browser or plot or coverage"
 ls -l docs/portal-*.png

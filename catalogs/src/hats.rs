@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/hats.properties, properties        catalog properties (and the legacy name)
 //! <root>/partition_info.csv                 Norder,Npix of every partition
+//! <root>/moc.fits                           the coverage (MOC 2.0, see crate::coverage)
 //! <root>/vostok.toml                        column metadata (units, UCDs, descriptions)
 //! <root>/dataset/_common_metadata           the Parquet schema
 //! <root>/dataset/_metadata                  every row group of every file, with file paths
@@ -24,6 +25,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use crate::coverage;
 use crate::meta::{CatalogMeta, METADATA_FILE};
 use crate::Error;
 use storage::Storage;
@@ -186,6 +188,8 @@ pub async fn write_catalog(
     // Index every positioned row, then sort by the index.
     let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(all.num_rows());
     let mut dropped = 0u64;
+    // Whether a row with a position has index 0 (rows kept without one have it too).
+    let mut zero_positioned = false;
     for i in 0..all.num_rows() {
         if ra.is_null(i) || dec.is_null(i) || !ra.value(i).is_finite() || !dec.value(i).is_finite()
         {
@@ -203,7 +207,9 @@ pub async fn write_catalog(
             }
             continue;
         }
-        keyed.push((healpix29(r, d), i as u32));
+        let h = healpix29(r, d);
+        zero_positioned |= h == 0;
+        keyed.push((h, i as u32));
     }
     keyed.sort_unstable();
     let sorted_hp: Vec<u64> = keyed.iter().map(|k| k.0).collect();
@@ -231,6 +237,12 @@ pub async fn write_catalog(
         if let Some(p) = opts.progress {
             p(n as u64 + 1, total);
         }
+    }
+    if opts.keep_unpositioned && dropped > 0 {
+        // The coverage is where the positioned rows are, not cell 0 of the unpositioned.
+        let positioned = sorted_hp.iter().copied().filter(|&h| h != 0);
+        let zero = zero_positioned.then_some(0);
+        writer.set_cells(coverage::cell_ranges(zero.into_iter().chain(positioned)));
     }
     let mut summary = writer.finish(meta, &schema).await?;
     summary.dropped = dropped;
@@ -271,20 +283,27 @@ pub struct EncodedPartition {
     pub metadata: ParquetMetaData,
     /// Rows in it.
     pub rows: u64,
+    /// The order-29 ranges of the order-10 cells its rows are in (`coverage::cell_ranges`).
+    pub cells: Vec<std::ops::Range<u64>>,
 }
 
 /// Writes a HATS catalog partition by partition, then its metadata files.
 ///
 /// Partitions may be encoded anywhere (with [`HatsWriter::encoder`], e.g. on other threads)
 /// and handed to [`HatsWriter::put`] in any order; [`HatsWriter::finish`] writes
-/// `_metadata`, `_common_metadata`, `partition_info.csv`, the properties and, last,
-/// `vostok.toml`, whose presence marks the catalog complete.
+/// `_metadata`, `_common_metadata`, `partition_info.csv`, the properties, the coverage
+/// (`moc.fits`, from the cells the partitions' rows are in, at the order the row count gives:
+/// what `coverage::catalog_coverage` would compute from the files) and, last, `vostok.toml`,
+/// whose presence marks the catalog complete.
 pub struct HatsWriter {
     storage: Storage,
     root: String,
     encoder: PartitionEncoder,
     parts: Vec<(Pixel, u64, Vec<RowGroupMetaData>)>,
     first_meta: Option<ParquetMetaData>,
+    /// The order-10 cells of the rows so far; None once a partition came without them
+    /// ([`HatsWriter::record`]): then no `moc.fits` is written and a server computes it.
+    cells: Option<Vec<std::ops::Range<u64>>>,
 }
 
 /// Encodes partition files of one schema; cheap to clone and `Send`, for worker threads.
@@ -306,10 +325,20 @@ impl PartitionEncoder {
             rows += b.num_rows() as u64;
         }
         let metadata = w.close()?;
+        let mut cells = Vec::new();
+        for b in batches {
+            let column = cast(b.column(0), &DataType::UInt64)?;
+            let values = column
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| Error::Layout(format!("{HEALPIX_COLUMN} is not an integer")))?;
+            cells.extend(coverage::cell_ranges(values.iter().flatten()));
+        }
         Ok(EncodedPartition {
             bytes,
             metadata,
             rows,
+            cells,
         })
     }
 }
@@ -331,6 +360,7 @@ impl HatsWriter {
             },
             parts: Vec::new(),
             first_meta: None,
+            cells: Some(Vec::new()),
         }
     }
 
@@ -353,11 +383,28 @@ impl HatsWriter {
                 part.bytes,
             )
             .await?;
-        self.record(px, part.metadata, part.rows)
+        self.add(px, part.metadata, part.rows)?;
+        if let Some(cells) = &mut self.cells {
+            cells.extend(part.cells);
+        }
+        Ok(())
     }
 
-    /// Records a partition file that is already stored (its footer and row count).
+    /// Replaces the coverage the partitions gave so far with the cells of `ranges` (order-29
+    /// indices, see `coverage::cell_ranges`): for rows kept at index 0 without a position.
+    /// Call it after the last partition.
+    pub fn set_cells(&mut self, ranges: Vec<std::ops::Range<u64>>) {
+        self.cells = Some(ranges);
+    }
+
+    /// Records a partition file that is already stored (its footer and row count). Its cells
+    /// are unknown: no `moc.fits` is written (a server computes the coverage from the files).
     pub fn record(&mut self, px: Pixel, md: ParquetMetaData, rows: u64) -> Result<(), Error> {
+        self.cells = None;
+        self.add(px, md, rows)
+    }
+
+    fn add(&mut self, px: Pixel, md: ParquetMetaData, rows: u64) -> Result<(), Error> {
         let in_dataset = px.file_path().trim_start_matches("dataset/").to_string();
         let mut groups = Vec::with_capacity(md.num_row_groups());
         for rg in md.row_groups() {
@@ -459,6 +506,15 @@ impl HatsWriter {
                 props.into_bytes(),
             )
             .await?;
+        if let Some(cells) = self.cells.take() {
+            let moc = coverage::from_ranges(coverage::coverage_order(rows), cells.into_iter());
+            storage
+                .put(
+                    &storage.path(&format!("{root}/{}", coverage::COVERAGE_FILE)),
+                    coverage::to_fits(&moc)?,
+                )
+                .await?;
+        }
         let mut stored = meta.clone();
         stored.source = None;
         stored.columns = schema

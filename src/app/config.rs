@@ -154,9 +154,9 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("vostok.toml")).filter(|p| p.exists()),
         };
-        let mut config: Config = match path {
+        let mut config: Config = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(&p)
+                let text = std::fs::read_to_string(p)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
                 toml::from_str(&text).map_err(|e| {
                     let hint = nearest_key(e.message())
@@ -167,6 +167,11 @@ impl Config {
             }
             None => Config::default(),
         };
+        // The registry records' datestamps follow the configuration's changes.
+        config.registry.config_modified = path
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+            .map(chrono::DateTime::<chrono::Utc>::from);
         if let Some(url) = std::env::var("VOSTOK_METADATA_URL")
             .ok()
             .filter(|u| !u.is_empty())

@@ -3,11 +3,16 @@
 //! (`?format=fits|json|ascii`). A catalog folder's `moc.fits`, when there is one, is served as
 //! it is; otherwise the coverage is computed from the partition files (the `_healpix_29`
 //! column) once per published version and kept in memory. Every catalog's coverage is made
-//! ready in the background at start and after each publication change. Coverage is public metadata, as `/tap/tables` is: no identity is read.
+//! ready in the background at start and after each publication change.
+//! `/moc/collection/{name}` is the coverage of a collection of images and spectra (the union
+//! of its products' footprints, see `publish::coverage`), in the same formats, read from
+//! storage at each request. Coverage is public metadata, as `/tap/tables` is: no identity is
+//! read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use catalogs::coverage::{self, Coverage};
 use serde::Deserialize;
@@ -79,7 +84,8 @@ impl Coverages {
 
 /// The routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/moc/{table}", web::get().to(moc));
+    cfg.route("/moc/collection/{name}", web::get().to(collection))
+        .route("/moc/{table}", web::get().to(moc));
 }
 
 #[derive(Deserialize)]
@@ -87,10 +93,26 @@ struct Params {
     format: Option<String>,
 }
 
-fn plain(status: actix_web::http::StatusCode, text: String) -> HttpResponse {
+fn plain(status: StatusCode, text: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
         .body(text + "\n")
+}
+
+/// The `format` parameter, or the error to answer.
+fn format_of(query: &Params) -> Result<String, Box<HttpResponse>> {
+    let format = query
+        .format
+        .as_deref()
+        .unwrap_or("fits")
+        .to_ascii_lowercase();
+    if !matches!(format.as_str(), "fits" | "json" | "ascii") {
+        return Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            format!("format must be fits, json or ascii, not {format:?}"),
+        )));
+    }
+    Ok(format)
 }
 
 async fn moc(
@@ -100,19 +122,11 @@ async fn moc(
     storage: web::Data<Storage>,
     coverages: web::Data<Coverages>,
 ) -> HttpResponse {
-    use actix_web::http::StatusCode;
     let name = path.into_inner();
-    let format = query
-        .format
-        .as_deref()
-        .unwrap_or("fits")
-        .to_ascii_lowercase();
-    if !matches!(format.as_str(), "fits" | "json" | "ascii") {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("format must be fits, json or ascii, not {format:?}"),
-        );
-    }
+    let format = match format_of(&query) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let coverage = match coverages.get(&engine, &storage, &name).await {
         None => {
             return plain(
@@ -129,14 +143,45 @@ async fn moc(
         }
         Some(Ok(c)) => c,
     };
-    let file = name.to_ascii_lowercase();
-    let made = match format.as_str() {
-        "json" => {
-            coverage::to_json(&coverage).map(|s| ("application/json", s.into_bytes(), "json"))
+    written(&coverage, &format, &name.to_ascii_lowercase())
+}
+
+/// `/moc/collection/{name}`: the coverage of a collection of images and spectra
+/// (`obs_collection` in `ivoa.obscore`), read from storage at each request, so that a
+/// collection ingested while the server runs is there at once.
+async fn collection(
+    path: web::Path<String>,
+    query: web::Query<Params>,
+    storage: web::Data<Storage>,
+) -> HttpResponse {
+    let name = path.into_inner();
+    let format = match format_of(&query) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    match crate::publish::coverage::collection_coverage(&storage, &name).await {
+        Ok(Some(c)) => written(&c, &format, &format!("collection-{name}")),
+        Ok(None) => plain(
+            StatusCode::NOT_FOUND,
+            format!("no collection {name:?} is served here (see obs_collection in ivoa.obscore)"),
+        ),
+        Err(e) => {
+            tracing::error!("coverage of collection {name}: {e:#}");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the coverage of collection {name} cannot be read"),
+            )
         }
-        "ascii" => coverage::to_ascii(&coverage, Some(80))
+    }
+}
+
+/// The coverage in `format` (fits, json or ascii), its file named after `file`.
+fn written(coverage: &Coverage, format: &str, file: &str) -> HttpResponse {
+    let made = match format {
+        "json" => coverage::to_json(coverage).map(|s| ("application/json", s.into_bytes(), "json")),
+        "ascii" => coverage::to_ascii(coverage, Some(80))
             .map(|s| ("text/plain; charset=utf-8", s.into_bytes(), "txt")),
-        _ => coverage::to_fits(&coverage).map(|b| ("application/fits", b, "fits")),
+        _ => coverage::to_fits(coverage).map(|b| ("application/fits", b, "fits")),
     };
     match made {
         Ok((content_type, body, ext)) => HttpResponse::Ok()
@@ -147,10 +192,10 @@ async fn moc(
             ))
             .body(body),
         Err(e) => {
-            tracing::error!("coverage of {name}: {e}");
+            tracing::error!("coverage of {file}: {e}");
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the coverage of {name} cannot be written"),
+                format!("the coverage of {file} cannot be written"),
             )
         }
     }

@@ -279,11 +279,13 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Middleware: every response carries the request's id — the one a proxy or client sent (1 to
 /// 64 characters of letters, digits, `.`, `_`, `-`), else a new one — so that a user's report
-/// of a failure can be found in the log.
+/// of a failure can be found in the log. Error documents say it in their text too (see
+/// [`with_request_id`]), except in answers to `HEAD` (no body) and errors that end a result
+/// already streaming.
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let sane = |v: &str| {
         (1..=64).contains(&v.len())
             && v.bytes()
@@ -296,6 +298,7 @@ pub async fn request_id(
         .filter(|v| sane(v))
         .map(str::to_string)
         .unwrap_or_else(uws::new_job_id);
+    let head = req.method() == actix_web::http::Method::HEAD;
     let mut res = next.call(req).await?;
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(
@@ -303,7 +306,114 @@ pub async fn request_id(
             v,
         );
     }
-    Ok(res)
+    let content_type = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let status = res.status();
+    let limit = if status.is_client_error() || status.is_server_error() {
+        MAX_ERROR_DOCUMENT
+    } else {
+        MAX_OK_ERROR_DOCUMENT
+    };
+    let small = matches!(res.response().body().size(), BodySize::Sized(n) if n <= limit);
+    if head || !small || !may_be_error(status, &content_type) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, response) = res.into_parts();
+    let (response, body) = response.into_parts();
+    let bytes = actix_web::body::to_bytes(body).await.map_err(|e| {
+        let e: Box<dyn std::error::Error> = e.into();
+        actix_web::error::ErrorInternalServerError(e.to_string())
+    })?;
+    let body = with_request_id(status, &content_type, &bytes, &id).unwrap_or(bytes);
+    let mut response = response.set_body(body);
+    response
+        .headers_mut()
+        .remove(actix_web::http::header::CONTENT_LENGTH);
+    Ok(ServiceResponse::new(req, response).map_into_boxed_body())
+}
+
+/// The largest error document (4xx, 5xx) the request id is written into.
+const MAX_ERROR_DOCUMENT: u64 = 256 * 1024;
+/// The largest `200` XML answer looked into for an error (SIA 1.0, SSA, SCS and OAI-PMH give
+/// theirs with `200`).
+const MAX_OK_ERROR_DOCUMENT: u64 = 64 * 1024;
+
+/// Whether an answer may be an error document [`with_request_id`] writes into.
+fn may_be_error(status: actix_web::http::StatusCode, content_type: &str) -> bool {
+    let error = status.is_client_error() || status.is_server_error();
+    let xml = content_type.contains("xml");
+    (status == actix_web::http::StatusCode::OK && xml)
+        || (error
+            && (xml
+                || content_type.starts_with("text/plain")
+                || content_type.starts_with("application/json")))
+}
+
+/// An error document with the request id `id` in its text, where its format has room for it;
+/// None when `body` is no error document (or its format has no room):
+///
+/// * a VOTable error (`INFO name="QUERY_STATUS" value="ERROR"`, TAP, SCS, SIA, SSA, DataLink,
+///   UWS): an `INFO name="request_id"` right after it (an INFO may follow an INFO wherever
+///   one stands);
+/// * an OAI-PMH `<error>`: its text (free text in OAI-PMH 2.0), `(request id …)` at its end;
+/// * plain text (UWS, VOSpace faults, `/moc`, …): a last line `request id: …`;
+/// * a JSON object (the portal's API): a member `request_id`.
+///
+/// `id` is letters, digits, `.`, `_` and `-` (see [`request_id`]): nothing to escape.
+pub fn with_request_id(
+    status: actix_web::http::StatusCode,
+    content_type: &str,
+    body: &[u8],
+    id: &str,
+) -> Option<Bytes> {
+    let error = status.is_client_error() || status.is_server_error();
+    let text = std::str::from_utf8(body).ok()?;
+    if content_type.contains("xml") {
+        const STATUS: &str = "<INFO name=\"QUERY_STATUS\" value=\"ERROR\"";
+        if let Some(at) = text.find(STATUS) {
+            let rest = &text[at..];
+            let open_end = rest.find('>')?;
+            let end = if rest[..open_end].ends_with('/') {
+                at + open_end + 1
+            } else {
+                at + rest.find("</INFO>")? + "</INFO>".len()
+            };
+            return Some(Bytes::from(format!(
+                "{}\n<INFO name=\"request_id\" value=\"{id}\"/>{}",
+                &text[..end],
+                &text[end..]
+            )));
+        }
+        if text.contains("<OAI-PMH") && text.contains("<error code=\"") {
+            return Some(Bytes::from(
+                text.replace("</error>", &format!(" (request id {id})</error>")),
+            ));
+        }
+        return None;
+    }
+    if !error {
+        return None;
+    }
+    if content_type.starts_with("text/plain") {
+        let sep = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        return Some(Bytes::from(format!("{text}{sep}request id: {id}\n")));
+    }
+    if content_type.starts_with("application/json") {
+        let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
+        value
+            .as_object_mut()?
+            .insert("request_id".into(), serde_json::Value::String(id.into()));
+        return serde_json::to_vec(&value).ok().map(Bytes::from);
+    }
+    None
 }
 
 pin_project_lite::pin_project! {
@@ -492,6 +602,89 @@ pub fn data(config: &MetricsConfig) -> web::Data<Metrics> {
 
 #[cfg(test)]
 mod tests {
+    use super::with_request_id;
+    use actix_web::http::StatusCode;
+
+    #[test]
+    fn error_documents_carry_the_request_id() {
+        let id = "abc-1.2_3";
+        let votable = "<VOTABLE>\n<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" \
+value=\"ERROR\">bad &lt;query&gt;</INFO>\n</RESOURCE>\n</VOTABLE>\n";
+        let got = with_request_id(
+            StatusCode::BAD_REQUEST,
+            "application/x-votable+xml",
+            votable.as_bytes(),
+            id,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got).unwrap(),
+            "<VOTABLE>\n<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" \
+value=\"ERROR\">bad &lt;query&gt;</INFO>\n<INFO name=\"request_id\" value=\"abc-1.2_3\"/>\n\
+</RESOURCE>\n</VOTABLE>\n"
+        );
+        // SIA 1.0, SSA and SCS answer errors with 200.
+        let empty = "<VOTABLE><INFO name=\"QUERY_STATUS\" value=\"ERROR\"/></VOTABLE>";
+        let got = with_request_id(StatusCode::OK, "text/xml", empty.as_bytes(), id).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got).unwrap(),
+            "<VOTABLE><INFO name=\"QUERY_STATUS\" value=\"ERROR\"/>\n\
+<INFO name=\"request_id\" value=\"abc-1.2_3\"/></VOTABLE>"
+        );
+        // A result is left alone, and so are a success's text and JSON.
+        let ok = "<VOTABLE><INFO name=\"QUERY_STATUS\" value=\"OK\"/></VOTABLE>";
+        assert_eq!(
+            with_request_id(StatusCode::OK, "text/xml", ok.as_bytes(), id),
+            None
+        );
+        assert_eq!(
+            with_request_id(StatusCode::OK, "text/plain", b"fine", id),
+            None
+        );
+        assert_eq!(
+            with_request_id(StatusCode::OK, "application/json", b"{}", id),
+            None
+        );
+        let oai = "<OAI-PMH><error code=\"badVerb\">no verb</error></OAI-PMH>";
+        let got = with_request_id(
+            StatusCode::OK,
+            "text/xml; charset=utf-8",
+            oai.as_bytes(),
+            id,
+        );
+        assert_eq!(
+            got.as_deref(),
+            Some(&b"<OAI-PMH><error code=\"badVerb\">no verb (request id abc-1.2_3)</error></OAI-PMH>"[..])
+        );
+        let plain = with_request_id(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            b"NodeNotFound\n",
+            id,
+        );
+        assert_eq!(
+            plain.as_deref(),
+            Some(&b"NodeNotFound\nrequest id: abc-1.2_3\n"[..])
+        );
+        let json = with_request_id(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            br#"{"error":"no"}"#,
+            id,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v, serde_json::json!({"error": "no", "request_id": id}));
+        assert_eq!(
+            with_request_id(StatusCode::NOT_FOUND, "application/json", b"[1]", id),
+            None
+        );
+        assert_eq!(
+            with_request_id(StatusCode::NOT_FOUND, "text/html", b"<p>", id),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

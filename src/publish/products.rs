@@ -8,6 +8,7 @@
 //! products/_index/<collection>/obscore.parquet  the collection's ObsCore records
 //! products/_index/<collection>/headers.parquet  its header cards
 //! products/_index/<collection>/md5.tsv          each stored file's MD5, size and path
+//! products/_index/<collection>/moc.fits         its coverage (see super::coverage)
 //! catalogs/ivoa.obscore/v<N>/                   HATS table rebuilt from every collection's index
 //! catalogs/archive.fits_headers/v<N>/           same, for the header cards
 //! ```
@@ -226,6 +227,7 @@ pub async fn ingest_products(
     let obs = obscore::obscore_batch(&records)?;
     let hdr = obscore::header_batch(&headers)?;
     // The index is written last: a collection counts as ingested only when it is complete.
+    super::coverage::write_collection_coverage(storage, collection, &obs).await?;
     storage
         .put(
             &storage.path(&format!("{INDEX}/{collection}/{CHECKSUMS}")),
@@ -509,6 +511,9 @@ pub async fn rebuild_tables(
         keep_unpositioned: true,
     };
     write_catalog(storage, &hdr_root, &hmeta, hdr_schema, &[hdr], &hopts).await?;
+    // ivoa.obscore's coverage: the union of the collections' footprints (its partitions' cells
+    // leave the sky area of each image out), in the new version before it is published.
+    super::coverage::write_obscore_coverage(storage, &obs_root).await?;
     // Both complete: switch both, then tell the servers.
     versions::switch(storage, HEADERS_ROOT, hdr_version).await?;
     versions::switch(storage, OBSCORE_ROOT, obs_version).await?;
