@@ -506,6 +506,9 @@ REGRESSIONS = [
      "INTERSECT ALL SELECT va FROM hipparcos.hip2 WHERE hip BETWEEN 1 AND 3", [(0,)] * 3),
     ("except_all_three_copies", "SELECT va FROM hipparcos.hip2 WHERE hip <= 10 "
      "EXCEPT ALL SELECT va FROM hipparcos.hip2 WHERE hip BETWEEN 1 AND 3", [(0,)] * 6 + [(1,)]),
+    ("intersect_all_two_columns", "SELECT sn, va FROM hipparcos.hip2 WHERE hip <= 10 "
+     "INTERSECT ALL SELECT sn, va FROM hipparcos.hip2 WHERE hip BETWEEN 1 AND 3",
+     [(5, 0), (75, 0), (5, 0)]),
     # The same when coercion casts one side's keys (TAP_SCHEMA's VARCHAR is Utf8, a computed
     # one Utf8View): seed 11 x 2,000, VOSTOK_DIFF_ALL=1, case 755, minimised.
     ("except_all_cast_keys", "SELECT t1.datatype AS v FROM TAP_SCHEMA.columns AS t1 "
@@ -664,6 +667,7 @@ NOT_IN_SQLITE = {
     "except_all": "SQLite has no EXCEPT ALL",
     "intersect_all_three_copies": "SQLite has no INTERSECT ALL",
     "except_all_three_copies": "SQLite has no EXCEPT ALL",
+    "intersect_all_two_columns": "SQLite has no INTERSECT ALL",
     "except_all_cast_keys": "SQLite has no EXCEPT ALL",
     "intersect_all_cast_keys": "SQLite has no INTERSECT ALL",
     # SQLite joins these 118,218 x 118,218 rows by a nested loop (no index on b.hip + k):

@@ -82,26 +82,42 @@ const NUMBER: &str = "__adql_n";
 const LEFT: &str = "__adql_l";
 const RIGHT: &str = "__adql_r";
 
-/// One side: its columns renamed by position, its join keys (the join's own key expressions
-/// for that side, casts included: both sides' keys then have one type), and each row numbered
-/// among its copies.
-fn numbered(side: &LogicalPlan, keys: Vec<Expr>, alias: &str) -> Result<LogicalPlan> {
+/// One side: its columns renamed by position, each row numbered among its copies, and the
+/// names of its join keys. A key is the join's own key expression for that side: a column is
+/// its renamed column; a cast (both sides' keys then have one type) is projected beside the
+/// columns. (Projecting a plain column a second time, as a key, made DataFusion's window
+/// planning fail with "Expects PARTITION BY expression to be ordered".)
+fn numbered(
+    side: &LogicalPlan,
+    keys: Vec<Expr>,
+    alias: &str,
+) -> Result<(LogicalPlan, Vec<String>)> {
     let schema = side.schema();
-    let key_types = keys
-        .iter()
-        .map(|k| k.get_type(schema))
-        .collect::<Result<Vec<_>>>()?;
-    let renamed = (0..schema.fields().len())
+    let mut renamed = (0..schema.fields().len())
         .map(|i| Expr::Column(Column::from(schema.qualified_field(i))).alias(value(i)))
-        .chain(keys.into_iter().enumerate().map(|(i, k)| k.alias(key(i))))
         .collect::<Vec<_>>();
+    let mut names = Vec::with_capacity(keys.len());
+    let mut key_types = Vec::with_capacity(keys.len());
+    for (i, k) in keys.into_iter().enumerate() {
+        key_types.push(k.get_type(schema)?);
+        match &k {
+            Expr::Column(c) => {
+                let at = schema.index_of_column(c)?;
+                names.push(value(at));
+            }
+            _ => {
+                renamed.push(k.alias(key(i)));
+                names.push(key(i));
+            }
+        }
+    }
     // Copies are rows that are not distinct: -0.0 and 0.0 are one value (a hash join
     // matches them), so a float is partitioned by its value + 0.0 (IEEE: -0.0 + 0.0 = 0.0).
-    let partition = key_types
+    let partition = names
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let c = Expr::Column(Column::new_unqualified(key(i)));
+        .zip(&key_types)
+        .map(|(name, t)| {
+            let c = Expr::Column(Column::new_unqualified(name.clone()));
             match t {
                 DataType::Float64 => plus_zero(c, ScalarValue::Float64(Some(0.0))),
                 DataType::Float32 => plus_zero(c, ScalarValue::Float32(Some(0.0))),
@@ -110,11 +126,12 @@ fn numbered(side: &LogicalPlan, keys: Vec<Expr>, alias: &str) -> Result<LogicalP
         })
         .collect::<Vec<_>>();
     let number = row_number().partition_by(partition).build()?.alias(NUMBER);
-    LogicalPlanBuilder::from(side.clone())
+    let plan = LogicalPlanBuilder::from(side.clone())
         .project(renamed)?
         .window(vec![number])?
         .alias(alias)?
-        .build()
+        .build()?;
+    Ok((plan, names))
 }
 
 fn plus_zero(e: Expr, zero: ScalarValue) -> Expr {
@@ -128,11 +145,12 @@ fn plus_zero(e: Expr, zero: ScalarValue) -> Expr {
 fn rewrite(join: Join) -> Result<LogicalPlan> {
     let n = join.left.schema().fields().len();
     let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
-    let left = numbered(&join.left, left_keys, LEFT)?;
-    let right = numbered(&join.right, right_keys, RIGHT)?;
-    let keys = |side: &str| {
-        (0..n)
-            .map(|i| Column::new(Some(side), key(i)))
+    let (left, left_names) = numbered(&join.left, left_keys, LEFT)?;
+    let (right, right_names) = numbered(&join.right, right_keys, RIGHT)?;
+    let keys = |side: &str, names: &[String]| {
+        names
+            .iter()
+            .map(|n| Column::new(Some(side), n.clone()))
             .chain(std::iter::once(Column::new(Some(side), NUMBER)))
             .collect::<Vec<_>>()
     };
@@ -140,7 +158,7 @@ fn rewrite(join: Join) -> Result<LogicalPlan> {
         .join_detailed(
             right,
             join.join_type,
-            (keys(LEFT), keys(RIGHT)),
+            (keys(LEFT, &left_names), keys(RIGHT, &right_names)),
             None,
             NullEquality::NullEqualsNull,
         )?
