@@ -212,6 +212,25 @@ def parse_votable(content: bytes, verify="warn"):
     return parse(io.BytesIO(content), verify=verify)
 
 
+def without_request_id(r) -> bytes:
+    """The body of response `r` without the request id an error document carries (an INFO
+    name="request_id" after QUERY_STATUS, or a last line `request id: …` of plain text), after
+    checking that it is the id of this response (its X-Request-Id header): what stays is the
+    same for every request."""
+    rid = r.headers.get("X-Request-Id", "")
+    body = r.content
+    info = f'\n<INFO name="request_id" value="{rid}"/>'.encode()
+    line = f"request id: {rid}\n".encode()
+    if rid and info in body:
+        return body.replace(info, b"", 1)
+    if rid and body.endswith(line):
+        rest = body[: -len(line)]
+        return rest[:-1] if rest.endswith(b"\n") else rest
+    assert b"request_id" not in body and b"request id:" not in body, \
+        f"a request id that is not the response's ({rid!r}): {body[-300:]!r}"
+    return body
+
+
 def xml_infos(content: bytes):
     """All INFO elements (any namespace) as (name, value, text, parent-tag)."""
     root = ET.fromstring(content)

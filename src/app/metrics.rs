@@ -19,7 +19,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -277,11 +277,14 @@ pub async fn record(
 /// every response; the access log writes it too.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// A request's id, for the inner middleware that writes it into error documents.
+#[derive(Clone)]
+struct RequestId(String);
+
 /// Middleware: every response carries the request's id — the one a proxy or client sent (1 to
 /// 64 characters of letters, digits, `.`, `_`, `-`), else a new one — so that a user's report
 /// of a failure can be found in the log. Error documents say it in their text too (see
-/// [`with_request_id`]), except in answers to `HEAD` (no body) and errors that end a result
-/// already streaming.
+/// [`request_id_in_errors`]), except errors that end a result already streaming.
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -298,7 +301,7 @@ pub async fn request_id(
         .filter(|v| sane(v))
         .map(str::to_string)
         .unwrap_or_else(uws::new_job_id);
-    let head = req.method() == actix_web::http::Method::HEAD;
+    req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(
@@ -306,6 +309,21 @@ pub async fn request_id(
             v,
         );
     }
+    Ok(res.map_into_boxed_body())
+}
+
+/// Middleware, inside the one that answers `HEAD` with `GET`'s headers: writes the request's id
+/// (set by [`request_id`]) into the text of an error document (see [`with_request_id`]), so
+/// that a `HEAD` declares the length of the `GET`'s body as it is sent.
+pub async fn request_id_in_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let res = next.call(req).await?;
+    let Some(id) = id else {
+        return Ok(res.map_into_boxed_body());
+    };
     let content_type = res
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -319,7 +337,7 @@ pub async fn request_id(
         MAX_OK_ERROR_DOCUMENT
     };
     let small = matches!(res.response().body().size(), BodySize::Sized(n) if n <= limit);
-    if head || !small || !may_be_error(status, &content_type) {
+    if !small || !may_be_error(status, &content_type) {
         return Ok(res.map_into_boxed_body());
     }
     let (req, response) = res.into_parts();

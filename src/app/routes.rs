@@ -94,7 +94,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .app_data(coverages.clone())
                 .app_data(live.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                // Innermost: the routes see a HEAD request as the GET it mirrors.
+                // Innermost: error documents get the request id in their text; then the
+                // routes see a HEAD request as the GET it mirrors (same headers, no body).
+                .wrap(actix_web::middleware::from_fn(
+                    super::metrics::request_id_in_errors,
+                ))
                 .wrap(actix_web::middleware::from_fn(head_as_get))
                 .wrap(Cors::permissive().max_age(3600))
                 .wrap(actix_web::middleware::from_fn(super::metrics::record))
