@@ -895,7 +895,9 @@ class Generator:
         x = self.arg(scope, depth)
         if x.lo < 0:
             x = self.abs_of(x)
-        return self.call("sqrt", [x], math.sqrt(x.lo), math.sqrt(x.hi))
+        # not `fine`: the root of a catalogue value can be a short decimal (SQRT(0.49) = 0.7,
+        # which is 0.69999… in binary), and ROUND/TRUNCATE of it depends on the convention
+        return self.call("sqrt", [x], math.sqrt(x.lo), math.sqrt(x.hi), fine=False)
 
     def f_power(self, scope, depth):
         rng = self.rng
@@ -907,8 +909,9 @@ class Generator:
         if _mag(x.lo, x.hi) > 1e3 and y.lo > 1:
             raise Retry()
         vals = [v ** y.lo for v in _probe_points(x.lo, x.hi)]
+        # not `fine`, as SQRT: POWER(0.49, 0.5) = 0.7 and POWER(0.49, 1.5) = 0.343 are short decimals
         return self.call("power", [x, y], min(vals), max(vals), s=f"pow({x.s}, {y.s})", df="f64",
-                         fine=y.lo != int(y.lo) and (x.col is not None or x.simple))
+                         fine=False)
 
     def f_exp(self, scope, depth):
         x = self.arg(scope, depth)

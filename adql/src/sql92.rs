@@ -403,15 +403,24 @@ fn is_aggregate(f: &Function) -> bool {
             .is_some_and(|i| AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str()))
 }
 
-/// `e` with every CAST removed, as DataFusion names it.
+/// `e` with every CAST and every column qualifier removed: two aggregates with the same key
+/// may get the same name from DataFusion, which names a column by its resolved qualifier
+/// (`MAX(c0)` and `MAX(CAST(d2.c0 AS BIGINT))` are both `max(d2.c0)` there). Columns of two
+/// tables with one name share a key too; naming their casts apart is harmless.
 fn without_casts(e: &Expr) -> String {
     let mut e = e.clone();
     struct Strip;
     impl VisitorMut for Strip {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let Expr::Cast { expr, .. } = e {
-                *e = (**expr).clone();
+            match e {
+                Expr::Cast { expr, .. } => *e = (**expr).clone(),
+                Expr::CompoundIdentifier(parts) => {
+                    if let Some(last) = parts.last() {
+                        *e = Expr::Identifier(last.clone());
+                    }
+                }
+                _ => {}
             }
             ControlFlow::Continue(())
         }

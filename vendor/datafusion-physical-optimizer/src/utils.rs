@@ -29,6 +29,20 @@ use datafusion_physical_plan::union::UnionExec;
 use datafusion_physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion_physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
+/// vostok patch (upstream apache/datafusion#23528): whether `expr` has one value in every
+/// partition of `plan`'s output. A constant that differs between partitions (a union of
+/// `SELECT 1 AS k …` and `SELECT 2 AS k …`) still orders the rows once the partitions are
+/// merged, as [`datafusion_physical_expr::EquivalenceProperties::ordering_satisfy`] knows.
+fn is_uniform_constant(
+    plan: &Arc<dyn ExecutionPlan>,
+    expr: &Arc<dyn datafusion_physical_expr::PhysicalExpr>,
+) -> bool {
+    matches!(
+        plan.equivalence_properties().is_expr_constant(expr),
+        Some(datafusion_physical_expr::AcrossPartitions::Uniform(_))
+    )
+}
+
 /// This utility function adds a `SortExec` above an operator according to the
 /// given ordering requirements while preserving the original partitioning.
 ///
@@ -41,12 +55,9 @@ pub fn add_sort_above<T: Clone + Default>(
     fetch: Option<usize>,
 ) -> PlanContext<T> {
     let mut sort_reqs: Vec<_> = sort_requirements.into();
-    sort_reqs.retain(|sort_expr| {
-        node.plan
-            .equivalence_properties()
-            .is_expr_constant(&sort_expr.expr)
-            .is_none()
-    });
+    // vostok patch: only a constant of the same value in every partition may be left out of
+    // the sort (upstream apache/datafusion#23528).
+    sort_reqs.retain(|sort_expr| !is_uniform_constant(&node.plan, &sort_expr.expr));
     let sort_exprs = sort_reqs.into_iter().map(Into::into).collect::<Vec<_>>();
     let Some(ordering) = LexOrdering::new(sort_exprs) else {
         return node;
@@ -69,12 +80,9 @@ pub fn add_sort_above_with_distribution<T: Clone + Default>(
     required_distribution: &Distribution,
 ) -> PlanContext<T> {
     let mut sort_reqs: Vec<_> = sort_requirements.into();
-    sort_reqs.retain(|sort_expr| {
-        node.plan
-            .equivalence_properties()
-            .is_expr_constant(&sort_expr.expr)
-            .is_none()
-    });
+    // vostok patch: only a constant of the same value in every partition may be left out of
+    // the sort (upstream apache/datafusion#23528).
+    sort_reqs.retain(|sort_expr| !is_uniform_constant(&node.plan, &sort_expr.expr));
     let sort_exprs = sort_reqs.into_iter().map(Into::into).collect::<Vec<_>>();
     let Some(ordering) = LexOrdering::new(sort_exprs) else {
         return node;

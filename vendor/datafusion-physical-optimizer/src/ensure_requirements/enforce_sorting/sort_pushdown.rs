@@ -456,6 +456,27 @@ fn pushdown_requirement_to_children(
     } else if is_union(plan) {
         // `UnionExec` does not have real sort requirements for its input, we
         // just propagate the sort requirements down:
+        //
+        // vostok patch (upstream apache/datafusion#16171): unless a child would sort by less
+        // than the requirement. A child sorts by the requirement normalised with its own
+        // constants and equivalences (`SELECT x AS a, x AS b` sorts by `a` for `a, b`;
+        // `SELECT 1 AS k, x` by `x` for `k, x`), which the union does not keep (its children
+        // differ), so the union's ordering would no longer satisfy the requirement and the
+        // plan failed ("does not satisfy order requirements"). Then the sort stays above it.
+        let union_eqp = plan.equivalence_properties();
+        let wanted = union_eqp
+            .normalize_sort_requirements(parent_required.first().clone())
+            .map_or(0, |r| r.len());
+        let lossy = plan.children().iter().any(|child| {
+            child
+                .equivalence_properties()
+                .normalize_sort_requirements(parent_required.first().clone())
+                .map_or(0, |r| r.len())
+                < wanted
+        });
+        if lossy {
+            return Ok(None);
+        }
         Ok(Some(vec![Some(parent_required); plan.children().len()]))
     } else if let Some(smj) = plan.downcast_ref::<SortMergeJoinExec>() {
         let left_columns_len = smj.left().schema().fields().len();
