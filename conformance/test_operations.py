@@ -8,7 +8,8 @@
   bytes of streamed bodies, the query memory pool, the query lanes, jobs, and each VOSpace
   user's stored bytes (after a real upload of known size).
 * The metrics name users: a wrong bearer token gets 403; the right one, or a loopback caller
-  without any, gets the metrics.
+  without any, gets the metrics; a loopback request relayed by a proxy (X-Forwarded-For, …)
+  needs the token.
 """
 
 from __future__ import annotations
@@ -149,6 +150,11 @@ def test_metrics_are_for_the_operator(ops):
     assert "vostok_http_requests_total" not in r.text
     scrape(ops.base_url, Authorization=f"Bearer {TOKEN}")
     scrape(ops.base_url)  # a loopback caller without a token
+    # ... but not a request a reverse proxy on this machine relays for someone else
+    for header in ("X-Forwarded-For", "X-Real-IP", "Forwarded"):
+        r = requests.get(ops.base_url + "/metrics", timeout=30, headers={header: "203.0.113.7"})
+        assert r.status_code == 403 and "vostok_http_requests_total" not in r.text, (header, r.text)
+    scrape(ops.base_url, Authorization=f"Bearer {TOKEN}", **{"X-Forwarded-For": "203.0.113.7"})
 
 
 def test_prometheus_parser_reads_the_metrics(ops):

@@ -228,7 +228,8 @@ impl Metrics {
 
     /// Whether the caller may read `/metrics`.
     fn allowed(&self, req: &HttpRequest) -> bool {
-        let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+        let loopback =
+            req.peer_addr().is_some_and(|a| a.ip().is_loopback()) && !relayed(req.headers());
         let bearer = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -239,6 +240,21 @@ impl Metrics {
             _ => loopback,
         }
     }
+}
+
+/// Whether a request was relayed by a proxy for a client of its own: a reverse proxy on the
+/// same machine connects from loopback whoever its client is, and says so in these headers
+/// (nginx's `X-Forwarded-For`/`X-Real-IP`, RFC 7239's `Forwarded`). Such a request is that
+/// client's, not a loopback caller's.
+fn relayed(headers: &actix_web::http::header::HeaderMap) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-host",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
 }
 
 /// Compares without stopping at the first difference (a token is a secret).
@@ -712,6 +728,24 @@ value=\"ERROR\">bad &lt;query&gt;</INFO>\n<INFO name=\"request_id\" value=\"abc-
         assert_eq!(protocol_of("/SCS/x"), "scs");
         assert_eq!(protocol_of("/no/such"), "other");
         assert_eq!(protocol_of("/data/demo/x.fits"), "data");
+    }
+
+    #[test]
+    fn a_relayed_request_is_not_a_loopback_callers() {
+        use actix_web::test::TestRequest;
+        let m = MetricsConfig { token: None };
+        let metrics = Metrics::new(&m);
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let direct = TestRequest::default().peer_addr(local);
+        assert!(metrics.allowed(&direct.to_http_request()));
+        for h in ["X-Forwarded-For", "Forwarded", "X-Real-IP"] {
+            let proxied = TestRequest::default()
+                .peer_addr(local)
+                .insert_header((h, "203.0.113.7"));
+            assert!(!metrics.allowed(&proxied.to_http_request()), "{h}");
+        }
+        let far = TestRequest::default().peer_addr("192.0.2.1:5000".parse().unwrap());
+        assert!(!metrics.allowed(&far.to_http_request()));
     }
 
     #[test]
