@@ -957,6 +957,11 @@ impl VoStore {
         Ok(store)
     }
 
+    /// Whether other processes may use the same records at the same time (PostgreSQL).
+    pub fn shares_its_database(&self) -> bool {
+        self.db.shared()
+    }
+
     /// Bounds the memory all uploads in progress may buffer together to `mb` MiB; an upload
     /// that finds no room within `wait` fails with [`Fault::Busy`] (HTTP 503). Set once; not
     /// set (the command-line tools), uploads are not bounded together.
