@@ -3376,4 +3376,180 @@ mod tests {
             Err(Fault::NodeNotFound(_))
         ));
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Two processes on one PostgreSQL database and one data folder
+
+    /// Set for the second process: the database URL, the data folder, alice's token.
+    const CHILD_URL: &str = "VOSTOK_VOSPACE_TEST_CHILD_URL";
+    const CHILD_DIR: &str = "VOSTOK_VOSPACE_TEST_CHILD_DIR";
+    const CHILD_TOKEN: &str = "VOSTOK_VOSPACE_TEST_CHILD_TOKEN";
+    /// Versions each process writes of the shared node.
+    const ROUNDS: usize = 12;
+
+    /// The content a process (`tag`) writes in round `i`: every byte says who and which round,
+    /// and the lengths differ, so a mix of two versions or lost bytes cannot pass for one.
+    fn version(tag: u8, i: usize) -> Vec<u8> {
+        let unit = [tag, b'0' + (i % 10) as u8];
+        unit.iter()
+            .copied()
+            .cycle()
+            .take(150_000 + i * 1000 + usize::from(tag))
+            .collect()
+    }
+
+    /// Writes every version of `/alice/shared`, retrying while the other process writes it.
+    async fn write_versions(s: &VoStore, tag: u8) {
+        for i in 0..ROUNDS {
+            let data = version(tag, i);
+            loop {
+                match s
+                    .write_data(
+                        "/alice/shared",
+                        "alice",
+                        chunks(&data, 8192),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(Fault::NodeLocked(_)) => tokio::time::sleep(Duration::from_millis(3)).await,
+                    Err(e) => panic!("process {}: write {i}: {e}", char::from(tag)),
+                }
+            }
+        }
+    }
+
+    /// The second process of [`two_processes_share_the_records`]: runs only when that test
+    /// starts this binary again with [`CHILD_URL`] set (otherwise it returns at once).
+    #[test]
+    fn second_process() {
+        let (Some(url), Some(dir), Some(token)) = (
+            std::env::var_os(CHILD_URL),
+            std::env::var_os(CHILD_DIR),
+            std::env::var_os(CHILD_TOKEN),
+        ) else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let storage =
+                storage::Storage::local(&PathBuf::from(dir).join("data"), storage::Missing::Refuse)
+                    .unwrap();
+            let s = VoStore::open_postgres(url.to_str().unwrap(), 4, storage)
+                .await
+                .unwrap();
+            // The first process's user, token and node, at once.
+            let alice = s.user_for_token(token.to_str().unwrap()).await.unwrap();
+            assert_eq!(alice.name, "alice");
+            assert_eq!(read_all(&s, "/alice/first", None).await, b"from the first");
+            let bob = s.add_user("bob", None).await.unwrap();
+            s.create(node("/alice/second", NodeKind::Container, "alice"))
+                .await
+                .unwrap();
+            println!("BOB-TOKEN {bob}");
+            // A slow upload of several parts (staging files on the disk) while the first
+            // process runs its recovery over and over: it must survive.
+            let slow = futures::stream::iter(0..12u8).then(|k| async move {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                Ok::<_, std::io::Error>(Bytes::from(vec![k; 1 << 20]))
+            });
+            println!("SLOW-STARTED");
+            s.write_data(
+                "/alice/slow",
+                "alice",
+                slow,
+                Some(12 << 20),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+            write_versions(&s, b'B').await;
+        });
+    }
+
+    /// Two processes (this test binary started again, running [`second_process`]) share one
+    /// PostgreSQL database and one data folder: each sees the other's users, tokens and nodes
+    /// at once; the first one's recovery leaves the second's upload in progress alone; their
+    /// concurrent writes of one node leave one complete version, and no object behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_share_the_records() {
+        let dir = space("two", Backend::Postgres);
+        let url = dir.pg.as_ref().map(|(_, u)| u.clone()).unwrap();
+        let s = open(&dir).await;
+        let alice = s.add_user("alice", None).await.unwrap();
+        write(&s, "/alice/first", b"from the first", None)
+            .await
+            .unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::second_process", "--nocapture"])
+            .env(CHILD_URL, &url)
+            .env(CHILD_DIR, &dir.0)
+            .env(CHILD_TOKEN, &alice)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut bob = None;
+        while let Some(line) = rx.recv().await {
+            if let Some(t) = line.strip_prefix("BOB-TOKEN ") {
+                bob = Some(t.to_string());
+            }
+            if line == "SLOW-STARTED" {
+                break;
+            }
+        }
+        // The second process's user, token and node, at once.
+        let bob = bob.expect("the second process's token");
+        assert_eq!(s.user_for_token(&bob).await.unwrap().name, "bob");
+        assert!(s.get("/alice/second").await.unwrap().is_some());
+        // Recovery over and over while its upload streams: the upload is of a live process.
+        for _ in 0..15 {
+            s.recover().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        write_versions(&s, b'A').await;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "the second process failed: {status}");
+        let slow = read_all(&s, "/alice/slow", None).await;
+        assert_eq!(slow.len(), 12 << 20);
+        assert!(slow
+            .chunks(1 << 20)
+            .enumerate()
+            .all(|(k, c)| c.iter().all(|&b| usize::from(b) == k)));
+        // One complete version of the shared node, its metadata its own.
+        let got = read_all(&s, "/alice/shared", None).await;
+        let n = s.get("/alice/shared").await.unwrap().unwrap();
+        assert!(!n.busy);
+        assert_eq!(n.length, Some(got.len() as u64));
+        assert_eq!(n.md5.as_deref(), Some(md5_hex(&got).as_str()));
+        let whole = (0..ROUNDS).any(|i| got == version(b'A', i) || got == version(b'B', i));
+        assert!(whole, "a mix of versions ({} bytes)", got.len());
+        // No object behind: one per data node.
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 3);
+        assert_eq!(s.users().await.unwrap(), ["alice", "bob"]);
+    }
 }
