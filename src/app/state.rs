@@ -282,11 +282,11 @@ fn warm_footers(rt: &tokio::runtime::Runtime, engine: &Arc<crate::engine::Engine
 }
 
 /// On a database several servers share: every few minutes, the busy flags and uploads in
-/// progress of servers that stopped renewing their lease are cleared (their restart, which
+/// progress of servers that ended (their liveness lock released) are cleared (their restart, which
 /// would do it, may not come).
 fn sweep_gone_processes(rt: &tokio::runtime::Runtime, store: Arc<VoStore>) {
     rt.spawn(async move {
-        let mut tick = tokio::time::interval(vospace::store::LEASE.saturating_mul(5));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
         tick.tick().await;
         loop {
             tick.tick().await;

@@ -442,6 +442,24 @@ impl Conn<'_> {
         }
     }
 
+    /// PostgreSQL: the keys of the liveness locks held ([`Db::hold_liveness_lock`]), that is
+    /// the processes alive. SQLite: None (one process per file).
+    pub fn live_processes(&self) -> Result<Option<std::collections::HashSet<i64>>, Fault> {
+        if let Conn::Lite(_) = self {
+            return Ok(None);
+        }
+        let keys = self
+            .rows(
+                "SELECT (CAST(classid AS BIGINT) << 32) | CAST(objid AS BIGINT) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND objsubid = 1 AND granted",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(keys))
+    }
+
     /// Runs `f` in a write transaction: committed when `f` succeeds, rolled back when it
     /// fails. Write transactions follow one another (SQLite's `BEGIN IMMEDIATE`; on
     /// PostgreSQL the advisory lock [`WRITE_LOCK`], held until the transaction ends, in
@@ -485,6 +503,8 @@ pub(crate) enum Db {
 pub(crate) struct PgDb {
     pool: Pool,
     rt: tokio::runtime::Handle,
+    /// The connection holding this process's liveness lock (see [`Db::hold_liveness_lock`]).
+    holder: Mutex<Option<deadpool_postgres::ClientWrapper>>,
 }
 
 impl Db {
@@ -550,7 +570,11 @@ impl Db {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| Fault::InternalFault(e.to_string()))?;
-        let db = Db::Pg(Arc::new(PgDb { pool, rt: handle }));
+        let db = Db::Pg(Arc::new(PgDb {
+            pool,
+            rt: handle,
+            holder: Mutex::new(None),
+        }));
         db.run(move |c| migrate(c).map_err(|e| prefix(&shown, e)))
             .await?;
         Ok(db)
@@ -587,6 +611,27 @@ impl Db {
                 })
             }
         }
+    }
+
+    /// PostgreSQL: takes the session advisory lock `key` on a connection of its own, kept
+    /// as long as the process lives (taken again when that connection was lost). Other
+    /// processes tell that this one is alive by the lock ([`Conn::live_processes`]); it goes
+    /// with the connection when the process ends, however it ends.
+    pub fn hold_liveness_lock(&self, key: i64) -> Result<(), Fault> {
+        let Db::Pg(pg) = self else { return Ok(()) };
+        let mut holder = pg.holder.lock().unwrap_or_else(|e| e.into_inner());
+        if holder.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        let c =
+            deadpool_postgres::Object::take(pg.rt.block_on(pg.pool.get()).map_err(|e| {
+                Fault::InternalFault(format!("VOSpace database: cannot connect: {e}"))
+            })?);
+        pg.rt
+            .block_on(c.execute("SELECT pg_advisory_lock($1)", &[&key]))
+            .map_err(pg_fault)?;
+        *holder = Some(c);
+        Ok(())
     }
 
     /// Whether several processes may share this database (PostgreSQL).

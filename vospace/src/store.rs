@@ -97,11 +97,8 @@ fn part_size(len: Option<u64>) -> usize {
 /// larger one is streamed into a multipart upload.
 const SINGLE_COPY_MAX: u64 = 5_000_000_000;
 
-/// How long a process that stopped renewing its lease in `vospace_processes` is still taken to
-/// be alive (on a shared database: its uploads in progress are left alone that long).
-pub const LEASE: Duration = Duration::from_secs(60);
-/// How often a process renews its lease.
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// How often a process checks that it still holds its liveness lock (PostgreSQL).
+const LIVENESS_CHECK: Duration = Duration::from_secs(10);
 
 /// Limits on client properties.
 const MAX_PROPERTY_URI: usize = 1024;
@@ -226,10 +223,11 @@ pub fn access(
 /// The metadata store and the object storage of the space.
 pub struct VoStore {
     db: Db,
-    /// This process's id in `vospace_processes` (the owner of its uploads in progress).
+    /// This process's id in `vospace_processes` (the owner of its uploads in progress): the
+    /// decimal of [`VoStore::process_key`].
     process: String,
-    /// How long a process that stops renewing its lease is taken to be alive (ms).
-    lease_ms: std::sync::atomic::AtomicI64,
+    /// The key of this process's liveness lock (PostgreSQL).
+    process_key: i64,
     storage: storage::Storage,
     authority: OnceLock<String>,
     upload_budget: OnceLock<UploadBudget>,
@@ -290,30 +288,23 @@ fn now_ms() -> i64 {
     .unwrap_or(i64::MAX)
 }
 
-/// Renews the lease of the store's process every [`LEASE_RENEWAL`], on a thread of its own
-/// (whatever runtimes are busy), until the store is dropped. A process that finds its lease
-/// gone (taken to be gone by another's recovery, after a pause longer than [`LEASE`]) takes a
-/// new one; its uploads in progress then fail at their commit.
-fn renew_lease(store: std::sync::Weak<VoStore>) {
+/// Keeps the store's liveness lock (PostgreSQL: see [`Db::hold_liveness_lock`]) held: checks it
+/// every [`LIVENESS_CHECK`] on a thread of its own, whatever runtimes are busy, and takes it
+/// again when its connection was lost, until the store is dropped. A process that lost it may
+/// have been taken to be gone by another's recovery: its uploads in progress then fail at
+/// their commit (see `claim_upload`).
+fn keep_liveness_lock(store: std::sync::Weak<VoStore>) {
     let spawned = std::thread::Builder::new()
-        .name("vostok-vospace-lease".into())
+        .name("vostok-vospace-live".into())
         .spawn(move || loop {
-            std::thread::sleep(LEASE_RENEWAL);
+            std::thread::sleep(LIVENESS_CHECK);
             let Some(s) = store.upgrade() else { return };
-            let id = s.process.clone();
-            let r = s.db.run_blocking(|c| {
-                c.exec(
-                    "INSERT INTO vospace_processes (id, seen) VALUES (?1, ?2) \
-                     ON CONFLICT (id) DO UPDATE SET seen = EXCLUDED.seen",
-                    vals![id, now_ms()],
-                )
-            });
-            if let Err(e) = r {
-                tracing::warn!("VOSpace: renewing this process's lease: {e}");
+            if let Err(e) = s.db.hold_liveness_lock(s.process_key) {
+                tracing::warn!("VOSpace: taking this process's liveness lock again: {e}");
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!("VOSpace: no thread to renew this process's lease: {e}");
+        tracing::warn!("VOSpace: no thread to keep this process's liveness lock: {e}");
     }
 }
 
@@ -721,7 +712,7 @@ fn insert_user(
 
 /// Ends the upload in progress `key` of `process` within the transaction that makes a node
 /// reference its object. Refused when the upload is no longer recorded: the process was
-/// taken to be gone (its lease expired) and the object may have been deleted.
+/// taken to be gone (its liveness lock was lost) and the object may have been deleted.
 fn claim_upload(tx: &Conn<'_>, key: &str, process: &str) -> Result<(), Fault> {
     let n = tx.exec(
         "DELETE FROM vospace_uploads WHERE object_key = ?1 AND process = ?2",
@@ -729,8 +720,8 @@ fn claim_upload(tx: &Conn<'_>, key: &str, process: &str) -> Result<(), Fault> {
     )?;
     if n == 0 {
         return Err(Fault::InternalFault(format!(
-            "the upload to {key} was taken for an interrupted one (this server did not renew \
-             its lease in time); retry"
+            "the upload to {key} was taken for an interrupted one (this server lost its \
+             connection to the database for a while); retry"
         )));
     }
     Ok(())
@@ -914,7 +905,7 @@ impl VoStore {
 
     /// As [`VoStore::open`], with the records in the PostgreSQL database at `url` (at most
     /// `connections` connections), which several servers may share: their uploads in progress
-    /// are told apart by the processes' leases (see the module documentation).
+    /// are told apart by the processes' liveness locks (see [`VoStore::recover`]).
     pub async fn open_postgres(
         url: &str,
         connections: usize,
@@ -925,8 +916,13 @@ impl VoStore {
     }
 
     async fn with_db(db: Db, storage: storage::Storage) -> Result<Arc<VoStore>, Fault> {
-        let process = random_hex(8)?;
+        let process_key = i64::from_str_radix(&random_hex(7)?, 16).map_err(internal)?;
+        let process = process_key.to_string();
         let p = process.clone();
+        let holder = db.clone();
+        tokio::task::spawn_blocking(move || holder.hold_liveness_lock(process_key))
+            .await
+            .map_err(internal)??;
         db.run(move |c| {
             let t = now();
             c.exec(
@@ -945,14 +941,14 @@ impl VoStore {
         let store = Arc::new(VoStore {
             db,
             process,
-            lease_ms: std::sync::atomic::AtomicI64::new(LEASE.as_millis() as i64),
+            process_key,
             storage,
             authority: OnceLock::new(),
             upload_budget: OnceLock::new(),
             single_copy_max: std::sync::atomic::AtomicU64::new(SINGLE_COPY_MAX),
         });
         if store.db.shared() {
-            renew_lease(Arc::downgrade(&store));
+            keep_liveness_lock(Arc::downgrade(&store));
         }
         Ok(store)
     }
@@ -1037,7 +1033,8 @@ impl VoStore {
     ///
     /// On SQLite only the process holding the database's writer lock (`vostok serve`) may run
     /// it: every other process is then taken to be gone. On PostgreSQL any server may, at any
-    /// time: a process is gone when it has not renewed its lease for [`LEASE`].
+    /// time: a process is gone when its liveness lock is not held (a session advisory lock,
+    /// released by the server as soon as the process's connection ends, SIGKILL included).
     pub async fn recover(&self) -> Result<(), Fault> {
         self.sweep(true).await
     }
@@ -1071,19 +1068,27 @@ impl VoStore {
             Vec::new()
         };
         let process = self.process.clone();
-        let since = if self.db.shared() {
-            now_ms().saturating_sub(self.lease_ms.load(Ordering::Relaxed))
-        } else {
-            // The writer lock keeps every other process out: all others are gone.
-            i64::MAX
-        };
         let (cleared, gone, live, referenced) = self
             .write(move |tx| {
                 tx.exec(
-                    "UPDATE vospace_processes SET seen = ?1 WHERE id = ?2",
-                    vals![now_ms(), process],
+                    "INSERT INTO vospace_processes (id, seen) VALUES (?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET seen = EXCLUDED.seen",
+                    vals![process, now_ms()],
                 )?;
-                const LIVE: &str = "SELECT id FROM vospace_processes WHERE seen >= ?1 OR id = ?2";
+                // The processes gone: on SQLite every other (the writer lock keeps them out),
+                // on PostgreSQL those whose liveness lock is not held.
+                let alive = tx.live_processes()?;
+                for r in tx.rows("SELECT id FROM vospace_processes", &[])? {
+                    let id = r.text(0)?;
+                    let lives = id == process
+                        || alive
+                            .as_ref()
+                            .is_some_and(|a| id.parse::<i64>().is_ok_and(|k| a.contains(&k)));
+                    if !lives {
+                        tx.exec("DELETE FROM vospace_processes WHERE id = ?1", vals![id])?;
+                    }
+                }
+                const LIVE: &str = "SELECT id FROM vospace_processes";
                 let keys = |rows: Vec<Row>| -> Result<HashSet<String>, Fault> {
                     rows.iter().map(|r| r.text(0)).collect()
                 };
@@ -1093,7 +1098,7 @@ impl VoStore {
                          AND object_key NOT IN \
                          (SELECT object_key FROM nodes WHERE object_key IS NOT NULL)"
                     ),
-                    vals![since, process],
+                    &[],
                 )?)?;
                 let cleared = tx.exec(
                     &format!(
@@ -1101,15 +1106,11 @@ impl VoStore {
                          (SELECT path FROM vospace_uploads WHERE path IS NOT NULL \
                           AND process IN ({LIVE}))"
                     ),
-                    vals![since, process],
+                    &[],
                 )?;
                 tx.exec(
                     &format!("DELETE FROM vospace_uploads WHERE process NOT IN ({LIVE})"),
-                    vals![since, process],
-                )?;
-                tx.exec(
-                    "DELETE FROM vospace_processes WHERE seen < ?1 AND id <> ?2",
-                    vals![since, process],
+                    &[],
                 )?;
                 let live = keys(tx.rows("SELECT object_key FROM vospace_uploads", &[])?)?;
                 let referenced = if full {
@@ -2566,13 +2567,22 @@ mod tests {
 
     async fn open(dir: &Space) -> Arc<VoStore> {
         let store = open_only(dir).await;
-        // As `vostok serve` does after taking the writer lock. On PostgreSQL, the stores the
-        // test opened before (and dropped) are taken to be gone at once, as on SQLite.
-        store.lease_ms.store(0, Ordering::Relaxed);
+        // On PostgreSQL, the stores the test opened before (and dropped) are gone once their
+        // liveness locks are released (their connections' ends reach the server).
+        if dir.pg.is_some() {
+            for _ in 0..200 {
+                let others = store
+                    .with(|c| Ok(c.live_processes()?.map_or(0, |l| l.len())))
+                    .await
+                    .expect("locks");
+                if others <= 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        // As `vostok serve` does after taking the writer lock.
         store.recover().await.expect("recover");
-        store
-            .lease_ms
-            .store(LEASE.as_millis() as i64, Ordering::Relaxed);
         store
     }
 
