@@ -1,6 +1,6 @@
 //! VOSpace 2.1 without HTTP: the node model and faults ([`model`]), the store that keeps node
-//! metadata, users, tokens and negotiated transfers in SQLite and the bytes in object storage
-//! ([`store`]), the XML documents ([`xml`]), the checks and actions of transfers
+//! metadata, users, tokens and negotiated transfers in SQLite or PostgreSQL (`db`) and the
+//! bytes in object storage ([`store`]), the XML documents ([`xml`]), the checks and actions of transfers
 //! ([`transfer`]), and OpenID Connect logins ([`oidc`]). The binary's VOSpace binding maps the
 //! REST resources onto these; asynchronous transfers run as UWS jobs.
 

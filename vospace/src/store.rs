@@ -1,9 +1,12 @@
-//! Node metadata in SQLite, bytes in object storage.
+//! Node metadata in a database (SQLite, or PostgreSQL shared by several servers: see
+//! `db.rs`), bytes in object storage.
 //!
 //! # Layout
 //!
-//! * SQLite (one file, WAL journal, `synchronous = FULL`): the node tree, users (with the
-//!   SHA-256 of their token and their quota), group memberships and transfer jobs.
+//! * The database (SQLite: one file, WAL journal, `synchronous = FULL`): the node tree, users
+//!   (with the SHA-256 of their token and their quota), group memberships, transfer jobs, and
+//!   the processes using the records with their uploads in progress. Every statement is
+//!   written once, for both databases; the storage, quota and atomicity logic is this file's.
 //! * Object storage, below the [`storage::Storage`] prefix:
 //!   * `vospace/objects/<random>`: the content of data nodes. An object is never overwritten:
 //!     a new version of a node's content is a new object;
@@ -12,17 +15,29 @@
 //!
 //! # Crash safety
 //!
-//! A data write streams straight into a new object under `vospace/objects/` (one put, or a
+//! A data write records its new object's key as an upload in progress of its process (in the
+//! transaction that marks the node busy), streams straight into that object under
+//! `vospace/objects/` (one put, or a
 //! multipart upload above [`PART_SIZE`], in larger parts when a declared length needs more than
 //! [`MAX_PARTS`]: the bytes are never copied afterwards, so no single copy limits a file's size,
 //! such as S3's 5 GB for CopyObject), then points the node at it in
-//! one SQLite transaction and only then deletes the previous object. A crash at any point
+//! one transaction (which also ends the upload in progress) and only then deletes the previous
+//! object. A crash at any point
 //! leaves the node on its old content (and an unreferenced object) or on the new one (and the
 //! unreferenced old object). [`VoStore::recover`] deletes every object under
-//! `vospace/objects/` no node references (and anything under `vospace/tmp/`), and clears the
-//! `busy` flags. Deletes, copies and moves follow the same rule: metadata first, objects after
-//! the commit. A move changes metadata only; a copy makes new objects, server-side up to
+//! `vospace/objects/` no node references and no live process is writing (and anything under
+//! `vospace/tmp/`), and clears the `busy` flags of nodes no live process is writing. Deletes,
+//! copies and moves follow the same rule: metadata first, objects after
+//! the commit. A move changes metadata only; a copy makes new objects (recorded as uploads in
+//! progress first), server-side up to
 //! [`SINGLE_COPY_MAX`] and by a streamed multipart upload above it.
+//!
+//! # Across processes
+//!
+//! Write transactions follow one another in every process (see `db.rs`): the quota checks
+//! and the busy flag hold across servers sharing a PostgreSQL database. What stays within one
+//! process: the order of a write's own steps and its undo (a lock of the write's own), and the
+//! memory budget of uploads (`set_upload_budget`, per server).
 //!
 //! # Decisions
 //!
