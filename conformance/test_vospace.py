@@ -43,8 +43,8 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 import requests
 
-from vostok_helpers import (HTTP_TIMEOUT, SCHEMAS, OwnServer, data_copy, data_files, run_tool,
-                            storage_config, xmllint_schema)
+from vostok_helpers import (HTTP_TIMEOUT, SCHEMAS, OwnServer, data_copy, data_files, metadata_env,
+                            run_tool, storage_config, xmllint_schema)
 
 VOS_NS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -110,7 +110,8 @@ def add_user(data_dir, name, quota=None, groups=(), binary=None):
     cmd += ["--data-dir", data]
     # cwd: the data dir, so no stray ./vostok.toml changes the defaults
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL, cwd=data_dir)
+                       stdin=subprocess.DEVNULL, cwd=data_dir,
+                       env=dict(os.environ, **metadata_env(data_dir)))
     assert p.returncode == 0, (f"{' '.join(cmd)} failed ({p.returncode}):\n"
                                f"stdout: {p.stdout}\nstderr: {p.stderr}")
     words = (p.stdout.strip() or p.stderr.strip()).split()

@@ -541,7 +541,8 @@ class OwnServer:
         cmd += ["user", "add", name, "--data-dir", data]
         cwd = self.config.parent if self.config is not None else self.log.parent
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL, cwd=cwd)
+                           stdin=subprocess.DEVNULL, cwd=cwd,
+                           env=dict(os.environ, **metadata_env(self.data_dir)))
         return p.returncode, (p.stdout.strip() or p.stderr.strip())
 
 

@@ -93,17 +93,20 @@ if [[ $rc -ne 0 ]]; then
     status=1
 fi
 
-# --- the job database in PostgreSQL -------------------------------------------
-# The suites that create, run, abort and recover jobs (TAP queries and VOSpace transfers) once
-# more, every server keeping its jobs in PostgreSQL ([metadata] url; a private cluster the
-# tests start). The whole suite passes this way too: VOSTOK_TEST_POSTGRES=1 scripts/test.sh.
+# --- the job and VOSpace records in PostgreSQL -------------------------------------
+# The suites that create, run, abort and recover jobs (TAP queries and VOSpace transfers) and
+# keep VOSpace nodes, users, tokens and OIDC links once more, every server keeping its records
+# in PostgreSQL ([metadata] url; a private cluster the tests start). The whole suite passes this
+# way too: VOSTOK_TEST_POSTGRES=1 scripts/test.sh.
 if [[ $# -eq 0 && "${VOSTOK_TEST_POSTGRES:-}" != "1" ]]; then
-    step "conformance with the jobs in PostgreSQL"
+    step "conformance with the records in PostgreSQL"
     VOSTOK_TEST_POSTGRES=1 "$VENV/bin/python" -m pytest -v --durations=5 \
-        conformance/test_async.py conformance/test_vospace.py conformance/test_vospace_tap.py
+        conformance/test_async.py conformance/test_vospace.py conformance/test_vospace_tap.py \
+        conformance/test_vospace_oidc.py conformance/test_portal_space.py \
+        conformance/test_security.py
     rc=$?
     if [[ $rc -ne 0 ]]; then
-        fail "conformance with the jobs in PostgreSQL (pytest exit $rc)"
+        fail "conformance with the records in PostgreSQL (pytest exit $rc)"
         status=1
     fi
 fi

@@ -55,8 +55,8 @@ pub struct Config {
 }
 
 /// `[metadata]`: a PostgreSQL database for the service's records instead of the embedded
-/// SQLite files. Today it holds the UWS jobs (`[uws] database` is then unused); the VOSpace
-/// records stay in `[vospace] database`.
+/// SQLite files: the UWS jobs and the VOSpace records (nodes, users, tokens, groups, OIDC
+/// links, transfers); `[uws] database` and `[vospace] database` are then unused.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {

@@ -110,6 +110,28 @@ fn writer_lock(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The VOSpace store of `config`: in `[metadata] url`'s PostgreSQL database when set, else in
+/// the SQLite file `[vospace] database`.
+pub async fn open_vospace(config: &Config, storage: Storage) -> anyhow::Result<Arc<VoStore>> {
+    match config.metadata.postgres_url()? {
+        Some(url) => {
+            let store = VoStore::open_postgres(url, config.metadata.connections, storage)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+            tracing::info!("VOSpace database: {}", uws::postgres::redact(url));
+            Ok(store)
+        }
+        None => {
+            let db = config.vospace_database()?;
+            let store = VoStore::open(&db, storage)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+            tracing::info!("VOSpace database: {}", db.display());
+            Ok(store)
+        }
+    }
+}
+
 impl State {
     /// Builds the state: storage (with the demo data on first start), engine, job service,
     /// users' space; starts the job queues and the periodic cleanups.
@@ -145,13 +167,16 @@ impl State {
         let uws_db = config.uws_database()?;
         let vospace_db = config.vospace_database()?;
         let postgres = config.metadata.postgres_url()?;
-        let mut locks = vec![writer_lock(&vospace_db)?];
+        let mut locks = Vec::new();
         if postgres.is_none() {
+            locks.push(writer_lock(&vospace_db)?);
             locks.push(writer_lock(&uws_db)?);
         }
         if storage.is_local() {
             // Crash recovery sweeps the data folder's objects: one server per data folder too,
-            // whatever databases it is given.
+            // whatever databases it is given. (VOSpace's sweep is safe beside other servers
+            // sharing its PostgreSQL database; the job folders' is not yet, and two servers
+            // given different databases would each take the other's objects for leftovers.)
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
@@ -176,9 +201,7 @@ impl State {
         };
         let jobs = Jobs::new(store, storage.clone(), config.uws.clone());
 
-        let store = query_rt
-            .block_on(VoStore::open(&vospace_db, storage.clone()))
-            .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+        let store = query_rt.block_on(open_vospace(config, storage.clone()))?;
         query_rt
             .block_on(store.recover())
             .map_err(|e| anyhow::anyhow!("VOSpace crash recovery: {e}"))?;
@@ -204,6 +227,9 @@ impl State {
             service: service.clone(),
         });
         forget_expired_transfers(query_rt, store.clone(), config.vospace.transfer_lifetime);
+        if store.shares_its_database() {
+            sweep_gone_processes(query_rt, store.clone());
+        }
         // Recovers the jobs of the previous run, then runs the queues and the cleanup.
         jobs.start(vec![
             Kind {
@@ -250,6 +276,22 @@ fn warm_footers(rt: &tokio::runtime::Runtime, engine: &Arc<crate::engine::Engine
             match table.warm_footers(&env).await {
                 Ok(n) => tracing::info!("{name}: {n} partition footers read into the cache"),
                 Err(e) => tracing::warn!("{name}: footers not cached at start: {e}"),
+            }
+        }
+    });
+}
+
+/// On a database several servers share: every few minutes, the busy flags and uploads in
+/// progress of servers that ended (their liveness lock released) are cleared (their restart, which
+/// would do it, may not come).
+fn sweep_gone_processes(rt: &tokio::runtime::Runtime, store: Arc<VoStore>) {
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.sweep_gone_processes().await {
+                tracing::warn!("vospace: sweeping the uploads of stopped servers: {e}");
             }
         }
     });

@@ -19,9 +19,7 @@ async fn user_command(config: &mut Config, command: UserCommand) -> anyhow::Resu
         config.data = d;
     }
     let storage = Storage::open(&config.data, &config.storage_options, Missing::Refuse)?;
-    let store = vospace::VoStore::open(&config.vospace_database()?, storage)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+    let store = crate::app::state::open_vospace(config, storage).await?;
     store.set_authority(&config.service.authority);
     match command {
         UserCommand::Add {

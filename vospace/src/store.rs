@@ -1,9 +1,12 @@
-//! Node metadata in SQLite, bytes in object storage.
+//! Node metadata in a database (SQLite, or PostgreSQL shared by several servers: see
+//! `db.rs`), bytes in object storage.
 //!
 //! # Layout
 //!
-//! * SQLite (one file, WAL journal, `synchronous = FULL`): the node tree, users (with the
-//!   SHA-256 of their token and their quota), group memberships and transfer jobs.
+//! * The database (SQLite: one file, WAL journal, `synchronous = FULL`): the node tree, users
+//!   (with the SHA-256 of their token and their quota), group memberships, transfer jobs, and
+//!   the processes using the records with their uploads in progress. Every statement is
+//!   written once, for both databases; the storage, quota and atomicity logic is this file's.
 //! * Object storage, below the [`storage::Storage`] prefix:
 //!   * `vospace/objects/<random>`: the content of data nodes. An object is never overwritten:
 //!     a new version of a node's content is a new object;
@@ -12,17 +15,29 @@
 //!
 //! # Crash safety
 //!
-//! A data write streams straight into a new object under `vospace/objects/` (one put, or a
+//! A data write records its new object's key as an upload in progress of its process (in the
+//! transaction that marks the node busy), streams straight into that object under
+//! `vospace/objects/` (one put, or a
 //! multipart upload above [`PART_SIZE`], in larger parts when a declared length needs more than
 //! [`MAX_PARTS`]: the bytes are never copied afterwards, so no single copy limits a file's size,
 //! such as S3's 5 GB for CopyObject), then points the node at it in
-//! one SQLite transaction and only then deletes the previous object. A crash at any point
+//! one transaction (which also ends the upload in progress) and only then deletes the previous
+//! object. A crash at any point
 //! leaves the node on its old content (and an unreferenced object) or on the new one (and the
 //! unreferenced old object). [`VoStore::recover`] deletes every object under
-//! `vospace/objects/` no node references (and anything under `vospace/tmp/`), and clears the
-//! `busy` flags. Deletes, copies and moves follow the same rule: metadata first, objects after
-//! the commit. A move changes metadata only; a copy makes new objects, server-side up to
+//! `vospace/objects/` no node references and no live process is writing (and anything under
+//! `vospace/tmp/`), and clears the `busy` flags of nodes no live process is writing. Deletes,
+//! copies and moves follow the same rule: metadata first, objects after
+//! the commit. A move changes metadata only; a copy makes new objects (recorded as uploads in
+//! progress first), server-side up to
 //! [`SINGLE_COPY_MAX`] and by a streamed multipart upload above it.
+//!
+//! # Across processes
+//!
+//! Write transactions follow one another in every process (see `db.rs`): the quota checks
+//! and the busy flag hold across servers sharing a PostgreSQL database. What stays within one
+//! process: the order of a write's own steps and its undo (a lock of the write's own), and the
+//! memory budget of uploads (`set_upload_budget`, per server).
 //!
 //! # Decisions
 //!
@@ -54,72 +69,18 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path as FsPath;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::db::{vals, Conn, Db, Row};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::model::{name, normalise_path, parent, prop, Fault, Node, NodeKind, Property};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS nodes (
-    path TEXT PRIMARY KEY NOT NULL,
-    parent TEXT,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    properties TEXT NOT NULL DEFAULT '[]',
-    target TEXT,
-    length INTEGER,
-    md5 TEXT,
-    content_type TEXT,
-    object_key TEXT,
-    ctime TEXT NOT NULL,
-    mtime TEXT NOT NULL,
-    busy INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS nodes_children ON nodes (parent, name);
-CREATE INDEX IF NOT EXISTS nodes_owner ON nodes (owner);
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_object ON nodes (object_key) WHERE object_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY NOT NULL,
-    token_sha256 TEXT UNIQUE,
-    quota_bytes INTEGER,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS group_members (
-    grp TEXT NOT NULL,
-    user TEXT NOT NULL,
-    PRIMARY KEY (grp, user)
-);
-CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user);
-CREATE TABLE IF NOT EXISTS transfers (
-    id TEXT PRIMARY KEY NOT NULL,
-    owner TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    target TEXT NOT NULL,
-    details TEXT,
-    error TEXT,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oidc_logins (
-    issuer TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    username TEXT NOT NULL UNIQUE,
-    created TEXT NOT NULL,
-    PRIMARY KEY (issuer, subject)
-);
-CREATE INDEX IF NOT EXISTS transfers_owner ON transfers (owner, created);
-CREATE INDEX IF NOT EXISTS transfers_created ON transfers (created);
-PRAGMA user_version = 1;
-";
 
 const COLUMNS: &str =
     "path, kind, owner, properties, target, length, md5, content_type, ctime, mtime, busy, object_key";
@@ -150,6 +111,9 @@ fn part_size(len: Option<u64>) -> usize {
 /// The largest object copied by one server-side copy (S3's CopyObject stops at 5 GB); a
 /// larger one is streamed into a multipart upload.
 const SINGLE_COPY_MAX: u64 = 5_000_000_000;
+
+/// How often a process checks that it still holds its liveness lock (PostgreSQL).
+const LIVENESS_CHECK: Duration = Duration::from_secs(10);
 
 /// Limits on client properties.
 const MAX_PROPERTY_URI: usize = 1024;
@@ -273,7 +237,12 @@ pub fn access(
 
 /// The metadata store and the object storage of the space.
 pub struct VoStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
+    /// This process's id in `vospace_processes` (the owner of its uploads in progress): the
+    /// decimal of [`VoStore::process_key`].
+    process: String,
+    /// The key of this process's liveness lock (PostgreSQL).
+    process_key: i64,
     storage: storage::Storage,
     authority: OnceLock<String>,
     upload_budget: OnceLock<UploadBudget>,
@@ -324,16 +293,33 @@ fn write_fault(e: object_store::Error) -> Fault {
     internal(e)
 }
 
-trait DbResult<T> {
-    fn db(self) -> Result<T, Fault>;
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
-impl<T> DbResult<T> for rusqlite::Result<T> {
-    fn db(self) -> Result<T, Fault> {
-        self.map_err(|e| {
-            tracing::error!("VOSpace database: {e}");
-            Fault::InternalFault(format!("database: {e}"))
-        })
+/// Keeps the store's liveness lock (PostgreSQL: see [`Db::hold_liveness_lock`]) held: checks it
+/// every [`LIVENESS_CHECK`] on a thread of its own, whatever runtimes are busy, and takes it
+/// again when its connection was lost, until the store is dropped. A process that lost it may
+/// have been taken to be gone by another's recovery: its uploads in progress then fail at
+/// their commit (see `claim_upload`).
+fn keep_liveness_lock(store: std::sync::Weak<VoStore>) {
+    let spawned = std::thread::Builder::new()
+        .name("vostok-vospace-live".into())
+        .spawn(move || loop {
+            std::thread::sleep(LIVENESS_CHECK);
+            let Some(s) = store.upgrade() else { return };
+            if let Err(e) = s.db.hold_liveness_lock(s.process_key) {
+                tracing::warn!("VOSpace: taking this process's liveness lock again: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("VOSpace: no thread to keep this process's liveness lock: {e}");
     }
 }
 
@@ -401,7 +387,7 @@ fn ancestor_paths(path: &str) -> Vec<String> {
 }
 
 /// The nodes above `path` that exist, root first.
-fn select_ancestors(c: &Connection, path: &str) -> Result<Vec<Node>, Fault> {
+fn select_ancestors(c: &Conn<'_>, path: &str) -> Result<Vec<Node>, Fault> {
     let mut anc = Vec::new();
     for a in ancestor_paths(path) {
         if let Some((n, _)) = select_node(c, &a)? {
@@ -528,61 +514,58 @@ fn props_from_json(s: &str) -> Vec<Property> {
 }
 
 /// A node row and its object key.
-fn node_from_row(row: &Row) -> rusqlite::Result<(Node, Option<String>)> {
-    let kind: String = row.get(1)?;
-    let props: String = row.get(3)?;
-    let busy: i64 = row.get(10)?;
+fn node_from_row(row: &Row) -> Result<(Node, Option<String>), Fault> {
+    let kind = row.text(1)?;
+    let props = row.text(3)?;
     Ok((
         Node {
-            path: row.get(0)?,
+            path: row.text(0)?,
             kind: NodeKind::parse(&kind).unwrap_or(NodeKind::Data),
-            owner: row.get(2)?,
+            owner: row.text(2)?,
             properties: props_from_json(&props),
-            target: row.get(4)?,
-            length: to_u64(row.get(5)?),
-            md5: row.get(6)?,
-            content_type: row.get(7)?,
-            ctime: row.get(8)?,
-            mtime: row.get(9)?,
-            busy: busy != 0,
+            target: row.opt_text(4)?,
+            length: to_u64(row.opt_int(5)?),
+            md5: row.opt_text(6)?,
+            content_type: row.opt_text(7)?,
+            ctime: row.text(8)?,
+            mtime: row.text(9)?,
+            busy: row.int(10)? != 0,
         },
-        row.get(11)?,
+        row.opt_text(11)?,
     ))
 }
 
-fn select_node(c: &Connection, path: &str) -> Result<Option<(Node, Option<String>)>, Fault> {
-    c.query_row(
+fn select_node(c: &Conn<'_>, path: &str) -> Result<Option<(Node, Option<String>)>, Fault> {
+    c.row(
         &format!("SELECT {COLUMNS} FROM nodes WHERE path = ?1"),
-        params![path],
-        node_from_row,
-    )
-    .optional()
-    .db()
+        vals![path],
+    )?
+    .as_ref()
+    .map(node_from_row)
+    .transpose()
 }
 
 /// The node and its strict descendants, parents before children.
-fn select_subtree(c: &Connection, path: &str) -> Result<Vec<(Node, Option<String>)>, Fault> {
+fn select_subtree(c: &Conn<'_>, path: &str) -> Result<Vec<(Node, Option<String>)>, Fault> {
     let (lo, hi) = subtree_bounds(path);
-    let mut st = c
-        .prepare(&format!(
+    c.rows(
+        &format!(
             "SELECT {COLUMNS} FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3) \
              ORDER BY path"
-        ))
-        .db()?;
-    let rows = st
-        .query_map(params![path, lo, hi], node_from_row)
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
-    Ok(rows)
+        ),
+        vals![path, lo, hi],
+    )?
+    .iter()
+    .map(node_from_row)
+    .collect()
 }
 
-fn insert_node(c: &Connection, n: &Node, object_key: Option<&str>) -> Result<(), Fault> {
-    c.execute(
+fn insert_node(c: &Conn<'_>, n: &Node, object_key: Option<&str>) -> Result<(), Fault> {
+    c.exec(
         "INSERT INTO nodes (path, parent, name, kind, owner, properties, target, length, md5, \
          content_type, object_key, ctime, mtime, busy) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
+        vals![
             n.path,
             parent(&n.path),
             name(&n.path),
@@ -598,14 +581,13 @@ fn insert_node(c: &Connection, n: &Node, object_key: Option<&str>) -> Result<(),
             n.mtime,
             i64::from(n.busy),
         ],
-    )
-    .db()?;
+    )?;
     Ok(())
 }
 
 /// Why there is no node at `path`: `LinkFound` when the deepest existing ancestor is a
 /// LinkNode, else `missing` (ContainerNotFound or NodeNotFound).
-fn why_missing(c: &Connection, path: &str, missing: Fault) -> Result<Fault, Fault> {
+fn why_missing(c: &Conn<'_>, path: &str, missing: Fault) -> Result<Fault, Fault> {
     for a in ancestor_paths(path).iter().rev() {
         if let Some((n, _)) = select_node(c, a)? {
             if n.kind == NodeKind::Link {
@@ -618,7 +600,7 @@ fn why_missing(c: &Connection, path: &str, missing: Fault) -> Result<Fault, Faul
 }
 
 /// Checks that a node can be created at `path`: its parent exists and is a container.
-fn check_parent(c: &Connection, path: &str) -> Result<(), Fault> {
+fn check_parent(c: &Conn<'_>, path: &str) -> Result<(), Fault> {
     let Some(p) = parent(path) else {
         return Err(Fault::DuplicateNode("the root exists".into()));
     };
@@ -639,7 +621,7 @@ fn check_parent(c: &Connection, path: &str) -> Result<(), Fault> {
 }
 
 /// The node at `path`, or NodeNotFound / LinkFound.
-fn require_node(c: &Connection, path: &str) -> Result<(Node, Option<String>), Fault> {
+fn require_node(c: &Conn<'_>, path: &str) -> Result<(Node, Option<String>), Fault> {
     match select_node(c, path)? {
         Some(n) => Ok(n),
         None => Err(why_missing(
@@ -650,27 +632,28 @@ fn require_node(c: &Connection, path: &str) -> Result<(Node, Option<String>), Fa
     }
 }
 
-fn usage_of(c: &Connection, owner: &str) -> Result<u64, Fault> {
-    let s: Option<i64> = c
-        .query_row(
-            "SELECT SUM(length) FROM nodes WHERE owner = ?1",
-            params![owner],
-            |r| r.get(0),
-        )
-        .db()?;
+fn usage_of(c: &Conn<'_>, owner: &str) -> Result<u64, Fault> {
+    let s = c
+        .row(
+            "SELECT CAST(COALESCE(SUM(length), 0) AS BIGINT) FROM nodes WHERE owner = ?1",
+            vals![owner],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten();
     Ok(to_u64(s).unwrap_or(0))
 }
 
-fn user_quota(c: &Connection, owner: &str) -> Result<Option<u64>, Fault> {
-    let q: Option<Option<i64>> = c
-        .query_row(
+fn user_quota(c: &Conn<'_>, owner: &str) -> Result<Option<u64>, Fault> {
+    let q = c
+        .row(
             "SELECT quota_bytes FROM users WHERE name = ?1",
-            params![owner],
-            |r| r.get(0),
-        )
-        .optional()
-        .db()?;
-    Ok(to_u64(q.flatten()))
+            vals![owner],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten();
+    Ok(to_u64(q))
 }
 
 fn min_quota(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -680,45 +663,35 @@ fn min_quota(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-fn load_user(c: &Connection, name: &str) -> Result<Option<User>, Fault> {
-    let q: Option<Option<i64>> = c
-        .query_row(
-            "SELECT quota_bytes FROM users WHERE name = ?1",
-            params![name],
-            |r| r.get(0),
-        )
-        .optional()
-        .db()?;
-    let Some(q) = q else { return Ok(None) };
-    let mut st = c
-        .prepare("SELECT grp FROM group_members WHERE user = ?1 ORDER BY grp")
-        .db()?;
-    let groups = st
-        .query_map(params![name], |r| r.get::<_, String>(0))
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
+fn load_user(c: &Conn<'_>, name: &str) -> Result<Option<User>, Fault> {
+    let Some(row) = c.row("SELECT quota_bytes FROM users WHERE name = ?1", vals![name])? else {
+        return Ok(None);
+    };
+    let groups = c
+        .rows(
+            "SELECT grp FROM group_members WHERE \"user\" = ?1 ORDER BY grp",
+            vals![name],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(User {
         name: name.to_string(),
-        quota_bytes: to_u64(q),
+        quota_bytes: to_u64(row.opt_int(0)?),
         groups,
     }))
 }
 
 /// Whether a user of that name exists.
-fn user_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, Fault> {
+fn user_exists(tx: &Conn<'_>, name: &str) -> Result<bool, Fault> {
     Ok(tx
-        .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()
-        .db()?
+        .row("SELECT 1 FROM users WHERE name = ?1", vals![name])?
         .is_some())
 }
 
 /// Inserts a user (with the SHA-256 of their token) and their home container.
 fn insert_user(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     name: &str,
     token_sha256: &str,
     quota_bytes: Option<u64>,
@@ -728,11 +701,10 @@ fn insert_user(
         return Err(Fault::DuplicateNode(format!("{home} exists")));
     }
     let t = now();
-    tx.execute(
+    tx.exec(
         "INSERT INTO users (name, token_sha256, quota_bytes, created) VALUES (?1, ?2, ?3, ?4)",
-        params![name, token_sha256, quota_bytes.map(to_i64), t],
-    )
-    .db()?;
+        vals![name, token_sha256, quota_bytes.map(to_i64), t],
+    )?;
     insert_node(
         tx,
         &Node {
@@ -753,21 +725,33 @@ fn insert_user(
     Ok(())
 }
 
-fn immediate(c: &mut Connection) -> Result<Transaction<'_>, Fault> {
-    c.transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()
+/// Ends the upload in progress `key` of `process` within the transaction that makes a node
+/// reference its object. Refused when the upload is no longer recorded: the process was
+/// taken to be gone (its liveness lock was lost) and the object may have been deleted.
+fn claim_upload(tx: &Conn<'_>, key: &str, process: &str) -> Result<(), Fault> {
+    let n = tx.exec(
+        "DELETE FROM vospace_uploads WHERE object_key = ?1 AND process = ?2",
+        vals![key, process],
+    )?;
+    if n == 0 {
+        return Err(Fault::InternalFault(format!(
+            "the upload to {key} was taken for an interrupted one (this server lost its \
+             connection to the database for a while); retry"
+        )));
+    }
+    Ok(())
 }
 
-fn transfer_from_row(r: &Row) -> rusqlite::Result<TransferRecord> {
+fn transfer_from_row(r: &Row) -> Result<TransferRecord, Fault> {
     Ok(TransferRecord {
-        id: r.get(0)?,
-        owner: r.get(1)?,
-        phase: r.get(2)?,
-        direction: r.get(3)?,
-        target: r.get(4)?,
-        details: r.get(5)?,
-        error: r.get(6)?,
-        created: r.get(7)?,
+        id: r.text(0)?,
+        owner: r.text(1)?,
+        phase: r.text(2)?,
+        direction: r.text(3)?,
+        target: r.text(4)?,
+        details: r.opt_text(5)?,
+        error: r.opt_text(6)?,
+        created: r.text(7)?,
     })
 }
 
@@ -786,10 +770,11 @@ struct WritePlan {
     quota: Option<u64>,
 }
 
-/// Progress of a data write, shared by its steps and its undo. They change it while holding
-/// the connection's lock, which orders them: an undo that comes first cancels the commit; one
-/// that comes after the commit leaves everything in place.
-type WriteState = Arc<AtomicU8>;
+/// Progress of a data write, shared by its steps and its undo. A step holds this lock for the
+/// length of its transaction, and so does the undo, which orders them: an undo that comes
+/// first cancels the commit; one that comes after the commit leaves everything in place. (A
+/// lock of this process: a write's steps and its undo all run in the process that writes.)
+type WriteState = Arc<Mutex<u8>>;
 /// The write marked the node busy.
 const BUSY_SET: u8 = 1;
 /// The write committed: the new object is referenced.
@@ -797,20 +782,27 @@ const COMMITTED: u8 = 2;
 /// The write was undone: no step may change anything any more.
 const CANCELLED: u8 = 4;
 
-fn check_not_cancelled(state: &WriteState) -> Result<(), Fault> {
-    if state.load(Ordering::SeqCst) & CANCELLED != 0 {
+fn lock_state(state: &WriteState) -> std::sync::MutexGuard<'_, u8> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn check_not_cancelled(s: u8) -> Result<(), Fault> {
+    if s & CANCELLED != 0 {
         return Err(Fault::InternalFault("the write was cancelled".into()));
     }
     Ok(())
 }
 
-/// The undo of a data write that did not commit: clears `busy` (when the write set it), deletes
-/// the objects written. Run explicitly on errors, or from `Drop` (a spawned task) when the
-/// write's future is dropped (e.g. the client went away), whatever step it was at.
+/// The undo of a data write that did not commit: clears `busy` (when the write set it),
+/// forgets the upload in progress, deletes the objects written. Run explicitly on errors, or
+/// from `Drop` (a spawned task) when the write's future is dropped (e.g. the client went
+/// away), whatever step it was at.
 struct WriteGuard {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     store: Arc<dyn ObjectStore>,
     path: String,
+    /// The key of the new object (registered in `vospace_uploads` by the first step).
+    key: String,
     state: WriteState,
     objects: Vec<ObjPath>,
     armed: bool,
@@ -825,9 +817,10 @@ impl WriteGuard {
     async fn undo(mut self) {
         let objects = self.take();
         undo_write(
-            self.conn.clone(),
+            self.db.clone(),
             self.store.clone(),
             self.path.clone(),
+            self.key.clone(),
             self.state.clone(),
             objects,
         )
@@ -841,11 +834,11 @@ impl Drop for WriteGuard {
             return;
         }
         let objects = self.take();
-        let (conn, store) = (self.conn.clone(), self.store.clone());
-        let (path, state) = (self.path.clone(), self.state.clone());
+        let (db, store) = (self.db.clone(), self.store.clone());
+        let (path, key, state) = (self.path.clone(), self.key.clone(), self.state.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                h.spawn(undo_write(conn, store, path, state, objects));
+                h.spawn(undo_write(db, store, path, key, state, objects));
             }
             Err(_) => tracing::warn!(
                 "VOSpace: an interrupted write could not be undone (no runtime); the next \
@@ -856,29 +849,39 @@ impl Drop for WriteGuard {
 }
 
 async fn undo_write(
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     store: Arc<dyn ObjectStore>,
     path: String,
+    key: String,
     state: WriteState,
     objects: Vec<ObjPath>,
 ) {
     let st = state.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let c = conn.lock().unwrap_or_else(|e| e.into_inner());
-        let s = st.fetch_or(CANCELLED, Ordering::SeqCst);
-        if s & BUSY_SET != 0 && s & COMMITTED == 0 {
-            c.execute("UPDATE nodes SET busy = 0 WHERE path = ?1", params![path])?;
-        }
-        Ok::<_, rusqlite::Error>(())
-    })
-    .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("VOSpace: clearing a busy flag: {e}"),
-        Err(e) => tracing::warn!("VOSpace: undoing a write: {e}"),
+    let r = db
+        .run(move |c| {
+            let mut s = lock_state(&st);
+            let before = *s;
+            *s |= CANCELLED;
+            if before & COMMITTED == 0 {
+                c.write(|tx| {
+                    if before & BUSY_SET != 0 {
+                        tx.exec("UPDATE nodes SET busy = 0 WHERE path = ?1", vals![path])?;
+                    }
+                    tx.exec(
+                        "DELETE FROM vospace_uploads WHERE object_key = ?1",
+                        vals![key],
+                    )?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!("VOSpace: undoing a write: {e}");
     }
     // Objects are deleted only when the commit cannot happen any more, and did not.
-    let s = state.load(Ordering::SeqCst);
+    let s = *lock_state(&state);
     if s & CANCELLED == 0 || s & COMMITTED != 0 {
         return;
     }
@@ -909,39 +912,65 @@ impl VoStore {
     /// unreferenced objects, busy flags).
     pub async fn open(db_path: &FsPath, storage: storage::Storage) -> Result<Arc<VoStore>, Fault> {
         let db_path = db_path.to_path_buf();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Fault> {
-            if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            let conn = Connection::open(&db_path)
-                .map_err(|e| internal(format!("cannot open {}: {e}", db_path.display())))?;
-            conn.busy_timeout(Duration::from_secs(10)).db()?;
-            let _mode: String = conn
-                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                .db()?;
-            // FULL: a commit that makes a new version of a file visible (and after which its
-            // old object is deleted) survives a power loss.
-            conn.pragma_update(None, "synchronous", "FULL").db()?;
-            conn.execute_batch(SCHEMA).db()?;
+        let db = tokio::task::spawn_blocking(move || Db::open_sqlite(&db_path))
+            .await
+            .map_err(internal)??;
+        Self::with_db(db, storage).await
+    }
+
+    /// As [`VoStore::open`], with the records in the PostgreSQL database at `url` (at most
+    /// `connections` connections), which several servers may share: their uploads in progress
+    /// are told apart by the processes' liveness locks (see [`VoStore::recover`]).
+    pub async fn open_postgres(
+        url: &str,
+        connections: usize,
+        storage: storage::Storage,
+    ) -> Result<Arc<VoStore>, Fault> {
+        let db = Db::open_postgres(url, connections).await?;
+        Self::with_db(db, storage).await
+    }
+
+    async fn with_db(db: Db, storage: storage::Storage) -> Result<Arc<VoStore>, Fault> {
+        let process_key = i64::from_str_radix(&random_hex(7)?, 16).map_err(internal)?;
+        let process = process_key.to_string();
+        let p = process.clone();
+        let holder = db.clone();
+        tokio::task::spawn_blocking(move || holder.hold_liveness_lock(process_key))
+            .await
+            .map_err(internal)??;
+        db.run(move |c| {
             let t = now();
-            conn.execute(
-                "INSERT OR IGNORE INTO nodes (path, parent, name, kind, owner, properties, \
-                 ctime, mtime) VALUES ('/', NULL, '', 'container', '', '[]', ?1, ?1)",
-                params![t],
-            )
-            .db()?;
-            Ok(conn)
+            c.exec(
+                "INSERT INTO nodes (path, parent, name, kind, owner, properties, ctime, mtime) \
+                 VALUES ('/', NULL, '', 'container', '', '[]', ?1, ?1) \
+                 ON CONFLICT DO NOTHING",
+                vals![t],
+            )?;
+            c.exec(
+                "INSERT INTO vospace_processes (id, seen) VALUES (?1, ?2)",
+                vals![p, now_ms()],
+            )?;
+            Ok(())
         })
-        .await
-        .map_err(internal)??;
-        Ok(Arc::new(VoStore {
-            conn: Arc::new(Mutex::new(conn)),
+        .await?;
+        let store = Arc::new(VoStore {
+            db,
+            process,
+            process_key,
             storage,
             authority: OnceLock::new(),
             upload_budget: OnceLock::new(),
             single_copy_max: std::sync::atomic::AtomicU64::new(SINGLE_COPY_MAX),
-        }))
+        });
+        if store.db.shared() {
+            keep_liveness_lock(Arc::downgrade(&store));
+        }
+        Ok(store)
+    }
+
+    /// Whether other processes may use the same records at the same time (PostgreSQL).
+    pub fn shares_its_database(&self) -> bool {
+        self.db.shared()
     }
 
     /// Bounds the memory all uploads in progress may buffer together to `mb` MiB; an upload
@@ -989,18 +1018,20 @@ impl VoStore {
         let _ = self.authority.set(authority.to_string());
     }
 
-    /// Runs `f` with the connection on a blocking thread.
+    /// Runs `f` with a connection on a blocking thread.
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
+        f: impl FnOnce(&Conn<'_>) -> Result<T, Fault> + Send + 'static,
     ) -> Result<T, Fault> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(internal)?
+        self.db.run(f).await
+    }
+
+    /// Runs `f` in a write transaction on a blocking thread (see [`Conn::write`]).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn<'_>) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, Fault> {
+        self.db.run(move |c| c.write(f)).await
     }
 
     fn obj(&self, key: &str) -> ObjPath {
@@ -1011,49 +1042,129 @@ impl VoStore {
         Ok(format!("{OBJECTS_DIR}/{}", random_hex(16)?))
     }
 
-    /// Crash recovery: clears busy flags, deletes uploads in progress and unreferenced objects.
-    /// Only the one process that owns the data may run it (`vostok serve`, holding the
-    /// database's writer lock): in any other, a live upload would be taken for a leftover.
+    /// Crash recovery: clears the busy flags and deletes the objects of the uploads (and
+    /// copies) in progress of processes that are gone, and deletes every object no node
+    /// references and no live process is writing (and anything under `vospace/tmp/`).
+    ///
+    /// On SQLite only the process holding the database's writer lock (`vostok serve`) may run
+    /// it: every other process is then taken to be gone. On PostgreSQL any server may, at any
+    /// time: a process is gone when its liveness lock is not held (a session advisory lock,
+    /// released by the server as soon as the process's connection ends, SIGKILL included).
     pub async fn recover(&self) -> Result<(), Fault> {
-        let (cleared, referenced) = self
-            .with(|c| {
-                let n = c
-                    .execute("UPDATE nodes SET busy = 0 WHERE busy != 0", [])
-                    .db()?;
-                let mut st = c
-                    .prepare("SELECT object_key FROM nodes WHERE object_key IS NOT NULL")
-                    .db()?;
-                let keys = st
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .db()?
-                    .collect::<rusqlite::Result<HashSet<_>>>()
-                    .db()?;
-                Ok((n, keys))
+        self.sweep(true).await
+    }
+
+    /// The part of [`VoStore::recover`] that needs no listing of the objects: the busy flags
+    /// and the uploads in progress of processes that are gone. Cheap; servers sharing a
+    /// PostgreSQL database run it every few minutes.
+    pub async fn sweep_gone_processes(&self) -> Result<(), Fault> {
+        self.sweep(false).await
+    }
+
+    async fn sweep(&self, full: bool) -> Result<(), Fault> {
+        let store = &self.storage.store;
+        let objects = self.obj(OBJECTS_DIR);
+        // Listed before the database is read: an object listed here was recorded as an
+        // upload in progress before its first byte was written, so the database read next
+        // knows it (as in progress, or referenced by its node, or as garbage).
+        let listed: Vec<ObjPath> = if full {
+            store
+                .list(Some(&objects))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(internal)?
+        } else {
+            Vec::new()
+        };
+        let staging = if full {
+            self.local_staging()
+        } else {
+            Vec::new()
+        };
+        let process = self.process.clone();
+        let (cleared, gone, live, referenced) = self
+            .write(move |tx| {
+                tx.exec(
+                    "INSERT INTO vospace_processes (id, seen) VALUES (?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET seen = EXCLUDED.seen",
+                    vals![process, now_ms()],
+                )?;
+                // The processes gone: on SQLite every other (the writer lock keeps them out),
+                // on PostgreSQL those whose liveness lock is not held.
+                let alive = tx.live_processes()?;
+                for r in tx.rows("SELECT id FROM vospace_processes", &[])? {
+                    let id = r.text(0)?;
+                    let lives = id == process
+                        || alive
+                            .as_ref()
+                            .is_some_and(|a| id.parse::<i64>().is_ok_and(|k| a.contains(&k)));
+                    if !lives {
+                        tx.exec("DELETE FROM vospace_processes WHERE id = ?1", vals![id])?;
+                    }
+                }
+                const LIVE: &str = "SELECT id FROM vospace_processes";
+                let keys = |rows: Vec<Row>| -> Result<HashSet<String>, Fault> {
+                    rows.iter().map(|r| r.text(0)).collect()
+                };
+                let gone = keys(tx.rows(
+                    &format!(
+                        "SELECT object_key FROM vospace_uploads WHERE process NOT IN ({LIVE}) \
+                         AND object_key NOT IN \
+                         (SELECT object_key FROM nodes WHERE object_key IS NOT NULL)"
+                    ),
+                    &[],
+                )?)?;
+                let cleared = tx.exec(
+                    &format!(
+                        "UPDATE nodes SET busy = 0 WHERE busy != 0 AND path NOT IN \
+                         (SELECT path FROM vospace_uploads WHERE path IS NOT NULL \
+                          AND process IN ({LIVE}))"
+                    ),
+                    &[],
+                )?;
+                tx.exec(
+                    &format!("DELETE FROM vospace_uploads WHERE process NOT IN ({LIVE})"),
+                    &[],
+                )?;
+                let live = keys(tx.rows("SELECT object_key FROM vospace_uploads", &[])?)?;
+                let referenced = if full {
+                    keys(tx.rows(
+                        "SELECT object_key FROM nodes WHERE object_key IS NOT NULL",
+                        &[],
+                    )?)?
+                } else {
+                    HashSet::new()
+                };
+                Ok((cleared, gone, live, referenced))
             })
             .await?;
         if cleared > 0 {
             tracing::info!("VOSpace recovery: cleared the busy flag of {cleared} node(s)");
         }
-        let referenced: HashSet<ObjPath> = referenced.iter().map(|k| self.obj(k)).collect();
-        let store = &self.storage.store;
-        let tmp = self.obj(TMP_DIR);
-        let objects = self.obj(OBJECTS_DIR);
-        let mut doomed: Vec<ObjPath> = store
-            .list(Some(&tmp))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(internal)?;
-        let n_tmp = doomed.len();
-        let orphans: Vec<ObjPath> = store
-            .list(Some(&objects))
-            .try_filter_map(|m| {
-                let keep = referenced.contains(&m.location);
-                futures::future::ready(Ok((!keep).then_some(m.location)))
-            })
-            .try_collect()
-            .await
-            .map_err(internal)?;
+        let keep = |p: &ObjPath| {
+            p.as_ref()
+                .strip_prefix(self.storage.prefix.as_ref())
+                .map(|k| k.trim_start_matches('/'))
+                .is_some_and(|k| live.contains(k) || referenced.contains(k))
+        };
+        let mut doomed: Vec<ObjPath> = gone.iter().map(|k| self.obj(k)).collect();
+        let n_gone = doomed.len();
+        let mut n_tmp = 0;
+        if full {
+            let tmp: Vec<ObjPath> = store
+                .list(Some(&self.obj(TMP_DIR)))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(internal)?;
+            n_tmp = tmp.len();
+            doomed.extend(tmp);
+        }
+        let orphans: Vec<ObjPath> = listed
+            .into_iter()
+            .filter(|o| !keep(o) && !gone.iter().any(|k| self.obj(k) == *o))
+            .collect();
         for o in &orphans {
             tracing::info!("VOSpace recovery: removing unreferenced object {o}");
         }
@@ -1066,42 +1177,93 @@ impl VoStore {
             }
         }
         // A local store's multipart uploads in progress are staging files (`NAME#N`) that
-        // listing does not show: remove them from the disk.
-        let staged = self.remove_local_staging();
-        if n_tmp + n_orphans + staged > 0 {
+        // listing does not show: remove those of no live upload from the disk.
+        let mut staged = 0;
+        for (file, key) in staging {
+            if key.as_ref().is_some_and(|k| live.contains(k)) {
+                continue;
+            }
+            match std::fs::remove_file(&file) {
+                Ok(()) => staged += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!("VOSpace recovery: deleting {}: {e}", file.display())
+                }
+            }
+        }
+        if n_gone + n_tmp + n_orphans + staged > 0 {
             tracing::info!(
-                "VOSpace recovery: removed {n_tmp} upload(s) in progress, {n_orphans} \
-                 unreferenced object(s) and {staged} staging file(s)"
+                "VOSpace recovery: removed {n_gone} upload(s) of processes that are gone, \
+                 {n_tmp} staged upload(s), {n_orphans} unreferenced object(s) and {staged} \
+                 staging file(s)"
             );
         }
         Ok(())
     }
 
-    /// Local storage only: deletes the staging files of interrupted uploads and copies.
-    fn remove_local_staging(&self) -> usize {
+    /// Local storage only: the staging files of multipart uploads and copies (`KEY#N`), each
+    /// with the key of its object under `vospace/objects/` (None under `vospace/tmp/`).
+    fn local_staging(&self) -> Vec<(std::path::PathBuf, Option<String>)> {
         if !self.storage.url.as_str().starts_with("file:") {
-            return 0;
+            return Vec::new();
         }
-        let mut n = 0;
+        let mut out = Vec::new();
         for dir in [TMP_DIR, OBJECTS_DIR] {
             let fs_dir = std::path::PathBuf::from(format!("/{}", self.obj(dir)));
             let Ok(entries) = std::fs::read_dir(&fs_dir) else {
                 continue;
             };
             for e in entries.flatten() {
-                let is_staging = e.file_name().to_string_lossy().contains('#');
-                if is_staging && e.file_type().is_ok_and(|t| t.is_file()) {
-                    match std::fs::remove_file(e.path()) {
-                        Ok(()) => n += 1,
-                        Err(err) => tracing::warn!(
-                            "VOSpace recovery: deleting {}: {err}",
-                            e.path().display()
-                        ),
-                    }
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some((stem, _)) = name.split_once('#') else {
+                    continue;
+                };
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    let key = (dir == OBJECTS_DIR).then(|| format!("{OBJECTS_DIR}/{stem}"));
+                    out.push((e.path(), key));
                 }
             }
         }
-        n
+        out
+    }
+
+    /// Records `keys` as uploads in progress of this process (of the node `path`, when one is
+    /// being written), before their first byte is written: recovery leaves them alone while
+    /// the process lives.
+    async fn record_uploads(&self, keys: Vec<String>, path: Option<String>) -> Result<(), Fault> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let process = self.process.clone();
+        self.write(move |tx| {
+            for k in &keys {
+                tx.exec(
+                    "INSERT INTO vospace_uploads (object_key, process, path) VALUES (?1, ?2, ?3)",
+                    vals![k, process, path],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the objects of uploads that will not be committed, then forgets them.
+    async fn forget_uploads(&self, keys: Vec<String>) {
+        self.delete_objects(keys.clone()).await;
+        let r = self
+            .write(move |tx| {
+                for k in &keys {
+                    tx.exec(
+                        "DELETE FROM vospace_uploads WHERE object_key = ?1",
+                        vals![k],
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("VOSpace: forgetting uploads: {e} (the next recovery does)");
+        }
     }
 
     async fn delete_objects(&self, keys: Vec<String>) {
@@ -1124,13 +1286,11 @@ impl VoStore {
         let token = random_hex(32)?;
         let hash = sha256_hex(&token);
         let name = name.to_string();
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            if user_exists(&tx, &name)? {
+        self.write(move |tx| {
+            if user_exists(tx, &name)? {
                 return Err(Fault::InvalidArgument(format!("user exists: {name}")));
             }
-            insert_user(&tx, &name, &hash, quota_bytes)?;
-            tx.commit().db()?;
+            insert_user(tx, &name, &hash, quota_bytes)?;
             tracing::info!("VOSpace: user {name} added");
             Ok(())
         })
@@ -1143,13 +1303,12 @@ impl VoStore {
     pub async fn oidc_user(&self, issuer: &str, subject: &str) -> Result<Option<String>, Fault> {
         let (issuer, subject) = (issuer.to_string(), subject.to_string());
         self.with(move |c| {
-            c.query_row(
+            c.row(
                 "SELECT username FROM oidc_logins WHERE issuer = ?1 AND subject = ?2",
-                params![issuer, subject],
-                |r| r.get(0),
-            )
-            .optional()
-            .db()
+                vals![issuer, subject],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
         })
         .await
     }
@@ -1170,33 +1329,29 @@ impl VoStore {
         // The user's own vostok token is told to no one (`vostok user token` issues one).
         let hash = sha256_hex(&random_hex(32)?);
         let (issuer, subject, name) = (issuer.to_string(), subject.to_string(), name.to_string());
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            let linked: Option<String> = tx
-                .query_row(
+        self.write(move |tx| {
+            let linked = tx
+                .row(
                     "SELECT username FROM oidc_logins WHERE issuer = ?1 AND subject = ?2",
-                    params![issuer, subject],
-                    |r| r.get(0),
-                )
-                .optional()
-                .db()?;
+                    vals![issuer, subject],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
             if let Some(existing) = linked {
                 return Ok(existing);
             }
-            if user_exists(&tx, &name)? {
+            if user_exists(tx, &name)? {
                 return Err(Fault::NotAuthenticated(format!(
                     "the token names the user {name}, who is already another account of this \
                      service; ask its operator to link your login"
                 )));
             }
-            insert_user(&tx, &name, &hash, quota_bytes)?;
-            tx.execute(
+            insert_user(tx, &name, &hash, quota_bytes)?;
+            tx.exec(
                 "INSERT INTO oidc_logins (issuer, subject, username, created) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![issuer, subject, name, now()],
-            )
-            .db()?;
-            tx.commit().db()?;
+                vals![issuer, subject, name, now()],
+            )?;
             tracing::info!(
                 "VOSpace: user {name} added at the first login of {subject} from {issuer}"
             );
@@ -1212,11 +1367,10 @@ impl VoStore {
         let name = name.to_string();
         let n = self
             .with(move |c| {
-                c.execute(
+                c.exec(
                     "UPDATE users SET token_sha256 = ?1 WHERE name = ?2",
-                    params![hash, name],
+                    vals![hash, name],
                 )
-                .db()
             })
             .await?;
         if n == 0 {
@@ -1231,11 +1385,10 @@ impl VoStore {
         let name = name.to_string();
         let n = self
             .with(move |c| {
-                c.execute(
+                c.exec(
                     "UPDATE users SET quota_bytes = ?1 WHERE name = ?2",
-                    params![quota_bytes.map(to_i64), name],
+                    vals![quota_bytes.map(to_i64), name],
                 )
-                .db()
             })
             .await?;
         if n == 0 {
@@ -1253,14 +1406,13 @@ impl VoStore {
         }
         let hash = sha256_hex(token);
         self.with(move |c| {
-            let name: Option<String> = c
-                .query_row(
+            let name = c
+                .row(
                     "SELECT name FROM users WHERE token_sha256 = ?1",
-                    params![hash],
-                    |r| r.get(0),
-                )
-                .optional()
-                .db()?;
+                    vals![hash],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
             match name {
                 Some(n) => load_user(c, &n),
                 None => Ok(None),
@@ -1281,13 +1433,10 @@ impl VoStore {
     #[allow(dead_code)] // for administration tools; not used by the HTTP layer yet
     pub async fn users(&self) -> Result<Vec<String>, Fault> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT name FROM users ORDER BY name").db()?;
-            let v = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
-            Ok(v)
+            c.rows("SELECT name FROM users ORDER BY name", &[])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect()
         })
         .await
     }
@@ -1299,25 +1448,19 @@ impl VoStore {
         check_name("user", name)?;
         let name = name.to_string();
         let keys = self
-            .with(move |c| {
-                let tx = immediate(c)?;
-                let n = tx
-                    .execute("DELETE FROM users WHERE name = ?1", params![name])
-                    .db()?;
+            .write(move |tx| {
+                let n = tx.exec("DELETE FROM users WHERE name = ?1", vals![name])?;
                 if n == 0 {
                     return Err(Fault::InvalidArgument("no such user".into()));
                 }
-                tx.execute("DELETE FROM group_members WHERE user = ?1", params![name])
-                    .db()?;
+                tx.exec("DELETE FROM group_members WHERE \"user\" = ?1", vals![name])?;
                 let home = format!("/{name}");
-                let rows = select_subtree(&tx, &home)?;
+                let rows = select_subtree(tx, &home)?;
                 let (lo, hi) = subtree_bounds(&home);
-                tx.execute(
+                tx.exec(
                     "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-                    params![home, lo, hi],
-                )
-                .db()?;
-                tx.commit().db()?;
+                    vals![home, lo, hi],
+                )?;
                 tracing::info!("VOSpace: user {name} removed ({} node(s))", rows.len());
                 Ok(rows.into_iter().filter_map(|(_, k)| k).collect::<Vec<_>>())
             })
@@ -1330,17 +1473,15 @@ impl VoStore {
     pub async fn add_to_group(&self, user: &str, group: &str) -> Result<(), Fault> {
         check_name("group", group)?;
         let (user, group) = (user.to_string(), group.to_string());
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            if load_user(&tx, &user)?.is_none() {
+        self.write(move |tx| {
+            if load_user(tx, &user)?.is_none() {
                 return Err(Fault::InvalidArgument("no such user".into()));
             }
-            tx.execute(
-                "INSERT OR IGNORE INTO group_members (grp, user) VALUES (?1, ?2)",
-                params![group, user],
-            )
-            .db()?;
-            tx.commit().db()
+            tx.exec(
+                "INSERT INTO group_members (grp, \"user\") VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                vals![group, user],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -1350,12 +1491,10 @@ impl VoStore {
     pub async fn remove_from_group(&self, user: &str, group: &str) -> Result<bool, Fault> {
         let (user, group) = (user.to_string(), group.to_string());
         self.with(move |c| {
-            let n = c
-                .execute(
-                    "DELETE FROM group_members WHERE grp = ?1 AND user = ?2",
-                    params![group, user],
-                )
-                .db()?;
+            let n = c.exec(
+                "DELETE FROM group_members WHERE grp = ?1 AND \"user\" = ?2",
+                vals![group, user],
+            )?;
             Ok(n > 0)
         })
         .await
@@ -1366,15 +1505,13 @@ impl VoStore {
     pub async fn group_members(&self, group: &str) -> Result<Vec<String>, Fault> {
         let group = group.to_string();
         self.with(move |c| {
-            let mut st = c
-                .prepare("SELECT user FROM group_members WHERE grp = ?1 ORDER BY user")
-                .db()?;
-            let v = st
-                .query_map(params![group], |r| r.get::<_, String>(0))
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
-            Ok(v)
+            c.rows(
+                "SELECT \"user\" FROM group_members WHERE grp = ?1 ORDER BY \"user\"",
+                vals![group],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
         })
         .await
     }
@@ -1459,25 +1596,22 @@ impl VoStore {
     ) -> Result<Vec<Node>, Fault> {
         let path = normalise_path(path)?;
         let after = after.map(str::to_string);
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
         self.with(move |c| {
             let (node, _) = require_node(c, &path)?;
             if node.kind != NodeKind::Container {
                 return Ok(Vec::new());
             }
-            let mut st = c
-                .prepare(&format!(
-                    "SELECT {COLUMNS} FROM nodes WHERE parent = ?1 AND (?2 IS NULL OR name > ?2) \
+            c.rows(
+                &format!(
+                    "SELECT {COLUMNS} FROM nodes WHERE parent = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name > ?2) \
                      ORDER BY name LIMIT ?3"
-                ))
-                .db()?;
-            let v = st
-                .query_map(params![path, after, limit], node_from_row)
-                .db()?
-                .map(|r| r.map(|(n, _)| n))
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
-            Ok(v)
+                ),
+                vals![path, after, limit],
+            )?
+            .iter()
+            .map(|r| node_from_row(r).map(|(n, _)| n))
+            .collect()
         })
         .await
     }
@@ -1540,14 +1674,12 @@ impl VoStore {
             mtime: t,
             busy: false,
         };
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            if select_node(&tx, &new.path)?.is_some() {
+        self.write(move |tx| {
+            if select_node(tx, &new.path)?.is_some() {
                 return Err(Fault::DuplicateNode(format!("{} exists", new.path)));
             }
-            check_parent(&tx, &new.path)?;
-            insert_node(&tx, &new, None)?;
-            tx.commit().db()?;
+            check_parent(tx, &new.path)?;
+            insert_node(tx, &new, None)?;
             Ok(new)
         })
         .await
@@ -1558,16 +1690,13 @@ impl VoStore {
     pub async fn set_properties(&self, path: &str, props: &[Property]) -> Result<Node, Fault> {
         let path = normalise_path(path)?;
         let changes = props.to_vec();
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            let (mut node, _) = require_node(&tx, &path)?;
+        self.write(move |tx| {
+            let (mut node, _) = require_node(tx, &path)?;
             apply_properties(&mut node.properties, &mut node.content_type, &changes)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE nodes SET properties = ?1, content_type = ?2 WHERE path = ?3",
-                params![props_to_json(&node.properties), node.content_type, path],
-            )
-            .db()?;
-            tx.commit().db()?;
+                vals![props_to_json(&node.properties), node.content_type, path],
+            )?;
             Ok(node)
         })
         .await
@@ -1584,20 +1713,17 @@ impl VoStore {
             )));
         }
         let keys = self
-            .with(move |c| {
-                let tx = immediate(c)?;
-                require_node(&tx, &path)?;
-                let rows = select_subtree(&tx, &path)?;
+            .write(move |tx| {
+                require_node(tx, &path)?;
+                let rows = select_subtree(tx, &path)?;
                 if let Some((n, _)) = rows.iter().find(|(n, _)| n.busy || is_locked(n)) {
                     return Err(Fault::NodeLocked(format!("{} is busy or locked", n.path)));
                 }
                 let (lo, hi) = subtree_bounds(&path);
-                tx.execute(
+                tx.exec(
                     "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-                    params![path, lo, hi],
-                )
-                .db()?;
-                tx.commit().db()?;
+                    vals![path, lo, hi],
+                )?;
                 Ok(rows.into_iter().filter_map(|(_, k)| k).collect::<Vec<_>>())
             })
             .await?;
@@ -1607,7 +1733,7 @@ impl VoStore {
 
     /// Where `src` goes for a move or copy to `dst`: inside `dst` when that is an existing
     /// container, else `dst` itself (whose parent must be a container).
-    fn destination(c: &Connection, src: &str, dst: &str) -> Result<String, Fault> {
+    fn destination(c: &Conn<'_>, src: &str, dst: &str) -> Result<String, Fault> {
         let target = match select_node(c, dst)? {
             Some((d, _)) => match d.kind {
                 NodeKind::Container => {
@@ -1652,31 +1778,21 @@ impl VoStore {
                 "{src} is the root or a home: it cannot be moved"
             )));
         }
-        self.with(move |c| {
-            let tx = immediate(c)?;
-            require_node(&tx, &src)?;
-            let target = Self::destination(&tx, &src, &dst)?;
-            let rows = select_subtree(&tx, &src)?;
+        self.write(move |tx| {
+            require_node(tx, &src)?;
+            let target = Self::destination(tx, &src, &dst)?;
+            let rows = select_subtree(tx, &src)?;
             if let Some((n, _)) = rows.iter().find(|(n, _)| n.busy || is_locked(n)) {
                 return Err(Fault::NodeLocked(format!("{} is busy or locked", n.path)));
             }
-            {
-                let mut st = tx
-                    .prepare("UPDATE nodes SET path = ?1, parent = ?2, name = ?3 WHERE path = ?4")
-                    .db()?;
-                for (n, _) in &rows {
-                    let new_path = format!("{target}{}", &n.path[src.len()..]);
-                    st.execute(params![
-                        new_path,
-                        parent(&new_path),
-                        name(&new_path),
-                        n.path
-                    ])
-                    .db()?;
-                }
+            for (n, _) in &rows {
+                let new_path = format!("{target}{}", &n.path[src.len()..]);
+                tx.exec(
+                    "UPDATE nodes SET path = ?1, parent = ?2, name = ?3 WHERE path = ?4",
+                    vals![new_path, parent(&new_path), name(&new_path), n.path],
+                )?;
             }
-            let (moved, _) = require_node(&tx, &target)?;
-            tx.commit().db()?;
+            let (moved, _) = require_node(tx, &target)?;
             Ok(moved)
         })
         .await
@@ -1714,20 +1830,30 @@ impl VoStore {
                 )));
             }
         }
-        // Copy the objects first (new keys): a crash leaves orphans, removed at the next start.
-        let mut copies: Vec<(Node, Option<String>)> = Vec::with_capacity(rows.len());
-        let mut new_keys: Vec<String> = Vec::new();
-        let t = now();
+        // Copy the objects first (new keys, recorded as uploads in progress of this process
+        // before the first byte): a crash leaves orphans, removed by the next recovery.
+        let mut planned: Vec<(Node, Option<(String, String)>)> = Vec::with_capacity(rows.len());
         for (n, key) in rows {
-            let new_key = match key {
-                Some(k) => {
-                    let nk = Self::new_object_key()?;
+            let keys = key
+                .map(|k| Self::new_object_key().map(|nk| (k, nk)))
+                .transpose()?;
+            planned.push((n, keys));
+        }
+        let new_keys: Vec<String> = planned
+            .iter()
+            .filter_map(|(_, k)| k.as_ref().map(|(_, nk)| nk.clone()))
+            .collect();
+        self.record_uploads(new_keys.clone(), None).await?;
+        let mut copies: Vec<(Node, Option<String>)> = Vec::with_capacity(planned.len());
+        let t = now();
+        for (n, keys) in planned {
+            let new_key = match keys {
+                Some((k, nk)) => {
                     let size = n.length.unwrap_or(0);
                     if let Err(e) = self.copy_object(&k, &nk, size).await {
-                        self.delete_objects(new_keys).await;
+                        self.forget_uploads(new_keys).await;
                         return Err(internal(format!("copying {}: {e}", n.path)));
                     }
-                    new_keys.push(nk.clone());
                     Some(nk)
                 }
                 None => None,
@@ -1740,30 +1866,33 @@ impl VoStore {
             copies.push((copy, new_key));
         }
         let owner = owner.to_string();
+        let process = self.process.clone();
+        let recorded = new_keys.clone();
         let r = self
-            .with(move |c| {
-                let tx = immediate(c)?;
-                require_node(&tx, &src)?;
-                let target = Self::destination(&tx, &src, &dst)?;
-                if let Some(q) = user_quota(&tx, &owner)? {
-                    let u = usage_of(&tx, &owner)?;
+            .write(move |tx| {
+                require_node(tx, &src)?;
+                let target = Self::destination(tx, &src, &dst)?;
+                if let Some(q) = user_quota(tx, &owner)? {
+                    let u = usage_of(tx, &owner)?;
                     if u.saturating_add(added) > q {
                         return Err(Fault::QuotaExceeded(format!(
                             "the copy needs {added} bytes; {owner} uses {u} of {q}"
                         )));
                     }
                 }
+                for key in &recorded {
+                    claim_upload(tx, key, &process)?;
+                }
                 for (n, key) in &mut copies {
                     n.path = format!("{target}{}", &n.path[src.len()..]);
-                    insert_node(&tx, n, key.as_deref())?;
+                    insert_node(tx, n, key.as_deref())?;
                 }
-                let (copied, _) = require_node(&tx, &target)?;
-                tx.commit().db()?;
+                let (copied, _) = require_node(tx, &target)?;
                 Ok(copied)
             })
             .await;
         if r.is_err() {
-            self.delete_objects(new_keys).await;
+            self.forget_uploads(new_keys).await;
         }
         r
     }
@@ -1845,15 +1974,21 @@ impl VoStore {
         };
         let path = normalise_path(path)?;
         let state = WriteState::default();
+        // The bytes go straight to their final key: nothing is copied after the upload.
+        let key = Self::new_object_key()?;
         let mut guard = WriteGuard {
-            conn: self.conn.clone(),
+            db: self.db.clone(),
             store: self.storage.store.clone(),
             path: path.clone(),
+            key: key.clone(),
             state: state.clone(),
             objects: Vec::new(),
             armed: true,
         };
-        let plan = match self.begin_write(&path, owner_for_new, quota, &state).await {
+        let plan = match self
+            .begin_write(&path, owner_for_new, quota, &key, &state)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 guard.undo().await;
@@ -1869,8 +2004,6 @@ impl VoStore {
                 )));
             }
         }
-        // The bytes go straight to their final key: nothing is copied after the upload.
-        let key = Self::new_object_key()?;
         guard.objects.push(self.obj(&key));
         let result = async {
             let (len, md5) = self
@@ -1909,12 +2042,14 @@ impl VoStore {
         }
     }
 
-    /// First step of a write: checks, marks an existing node busy, computes the quota left.
+    /// First step of a write: checks, marks an existing node busy, records the upload in
+    /// progress to `key`, computes the quota left.
     async fn begin_write(
         &self,
         path: &str,
         owner_for_new: &str,
         quota: Option<u64>,
+        key: &str,
         state: &WriteState,
     ) -> Result<WritePlan, Fault> {
         let path = normalise_path(path)?;
@@ -1925,10 +2060,30 @@ impl VoStore {
         }
         let owner_for_new = owner_for_new.to_string();
         let state = state.clone();
+        let (key, process) = (key.to_string(), self.process.clone());
         self.with(move |c| {
-            check_not_cancelled(&state)?;
-            let tx = immediate(c)?;
-            let (existed, owner, old_len) = match select_node(&tx, &path)? {
+            let mut s = lock_state(&state);
+            check_not_cancelled(*s)?;
+            let plan =
+                c.write(|tx| Self::plan_write(tx, path, owner_for_new, quota, &key, &process))?;
+            if plan.existed {
+                *s |= BUSY_SET;
+            }
+            Ok(plan)
+        })
+        .await
+    }
+
+    fn plan_write(
+        tx: &Conn<'_>,
+        path: String,
+        owner_for_new: String,
+        quota: Option<u64>,
+        key: &str,
+        process: &str,
+    ) -> Result<WritePlan, Fault> {
+        {
+            let (existed, owner, old_len) = match select_node(tx, &path)? {
                 Some((n, _)) => {
                     if n.kind != NodeKind::Data {
                         return Err(Fault::InvalidArgument(format!(
@@ -1942,30 +2097,29 @@ impl VoStore {
                     if is_locked(&n) {
                         return Err(Fault::NodeLocked(format!("{path} is locked")));
                     }
-                    tx.execute("UPDATE nodes SET busy = 1 WHERE path = ?1", params![path])
-                        .db()?;
+                    tx.exec("UPDATE nodes SET busy = 1 WHERE path = ?1", vals![path])?;
                     (true, n.owner, n.length.unwrap_or(0))
                 }
                 None => {
-                    check_parent(&tx, &path)?;
+                    check_parent(tx, &path)?;
                     if owner_for_new.is_empty() {
                         return Err(Fault::InvalidArgument("a node needs an owner".into()));
                     }
                     (false, owner_for_new, 0)
                 }
             };
-            let q = min_quota(user_quota(&tx, &owner)?, quota);
+            let q = min_quota(user_quota(tx, &owner)?, quota);
             let max_len = match q {
                 Some(q) => {
-                    let others = usage_of(&tx, &owner)?.saturating_sub(old_len);
+                    let others = usage_of(tx, &owner)?.saturating_sub(old_len);
                     Some(q.saturating_sub(others))
                 }
                 None => None,
             };
-            tx.commit().db()?;
-            if existed {
-                state.fetch_or(BUSY_SET, Ordering::SeqCst);
-            }
+            tx.exec(
+                "INSERT INTO vospace_uploads (object_key, process, path) VALUES (?1, ?2, ?3)",
+                vals![key, process, path],
+            )?;
             Ok(WritePlan {
                 path,
                 existed,
@@ -1973,8 +2127,7 @@ impl VoStore {
                 max_len,
                 quota,
             })
-        })
-        .await
+        }
     }
 
     /// Streams into the object `key` (multipart for more than a part); returns the length and
@@ -2089,74 +2242,78 @@ impl VoStore {
         let quota = plan.quota;
         let (key, md5) = (key.to_string(), md5.to_string());
         let state = state.clone();
+        let process = self.process.clone();
         self.with(move |c| {
-            check_not_cancelled(&state)?;
-            let tx = immediate(c)?;
-            let t = now();
-            let current = select_node(&tx, &path)?;
-            let (node, old_key) = match current {
-                Some((mut n, old_key)) => {
-                    if n.kind != NodeKind::Data {
-                        return Err(Fault::InvalidArgument(format!(
-                            "{path} is no longer a DataNode"
-                        )));
-                    }
-                    if !existed && n.busy {
-                        return Err(Fault::NodeLocked(format!("{path} is being written")));
-                    }
-                    if let Some(q) = min_quota(user_quota(&tx, &n.owner)?, quota) {
-                        let others = usage_of(&tx, &n.owner)?.saturating_sub(n.length.unwrap_or(0));
-                        if others.saturating_add(len) > q {
-                            return Err(Fault::QuotaExceeded(format!(
-                                "{len} bytes exceed the quota of {}",
-                                n.owner
+            let mut s = lock_state(&state);
+            check_not_cancelled(*s)?;
+            let r = c.write(|tx| {
+                let t = now();
+                claim_upload(tx, &key, &process)?;
+                let current = select_node(tx, &path)?;
+                let (node, old_key) = match current {
+                    Some((mut n, old_key)) => {
+                        if n.kind != NodeKind::Data {
+                            return Err(Fault::InvalidArgument(format!(
+                                "{path} is no longer a DataNode"
                             )));
                         }
-                    }
-                    n.length = Some(len);
-                    n.md5 = Some(md5.clone());
-                    if content_type.is_some() {
-                        n.content_type = content_type;
-                    }
-                    n.mtime = t;
-                    n.busy = false;
-                    tx.execute(
-                        "UPDATE nodes SET object_key = ?1, length = ?2, md5 = ?3, \
+                        if !existed && n.busy {
+                            return Err(Fault::NodeLocked(format!("{path} is being written")));
+                        }
+                        if let Some(q) = min_quota(user_quota(tx, &n.owner)?, quota) {
+                            let others =
+                                usage_of(tx, &n.owner)?.saturating_sub(n.length.unwrap_or(0));
+                            if others.saturating_add(len) > q {
+                                return Err(Fault::QuotaExceeded(format!(
+                                    "{len} bytes exceed the quota of {}",
+                                    n.owner
+                                )));
+                            }
+                        }
+                        n.length = Some(len);
+                        n.md5 = Some(md5.clone());
+                        if content_type.is_some() {
+                            n.content_type = content_type;
+                        }
+                        n.mtime = t;
+                        n.busy = false;
+                        tx.exec(
+                            "UPDATE nodes SET object_key = ?1, length = ?2, md5 = ?3, \
                          content_type = ?4, mtime = ?5, busy = 0 WHERE path = ?6",
-                        params![key, to_i64(len), md5, n.content_type, n.mtime, path],
-                    )
-                    .db()?;
-                    (n, old_key)
-                }
-                None => {
-                    check_parent(&tx, &path)?;
-                    if let Some(q) = min_quota(user_quota(&tx, &owner)?, quota) {
-                        if usage_of(&tx, &owner)?.saturating_add(len) > q {
-                            return Err(Fault::QuotaExceeded(format!(
-                                "{len} bytes exceed the quota of {owner}"
-                            )));
-                        }
+                            vals![key, to_i64(len), md5, n.content_type, n.mtime, path],
+                        )?;
+                        (n, old_key)
                     }
-                    let n = Node {
-                        path: path.clone(),
-                        kind: NodeKind::Data,
-                        owner,
-                        properties: Vec::new(),
-                        target: None,
-                        length: Some(len),
-                        md5: Some(md5),
-                        content_type,
-                        ctime: t.clone(),
-                        mtime: t,
-                        busy: false,
-                    };
-                    insert_node(&tx, &n, Some(&key))?;
-                    (n, None)
-                }
-            };
-            tx.commit().db()?;
-            state.fetch_or(COMMITTED, Ordering::SeqCst);
-            Ok((node, old_key))
+                    None => {
+                        check_parent(tx, &path)?;
+                        if let Some(q) = min_quota(user_quota(tx, &owner)?, quota) {
+                            if usage_of(tx, &owner)?.saturating_add(len) > q {
+                                return Err(Fault::QuotaExceeded(format!(
+                                    "{len} bytes exceed the quota of {owner}"
+                                )));
+                            }
+                        }
+                        let n = Node {
+                            path: path.clone(),
+                            kind: NodeKind::Data,
+                            owner,
+                            properties: Vec::new(),
+                            target: None,
+                            length: Some(len),
+                            md5: Some(md5),
+                            content_type,
+                            ctime: t.clone(),
+                            mtime: t,
+                            busy: false,
+                        };
+                        insert_node(tx, &n, Some(&key))?;
+                        (n, None)
+                    }
+                };
+                Ok((node, old_key))
+            })?;
+            *s |= COMMITTED;
+            Ok(r)
         })
         .await
     }
@@ -2252,12 +2409,12 @@ impl VoStore {
         };
         let r = rec.clone();
         self.with(move |c| {
-            c.execute(
+            c.exec(
                 &format!(
                     "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                 ),
-                params![
+                vals![
                     r.id,
                     r.owner,
                     r.phase,
@@ -2267,8 +2424,7 @@ impl VoStore {
                     r.error,
                     r.created
                 ],
-            )
-            .db()?;
+            )?;
             Ok(())
         })
         .await?;
@@ -2279,13 +2435,13 @@ impl VoStore {
     pub async fn get_transfer(&self, id: &str) -> Result<Option<TransferRecord>, Fault> {
         let id = id.to_string();
         self.with(move |c| {
-            c.query_row(
+            c.row(
                 &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"),
-                params![id],
-                transfer_from_row,
-            )
-            .optional()
-            .db()
+                vals![id],
+            )?
+            .as_ref()
+            .map(transfer_from_row)
+            .transpose()
         })
         .await
     }
@@ -2295,13 +2451,11 @@ impl VoStore {
     pub async fn update_transfer(&self, rec: &TransferRecord) -> Result<bool, Fault> {
         let r = rec.clone();
         self.with(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE transfers SET phase = ?1, direction = ?2, target = ?3, details = ?4, \
-                     error = ?5 WHERE id = ?6",
-                    params![r.phase, r.direction, r.target, r.details, r.error, r.id],
-                )
-                .db()?;
+            let n = c.exec(
+                "UPDATE transfers SET phase = ?1, direction = ?2, target = ?3, details = ?4, \
+                 error = ?5 WHERE id = ?6",
+                vals![r.phase, r.direction, r.target, r.details, r.error, r.id],
+            )?;
             Ok(n > 0)
         })
         .await
@@ -2311,18 +2465,16 @@ impl VoStore {
     pub async fn list_transfers(&self, owner: Option<&str>) -> Result<Vec<TransferRecord>, Fault> {
         let owner = owner.map(str::to_string);
         self.with(move |c| {
-            let mut st = c
-                .prepare(&format!(
-                    "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ?1 IS NULL OR owner = ?1 \
+            c.rows(
+                &format!(
+                    "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE CAST(?1 AS TEXT) IS NULL OR owner = ?1 \
                      ORDER BY created, id"
-                ))
-                .db()?;
-            let v = st
-                .query_map(params![owner], transfer_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
-            Ok(v)
+                ),
+                vals![owner],
+            )?
+            .iter()
+            .map(transfer_from_row)
+            .collect()
         })
         .await
     }
@@ -2331,14 +2483,8 @@ impl VoStore {
     #[allow(dead_code)] // for a transfer job list; not served yet
     pub async fn delete_transfer(&self, id: &str) -> Result<bool, Fault> {
         let id = id.to_string();
-        self.with(move |c| {
-            Ok(
-                c.execute("DELETE FROM transfers WHERE id = ?1", params![id])
-                    .db()?
-                    > 0,
-            )
-        })
-        .await
+        self.with(move |c| Ok(c.exec("DELETE FROM transfers WHERE id = ?1", vals![id])? > 0))
+            .await
     }
 
     /// Deletes the transfer jobs created before `created` (same format as
@@ -2346,8 +2492,8 @@ impl VoStore {
     pub async fn delete_transfers_before(&self, created: &str) -> Result<usize, Fault> {
         let created = created.to_string();
         self.with(move |c| {
-            c.execute("DELETE FROM transfers WHERE created < ?1", params![created])
-                .db()
+            let n = c.exec("DELETE FROM transfers WHERE created < ?1", vals![created])?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
         .await
     }
@@ -2389,16 +2535,103 @@ mod tests {
         TempDir(d)
     }
 
-    async fn open(dir: &TempDir) -> Arc<VoStore> {
+    /// Where the records of a test are kept.
+    #[derive(Clone, Copy)]
+    enum Backend {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A test's data folder and database (a private PostgreSQL cluster of its own).
+    struct Space {
+        dir: TempDir,
+        pg: Option<(crate::pgtest::Cluster, String)>,
+    }
+
+    impl std::ops::Deref for Space {
+        type Target = TempDir;
+        fn deref(&self) -> &TempDir {
+            &self.dir
+        }
+    }
+
+    fn space(name: &str, b: Backend) -> Space {
+        let pg = match b {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let cluster = crate::pgtest::Cluster::start().expect("a PostgreSQL cluster");
+                let url = cluster.database("vospace").expect("a database");
+                Some((cluster, url))
+            }
+        };
+        Space {
+            dir: temp_dir(name),
+            pg,
+        }
+    }
+
+    async fn open_only(dir: &Space) -> Arc<VoStore> {
         let storage = storage::Storage::local(&dir.0.join("data"), storage::Missing::Create)
             .expect("storage");
-        let store = VoStore::open(&dir.0.join("vospace.db"), storage)
-            .await
-            .expect("open");
+        match &dir.pg {
+            None => VoStore::open(&dir.0.join("vospace.db"), storage).await,
+            Some((_, url)) => VoStore::open_postgres(url, 4, storage).await,
+        }
+        .expect("open")
+    }
+
+    async fn open(dir: &Space) -> Arc<VoStore> {
+        let store = open_only(dir).await;
+        // On PostgreSQL, the stores the test opened before (and dropped) are gone once their
+        // liveness locks are released (their connections' ends reach the server).
+        if dir.pg.is_some() {
+            for _ in 0..200 {
+                let others = store
+                    .with(|c| Ok(c.live_processes()?.map_or(0, |l| l.len())))
+                    .await
+                    .expect("locks");
+                if others <= 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
         // As `vostok serve` does after taking the writer lock.
         store.recover().await.expect("recover");
         store
     }
+
+    /// Each behaviour test, on SQLite and on PostgreSQL.
+    macro_rules! on_both {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(super::Backend::Sqlite).await
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(super::Backend::Postgres).await
+                    }
+                )*
+            }
+        };
+    }
+
+    on_both!(
+        uploads_share_one_buffer_budget,
+        users_tokens_groups,
+        node_semantics,
+        data_writes,
+        busy_nodes,
+        crash_recovery,
+        access_matrix,
+    );
 
     fn node(path: &str, kind: NodeKind, owner: &str) -> Node {
         Node {
@@ -2458,9 +2691,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn uploads_share_one_buffer_budget() {
-        let dir = temp_dir("budget");
+    async fn uploads_share_one_buffer_budget(b: Backend) {
+        let dir = space("budget", b);
         let s = open(&dir).await;
         s.add_user("alice", None).await.unwrap();
         // Room for one upload of unknown length (15 MiB), not two.
@@ -2512,9 +2744,8 @@ mod tests {
         assert_eq!(read_all(&s, "/alice/b", None).await, b"xy");
     }
 
-    #[tokio::test]
-    async fn users_tokens_groups() {
-        let dir = temp_dir("users");
+    async fn users_tokens_groups(b: Backend) {
+        let dir = space("users", b);
         let s = open(&dir).await;
         let t = s.add_user("alice", Some(1000)).await.unwrap();
         assert_eq!(t.len(), 64);
@@ -2567,9 +2798,8 @@ mod tests {
         assert!(objects(&s, OBJECTS_DIR).await.is_empty());
     }
 
-    #[tokio::test]
-    async fn node_semantics() {
-        let dir = temp_dir("nodes");
+    async fn node_semantics(b: Backend) {
+        let dir = space("nodes", b);
         let s = open(&dir).await;
         s.add_user("alice", None).await.unwrap();
         let c = s
@@ -2755,9 +2985,8 @@ mod tests {
         assert!(objects(&s, OBJECTS_DIR).await.is_empty());
     }
 
-    #[tokio::test]
-    async fn data_writes() {
-        let dir = temp_dir("data");
+    async fn data_writes(b: Backend) {
+        let dir = space("data", b);
         let s = open(&dir).await;
         s.add_user("alice", Some(100)).await.unwrap();
         // a new node, created by the write
@@ -2936,15 +3165,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn busy_nodes() {
-        let dir = temp_dir("busy");
+    async fn busy_nodes(b: Backend) {
+        let dir = space("busy", b);
         let s = open(&dir).await;
         s.add_user("alice", None).await.unwrap();
         write(&s, "/alice/f", b"v1", None).await.unwrap();
         let state = WriteState::default();
+        let key = VoStore::new_object_key().unwrap();
         let plan = s
-            .begin_write("/alice/f", "alice", None, &state)
+            .begin_write("/alice/f", "alice", None, &key, &state)
             .await
             .unwrap();
         assert!(s.get("/alice/f").await.unwrap().unwrap().busy);
@@ -2962,23 +3191,21 @@ mod tests {
         ));
         // the write's future is dropped (client gone) after its upload: the undo clears the
         // flag, deletes the new object and a late commit cannot happen any more
-        let key = VoStore::new_object_key().unwrap();
         s.upload(&key, chunks(b"v2", 1), None, None, "alice")
             .await
             .unwrap();
         let guard = WriteGuard {
-            conn: s.conn.clone(),
+            db: s.db.clone(),
             store: s.storage.store.clone(),
             path: plan.path.clone(),
+            key: key.clone(),
             state: state.clone(),
             objects: vec![s.obj(&key)],
             armed: true,
         };
         drop(guard);
         for _ in 0..200 {
-            if state.load(Ordering::SeqCst) & CANCELLED != 0
-                && objects(&s, OBJECTS_DIR).await.len() == 1
-            {
+            if *lock_state(&state) & CANCELLED != 0 && objects(&s, OBJECTS_DIR).await.len() == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -2993,11 +3220,11 @@ mod tests {
 
         // an undo after the commit changes nothing
         let state = WriteState::default();
+        let key = VoStore::new_object_key().unwrap();
         let plan = s
-            .begin_write("/alice/f", "alice", None, &state)
+            .begin_write("/alice/f", "alice", None, &key, &state)
             .await
             .unwrap();
-        let key = VoStore::new_object_key().unwrap();
         s.upload(&key, chunks(b"v3", 1), None, None, "alice")
             .await
             .unwrap();
@@ -3007,9 +3234,10 @@ mod tests {
             .unwrap();
         s.delete_objects(old.into_iter().collect()).await;
         WriteGuard {
-            conn: s.conn.clone(),
+            db: s.db.clone(),
             store: s.storage.store.clone(),
             path: plan.path.clone(),
+            key: key.clone(),
             state: state.clone(),
             objects: vec![s.obj(&key)],
             armed: true,
@@ -3023,20 +3251,19 @@ mod tests {
         assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
     }
 
-    #[tokio::test]
-    async fn crash_recovery() {
-        let dir = temp_dir("crash");
+    async fn crash_recovery(b: Backend) {
+        let dir = space("crash", b);
         {
             let s = open(&dir).await;
             s.add_user("alice", None).await.unwrap();
             write(&s, "/alice/f", b"old content", None).await.unwrap();
             write(&s, "/alice/g", b"other file", None).await.unwrap();
             // a crash after the upload, before the commit
+            let key = VoStore::new_object_key().unwrap();
             let plan = s
-                .begin_write("/alice/f", "alice", None, &WriteState::default())
+                .begin_write("/alice/f", "alice", None, &key, &WriteState::default())
                 .await
                 .unwrap();
-            let key = VoStore::new_object_key().unwrap();
             s.upload(&key, chunks(b"new content", 3), None, None, "alice")
                 .await
                 .unwrap();
@@ -3078,9 +3305,8 @@ mod tests {
         assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 2);
     }
 
-    #[tokio::test]
-    async fn access_matrix() {
-        let dir = temp_dir("access");
+    async fn access_matrix(b: Backend) {
+        let dir = space("access", b);
         let s = open(&dir).await;
         s.set_authority("example.org");
         for u in ["owner", "other", "member"] {
@@ -3174,5 +3400,181 @@ mod tests {
             s.access(None, "/owner/none").await,
             Err(Fault::NodeNotFound(_))
         ));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Two processes on one PostgreSQL database and one data folder
+
+    /// Set for the second process: the database URL, the data folder, alice's token.
+    const CHILD_URL: &str = "VOSTOK_VOSPACE_TEST_CHILD_URL";
+    const CHILD_DIR: &str = "VOSTOK_VOSPACE_TEST_CHILD_DIR";
+    const CHILD_TOKEN: &str = "VOSTOK_VOSPACE_TEST_CHILD_TOKEN";
+    /// Versions each process writes of the shared node.
+    const ROUNDS: usize = 12;
+
+    /// The content a process (`tag`) writes in round `i`: every byte says who and which round,
+    /// and the lengths differ, so a mix of two versions or lost bytes cannot pass for one.
+    fn version(tag: u8, i: usize) -> Vec<u8> {
+        let unit = [tag, b'0' + (i % 10) as u8];
+        unit.iter()
+            .copied()
+            .cycle()
+            .take(150_000 + i * 1000 + usize::from(tag))
+            .collect()
+    }
+
+    /// Writes every version of `/alice/shared`, retrying while the other process writes it.
+    async fn write_versions(s: &VoStore, tag: u8) {
+        for i in 0..ROUNDS {
+            let data = version(tag, i);
+            loop {
+                match s
+                    .write_data(
+                        "/alice/shared",
+                        "alice",
+                        chunks(&data, 8192),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(Fault::NodeLocked(_)) => tokio::time::sleep(Duration::from_millis(3)).await,
+                    Err(e) => panic!("process {}: write {i}: {e}", char::from(tag)),
+                }
+            }
+        }
+    }
+
+    /// The second process of [`two_processes_share_the_records`]: runs only when that test
+    /// starts this binary again with [`CHILD_URL`] set (otherwise it returns at once).
+    #[test]
+    fn second_process() {
+        let (Some(url), Some(dir), Some(token)) = (
+            std::env::var_os(CHILD_URL),
+            std::env::var_os(CHILD_DIR),
+            std::env::var_os(CHILD_TOKEN),
+        ) else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let storage =
+                storage::Storage::local(&PathBuf::from(dir).join("data"), storage::Missing::Refuse)
+                    .unwrap();
+            let s = VoStore::open_postgres(url.to_str().unwrap(), 4, storage)
+                .await
+                .unwrap();
+            // The first process's user, token and node, at once.
+            let alice = s.user_for_token(token.to_str().unwrap()).await.unwrap();
+            assert_eq!(alice.name, "alice");
+            assert_eq!(read_all(&s, "/alice/first", None).await, b"from the first");
+            let bob = s.add_user("bob", None).await.unwrap();
+            s.create(node("/alice/second", NodeKind::Container, "alice"))
+                .await
+                .unwrap();
+            println!("BOB-TOKEN {bob}");
+            // A slow upload of several parts (staging files on the disk) while the first
+            // process runs its recovery over and over: it must survive.
+            let slow = futures::stream::iter(0..12u8).then(|k| async move {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                Ok::<_, std::io::Error>(Bytes::from(vec![k; 1 << 20]))
+            });
+            println!("SLOW-STARTED");
+            s.write_data(
+                "/alice/slow",
+                "alice",
+                slow,
+                Some(12 << 20),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+            write_versions(&s, b'B').await;
+        });
+    }
+
+    /// Two processes (this test binary started again, running [`second_process`]) share one
+    /// PostgreSQL database and one data folder: each sees the other's users, tokens and nodes
+    /// at once; the first one's recovery leaves the second's upload in progress alone; their
+    /// concurrent writes of one node leave one complete version, and no object behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_share_the_records() {
+        let dir = space("two", Backend::Postgres);
+        let url = dir.pg.as_ref().map(|(_, u)| u.clone()).unwrap();
+        let s = open(&dir).await;
+        let alice = s.add_user("alice", None).await.unwrap();
+        write(&s, "/alice/first", b"from the first", None)
+            .await
+            .unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::second_process", "--nocapture"])
+            .env(CHILD_URL, &url)
+            .env(CHILD_DIR, &dir.0)
+            .env(CHILD_TOKEN, &alice)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut bob = None;
+        while let Some(line) = rx.recv().await {
+            if let Some(t) = line.strip_prefix("BOB-TOKEN ") {
+                bob = Some(t.to_string());
+            }
+            if line == "SLOW-STARTED" {
+                break;
+            }
+        }
+        // The second process's user, token and node, at once.
+        let bob = bob.expect("the second process's token");
+        assert_eq!(s.user_for_token(&bob).await.unwrap().name, "bob");
+        assert!(s.get("/alice/second").await.unwrap().is_some());
+        // Recovery over and over while its upload streams: the upload is of a live process.
+        for _ in 0..15 {
+            s.recover().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        write_versions(&s, b'A').await;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "the second process failed: {status}");
+        let slow = read_all(&s, "/alice/slow", None).await;
+        assert_eq!(slow.len(), 12 << 20);
+        assert!(slow
+            .chunks(1 << 20)
+            .enumerate()
+            .all(|(k, c)| c.iter().all(|&b| usize::from(b) == k)));
+        // One complete version of the shared node, its metadata its own.
+        let got = read_all(&s, "/alice/shared", None).await;
+        let n = s.get("/alice/shared").await.unwrap().unwrap();
+        assert!(!n.busy);
+        assert_eq!(n.length, Some(got.len() as u64));
+        assert_eq!(n.md5.as_deref(), Some(md5_hex(&got).as_str()));
+        let whole = (0..ROUNDS).any(|i| got == version(b'A', i) || got == version(b'B', i));
+        assert!(whole, "a mix of versions ({} bytes)", got.len());
+        // No object behind: one per data node.
+        assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 3);
+        assert_eq!(s.users().await.unwrap(), ["alice", "bob"]);
     }
 }
