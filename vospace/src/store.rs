@@ -1161,10 +1161,20 @@ impl VoStore {
             n_tmp = tmp.len();
             doomed.extend(tmp);
         }
-        let orphans: Vec<ObjPath> = listed
+        let mut orphans: Vec<ObjPath> = listed
             .into_iter()
             .filter(|o| !keep(o) && !gone.iter().any(|k| self.obj(k) == *o))
             .collect();
+        if referenced.is_empty() && !orphans.is_empty() {
+            // A database that knows no stored file beside a folder that holds some is not
+            // this folder's (a new PostgreSQL database after SQLite, a wrong URL): its files
+            // are kept, never taken for garbage.
+            tracing::warn!(
+                "VOSpace recovery: the database refers to no stored file, but {} object(s) are                  under {objects}: kept (is this the database of this data folder? see                  docs/operations.md on moving to PostgreSQL)",
+                orphans.len()
+            );
+            orphans.clear();
+        }
         for o in &orphans {
             tracing::info!("VOSpace recovery: removing unreferenced object {o}");
         }
@@ -3249,6 +3259,29 @@ mod tests {
         write(&s, "/alice/f", b"v4", None).await.unwrap();
         assert_eq!(read_all(&s, "/alice/f", None).await, b"v4");
         assert_eq!(objects(&s, OBJECTS_DIR).await.len(), 1);
+    }
+
+    /// A database that refers to no stored file, over a folder holding files (a new
+    /// PostgreSQL database after SQLite, a wrong path): recovery deletes none of them.
+    #[tokio::test]
+    async fn recovery_keeps_files_a_new_database_does_not_know() {
+        let dir = space("foreign", Backend::Sqlite);
+        {
+            let s = open(&dir).await;
+            s.add_user("alice", None).await.unwrap();
+            write(&s, "/alice/f", b"kept", None).await.unwrap();
+            write(&s, "/alice/g", b"kept too", None).await.unwrap();
+        }
+        let storage = storage::Storage::local(&dir.0.join("data"), storage::Missing::Create)
+            .expect("storage");
+        let other = VoStore::open(&dir.0.join("another.db"), storage)
+            .await
+            .unwrap();
+        other.recover().await.unwrap();
+        assert_eq!(objects(&other, OBJECTS_DIR).await.len(), 2);
+        // the folder's own database still reads both
+        let s = open(&dir).await;
+        assert_eq!(read_all(&s, "/alice/g", None).await, b"kept too");
     }
 
     async fn crash_recovery(b: Backend) {
