@@ -721,7 +721,10 @@ class Generator:
     def neg(self, e: X):
         self.use("unary_minus")
         inner = e.a if (e.prec >= UNARY and not e.a.startswith("-")) else f"({e.a})"
-        return X(f"-{inner}", f"(-{e.s})", e.t, e.df, None if e.hi is None else -e.hi,
+        # SQLite keeps a REAL column's 0.0 as an integer and negates it to 0, losing the sign
+        # of zero that ATAN2(0, -0.0) = π shows: negate a float by multiplying it
+        s = f"(-1.0 * {e.s})" if e.t == "float" else f"(-{e.s})"
+        return X(f"-{inner}", s, e.t, e.df, None if e.hi is None else -e.hi,
                  None if e.lo is None else -e.lo, e.null, e.tol, e.fine, e.agg, UNARY, e.mag, None,
                  e.sub, e.integral, simpl_col=e.simpl_col)
 
