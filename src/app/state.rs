@@ -150,20 +150,19 @@ impl State {
             locks.push(writer_lock(&uws_db)?);
         }
         if storage.is_local() {
-            // Crash recovery sweeps the data folder's objects: one server per data folder too,
-            // whatever databases it is given.
+            // VOSpace's crash recovery deletes the objects of the data folder its database
+            // does not know: one server per data folder too, whatever databases it is given
+            // (the job service's own sweep is safe beside other servers: see
+            // uws::runner::ORPHAN_AGE).
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
         let store: Arc<dyn JobStore> = match postgres {
             Some(url) => {
+                // Any number of servers share it: each job is run by the one holding its
+                // claim (uws::store).
                 let store = query_rt
                     .block_on(PgStore::open(url, config.metadata.connections))
-                    .context("opening the UWS job database")?;
-                // Job recovery at start takes over every job left EXECUTING: one server per
-                // job database, as per SQLite file.
-                query_rt
-                    .block_on(store.lock_exclusive())
                     .context("opening the UWS job database")?;
                 tracing::info!("UWS job database: {}", uws::postgres::redact(url));
                 Arc::new(store)

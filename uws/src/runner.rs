@@ -1,16 +1,25 @@
-//! Runs jobs: one FIFO queue per job kind, drained by at most that kind's `max_running` jobs at
-//! once, each limited to its execution duration and abortable. Results are streamed to object
-//! storage with a multipart upload (memory stays flat whatever the size) and become visible
-//! only once complete: the object first, then the database row that points at it.
+//! Runs jobs: the QUEUED jobs of each kind, oldest first, at most that kind's `max_running` at
+//! once in this process, each limited to its execution duration and abortable. Results are
+//! streamed to object storage with a multipart upload (memory stays flat whatever the size)
+//! and become visible only once complete: the object first, then the database row that points
+//! at it.
 //!
-//! Restart recovery ([`Jobs::recover`]): every job is in the database, so all are still known
-//! after a restart or a crash. COMPLETED, ERROR and ABORTED jobs keep their results until
-//! their destruction time. QUEUED jobs are queued again in creation order. A job that was
-//! EXECUTING when the server stopped is re-queued and runs again from the start: its kind's
-//! [`Executor`] must make that safe (TAP queries only read; VOSpace moves check their source
-//! again); what it had written is discarded first.
+//! The queue is the job database itself: a process takes a job by claiming it there
+//! ([`JobStore::claim`]), so that several processes sharing one database (PostgreSQL) run each
+//! job once. The claim is a lease the process renews while the job runs; a job is looked for
+//! when one is queued here, when the store tells of a change elsewhere ([`JobStore::changes`]),
+//! and every `[uws] poll_ms` otherwise.
+//!
+//! Crashes and restarts: every job is in the database, so all are still known after a restart
+//! or a crash. COMPLETED, ERROR and ABORTED jobs keep their results until their destruction
+//! time. A job that was EXECUTING in a process that died keeps that process's claim until its
+//! lease runs out, then any process claims it again and it runs again from the start: its
+//! kind's [`Executor`] must make that safe (TAP queries only read; VOSpace moves check their
+//! source again); what it had written is discarded first. An abort or a deletion made by any
+//! process stops the job where it runs (the notification of the change, or at the latest the
+//! next renewal, tells the process running it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,7 +34,11 @@ use storage::Storage;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::model::{new_job_id, now_ms, Job, JobFilter, JobResult, JobUpload, Phase, UwsConfig};
-use crate::store::{JobStore, StoreError};
+use crate::store::{Change, JobStore, Renewal, StoreError};
+
+/// A job folder with no job is left alone until its newest file is this old: files a request
+/// uploads are stored before the job is created (by any of the processes sharing the store).
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// Upload parts (of the object store's multipart size, 5 MiB) buffered at most per job.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -107,13 +120,6 @@ pub struct Kind {
     pub max_running: usize,
 }
 
-/// The jobs of one kind waiting to execute.
-#[derive(Default)]
-struct Queue {
-    ids: Mutex<VecDeque<String>>,
-    ready: Notify,
-}
-
 /// A new job: what [`Jobs::create`] needs besides the identifier.
 #[derive(Debug, Clone, Default)]
 pub struct NewJob {
@@ -147,10 +153,16 @@ pub struct Jobs {
     store: Arc<dyn JobStore>,
     storage: Storage,
     cfg: UwsConfig,
-    queues: Mutex<HashMap<String, Arc<Queue>>>,
-    /// Jobs executing now, with the means to stop them.
+    /// Who this process is in the claims it makes.
+    holder: String,
+    /// Per kind, what wakes its dispatcher: a job of that kind may be waiting.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Jobs claimed here and not yet ended, with the means to stop them.
     running: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Ticks on every phase change (what blocking WAITs wait on).
+    /// Running jobs stopped because another process took them over: their files are that
+    /// process's now.
+    lost: Mutex<HashSet<String>>,
+    /// Ticks on every phase change seen (what blocking WAITs wait on).
     changes: watch::Sender<u64>,
 }
 
@@ -184,14 +196,27 @@ impl Jobs {
     /// A job service over `store`, keeping files (uploads, results) in `storage`.
     pub fn new(store: Arc<dyn JobStore>, storage: Storage, cfg: UwsConfig) -> Arc<Jobs> {
         let (changes, _) = watch::channel(0);
+        let holder = format!("{}/{}", std::process::id(), new_job_id());
         Arc::new(Jobs {
             store,
             storage,
             cfg,
-            queues: Mutex::new(HashMap::new()),
+            holder,
+            wakers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            lost: Mutex::new(HashSet::new()),
             changes,
         })
+    }
+
+    /// How long a claim holds without renewal.
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.cfg.lease_seconds.max(1))
+    }
+
+    /// How often the store is looked at when nothing said it changed.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(self.cfg.poll_ms.clamp(10, 60_000))
     }
 
     /// The `[uws]` configuration.
@@ -216,6 +241,10 @@ impl Jobs {
         // would mean shutting it down from whatever thread dropped the last reference.
         std::mem::forget(rt);
         let me = self.clone();
+        if let Some(heard) = self.store.changes() {
+            let me = self.clone();
+            handle.spawn(async move { me.follow(heard).await });
+        }
         handle.spawn(async move {
             if let Err(e) = me.recover().await {
                 tracing::error!("recovering asynchronous jobs: {e}");
@@ -394,7 +423,7 @@ impl Jobs {
             .await?;
         match queued {
             Some(job) => {
-                self.enqueue(&job);
+                self.wake(&job.kind);
                 self.changed();
                 Ok(job)
             }
@@ -582,15 +611,17 @@ impl Jobs {
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(secs.min(self.cfg.max_wait));
         loop {
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {
-                    let job = self.get(id).await?;
-                    if job.phase != seen {
-                        return Ok(job);
-                    }
-                }
+            // A change seen here, or a look at the store every poll interval (a change made
+            // elsewhere whose notification was lost).
+            let next = deadline.min(tokio::time::Instant::now() + self.poll());
+            let woke = tokio::time::timeout_at(next, changes.changed()).await;
+            if matches!(woke, Ok(Err(_))) || tokio::time::Instant::now() >= deadline {
                 // Timed out (or the service is going away): the job as it is now.
-                _ => return self.get(id).await,
+                return self.get(id).await;
+            }
+            let job = self.get(id).await?;
+            if job.phase != seen {
+                return Ok(job);
             }
         }
     }
@@ -613,17 +644,47 @@ impl Jobs {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn queue(&self, kind: &str) -> Arc<Queue> {
-        lock(&self.queues)
+    fn waker(&self, kind: &str) -> Arc<Notify> {
+        lock(&self.wakers)
             .entry(kind.to_string())
             .or_default()
             .clone()
     }
 
-    fn enqueue(&self, job: &Job) {
-        let q = self.queue(&job.kind);
-        lock(&q.ids).push_back(job.id.clone());
-        q.ready.notify_one();
+    /// A job of `kind` may be waiting: its dispatcher looks now.
+    fn wake(&self, kind: &str) {
+        self.waker(kind).notify_one();
+    }
+
+    /// Follows the changes other processes make: waiters look again, dispatchers look for
+    /// queued jobs, and a job running here that was aborted or deleted elsewhere stops.
+    async fn follow(self: Arc<Self>, mut heard: tokio::sync::mpsc::UnboundedReceiver<Change>) {
+        while let Some(change) = heard.recv().await {
+            self.changed();
+            match change.phase {
+                Some(Phase::Queued) => {
+                    let wakers: Vec<Arc<Notify>> = lock(&self.wakers).values().cloned().collect();
+                    for w in wakers {
+                        w.notify_one();
+                    }
+                }
+                Some(Phase::Executing) => {}
+                Some(_) | None => {
+                    if lock(&self.running).contains_key(&change.id) {
+                        tracing::info!(
+                            "job {}: {} by another server: stopping it here",
+                            change.id,
+                            if change.phase.is_some() {
+                                "ended"
+                            } else {
+                                "deleted"
+                            }
+                        );
+                        self.stop_running(&change.id);
+                    }
+                }
+            }
+        }
     }
 
     fn stop_running(&self, id: &str) {
@@ -632,74 +693,139 @@ impl Jobs {
         }
     }
 
-    /// Starts queued jobs of `kind` as places in its pool free up.
+    /// Starts queued jobs of `kind` as places in its pool free up: claims the oldest one in
+    /// the store whenever a place is free and something says one may be waiting (or every
+    /// poll interval).
     async fn dispatch(self: Arc<Self>, kind: Kind) {
-        let queue = self.queue(kind.name);
+        let wake = self.waker(kind.name);
         let pool = Arc::new(Semaphore::new(kind.max_running.max(1)));
+        let mut failing = false;
         loop {
             let Ok(permit) = pool.clone().acquire_owned().await else {
                 return;
             };
-            let id = loop {
-                if let Some(id) = lock(&queue.ids).pop_front() {
-                    break id;
+            let claimed = loop {
+                match self
+                    .store
+                    .claim(kind.name, &self.holder, self.lease())
+                    .await
+                {
+                    Ok(found) => {
+                        if failing {
+                            tracing::info!("{} jobs: the job database answers again", kind.name);
+                            failing = false;
+                        }
+                        if let Some(c) = found {
+                            break c;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!(
+                                "{} jobs: cannot look for queued jobs: {e}; trying again every \
+                                 {} ms",
+                                kind.name,
+                                self.poll().as_millis()
+                            );
+                            failing = true;
+                        }
+                    }
                 }
-                queue.ready.notified().await;
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(self.poll()) => {}
+                }
             };
+            let job = claimed.job;
+            if claimed.taken_over {
+                tracing::info!(
+                    "job {} ({}): the server running it stopped renewing its claim: it runs \
+                     again here from the start",
+                    job.id,
+                    job.kind
+                );
+            }
+            // Registered before anything else, so that an abort from now on is not lost.
+            let (abort_tx, abort_rx) = oneshot::channel::<()>();
+            lock(&self.running).insert(job.id.clone(), abort_tx);
             let me = self.clone();
             let executor = kind.executor.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let id = job.id.clone();
+                let heartbeat = {
+                    let me = me.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move { me.heartbeat(&id).await })
+                };
                 // Its own task: a panic in a job ends that job (ERROR), never the service.
                 let inner = {
                     let me = me.clone();
-                    let id = id.clone();
-                    tokio::spawn(async move { me.execute(executor.as_ref(), &id).await })
+                    tokio::spawn(async move { me.execute(executor.as_ref(), job, abort_rx).await })
                 };
-                if let Err(e) = inner.await {
+                let ended = inner.await;
+                heartbeat.abort();
+                if let Err(e) = ended {
                     tracing::error!("job {id}: its task failed: {e}");
                     lock(&me.running).remove(&id);
                     me.fail(&id, "the job failed inside the server (see its log)".into())
                         .await;
                 }
+                lock(&me.lost).remove(&id);
             });
         }
     }
 
-    /// The job about to start, or None (and it is no longer running) when it was aborted or
-    /// deleted while it waited, or the store failed.
-    fn startable<E: std::fmt::Display>(
-        &self,
-        id: &str,
-        found: Result<Option<Job>, E>,
-    ) -> Option<Job> {
-        let job = match found {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!("job {id}: cannot start it: {e}");
-                None
+    /// Renews this process's claim on a job it runs, every third of the lease, until it ends;
+    /// stops it when the job was aborted or deleted, or when another process took it over.
+    /// A failing store is retried (the job goes on meanwhile).
+    async fn heartbeat(&self, id: &str) {
+        let every = (self.lease() / 3).max(Duration::from_millis(100));
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew(id, &self.holder, self.lease()).await {
+                Ok(Renewal::Held) => {
+                    if failing {
+                        tracing::info!("job {id}: its claim is renewed again");
+                        failing = false;
+                    }
+                }
+                Ok(Renewal::Gone | Renewal::Ended(_)) => {
+                    if lock(&self.running).contains_key(id) {
+                        tracing::info!("job {id}: aborted or deleted elsewhere: stopping it");
+                        self.stop_running(id);
+                    }
+                    return;
+                }
+                Ok(Renewal::Lost) => {
+                    tracing::warn!(
+                        "job {id}: its claim ran out before it could be renewed and another \
+                         server took the job over: stopping it here, leaving its files to that \
+                         server"
+                    );
+                    lock(&self.lost).insert(id.to_string());
+                    self.stop_running(id);
+                    return;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(
+                            "job {id}: renewing its claim: {e}; trying again every {} ms",
+                            every.as_millis()
+                        );
+                        failing = true;
+                    }
+                }
             }
-        };
-        if job.is_none() {
-            lock(&self.running).remove(id);
         }
-        job
     }
 
-    /// Executes one job taken from the queue.
-    async fn execute(&self, executor: &dyn Executor, id: &str) {
-        // Registered before the job turns EXECUTING, so that an abort in between is not lost.
-        let (abort_tx, abort_rx) = oneshot::channel::<()>();
-        lock(&self.running).insert(id.to_string(), abort_tx);
-        let queued = self
-            .store
-            .get(id)
-            .await
-            .map(|j| j.filter(|j| j.phase == Phase::Queued));
-        let Some(queued) = self.startable(id, queued) else {
-            return;
-        };
-        // What an earlier run (before a restart) may have left.
+    /// Executes one job this process claimed (QUEUED); `abort` fires when it is to stop.
+    async fn execute(&self, executor: &dyn Executor, queued: Job, abort_rx: oneshot::Receiver<()>) {
+        let id = queued.id.clone();
+        let id = id.as_str();
+        // What an earlier run (a process that died, or before a restart) may have left.
         self.clear_results(id).await;
         // Results known before it executes are there as soon as it is EXECUTING.
         let early = match executor.prepare(&queued).await {
@@ -712,8 +838,9 @@ impl Jobs {
         };
         let started = self
             .store
-            .update(
+            .update_held(
                 id,
+                &self.holder,
                 &[Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Executing;
@@ -724,8 +851,22 @@ impl Jobs {
                 }),
             )
             .await;
-        let Some(job) = self.startable(id, started) else {
-            return;
+        let job = match started {
+            Ok(Some(job)) => job,
+            // Aborted or deleted while it waited (or taken over: it is that process's now).
+            Ok(None) => {
+                lock(&self.running).remove(id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("job {id}: cannot start it: {e}");
+                lock(&self.running).remove(id);
+                // Another process (or this one, later) may take it at once.
+                if let Err(e) = self.store.release(id, &self.holder).await {
+                    tracing::warn!("job {id}: giving up its claim: {e}");
+                }
+                return;
+            }
         };
         self.changed();
         tracing::info!("job {id} ({}): executing", job.kind);
@@ -761,12 +902,28 @@ impl Jobs {
                 .await
             }
             Outcome::Stopped(Stop::Aborted) => {
-                // Whoever aborted or deleted it has set its phase already.
-                self.clear_results(id).await;
-                tracing::info!("job {id}: stopped");
+                if lock(&self.lost).contains(id) {
+                    tracing::info!("job {id}: stopped here; it runs elsewhere");
+                } else {
+                    // Whoever aborted or deleted it has set its phase already.
+                    self.clear_results(id).await;
+                    tracing::info!("job {id}: stopped");
+                }
             }
         }
         self.changed();
+    }
+
+    /// Whether another run of the job holds its files now: it is QUEUED or EXECUTING under
+    /// another claim (or has completed there), so that what this process wrote under the same
+    /// names is that run's too.
+    async fn files_are_others(&self, id: &str) -> bool {
+        match self.store.get(id).await {
+            Ok(Some(j)) => matches!(j.phase, Phase::Queued | Phase::Executing | Phase::Completed),
+            Ok(None) => false,
+            // Unknown: leave them (the job's destruction deletes its folder).
+            Err(_) => true,
+        }
     }
 
     /// An EXECUTING job goes to COMPLETED with `results`.
@@ -779,8 +936,9 @@ impl Jobs {
         let size: u64 = results.iter().map(|r| r.size).sum();
         let done = self
             .store
-            .update(
+            .update_held(
                 id,
+                &self.holder,
                 &[Phase::Executing],
                 Box::new(move |j| {
                     j.phase = Phase::Completed;
@@ -792,29 +950,32 @@ impl Jobs {
         match done {
             Ok(Some(_)) => tracing::info!("job {id}: completed, {size} bytes"),
             Ok(None) => {
-                // Aborted or deleted as it finished: the results are nobody's.
-                for p in &paths {
-                    self.delete_object(p).await;
+                // Aborted or deleted as it finished: the results are nobody's (unless another
+                // process took the job over, and wrote them too).
+                if !self.files_are_others(id).await {
+                    for p in &paths {
+                        self.delete_object(p).await;
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!("job {id}: recording its results: {e}");
-                for p in &paths {
-                    self.delete_object(p).await;
-                }
-                self.fail(id, format!("recording the result failed: {e}"))
-                    .await;
+                // Still EXECUTING under this process's claim, which is no longer renewed: once
+                // the lease runs out, the job runs again (here or elsewhere).
+                tracing::error!(
+                    "job {id}: recording its results: {e}; it runs again once its claim runs out"
+                );
             }
         }
     }
 
-    /// An EXECUTING job goes to ERROR with `message`.
+    /// A job this process holds goes to ERROR with `message`.
     async fn fail(&self, id: &str, message: String) {
         tracing::info!("job {id}: error: {message}");
         let failed = self
             .store
-            .update(
+            .update_held(
                 id,
+                &self.holder,
                 &[Phase::Executing, Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Error;
@@ -824,8 +985,19 @@ impl Jobs {
                 }),
             )
             .await;
-        if let Err(e) = failed {
-            tracing::error!("job {id}: recording its error: {e}");
+        match failed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if self.files_are_others(id).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    "job {id}: recording its error: {e}; it runs again once its claim runs out"
+                );
+                return;
+            }
         }
         // Waiters learn the new phase now, not after the deletes (a list and a request per
         // object on S3): the job no longer names these results.
@@ -860,67 +1032,64 @@ impl Jobs {
         }
     }
 
-    /// After a (re)start: EXECUTING jobs are queued again, QUEUED jobs queued in creation
-    /// order, and job folders no job owns any more are deleted.
+    /// After a (re)start: says what is waiting, deletes the job folders no job owns any more
+    /// and destroys expired jobs. Nothing is queued here: the dispatchers claim QUEUED jobs,
+    /// and EXECUTING ones whose claim ran out (a process that died), from the store.
     pub async fn recover(&self) -> Result<(), JobError> {
-        let executing = self
-            .store
-            .list(&JobFilter {
-                phases: vec![Phase::Executing],
-                ..Default::default()
-            })
-            .await?;
-        for job in &executing {
+        let count = |phase: Phase| async move {
             self.store
-                .update(
-                    &job.id,
-                    &[Phase::Executing],
-                    Box::new(|j| {
-                        j.phase = Phase::Queued;
-                        j.start_time = None;
-                    }),
-                )
-                .await?;
-        }
-        if !executing.is_empty() {
+                .list(&JobFilter {
+                    phases: vec![phase],
+                    ..Default::default()
+                })
+                .await
+                .map(|v| v.len())
+        };
+        let executing = count(Phase::Executing).await?;
+        let queued = count(Phase::Queued).await?;
+        if executing > 0 {
             tracing::info!(
-                "{} job(s) were executing when the server stopped: they run again",
-                executing.len()
+                "{executing} job(s) were executing when the server stopped (or execute on \
+                 another server sharing the job database): each runs again from the start once \
+                 no server holds its claim ([uws] lease_seconds = {})",
+                self.lease().as_secs()
             );
         }
-        let mut queued = self
-            .store
-            .list(&JobFilter {
-                phases: vec![Phase::Queued],
-                ..Default::default()
-            })
-            .await?;
-        queued.reverse(); // oldest first
-        for job in &queued {
-            self.enqueue(job);
-        }
-        tracing::info!("asynchronous jobs: {} queued", queued.len());
+        tracing::info!("asynchronous jobs: {queued} queued");
         self.remove_orphans().await;
         self.destroy_expired().await;
         Ok(())
     }
 
     /// Deletes folders under jobs/ whose job is not in the database (a crash between
-    /// deleting the row and the files).
+    /// deleting the row and the files), once their newest file is [`ORPHAN_AGE`] old.
     async fn remove_orphans(&self) {
         let base = self.storage.path("jobs");
         let Ok(listing) = self.storage.store.list_with_delimiter(Some(&base)).await else {
             return;
         };
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(ORPHAN_AGE).unwrap_or(chrono::Duration::zero());
         for p in listing.common_prefixes {
             let Some(id) = p.filename().map(str::to_string) else {
                 continue;
             };
-            if let Ok(None) = self.store.get(&id).await {
-                tracing::info!("deleting files of unknown job {id}");
-                if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
-                    tracing::warn!("job {id}: deleting its files: {e}");
-                }
+            if !matches!(self.store.get(&id).await, Ok(None)) {
+                continue;
+            }
+            let newest = self
+                .storage
+                .store
+                .list(Some(&p))
+                .filter_map(|m| async move { m.ok().map(|m| m.last_modified) })
+                .fold(None, |acc, t| async move { acc.max(Some(t)) })
+                .await;
+            if newest.is_some_and(|t| t > cutoff) {
+                continue;
+            }
+            tracing::info!("deleting files of unknown job {id}");
+            if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
+                tracing::warn!("job {id}: deleting its files: {e}");
             }
         }
     }
@@ -931,8 +1100,10 @@ impl Jobs {
             Ok(ids) => {
                 for id in ids {
                     tracing::info!("job {id}: destruction time reached");
-                    if let Err(e) = self.delete(&id).await {
-                        tracing::warn!("job {id}: destroying it: {e}");
+                    match self.delete(&id).await {
+                        // Another server sharing the store destroyed it first.
+                        Ok(()) | Err(JobError::NotFound(_)) => {}
+                        Err(e) => tracing::warn!("job {id}: destroying it: {e}"),
                     }
                 }
             }
