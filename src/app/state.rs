@@ -142,12 +142,17 @@ impl State {
         ));
         let service = config.service();
 
-        let uws_db = config.uws_database()?;
         let vospace_db = config.vospace_database()?;
         let postgres = config.metadata.postgres_url()?;
+        // The SQLite job database, when the jobs are not in PostgreSQL (`[uws] database` is
+        // then not needed, even with the data in object storage).
+        let uws_db = match postgres {
+            Some(_) => None,
+            None => Some(config.uws_database()?),
+        };
         let mut locks = vec![writer_lock(&vospace_db)?];
-        if postgres.is_none() {
-            locks.push(writer_lock(&uws_db)?);
+        if let Some(db) = &uws_db {
+            locks.push(writer_lock(db)?);
         }
         if storage.is_local() {
             // VOSpace's crash recovery deletes the objects of the data folder its database
@@ -157,8 +162,9 @@ impl State {
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
-        let store: Arc<dyn JobStore> = match postgres {
-            Some(url) => {
+        let store: Arc<dyn JobStore> = match (postgres, uws_db) {
+            (None, None) => anyhow::bail!("no job database: neither [metadata] url nor a SQLite file"),
+            (Some(url), _) => {
                 // Any number of servers share it: each job is run by the one holding its
                 // claim (uws::store).
                 let store = query_rt
@@ -167,7 +173,7 @@ impl State {
                 tracing::info!("UWS job database: {}", uws::postgres::redact(url));
                 Arc::new(store)
             }
-            None => {
+            (None, Some(uws_db)) => {
                 let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
                 tracing::info!("UWS job database: {}", uws_db.display());
                 Arc::new(store)
