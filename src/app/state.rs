@@ -163,7 +163,9 @@ impl State {
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
         let store: Arc<dyn JobStore> = match (postgres, uws_db) {
-            (None, None) => anyhow::bail!("no job database: neither [metadata] url nor a SQLite file"),
+            (None, None) => {
+                anyhow::bail!("no job database: neither [metadata] url nor a SQLite file")
+            }
             (Some(url), _) => {
                 // Any number of servers share it: each job is run by the one holding its
                 // claim (uws::store).

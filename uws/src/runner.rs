@@ -1448,6 +1448,103 @@ mod tests {
         assert!(jobs.list(&listed(Some("bob"))).await.unwrap().is_empty());
     }
 
+    /// Two services on one store (as two processes on one database, without notifications):
+    /// each job runs once, a job a dead service held is taken over once its lease runs out,
+    /// and an abort made through one service stops the job running in the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn services_sharing_a_store_share_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 1,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        // A job a service that died had claimed and started.
+        let now = now_ms();
+        let ghost = Job {
+            id: "ghost-job".into(),
+            kind: "echo".into(),
+            run_id: None,
+            owner: None,
+            phase: Phase::Queued,
+            creation_time: now - 1000,
+            start_time: None,
+            end_time: None,
+            execution_duration: 60,
+            destruction: now + 3_600_000,
+            parameters: vec![("QUERY".into(), "late".into())],
+            uploads: vec![],
+            job_info: None,
+            origin: None,
+            error: None,
+            results: vec![],
+        };
+        assert!(store.create(&ghost).await.unwrap());
+        let lease = Duration::from_millis(300);
+        store.claim("echo", "dead", lease).await.unwrap().unwrap();
+        store
+            .update_held(
+                "ghost-job",
+                "dead",
+                &[],
+                Box::new(|j| j.phase = Phase::Executing),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let services: Vec<Arc<Jobs>> = (0..2)
+            .map(|_| {
+                let jobs = Jobs::new(store.clone(), storage.clone(), cfg.clone());
+                jobs.start(vec![Kind {
+                    name: "echo",
+                    executor: Arc::new(Echo),
+                    max_running: 2,
+                }])
+                .unwrap();
+                jobs
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let j = submit(&services[i % 2], None, &format!("q{i}")).await;
+            ids.push((j.id, format!("q{i}")));
+        }
+        ids.push(("ghost-job".into(), "late".into()));
+        for (id, query) in &ids {
+            let done = settle(&services[0], id).await;
+            assert_eq!(done.phase, Phase::Completed, "{done:?}");
+            let r = done.result("result").unwrap();
+            let body: Vec<Bytes> = services[1]
+                .open_result(r)
+                .await
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect()
+                .await;
+            assert_eq!(body.concat(), query.as_bytes());
+        }
+        // An abort through the service that does not run the job.
+        let sleeping = submit(&services[0], None, "SLEEP").await;
+        services[0]
+            .wait(&sleeping.id, Some(Phase::Queued), 5)
+            .await
+            .unwrap();
+        let runs = |s: &Jobs| lock(&s.running).contains_key(&sleeping.id);
+        let runner = services.iter().position(|s| runs(s)).unwrap();
+        let other = &services[1 - runner];
+        assert!(!runs(other));
+        other.abort(&sleeping.id).await.unwrap();
+        let mut waited = 0;
+        while runs(&services[runner]) {
+            waited += 1;
+            assert!(waited < 100, "the job still runs 2 s after its abort");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(other.get(&sleeping.id).await.unwrap().phase, Phase::Aborted);
+    }
+
     #[test]
     fn result_extensions() {
         assert_eq!(extension("application/x-votable+xml"), "vot");
