@@ -55,15 +55,16 @@ pub struct Config {
 }
 
 /// `[metadata]`: a PostgreSQL database for the service's records instead of the embedded
-/// SQLite files. Today it holds the UWS jobs (`[uws] database` is then unused); the VOSpace
-/// records stay in `[vospace] database`.
+/// SQLite files. Today it holds the UWS jobs (`[uws] database` is then unused), which several
+/// servers may share; the VOSpace records stay in `[vospace] database`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {
     /// `postgres://user:password@host:port/database`; `$VOSTOK_METADATA_URL`, when set,
     /// takes its place (so that the password need not be written in a file). Not set: SQLite.
     pub url: Option<String>,
-    /// Connections to it at most, per server.
+    /// Connections to it at most, per server (plus one listening for the job changes other
+    /// servers make).
     pub connections: usize,
 }
 
