@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,17 +154,25 @@ pub struct Jobs {
     store: Arc<dyn JobStore>,
     storage: Storage,
     cfg: UwsConfig,
-    /// Who this process is in the claims it makes.
-    holder: String,
+    /// Who this process is in the claims it makes (each claim's token starts with it).
+    process: String,
+    /// Claims made so far (the end of each claim's token).
+    claims: AtomicU64,
     /// Per kind, what wakes its dispatcher: a job of that kind may be waiting.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Jobs claimed here and not yet ended, with the means to stop them.
-    running: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Running jobs stopped because another process took them over: their files are that
-    /// process's now.
+    running: Mutex<HashMap<String, Running>>,
+    /// The claims (tokens) of runs stopped because the job was claimed again (by another
+    /// process, or by this one after its lease ran out): their files are the new run's.
     lost: Mutex<HashSet<String>>,
     /// Ticks on every phase change seen (what blocking WAITs wait on).
     changes: watch::Sender<u64>,
+}
+
+/// A job running here: the claim it runs under, and what stops it.
+struct Running {
+    token: String,
+    stop: oneshot::Sender<()>,
 }
 
 /// File name extension of a stored result, from its MIME type.
@@ -196,12 +205,13 @@ impl Jobs {
     /// A job service over `store`, keeping files (uploads, results) in `storage`.
     pub fn new(store: Arc<dyn JobStore>, storage: Storage, cfg: UwsConfig) -> Arc<Jobs> {
         let (changes, _) = watch::channel(0);
-        let holder = format!("{}/{}", std::process::id(), new_job_id());
+        let process = format!("{}/{}", std::process::id(), new_job_id());
         Arc::new(Jobs {
             store,
             storage,
             cfg,
-            holder,
+            process,
+            claims: AtomicU64::new(0),
             wakers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             lost: Mutex::new(HashSet::new()),
@@ -688,8 +698,51 @@ impl Jobs {
     }
 
     fn stop_running(&self, id: &str) {
-        if let Some(tx) = lock(&self.running).remove(id) {
-            let _ = tx.send(());
+        if let Some(r) = lock(&self.running).remove(id) {
+            let _ = r.stop.send(());
+        }
+    }
+
+    /// Stops the run of job `id` under the claim `token`, if that is the one running here.
+    fn stop_claim(&self, id: &str, token: &str) {
+        let stopped = {
+            let mut running = lock(&self.running);
+            match running.get(id) {
+                Some(r) if r.token == token => running.remove(id),
+                _ => None,
+            }
+        };
+        if let Some(r) = stopped {
+            let _ = r.stop.send(());
+        }
+    }
+
+    /// Records that job `id` runs here under the claim `token`; what stops it. An earlier run
+    /// of the same job here (its lease ran out unrenewed, a database that did not answer, and
+    /// this process claimed it again) stops, and leaves its files to the new one.
+    fn register(&self, id: &str, token: &str) -> oneshot::Receiver<()> {
+        let (stop, stopped) = oneshot::channel();
+        let running = Running {
+            token: token.to_string(),
+            stop,
+        };
+        let earlier = lock(&self.running).insert(id.to_string(), running);
+        if let Some(earlier) = earlier {
+            tracing::warn!(
+                "job {id}: claimed again here while an earlier run of it had not stopped: \
+                 stopping that run"
+            );
+            lock(&self.lost).insert(earlier.token);
+            let _ = earlier.stop.send(());
+        }
+        stopped
+    }
+
+    /// Job `id` no longer runs here under the claim `token`.
+    fn unregister(&self, id: &str, token: &str) {
+        let mut running = lock(&self.running);
+        if running.get(id).is_some_and(|r| r.token == token) {
+            running.remove(id);
         }
     }
 
@@ -704,19 +757,20 @@ impl Jobs {
             let Ok(permit) = pool.clone().acquire_owned().await else {
                 return;
             };
-            let claimed = loop {
-                match self
-                    .store
-                    .claim(kind.name, &self.holder, self.lease())
-                    .await
-                {
+            let (claimed, token) = loop {
+                let token = format!(
+                    "{}/{}",
+                    self.process,
+                    self.claims.fetch_add(1, Ordering::Relaxed)
+                );
+                match self.store.claim(kind.name, &token, self.lease()).await {
                     Ok(found) => {
                         if failing {
                             tracing::info!("{} jobs: the job database answers again", kind.name);
                             failing = false;
                         }
                         if let Some(c) = found {
-                            break c;
+                            break (c, token);
                         }
                     }
                     Err(e) => {
@@ -746,8 +800,7 @@ impl Jobs {
                 );
             }
             // Registered before anything else, so that an abort from now on is not lost.
-            let (abort_tx, abort_rx) = oneshot::channel::<()>();
-            lock(&self.running).insert(job.id.clone(), abort_tx);
+            let abort_rx = self.register(&job.id, &token);
             let me = self.clone();
             let executor = kind.executor.clone();
             tokio::spawn(async move {
@@ -756,22 +809,30 @@ impl Jobs {
                 let heartbeat = {
                     let me = me.clone();
                     let id = id.clone();
-                    tokio::spawn(async move { me.heartbeat(&id).await })
+                    let token = token.clone();
+                    tokio::spawn(async move { me.heartbeat(&id, &token).await })
                 };
                 // Its own task: a panic in a job ends that job (ERROR), never the service.
                 let inner = {
                     let me = me.clone();
-                    tokio::spawn(async move { me.execute(executor.as_ref(), job, abort_rx).await })
+                    let token = token.clone();
+                    tokio::spawn(async move {
+                        me.execute(executor.as_ref(), job, &token, abort_rx).await
+                    })
                 };
                 let ended = inner.await;
                 heartbeat.abort();
                 if let Err(e) = ended {
                     tracing::error!("job {id}: its task failed: {e}");
-                    lock(&me.running).remove(&id);
-                    me.fail(&id, "the job failed inside the server (see its log)".into())
-                        .await;
+                    me.unregister(&id, &token);
+                    me.fail(
+                        &id,
+                        &token,
+                        "the job failed inside the server (see its log)".into(),
+                    )
+                    .await;
                 }
-                lock(&me.lost).remove(&id);
+                lock(&me.lost).remove(&token);
             });
         }
     }
@@ -779,12 +840,12 @@ impl Jobs {
     /// Renews this process's claim on a job it runs, every third of the lease, until it ends;
     /// stops it when the job was aborted or deleted, or when another process took it over.
     /// A failing store is retried (the job goes on meanwhile).
-    async fn heartbeat(&self, id: &str) {
+    async fn heartbeat(&self, id: &str, token: &str) {
         let every = (self.lease() / 3).max(Duration::from_millis(100));
         let mut failing = false;
         loop {
             tokio::time::sleep(every).await;
-            match self.store.renew(id, &self.holder, self.lease()).await {
+            match self.store.renew(id, token, self.lease()).await {
                 Ok(Renewal::Held) => {
                     if failing {
                         tracing::info!("job {id}: its claim is renewed again");
@@ -792,10 +853,7 @@ impl Jobs {
                     }
                 }
                 Ok(Renewal::Gone | Renewal::Ended(_)) => {
-                    if lock(&self.running).contains_key(id) {
-                        tracing::info!("job {id}: aborted or deleted elsewhere: stopping it");
-                        self.stop_running(id);
-                    }
+                    self.stop_claim(id, token);
                     return;
                 }
                 Ok(Renewal::Lost) => {
@@ -804,8 +862,8 @@ impl Jobs {
                          server took the job over: stopping it here, leaving its files to that \
                          server"
                     );
-                    lock(&self.lost).insert(id.to_string());
-                    self.stop_running(id);
+                    lock(&self.lost).insert(token.to_string());
+                    self.stop_claim(id, token);
                     return;
                 }
                 Err(e) => {
@@ -821,8 +879,15 @@ impl Jobs {
         }
     }
 
-    /// Executes one job this process claimed (QUEUED); `abort` fires when it is to stop.
-    async fn execute(&self, executor: &dyn Executor, queued: Job, abort_rx: oneshot::Receiver<()>) {
+    /// Executes one job this process claimed (QUEUED) under the claim `token`; `abort_rx`
+    /// fires when it is to stop.
+    async fn execute(
+        &self,
+        executor: &dyn Executor,
+        queued: Job,
+        token: &str,
+        abort_rx: oneshot::Receiver<()>,
+    ) {
         let id = queued.id.clone();
         let id = id.as_str();
         // What an earlier run (a process that died, or before a restart) may have left.
@@ -831,8 +896,8 @@ impl Jobs {
         let early = match executor.prepare(&queued).await {
             Ok(results) => results,
             Err(message) => {
-                lock(&self.running).remove(id);
-                self.fail(id, message).await;
+                self.unregister(id, token);
+                self.fail(id, token, message).await;
                 return;
             }
         };
@@ -840,7 +905,7 @@ impl Jobs {
             .store
             .update_held(
                 id,
-                &self.holder,
+                token,
                 &[Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Executing;
@@ -855,14 +920,14 @@ impl Jobs {
             Ok(Some(job)) => job,
             // Aborted or deleted while it waited (or taken over: it is that process's now).
             Ok(None) => {
-                lock(&self.running).remove(id);
+                self.unregister(id, token);
                 return;
             }
             Err(e) => {
                 tracing::error!("job {id}: cannot start it: {e}");
-                lock(&self.running).remove(id);
+                self.unregister(id, token);
                 // Another process (or this one, later) may take it at once.
-                if let Err(e) = self.store.release(id, &self.holder).await {
+                if let Err(e) = self.store.release(id, token).await {
                     tracing::warn!("job {id}: giving up its claim: {e}");
                 }
                 return;
@@ -887,13 +952,14 @@ impl Jobs {
         };
         let outcome = executor.run(&job, &mut ctx).await;
         drop(ctx);
-        lock(&self.running).remove(id);
+        self.unregister(id, token);
         match outcome {
-            Outcome::Done(results) => self.complete(id, results).await,
-            Outcome::Failed(message) => self.fail(id, message).await,
+            Outcome::Done(results) => self.complete(id, token, results).await,
+            Outcome::Failed(message) => self.fail(id, token, message).await,
             Outcome::Stopped(Stop::Timeout) => {
                 self.fail(
                     id,
+                    token,
                     format!(
                         "the job ran longer than its execution duration of {secs} s and was \
                          stopped"
@@ -902,7 +968,7 @@ impl Jobs {
                 .await
             }
             Outcome::Stopped(Stop::Aborted) => {
-                if lock(&self.lost).contains(id) {
+                if lock(&self.lost).contains(token) {
                     tracing::info!("job {id}: stopped here; it runs elsewhere");
                 } else {
                     // Whoever aborted or deleted it has set its phase already.
@@ -926,8 +992,9 @@ impl Jobs {
         }
     }
 
-    /// An EXECUTING job goes to COMPLETED with `results`.
-    async fn complete(&self, id: &str, results: Vec<JobResult>) {
+    /// An EXECUTING job this process holds under the claim `token` goes to COMPLETED with
+    /// `results`.
+    async fn complete(&self, id: &str, token: &str, results: Vec<JobResult>) {
         let paths: Vec<String> = results
             .iter()
             .filter(|r| r.link.is_none())
@@ -938,7 +1005,7 @@ impl Jobs {
             .store
             .update_held(
                 id,
-                &self.holder,
+                token,
                 &[Phase::Executing],
                 Box::new(move |j| {
                     j.phase = Phase::Completed;
@@ -968,14 +1035,14 @@ impl Jobs {
         }
     }
 
-    /// A job this process holds goes to ERROR with `message`.
-    async fn fail(&self, id: &str, message: String) {
+    /// A job this process holds under the claim `token` goes to ERROR with `message`.
+    async fn fail(&self, id: &str, token: &str, message: String) {
         tracing::info!("job {id}: error: {message}");
         let failed = self
             .store
             .update_held(
                 id,
-                &self.holder,
+                token,
                 &[Phase::Executing, Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Error;
@@ -1543,6 +1610,67 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(other.get(&sleeping.id).await.unwrap().phase, Phase::Aborted);
+    }
+
+    /// A job this service runs whose claim it loses (released here, as when its lease ran
+    /// out while the database did not answer) and claims again: the earlier run stops and
+    /// the new one is the job's, abortable as any.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_claimed_again_here_stops_its_earlier_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 1,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store.clone(), storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 2,
+        }])
+        .unwrap();
+        let id = submit(&jobs, None, "SLEEP").await.id;
+        jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        let token = |jobs: &Jobs| lock(&jobs.running).get(&id).map(|r| r.token.clone());
+        let first = token(&jobs).unwrap();
+        assert!(store.release(&id, &first).await.unwrap());
+        let mut tries = 0;
+        while token(&jobs).is_none_or(|t| t == first) || !lock(&jobs.lost).is_empty() {
+            tries += 1;
+            assert!(
+                tries < 200,
+                "not claimed again, or the earlier run did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = token(&jobs).unwrap();
+        let again = jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        assert_eq!(again.phase, Phase::Executing);
+        assert_eq!(
+            store
+                .renew(&id, &first, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Renewal::Lost
+        );
+        assert_eq!(
+            store
+                .renew(&id, &second, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Renewal::Held
+        );
+        jobs.abort(&id).await.unwrap();
+        assert_eq!(settle(&jobs, &id).await.phase, Phase::Aborted);
+        let mut tries = 0;
+        while token(&jobs).is_some() {
+            tries += 1;
+            assert!(tries < 200, "the new run did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]
