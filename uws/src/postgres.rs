@@ -111,8 +111,20 @@ struct Db {
     pool: Pool,
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+/// The error with its causes: tokio-postgres says only "db error" at the top, PostgreSQL's
+/// own message is the cause.
+fn db_err(e: impl std::error::Error) -> StoreError {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    StoreError(msg)
 }
 
 /// The URL without its password, for messages and logs.

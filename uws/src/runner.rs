@@ -1673,6 +1673,100 @@ mod tests {
         }
     }
 
+    /// PostgreSQL stops and starts again under a running service: requests fail meanwhile,
+    /// then jobs run again, and changes made elsewhere are heard again (the listening
+    /// connection is opened again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_runner_outlives_a_postgresql_restart() {
+        let cluster = crate::pgtest::Cluster::start().unwrap();
+        let url = cluster.database("uws").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(crate::PgStore::open(&url, 4).await.unwrap());
+        // A long poll interval: a WAIT that returns at once was woken by a notification.
+        let cfg = UwsConfig {
+            lease_seconds: 2,
+            poll_ms: 10_000,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store, storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 2,
+        }])
+        .unwrap();
+        let before = settle(&jobs, &submit(&jobs, None, "before").await.id).await;
+        assert_eq!(before.phase, Phase::Completed);
+
+        cluster.pg_stop().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = jobs
+            .create(
+                jobs.new_id(),
+                NewJob {
+                    kind: "echo".into(),
+                    ..Default::default()
+                },
+                true,
+            )
+            .await;
+        assert!(matches!(refused, Err(JobError::Internal(_))), "{refused:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.pg_start().unwrap();
+
+        // A connection of the pool may still be the old server's for a moment.
+        let mut tries = 0;
+        let created = loop {
+            let new = NewJob {
+                kind: "echo".into(),
+                parameters: vec![("QUERY".into(), "after".into())],
+                ..Default::default()
+            };
+            match jobs.create(jobs.new_id(), new, true).await {
+                Ok(j) => break j,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 50, "{e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let after = settle(&jobs, &created.id).await;
+        assert_eq!(after.phase, Phase::Completed);
+        // Another process's change wakes a WAIT here once the listener is back.
+        let other = crate::PgStore::open(&url, 1).await.unwrap();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries < 30, "no change made elsewhere is heard");
+            let mut pending = submit(&jobs, None, "x").await;
+            pending.id = jobs.new_id();
+            pending.kind = "elsewhere".into();
+            pending.phase = Phase::Pending;
+            assert!(other.create(&pending).await.unwrap());
+            let id = pending.id.clone();
+            let waiting = {
+                let jobs = jobs.clone();
+                tokio::spawn(async move {
+                    let t0 = tokio::time::Instant::now();
+                    let j = jobs.wait(&id, Some(Phase::Pending), 3).await.unwrap();
+                    (j.phase, t0.elapsed())
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            other
+                .update(&pending.id, &[], Box::new(|j| j.phase = Phase::Held))
+                .await
+                .unwrap()
+                .unwrap();
+            let (phase, took) = waiting.await.unwrap();
+            if phase == Phase::Held && took < Duration::from_secs(2) {
+                break;
+            }
+        }
+    }
+
     #[test]
     fn result_extensions() {
         assert_eq!(extension("application/x-votable+xml"), "vot");
