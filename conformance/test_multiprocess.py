@@ -15,6 +15,8 @@ requests round-robin over them (its configuration in a temporary folder).
   is SIGKILLed half-way: every job ends COMPLETED exactly once with the right answer, the
   jobs the dead server was executing are taken over once their lease runs out, and none is
   lost or run twice to completion.
+* A server stopped with SIGTERM hands the jobs it runs over: another server runs them again at
+  once, not after their lease.
 """
 
 from __future__ import annotations
@@ -463,3 +465,27 @@ def test_jobs_through_nginx_survive_a_server_killed_half_way(group):
     print(f"{JOBS} jobs through nginx; server {victim.name} SIGKILLed at {killed_at:.1f} s "
           f"executing {len(executing_at_kill)} job(s), taken over: {len(taken)}; all COMPLETED "
           f"after {all_done:.1f} s; completions per server: {per_server}")
+
+
+def test_a_stopping_server_hands_its_running_jobs_over_at_once(group):
+    procs, lb, _db = group
+    alive = [p for p in procs if p.alive()]
+    assert len(alive) >= 2, "the servers the earlier tests left running"
+    url = create(lb, SLOW, run=True)
+    jid = job_id(url)
+    wait_for("the slow job executing", lambda: phase(url) == "EXECUTING", 60)
+    runner = wait_for("a log naming the server running it", lambda: runner_of(alive, jid), 10)
+    other = next(p for p in alive if p is not runner)
+    runner.stop()  # SIGTERM: it hands its running jobs over as it stops
+    stopped = time.monotonic()
+    assert f"job {jid}: handed over as the server stops" in runner.text(), runner.tail()
+    wait_for(f"{other.name} running job {jid}",
+             lambda: f"job {jid} (tap): executing" in other.text(), 30)
+    took = time.monotonic() - stopped
+    print(f"{runner.name} stopped (SIGTERM); {other.name} ran its job after {took:.2f} s")
+    # Not the lease running out, nor polling: the release is announced.
+    assert took < min(LEASE_SECONDS, POLL_MS / 1000) - 0.5, f"taken over after {took:.1f} s"
+    r = http_post(f"{other.base_url}/tap/async/{jid}/phase", data={"PHASE": "ABORT"},
+                  allow_redirects=False)
+    assert r.status_code == 303, r.text[:300]
+    assert phase(f"{other.base_url}/tap/async/{jid}") == "ABORTED"

@@ -708,7 +708,8 @@ impl JobStore for Db {
         let c = self.conn().await?;
         let n = c
             .execute(
-                "UPDATE uws_jobs SET claimed_by = NULL, lease_until = NULL \
+                "UPDATE uws_jobs SET claimed_by = NULL, lease_until = NULL, phase = 'QUEUED', \
+                 start_time = CASE WHEN phase = 'EXECUTING' THEN NULL ELSE start_time END \
                  WHERE id = $1 AND claimed_by = $2",
                 &[&id, &holder],
             )

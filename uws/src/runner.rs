@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,6 +158,8 @@ pub struct Jobs {
     process: String,
     /// Claims made so far (the end of each claim's token).
     claims: AtomicU64,
+    /// The server is stopping: no more claims ([`Jobs::hand_over`]).
+    stopping: AtomicBool,
     /// Per kind, what wakes its dispatcher: a job of that kind may be waiting.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Jobs claimed here and not yet ended, with the means to stop them.
@@ -212,6 +214,7 @@ impl Jobs {
             cfg,
             process,
             claims: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             wakers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             lost: Mutex::new(HashSet::new()),
@@ -267,6 +270,32 @@ impl Jobs {
             }
         });
         Ok(())
+    }
+
+    /// When the server stops: claims no more jobs, and gives up the claims of the jobs
+    /// running here and stops them; another server, or this one restarted, runs them again
+    /// from the start at once rather than once their leases run out. Their files are left to
+    /// that run.
+    pub async fn hand_over(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let running: Vec<(String, String)> = lock(&self.running)
+            .iter()
+            .map(|(id, r)| (id.clone(), r.token.clone()))
+            .collect();
+        for (id, token) in running {
+            lock(&self.lost).insert(token.clone());
+            self.stop_claim(&id, &token);
+            match self.store.release(&id, &token).await {
+                Ok(true) => {
+                    tracing::info!("job {id}: handed over as the server stops: it runs again")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "job {id}: giving up its claim as the server stops: {e}; it runs again once \
+                     its lease runs out"
+                ),
+            }
+        }
     }
 
     /// A fresh identifier for a job about to be created (its uploads are stored under it
@@ -758,6 +787,9 @@ impl Jobs {
                 return;
             };
             let (claimed, token) = loop {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 let token = format!(
                     "{}/{}",
                     self.process,
@@ -791,6 +823,13 @@ impl Jobs {
                 }
             };
             let job = claimed.job;
+            if self.stopping.load(Ordering::SeqCst) {
+                // Claimed as the server began to stop: another server runs it.
+                if let Err(e) = self.store.release(&job.id, &token).await {
+                    tracing::warn!("job {}: giving up its claim: {e}", job.id);
+                }
+                return;
+            }
             if claimed.taken_over {
                 tracing::info!(
                     "job {} ({}): the server running it stopped renewing its claim: it runs \
@@ -1765,6 +1804,46 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// A stopping service hands its running jobs over: QUEUED again at once (not after their
+    /// lease) for another service, and it claims none itself any more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_service_hands_its_jobs_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 600,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store.clone(), storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 1,
+        }])
+        .unwrap();
+        let id = submit(&jobs, None, "SLEEP").await.id;
+        jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        let token = |jobs: &Jobs| lock(&jobs.running).get(&id).map(|r| r.token.clone());
+        assert!(token(&jobs).is_some());
+        jobs.hand_over().await;
+        let handed = jobs.get(&id).await.unwrap();
+        assert_eq!((handed.phase, handed.start_time), (Phase::Queued, None));
+        let mut tries = 0;
+        while token(&jobs).is_some() {
+            tries += 1;
+            assert!(tries < 200, "the run here did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nothing is claimed here any more; another service takes it at once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(jobs.get(&id).await.unwrap().phase, Phase::Queued);
+        let lease = Duration::from_secs(30);
+        let taken = store.claim("echo", "next", lease).await.unwrap().unwrap();
+        assert_eq!(taken.job.id, id);
     }
 
     #[test]

@@ -430,7 +430,8 @@ impl JobStore for SqliteStore {
         let holder = holder.to_string();
         self.with(move |c| {
             let n = c.execute(
-                "UPDATE jobs SET claimed_by = NULL, lease_until = NULL \
+                "UPDATE jobs SET claimed_by = NULL, lease_until = NULL, phase = 'QUEUED', \
+                 start_time = CASE WHEN phase = 'EXECUTING' THEN NULL ELSE start_time END \
                  WHERE id = ?1 AND claimed_by = ?2",
                 params![id, holder],
             )?;

@@ -92,8 +92,9 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Option<Claimed>, StoreError>;
     /// Extends `holder`'s claim on job `id` to `lease` from now, when it still holds it.
     async fn renew(&self, id: &str, holder: &str, lease: Duration) -> Result<Renewal, StoreError>;
-    /// Gives up `holder`'s claim on job `id` (another server may claim it at once); false when
-    /// it did not hold it.
+    /// Gives up `holder`'s claim on job `id`: it is QUEUED again (without its start time, if
+    /// it was EXECUTING), unclaimed, and any server may claim it at once and run it from the
+    /// start; false when `holder` did not hold it.
     async fn release(&self, id: &str, holder: &str) -> Result<bool, StoreError>;
     /// [`JobStore::update`], only while `holder` holds the job's claim.
     async fn update_held(
@@ -305,9 +306,15 @@ pub(crate) mod tests {
                 .await
                 .unwrap()
                 .is_none());
-            // Released: claimable at once.
+            // Released (EXECUTING): QUEUED again, claimable at once.
+            s.update_held("l1", "taker", &[], Box::new(start))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(!s.release("l1", holder).await.unwrap());
             assert!(s.release("l1", "taker").await.unwrap());
+            let released = s.get("l1").await.unwrap().unwrap();
+            assert_eq!((released.phase, released.start_time), (Phase::Queued, None));
             let again = s.claim("lease", "third", lease).await.unwrap().unwrap();
             assert_eq!(again.job.id, "l1");
             assert!(!again.taken_over);
