@@ -315,7 +315,7 @@ async fn listen_once(
 ) -> String {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(c) => c,
-        Err(e) => return e.to_string(),
+        Err(e) => return db_err(e).0,
     };
     let (heard_tx, mut heard) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
@@ -328,14 +328,14 @@ async fn listen_once(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => return e.to_string(),
+                Err(e) => return db_err(e).0,
             }
         }
         "the connection closed".to_string()
     });
     if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
         driver.abort();
-        return e.to_string();
+        return db_err(e).0;
     }
     if *failing {
         tracing::info!("job database {shown}: listening to job changes again");
@@ -357,7 +357,7 @@ async fn listen_once(
             },
             _ = check.tick() => {
                 if let Err(e) = client.batch_execute("SELECT 1").await {
-                    break e.to_string();
+                    break db_err(e).0;
                 }
             }
         }
