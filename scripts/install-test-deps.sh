@@ -6,7 +6,8 @@
 #         by xvfb-run in conformance/test_products.py), postgresql-15 (the second oracle of
 #         conformance/test_differential_pg.py: a private cluster started by the test),
 #         chromium (the browser conformance/test_portal.py drives), radosgw ceph-mon ceph-osd
-#         ceph-common (Ceph's S3 gateway on loopback: scripts/s3-up.sh, the S3 run of scripts/test.sh)
+#         ceph-common (Ceph's S3 gateway on loopback: scripts/s3-up.sh, the S3 run of scripts/test.sh),
+#         nginx (the load balancer in front of three servers in conformance/test_multiprocess.py)
 #   venv: pyvo astropy hats pytest pytest-timeout numpy requests pyarrow vos (OpenCADC VOSpace client)
 #         psycopg[binary] (PostgreSQL driver) playwright (drives Debian's chromium; no browser
 #         download) axe-playwright-python (axe-core accessibility checks) boto3 (reads the test
@@ -32,6 +33,7 @@ command -v xauth   >/dev/null 2>&1 || need_apt+=(xauth)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 pg_server_present() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; }
 pg_server_present || need_apt+=(postgresql-15)
+[[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
 for ceph in radosgw ceph-mon ceph-osd; do
     command -v "$ceph" >/dev/null 2>&1 || { need_apt+=(radosgw ceph-mon ceph-osd ceph-common); break; }
 done

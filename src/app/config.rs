@@ -56,14 +56,16 @@ pub struct Config {
 
 /// `[metadata]`: a PostgreSQL database for the service's records instead of the embedded
 /// SQLite files: the UWS jobs and the VOSpace records (nodes, users, tokens, groups, OIDC
-/// links, transfers); `[uws] database` and `[vospace] database` are then unused.
+/// links, transfers), which several servers may share; `[uws] database` and `[vospace]
+/// database` are then unused.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {
     /// `postgres://user:password@host:port/database`; `$VOSTOK_METADATA_URL`, when set,
     /// takes its place (so that the password need not be written in a file). Not set: SQLite.
     pub url: Option<String>,
-    /// Connections to it at most, per server.
+    /// Connections to it at most, per server (plus one listening for the job changes other
+    /// servers make).
     pub connections: usize,
 }
 

@@ -77,6 +77,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             config.service(),
         ));
         let draining = engine.clone();
+        let stopping_jobs = jobs.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(service.clone())
@@ -164,6 +165,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 "stopping: no new connections; running queries have {drain} s to finish"
             );
             draining.start_draining();
+            // Asynchronous jobs are not drained: the ones running here are handed over at once
+            // (another server sharing the job database, or this one restarted, runs them
+            // again), and no more are started here.
+            let handed =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stopping_jobs.hand_over())
+                    .await;
+            if handed.is_err() {
+                tracing::warn!(
+                    "handing the running jobs over took too long: they run again once their \
+                     leases run out"
+                );
+            }
             handle.stop(true).await;
         });
         server.await.context("server failed")

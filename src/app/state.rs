@@ -164,36 +164,44 @@ impl State {
         ));
         let service = config.service();
 
-        let uws_db = config.uws_database()?;
         let vospace_db = config.vospace_database()?;
         let postgres = config.metadata.postgres_url()?;
+        // The SQLite job database, when the jobs are not in PostgreSQL (`[uws] database` is
+        // then not needed, even with the data in object storage).
+        let uws_db = match postgres {
+            Some(_) => None,
+            None => Some(config.uws_database()?),
+        };
         let mut locks = Vec::new();
         if postgres.is_none() {
             locks.push(writer_lock(&vospace_db)?);
-            locks.push(writer_lock(&uws_db)?);
+        }
+        if let Some(db) = &uws_db {
+            locks.push(writer_lock(db)?);
         }
         if storage.is_local() {
-            // Crash recovery sweeps the data folder's objects: one server per data folder too,
-            // whatever databases it is given. (VOSpace's sweep is safe beside other servers
-            // sharing its PostgreSQL database; the job folders' is not yet, and two servers
-            // given different databases would each take the other's objects for leftovers.)
+            // One server per local data folder, whatever databases it is given: two servers
+            // given different databases would each take the other's objects for leftovers.
+            // (Servers sharing one PostgreSQL database sweep safely beside each other —
+            // VOSpace by its processes' liveness locks, the job folders by
+            // uws::runner::ORPHAN_AGE — and share a data folder in object storage.)
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
-        let store: Arc<dyn JobStore> = match postgres {
-            Some(url) => {
+        let store: Arc<dyn JobStore> = match (postgres, uws_db) {
+            (None, None) => {
+                anyhow::bail!("no job database: neither [metadata] url nor a SQLite file")
+            }
+            (Some(url), _) => {
+                // Any number of servers share it: each job is run by the one holding its
+                // claim (uws::store).
                 let store = query_rt
                     .block_on(PgStore::open(url, config.metadata.connections))
-                    .context("opening the UWS job database")?;
-                // Job recovery at start takes over every job left EXECUTING: one server per
-                // job database, as per SQLite file.
-                query_rt
-                    .block_on(store.lock_exclusive())
                     .context("opening the UWS job database")?;
                 tracing::info!("UWS job database: {}", uws::postgres::redact(url));
                 Arc::new(store)
             }
-            None => {
+            (None, Some(uws_db)) => {
                 let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
                 tracing::info!("UWS job database: {}", uws_db.display());
                 Arc::new(store)

@@ -29,4 +29,4 @@ pub use model::{
 pub use postgres::PgStore;
 pub use runner::{Executor, JobError, Jobs, Kind, NewJob, NewUpload, Outcome, RunContext, Stop};
 pub use sqlite::SqliteStore;
-pub use store::{JobStore, StoreError};
+pub use store::{Change, Claimed, JobStore, Renewal, StoreError};

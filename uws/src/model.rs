@@ -40,6 +40,13 @@ pub struct UwsConfig {
     /// Bytes of results kept for one owner's jobs (anonymous jobs: together); a new job is
     /// refused past it until some are deleted or destroyed.
     pub max_stored_bytes_per_user: u64,
+    /// Seconds a server's claim on a job holds without renewal. The server running a job
+    /// renews it every third of this; when a server dies, its jobs are taken over by another
+    /// (or by itself once restarted) this long after its last renewal.
+    pub lease_seconds: u64,
+    /// Milliseconds between two looks at the job database for work and for changes made by
+    /// other servers, when no notification came first (PostgreSQL notifies at once).
+    pub poll_ms: u64,
 }
 
 impl Default for UwsConfig {
@@ -57,6 +64,8 @@ impl Default for UwsConfig {
             max_active_per_user: 20,
             max_active_anonymous: 50,
             max_stored_bytes_per_user: 10 * 1024 * 1024 * 1024,
+            lease_seconds: 30,
+            poll_ms: 1000,
         }
     }
 }

@@ -93,14 +93,24 @@ impl Cluster {
                 "UTF8".as_ref(),
             ],
         )?;
+        if let Err(e) = cluster.pg_start() {
+            cluster.port = 0; // nothing to stop
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    /// Starts the server of the cluster (again).
+    pub fn pg_start(&self) -> Result<(), String> {
+        let data = self.dir.join("data");
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=40",
-            cluster.port,
-            cluster.dir.display()
+            self.port,
+            self.dir.display()
         );
-        let log = cluster.dir.join("log");
-        let started = cluster.run(
+        let log = self.dir.join("log");
+        let started = self.run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
@@ -115,12 +125,29 @@ impl Cluster {
                 "start".as_ref(),
             ],
         );
-        if let Err(e) = started {
+        started.map(|_| ()).map_err(|e| {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            cluster.port = 0; // nothing to stop
-            return Err(format!("{e}\n{tail}"));
-        }
-        Ok(cluster)
+            format!("{e}\n{tail}")
+        })
+    }
+
+    /// Stops the server of the cluster (its clients' connections are ended; `fast`, as the
+    /// cluster runs without `fsync` and synchronous commits), keeping its data:
+    /// [`Cluster::pg_start`] starts it again.
+    pub fn pg_stop(&self) -> Result<(), String> {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        )
+        .map(|_| ())
     }
 
     fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Result<String, String> {

@@ -5,6 +5,13 @@
 //! The schema is versioned in `vostok_schema` (one row per component, here `uws`); the
 //! migrations run in one transaction under an advisory lock, so that two servers starting at
 //! once on a new database do not both create it.
+//!
+//! Any number of servers share one database: a job is run by the server holding its claim
+//! ([`JobStore::claim`], `FOR UPDATE SKIP LOCKED`: claims at once never collide), and every
+//! phase change and deletion is announced on the channel [`CHANNEL`] (a trigger, so that
+//! whatever changes a row announces it), which each server listens to on a connection of its
+//! own ([`JobStore::changes`]): a blocking WAIT, an abort or a new job is seen by every
+//! server at once. Lease times are the database server's clock, the one clock all share.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -13,10 +20,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use crate::model::{Job, JobFilter, Phase};
-use crate::store::{Apply, JobStore, StoreError};
+use crate::store::{
+    claimable_phase, lease_ms, Apply, Change, Claimed, JobStore, Renewal, StoreError,
+};
 
 /// The advisory lock key every vostok migration takes ("vostok" in ASCII).
 const MIGRATION_LOCK: i64 = 0x766f_7374_6f6b;
@@ -46,14 +57,40 @@ CREATE INDEX uws_jobs_destruction ON uws_jobs (destruction);
 CREATE INDEX uws_jobs_owner ON uws_jobs (kind, owner, creation_time);
 ";
 
+/// Version 2: claims (the server running a job, and until when its claim holds without
+/// renewal, in ms since the epoch by the database's clock), and the notification of every
+/// phase change and deletion on [`CHANNEL`] (payload: the new phase, or `DELETED`, a space,
+/// the job's identifier).
+const MIGRATE_V2: &str = "
+ALTER TABLE uws_jobs ADD COLUMN claimed_by TEXT;
+ALTER TABLE uws_jobs ADD COLUMN lease_until BIGINT;
+CREATE INDEX uws_jobs_claimable ON uws_jobs (kind, creation_time)
+  WHERE phase IN ('QUEUED', 'EXECUTING');
+CREATE FUNCTION uws_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify('vostok_uws_jobs', 'DELETED ' || OLD.id);
+  ELSIF TG_OP = 'INSERT' OR OLD.phase IS DISTINCT FROM NEW.phase THEN
+    PERFORM pg_notify('vostok_uws_jobs', NEW.phase || ' ' || NEW.id);
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER uws_jobs_notify AFTER INSERT OR UPDATE OR DELETE ON uws_jobs
+  FOR EACH ROW EXECUTE FUNCTION uws_jobs_notify();
+";
+
+/// The channel phase changes are announced on.
+pub const CHANNEL: &str = "vostok_uws_jobs";
+
+/// Now, in ms since the epoch, by the database server's clock.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 /// The schema version this code reads and writes.
-const VERSION: i32 = 1;
+const VERSION: i32 = 2;
 
 const COLUMNS: &str = "id, kind, run_id, owner, phase, creation_time, start_time, end_time, \
 execution_duration, destruction, parameters, uploads, job_info, origin, error, results";
-
-/// The advisory lock a server holds for as long as it uses a job database.
-const SERVER_LOCK: i64 = 0x0076_6f73_746f_6b01;
 
 /// Jobs in a PostgreSQL database.
 ///
@@ -63,8 +100,10 @@ const SERVER_LOCK: i64 = 0x0076_6f73_746f_6b01;
 pub struct PgStore {
     db: Arc<Db>,
     rt: tokio::runtime::Handle,
-    /// The connection holding [`SERVER_LOCK`], once taken.
-    holder: Arc<tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>>,
+    /// Where the database is (the listening connection is not one of the pool's).
+    config: tokio_postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
 }
 
 /// The connection pool, used from the store's runtime only.
@@ -72,8 +111,20 @@ struct Db {
     pool: Pool,
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+/// The error with its causes: tokio-postgres says only "db error" at the top, PostgreSQL's
+/// own message is the cause.
+fn db_err(e: impl std::error::Error) -> StoreError {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    StoreError(msg)
 }
 
 /// The URL without its password, for messages and logs.
@@ -105,7 +156,7 @@ impl PgStore {
         // would shut it down from whichever thread dropped the store last.
         std::mem::forget(rt);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -118,12 +169,13 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(db_err)?;
+        let shown = redact(url);
         let store = PgStore {
             db: Arc::new(Db { pool }),
             rt: handle,
-            holder: Arc::new(tokio::sync::Mutex::new(None)),
+            config,
+            shown: shown.clone(),
         };
-        let shown = redact(url);
         store
             .on_rt(move |db| async move {
                 let mut c = db
@@ -145,39 +197,175 @@ impl PgStore {
     {
         self.rt.spawn(f(self.db.clone())).await.map_err(db_err)?
     }
-
-    /// Makes this server the only one using the database until it exits: a second one is
-    /// refused (the jobs a server finds EXECUTING when it starts are taken to be its own
-    /// interrupted ones).
-    pub async fn lock_exclusive(&self) -> Result<(), StoreError> {
-        let holder = self.holder.clone();
-        self.on_rt(move |db| async move {
-            let mut holder = holder.lock().await;
-            if holder.is_some() {
-                return Ok(());
-            }
-            let c = Object::take(db.conn().await?);
-            let got: bool = c
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
-                .await
-                .map_err(db_err)?
-                .get(0);
-            if !got {
-                return Err(StoreError(
-                    "another vostok server is using this job database (one server per database)"
-                        .into(),
-                ));
-            }
-            *holder = Some(c);
-            Ok(())
-        })
-        .await
-    }
 }
 
 impl Db {
     async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(db_err)
+    }
+
+    /// `update` and `update_held` (`holder` given) in one transaction. A job leaving QUEUED
+    /// and EXECUTING loses its claim.
+    async fn update_in(
+        &self,
+        id: &str,
+        holder: Option<&str>,
+        from: &[Phase],
+        apply: Apply,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {COLUMNS}, claimed_by FROM uws_jobs WHERE id = $1 FOR UPDATE"),
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut job = job_from_row(&row)?;
+        if !from.is_empty() && !from.contains(&job.phase) {
+            return Ok(None);
+        }
+        if let Some(holder) = holder {
+            let claimed_by: Option<String> = row.try_get(16).map_err(db_err)?;
+            if claimed_by.as_deref() != Some(holder) {
+                return Ok(None);
+            }
+        }
+        apply(&mut job);
+        let keep_claim = claimable_phase(job.phase);
+        tx.execute(
+            "UPDATE uws_jobs SET run_id = $2, phase = $3, start_time = $4, end_time = $5, \
+             execution_duration = $6, destruction = $7, parameters = $8, uploads = $9, \
+             job_info = $10, error = $11, results = $12, \
+             claimed_by = CASE WHEN $13 THEN claimed_by END, \
+             lease_until = CASE WHEN $13 THEN lease_until END WHERE id = $1",
+            &[
+                &id,
+                &job.run_id,
+                &job.phase.as_str(),
+                &job.start_time,
+                &job.end_time,
+                &to_i64(job.execution_duration),
+                &job.destruction,
+                &to_json(&job.parameters)?,
+                &to_json(&job.uploads)?,
+                &job.job_info,
+                &job.error,
+                &to_json(&job.results)?,
+                &keep_claim,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(job))
+    }
+}
+
+/// A notification's payload (`PHASE id`, `DELETED id`) as a change.
+fn parse_change(payload: &str) -> Option<Change> {
+    let (phase, id) = payload.split_once(' ')?;
+    let phase = match phase {
+        "DELETED" => None,
+        p => Some(Phase::parse(p).unwrap_or(Phase::Unknown)),
+    };
+    Some(Change {
+        id: id.to_string(),
+        phase,
+    })
+}
+
+/// Seconds between two checks that the listening connection is alive (a dead one is
+/// replaced), and the longest wait before connecting again after a failure.
+const LISTEN_CHECK: Duration = Duration::from_secs(15);
+
+/// Listens to [`CHANNEL`] on a connection of its own and forwards what it hears to `tx`,
+/// until nobody receives: a lost connection is logged and opened again.
+async fn listen(config: tokio_postgres::Config, shown: String, tx: mpsc::UnboundedSender<Change>) {
+    let mut backoff = Duration::from_millis(200);
+    let mut failing = false;
+    while !tx.is_closed() {
+        let ended = listen_once(&config, &tx, &mut failing, &shown).await;
+        if tx.is_closed() {
+            return;
+        }
+        if !failing {
+            tracing::warn!(
+                "job database {shown}: listening to job changes stopped ({ended}); \
+                 connecting again (meanwhile other servers' changes are seen by polling)"
+            );
+            failing = true;
+            backoff = Duration::from_millis(200);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LISTEN_CHECK);
+    }
+}
+
+/// One listening connection, until it fails: why it ended.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tx: &mpsc::UnboundedSender<Change>,
+    failing: &mut bool,
+    shown: &str,
+) -> String {
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(c) => c,
+        Err(e) => return db_err(e).0,
+    };
+    let (heard_tx, mut heard) = mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if heard_tx.send(n.payload().to_string()).is_err() {
+                        return "stopped".to_string();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return db_err(e).0,
+            }
+        }
+        "the connection closed".to_string()
+    });
+    if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+        driver.abort();
+        return db_err(e).0;
+    }
+    if *failing {
+        tracing::info!("job database {shown}: listening to job changes again");
+        *failing = false;
+    }
+    let mut check = tokio::time::interval(LISTEN_CHECK);
+    check.tick().await;
+    let why = loop {
+        tokio::select! {
+            heard_one = heard.recv() => match heard_one {
+                Some(payload) => {
+                    if let Some(change) = parse_change(&payload) {
+                        if tx.send(change).is_err() {
+                            break "stopped".to_string();
+                        }
+                    }
+                }
+                None => break "the connection ended".to_string(),
+            },
+            _ = check.tick() => {
+                if let Err(e) = client.batch_execute("SELECT 1").await {
+                    break db_err(e).0;
+                }
+            }
+        }
+    };
+    driver.abort();
+    match driver.await {
+        Ok(driver_why) => driver_why,
+        Err(_) => why,
     }
 }
 
@@ -208,7 +396,7 @@ async fn migrate(c: &mut Object) -> Result<(), StoreError> {
             "the job database has schema version {version}, newer than this vostok's {VERSION}"
         )));
     }
-    let steps: [(i32, &str); 1] = [(1, SCHEMA_V1)];
+    let steps: [(i32, &str); 2] = [(1, SCHEMA_V1), (2, MIGRATE_V2)];
     for (to, sql) in steps {
         if version >= to {
             continue;
@@ -305,6 +493,53 @@ impl JobStore for PgStore {
         self.on_rt(move |db| async move { db.list_expired(now).await })
             .await
     }
+
+    async fn claim(
+        &self,
+        kind: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let kind = kind.to_string();
+        let holder = holder.to_string();
+        self.on_rt(move |db| async move { db.claim(&kind, &holder, lease).await })
+            .await
+    }
+
+    async fn renew(&self, id: &str, holder: &str, lease: Duration) -> Result<Renewal, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        self.on_rt(move |db| async move { db.renew(&id, &holder, lease).await })
+            .await
+    }
+
+    async fn release(&self, id: &str, holder: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        self.on_rt(move |db| async move { db.release(&id, &holder).await })
+            .await
+    }
+
+    async fn update_held(
+        &self,
+        id: &str,
+        holder: &str,
+        from: &[Phase],
+        apply: Apply,
+    ) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        let from = from.to_vec();
+        self.on_rt(move |db| async move { db.update_in(&id, Some(&holder), &from, apply).await })
+            .await
+    }
+
+    fn changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.rt
+            .spawn(listen(self.config.clone(), self.shown.clone(), tx));
+        Some(rx)
+    }
 }
 
 #[async_trait]
@@ -391,46 +626,96 @@ impl JobStore for Db {
         from: &[Phase],
         apply: Apply,
     ) -> Result<Option<Job>, StoreError> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(db_err)?;
-        let row = tx
+        self.update_in(id, None, from, apply).await
+    }
+
+    async fn update_held(
+        &self,
+        id: &str,
+        holder: &str,
+        from: &[Phase],
+        apply: Apply,
+    ) -> Result<Option<Job>, StoreError> {
+        self.update_in(id, Some(holder), from, apply).await
+    }
+
+    async fn claim(
+        &self,
+        kind: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let c = self.conn().await?;
+        let row = c
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM uws_jobs WHERE id = $1 FOR UPDATE"),
-                &[&id],
+                &format!(
+                    "WITH c AS (SELECT id AS cid, phase AS was FROM uws_jobs \
+                       WHERE kind = $1 AND phase IN ('QUEUED', 'EXECUTING') \
+                       AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < {NOW_MS}) \
+                       ORDER BY creation_time, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     UPDATE uws_jobs SET claimed_by = $2, lease_until = {NOW_MS} + $3, \
+                       phase = 'QUEUED', \
+                       start_time = CASE WHEN c.was = 'EXECUTING' THEN NULL ELSE start_time END \
+                     FROM c WHERE id = c.cid RETURNING {COLUMNS}, c.was"
+                ),
+                &[&kind, &holder, &lease_ms(lease)],
             )
             .await
             .map_err(db_err)?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut job = job_from_row(&row)?;
-        if !from.is_empty() && !from.contains(&job.phase) {
-            return Ok(None);
+        let was: String = row.try_get(16).map_err(db_err)?;
+        Ok(Some(Claimed {
+            job: job_from_row(&row)?,
+            taken_over: was == Phase::Executing.as_str(),
+        }))
+    }
+
+    async fn renew(&self, id: &str, holder: &str, lease: Duration) -> Result<Renewal, StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                "SELECT phase, claimed_by FROM uws_jobs WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(Renewal::Gone);
+        };
+        let phase: String = row.try_get(0).map_err(db_err)?;
+        let claimed_by: Option<String> = row.try_get(1).map_err(db_err)?;
+        let phase = Phase::parse(&phase).unwrap_or(Phase::Unknown);
+        if !claimable_phase(phase) {
+            return Ok(Renewal::Ended(phase));
         }
-        apply(&mut job);
+        if claimed_by.as_deref() != Some(holder) {
+            return Ok(Renewal::Lost);
+        }
         tx.execute(
-            "UPDATE uws_jobs SET run_id = $2, phase = $3, start_time = $4, end_time = $5, \
-             execution_duration = $6, destruction = $7, parameters = $8, uploads = $9, \
-             job_info = $10, error = $11, results = $12 WHERE id = $1",
-            &[
-                &id,
-                &job.run_id,
-                &job.phase.as_str(),
-                &job.start_time,
-                &job.end_time,
-                &to_i64(job.execution_duration),
-                &job.destruction,
-                &to_json(&job.parameters)?,
-                &to_json(&job.uploads)?,
-                &job.job_info,
-                &job.error,
-                &to_json(&job.results)?,
-            ],
+            &format!("UPDATE uws_jobs SET lease_until = {NOW_MS} + $2 WHERE id = $1"),
+            &[&id, &lease_ms(lease)],
         )
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Some(job))
+        Ok(Renewal::Held)
+    }
+
+    async fn release(&self, id: &str, holder: &str) -> Result<bool, StoreError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "UPDATE uws_jobs SET claimed_by = NULL, lease_until = NULL, phase = 'QUEUED', \
+                 start_time = CASE WHEN phase = 'EXECUTING' THEN NULL ELSE start_time END \
+                 WHERE id = $1 AND claimed_by = $2",
+                &[&id, &holder],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
@@ -495,31 +780,103 @@ mod tests {
         .unwrap();
         let e = PgStore::open(&url, 1).await.err().unwrap();
         assert!(e.0.contains("schema version 99"), "{e}");
-        // One server per database.
-        s.lock_exclusive().await.unwrap();
         c.execute(
-            "UPDATE vostok_schema SET version = 1 WHERE component = 'uws'",
-            &[],
+            "UPDATE vostok_schema SET version = $1 WHERE component = 'uws'",
+            &[&VERSION],
         )
         .await
         .unwrap();
-        let second = PgStore::open(&url, 1).await.unwrap();
-        let e = second.lock_exclusive().await.unwrap_err();
-        assert!(e.0.contains("another vostok server"), "{e}");
-        // The lock goes with the first server's connection (its backend ends soon after).
-        drop(c);
-        drop(s);
-        let mut tries = 0;
-        while let Err(e) = second.lock_exclusive().await {
-            tries += 1;
-            assert!(tries < 100, "{e}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Any number of servers on one database.
+        let _second = PgStore::open(&url, 1).await.unwrap();
+        let _third = PgStore::open(&url, 1).await.unwrap();
         // A wrong password or an unknown database names the URL without its password.
         let bad = url
             .replace("postgres@", "postgres:secret@")
             .replace("/uws", "/nosuch");
         let e = PgStore::open(&bad, 1).await.err().unwrap();
         assert!(e.0.contains("nosuch") && !e.0.contains("secret"), "{e}");
+    }
+
+    /// A version 1 database (one server, no claims) is upgraded in place: its jobs are kept,
+    /// and one left EXECUTING by the old server is claimed and runs again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_database_is_upgraded_in_place() {
+        let cluster = Cluster::start().unwrap();
+        let url = cluster.database("uws").unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE vostok_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+                 INSERT INTO vostok_schema VALUES ('uws', 1);
+                 {SCHEMA_V1}
+                 INSERT INTO uws_jobs ({COLUMNS}) VALUES ('old', 'tap', NULL, NULL, 'EXECUTING',
+                   1000, 2000, NULL, 60, 9999999999999, '[]', '[]', NULL, NULL, NULL, '[]');"
+            ))
+            .await
+            .unwrap();
+        let s = PgStore::open(&url, 2).await.unwrap();
+        let v: i32 = client
+            .query_one(
+                "SELECT version FROM vostok_schema WHERE component = 'uws'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, VERSION);
+        let c = s
+            .claim("tap", "new", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, "old");
+        assert!(c.taken_over);
+        assert_eq!(c.job.phase, Phase::Queued);
+        assert_eq!(c.job.start_time, None);
+        // Its changes are announced to the listening servers.
+        let mut heard = s.changes().unwrap();
+        // The listening connection opens in the background: change the job until it is heard.
+        for tries in 0.. {
+            assert!(tries < 100, "no notification heard");
+            let toggle = |j: &mut Job| {
+                j.phase = if j.phase == Phase::Held {
+                    Phase::Pending
+                } else {
+                    Phase::Held
+                }
+            };
+            s.update("old", &[], Box::new(toggle))
+                .await
+                .unwrap()
+                .unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await;
+            if got.is_ok() {
+                break;
+            }
+        }
+        s.update("old", &[], Box::new(|j| j.phase = Phase::Aborted))
+            .await
+            .unwrap()
+            .unwrap();
+        let want = Change {
+            id: "old".into(),
+            phase: Some(Phase::Aborted),
+        };
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if change == want {
+                break;
+            }
+        }
+        assert!(s.delete("old").await.unwrap());
+        let change = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.phase, None);
     }
 }

@@ -1,18 +1,28 @@
-//! Runs jobs: one FIFO queue per job kind, drained by at most that kind's `max_running` jobs at
-//! once, each limited to its execution duration and abortable. Results are streamed to object
-//! storage with a multipart upload (memory stays flat whatever the size) and become visible
-//! only once complete: the object first, then the database row that points at it.
+//! Runs jobs: the QUEUED jobs of each kind, oldest first, at most that kind's `max_running` at
+//! once in this process, each limited to its execution duration and abortable. Results are
+//! streamed to object storage with a multipart upload (memory stays flat whatever the size)
+//! and become visible only once complete: the object first, then the database row that points
+//! at it.
 //!
-//! Restart recovery ([`Jobs::recover`]): every job is in the database, so all are still known
-//! after a restart or a crash. COMPLETED, ERROR and ABORTED jobs keep their results until
-//! their destruction time. QUEUED jobs are queued again in creation order. A job that was
-//! EXECUTING when the server stopped is re-queued and runs again from the start: its kind's
-//! [`Executor`] must make that safe (TAP queries only read; VOSpace moves check their source
-//! again); what it had written is discarded first.
+//! The queue is the job database itself: a process takes a job by claiming it there
+//! ([`JobStore::claim`]), so that several processes sharing one database (PostgreSQL) run each
+//! job once. The claim is a lease the process renews while the job runs; a job is looked for
+//! when one is queued here, when the store tells of a change elsewhere ([`JobStore::changes`]),
+//! and every `[uws] poll_ms` otherwise.
+//!
+//! Crashes and restarts: every job is in the database, so all are still known after a restart
+//! or a crash. COMPLETED, ERROR and ABORTED jobs keep their results until their destruction
+//! time. A job that was EXECUTING in a process that died keeps that process's claim until its
+//! lease runs out, then any process claims it again and it runs again from the start: its
+//! kind's [`Executor`] must make that safe (TAP queries only read; VOSpace moves check their
+//! source again); what it had written is discarded first. An abort or a deletion made by any
+//! process stops the job where it runs (the notification of the change, or at the latest the
+//! next renewal, tells the process running it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +35,11 @@ use storage::Storage;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::model::{new_job_id, now_ms, Job, JobFilter, JobResult, JobUpload, Phase, UwsConfig};
-use crate::store::{JobStore, StoreError};
+use crate::store::{Change, JobStore, Renewal, StoreError};
+
+/// A job folder with no job is left alone until its newest file is this old: files a request
+/// uploads are stored before the job is created (by any of the processes sharing the store).
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// Upload parts (of the object store's multipart size, 5 MiB) buffered at most per job.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -107,13 +121,6 @@ pub struct Kind {
     pub max_running: usize,
 }
 
-/// The jobs of one kind waiting to execute.
-#[derive(Default)]
-struct Queue {
-    ids: Mutex<VecDeque<String>>,
-    ready: Notify,
-}
-
 /// A new job: what [`Jobs::create`] needs besides the identifier.
 #[derive(Debug, Clone, Default)]
 pub struct NewJob {
@@ -147,11 +154,27 @@ pub struct Jobs {
     store: Arc<dyn JobStore>,
     storage: Storage,
     cfg: UwsConfig,
-    queues: Mutex<HashMap<String, Arc<Queue>>>,
-    /// Jobs executing now, with the means to stop them.
-    running: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Ticks on every phase change (what blocking WAITs wait on).
+    /// Who this process is in the claims it makes (each claim's token starts with it).
+    process: String,
+    /// Claims made so far (the end of each claim's token).
+    claims: AtomicU64,
+    /// The server is stopping: no more claims ([`Jobs::hand_over`]).
+    stopping: AtomicBool,
+    /// Per kind, what wakes its dispatcher: a job of that kind may be waiting.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Jobs claimed here and not yet ended, with the means to stop them.
+    running: Mutex<HashMap<String, Running>>,
+    /// The claims (tokens) of runs stopped because the job was claimed again (by another
+    /// process, or by this one after its lease ran out): their files are the new run's.
+    lost: Mutex<HashSet<String>>,
+    /// Ticks on every phase change seen (what blocking WAITs wait on).
     changes: watch::Sender<u64>,
+}
+
+/// A job running here: the claim it runs under, and what stops it.
+struct Running {
+    token: String,
+    stop: oneshot::Sender<()>,
 }
 
 /// File name extension of a stored result, from its MIME type.
@@ -184,14 +207,29 @@ impl Jobs {
     /// A job service over `store`, keeping files (uploads, results) in `storage`.
     pub fn new(store: Arc<dyn JobStore>, storage: Storage, cfg: UwsConfig) -> Arc<Jobs> {
         let (changes, _) = watch::channel(0);
+        let process = format!("{}/{}", std::process::id(), new_job_id());
         Arc::new(Jobs {
             store,
             storage,
             cfg,
-            queues: Mutex::new(HashMap::new()),
+            process,
+            claims: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            wakers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            lost: Mutex::new(HashSet::new()),
             changes,
         })
+    }
+
+    /// How long a claim holds without renewal.
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.cfg.lease_seconds.max(1))
+    }
+
+    /// How often the store is looked at when nothing said it changed.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(self.cfg.poll_ms.clamp(10, 60_000))
     }
 
     /// The `[uws]` configuration.
@@ -216,6 +254,10 @@ impl Jobs {
         // would mean shutting it down from whatever thread dropped the last reference.
         std::mem::forget(rt);
         let me = self.clone();
+        if let Some(heard) = self.store.changes() {
+            let me = self.clone();
+            handle.spawn(async move { me.follow(heard).await });
+        }
         handle.spawn(async move {
             if let Err(e) = me.recover().await {
                 tracing::error!("recovering asynchronous jobs: {e}");
@@ -228,6 +270,32 @@ impl Jobs {
             }
         });
         Ok(())
+    }
+
+    /// When the server stops: claims no more jobs, and gives up the claims of the jobs
+    /// running here and stops them; another server, or this one restarted, runs them again
+    /// from the start at once rather than once their leases run out. Their files are left to
+    /// that run.
+    pub async fn hand_over(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let running: Vec<(String, String)> = lock(&self.running)
+            .iter()
+            .map(|(id, r)| (id.clone(), r.token.clone()))
+            .collect();
+        for (id, token) in running {
+            lock(&self.lost).insert(token.clone());
+            self.stop_claim(&id, &token);
+            match self.store.release(&id, &token).await {
+                Ok(true) => {
+                    tracing::info!("job {id}: handed over as the server stops: it runs again")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "job {id}: giving up its claim as the server stops: {e}; it runs again once \
+                     its lease runs out"
+                ),
+            }
+        }
     }
 
     /// A fresh identifier for a job about to be created (its uploads are stored under it
@@ -394,7 +462,7 @@ impl Jobs {
             .await?;
         match queued {
             Some(job) => {
-                self.enqueue(&job);
+                self.wake(&job.kind);
                 self.changed();
                 Ok(job)
             }
@@ -582,15 +650,17 @@ impl Jobs {
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(secs.min(self.cfg.max_wait));
         loop {
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {
-                    let job = self.get(id).await?;
-                    if job.phase != seen {
-                        return Ok(job);
-                    }
-                }
+            // A change seen here, or a look at the store every poll interval (a change made
+            // elsewhere whose notification was lost).
+            let next = deadline.min(tokio::time::Instant::now() + self.poll());
+            let woke = tokio::time::timeout_at(next, changes.changed()).await;
+            if matches!(woke, Ok(Err(_))) || tokio::time::Instant::now() >= deadline {
                 // Timed out (or the service is going away): the job as it is now.
-                _ => return self.get(id).await,
+                return self.get(id).await;
+            }
+            let job = self.get(id).await?;
+            if job.phase != seen {
+                return Ok(job);
             }
         }
     }
@@ -613,107 +683,268 @@ impl Jobs {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn queue(&self, kind: &str) -> Arc<Queue> {
-        lock(&self.queues)
+    fn waker(&self, kind: &str) -> Arc<Notify> {
+        lock(&self.wakers)
             .entry(kind.to_string())
             .or_default()
             .clone()
     }
 
-    fn enqueue(&self, job: &Job) {
-        let q = self.queue(&job.kind);
-        lock(&q.ids).push_back(job.id.clone());
-        q.ready.notify_one();
+    /// A job of `kind` may be waiting: its dispatcher looks now.
+    fn wake(&self, kind: &str) {
+        self.waker(kind).notify_one();
     }
 
-    fn stop_running(&self, id: &str) {
-        if let Some(tx) = lock(&self.running).remove(id) {
-            let _ = tx.send(());
+    /// Follows the changes other processes make: waiters look again, dispatchers look for
+    /// queued jobs, and a job running here that was aborted or deleted elsewhere stops.
+    async fn follow(self: Arc<Self>, mut heard: tokio::sync::mpsc::UnboundedReceiver<Change>) {
+        while let Some(change) = heard.recv().await {
+            self.changed();
+            match change.phase {
+                Some(Phase::Queued) => {
+                    let wakers: Vec<Arc<Notify>> = lock(&self.wakers).values().cloned().collect();
+                    for w in wakers {
+                        w.notify_one();
+                    }
+                }
+                Some(Phase::Executing) => {}
+                Some(_) | None => {
+                    if lock(&self.running).contains_key(&change.id) {
+                        tracing::info!(
+                            "job {}: {} by another server: stopping it here",
+                            change.id,
+                            if change.phase.is_some() {
+                                "ended"
+                            } else {
+                                "deleted"
+                            }
+                        );
+                        self.stop_running(&change.id);
+                    }
+                }
+            }
         }
     }
 
-    /// Starts queued jobs of `kind` as places in its pool free up.
+    fn stop_running(&self, id: &str) {
+        if let Some(r) = lock(&self.running).remove(id) {
+            let _ = r.stop.send(());
+        }
+    }
+
+    /// Stops the run of job `id` under the claim `token`, if that is the one running here.
+    fn stop_claim(&self, id: &str, token: &str) {
+        let stopped = {
+            let mut running = lock(&self.running);
+            match running.get(id) {
+                Some(r) if r.token == token => running.remove(id),
+                _ => None,
+            }
+        };
+        if let Some(r) = stopped {
+            let _ = r.stop.send(());
+        }
+    }
+
+    /// Records that job `id` runs here under the claim `token`; what stops it. An earlier run
+    /// of the same job here (its lease ran out unrenewed, a database that did not answer, and
+    /// this process claimed it again) stops, and leaves its files to the new one.
+    fn register(&self, id: &str, token: &str) -> oneshot::Receiver<()> {
+        let (stop, stopped) = oneshot::channel();
+        let running = Running {
+            token: token.to_string(),
+            stop,
+        };
+        let earlier = lock(&self.running).insert(id.to_string(), running);
+        if let Some(earlier) = earlier {
+            tracing::warn!(
+                "job {id}: claimed again here while an earlier run of it had not stopped: \
+                 stopping that run"
+            );
+            lock(&self.lost).insert(earlier.token);
+            let _ = earlier.stop.send(());
+        }
+        stopped
+    }
+
+    /// Job `id` no longer runs here under the claim `token`.
+    fn unregister(&self, id: &str, token: &str) {
+        let mut running = lock(&self.running);
+        if running.get(id).is_some_and(|r| r.token == token) {
+            running.remove(id);
+        }
+    }
+
+    /// Starts queued jobs of `kind` as places in its pool free up: claims the oldest one in
+    /// the store whenever a place is free and something says one may be waiting (or every
+    /// poll interval).
     async fn dispatch(self: Arc<Self>, kind: Kind) {
-        let queue = self.queue(kind.name);
+        let wake = self.waker(kind.name);
         let pool = Arc::new(Semaphore::new(kind.max_running.max(1)));
+        let mut failing = false;
         loop {
             let Ok(permit) = pool.clone().acquire_owned().await else {
                 return;
             };
-            let id = loop {
-                if let Some(id) = lock(&queue.ids).pop_front() {
-                    break id;
+            let (claimed, token) = loop {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
                 }
-                queue.ready.notified().await;
+                let token = format!(
+                    "{}/{}",
+                    self.process,
+                    self.claims.fetch_add(1, Ordering::Relaxed)
+                );
+                match self.store.claim(kind.name, &token, self.lease()).await {
+                    Ok(found) => {
+                        if failing {
+                            tracing::info!("{} jobs: the job database answers again", kind.name);
+                            failing = false;
+                        }
+                        if let Some(c) = found {
+                            break (c, token);
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!(
+                                "{} jobs: cannot look for queued jobs: {e}; trying again every \
+                                 {} ms",
+                                kind.name,
+                                self.poll().as_millis()
+                            );
+                            failing = true;
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(self.poll()) => {}
+                }
             };
+            let job = claimed.job;
+            if self.stopping.load(Ordering::SeqCst) {
+                // Claimed as the server began to stop: another server runs it.
+                if let Err(e) = self.store.release(&job.id, &token).await {
+                    tracing::warn!("job {}: giving up its claim: {e}", job.id);
+                }
+                return;
+            }
+            if claimed.taken_over {
+                tracing::info!(
+                    "job {} ({}): the server running it stopped renewing its claim: it runs \
+                     again here from the start",
+                    job.id,
+                    job.kind
+                );
+            }
+            // Registered before anything else, so that an abort from now on is not lost.
+            let abort_rx = self.register(&job.id, &token);
             let me = self.clone();
             let executor = kind.executor.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let id = job.id.clone();
+                let heartbeat = {
+                    let me = me.clone();
+                    let id = id.clone();
+                    let token = token.clone();
+                    tokio::spawn(async move { me.heartbeat(&id, &token).await })
+                };
                 // Its own task: a panic in a job ends that job (ERROR), never the service.
                 let inner = {
                     let me = me.clone();
-                    let id = id.clone();
-                    tokio::spawn(async move { me.execute(executor.as_ref(), &id).await })
+                    let token = token.clone();
+                    tokio::spawn(async move {
+                        me.execute(executor.as_ref(), job, &token, abort_rx).await
+                    })
                 };
-                if let Err(e) = inner.await {
+                let ended = inner.await;
+                heartbeat.abort();
+                if let Err(e) = ended {
                     tracing::error!("job {id}: its task failed: {e}");
-                    lock(&me.running).remove(&id);
-                    me.fail(&id, "the job failed inside the server (see its log)".into())
-                        .await;
+                    me.unregister(&id, &token);
+                    me.fail(
+                        &id,
+                        &token,
+                        "the job failed inside the server (see its log)".into(),
+                    )
+                    .await;
                 }
+                lock(&me.lost).remove(&token);
             });
         }
     }
 
-    /// The job about to start, or None (and it is no longer running) when it was aborted or
-    /// deleted while it waited, or the store failed.
-    fn startable<E: std::fmt::Display>(
-        &self,
-        id: &str,
-        found: Result<Option<Job>, E>,
-    ) -> Option<Job> {
-        let job = match found {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!("job {id}: cannot start it: {e}");
-                None
+    /// Renews this process's claim on a job it runs, every third of the lease, until it ends;
+    /// stops it when the job was aborted or deleted, or when another process took it over.
+    /// A failing store is retried (the job goes on meanwhile).
+    async fn heartbeat(&self, id: &str, token: &str) {
+        let every = (self.lease() / 3).max(Duration::from_millis(100));
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew(id, token, self.lease()).await {
+                Ok(Renewal::Held) => {
+                    if failing {
+                        tracing::info!("job {id}: its claim is renewed again");
+                        failing = false;
+                    }
+                }
+                Ok(Renewal::Gone | Renewal::Ended(_)) => {
+                    self.stop_claim(id, token);
+                    return;
+                }
+                Ok(Renewal::Lost) => {
+                    tracing::warn!(
+                        "job {id}: its claim ran out before it could be renewed and another \
+                         server took the job over: stopping it here, leaving its files to that \
+                         server"
+                    );
+                    lock(&self.lost).insert(token.to_string());
+                    self.stop_claim(id, token);
+                    return;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(
+                            "job {id}: renewing its claim: {e}; trying again every {} ms",
+                            every.as_millis()
+                        );
+                        failing = true;
+                    }
+                }
             }
-        };
-        if job.is_none() {
-            lock(&self.running).remove(id);
         }
-        job
     }
 
-    /// Executes one job taken from the queue.
-    async fn execute(&self, executor: &dyn Executor, id: &str) {
-        // Registered before the job turns EXECUTING, so that an abort in between is not lost.
-        let (abort_tx, abort_rx) = oneshot::channel::<()>();
-        lock(&self.running).insert(id.to_string(), abort_tx);
-        let queued = self
-            .store
-            .get(id)
-            .await
-            .map(|j| j.filter(|j| j.phase == Phase::Queued));
-        let Some(queued) = self.startable(id, queued) else {
-            return;
-        };
-        // What an earlier run (before a restart) may have left.
+    /// Executes one job this process claimed (QUEUED) under the claim `token`; `abort_rx`
+    /// fires when it is to stop.
+    async fn execute(
+        &self,
+        executor: &dyn Executor,
+        queued: Job,
+        token: &str,
+        abort_rx: oneshot::Receiver<()>,
+    ) {
+        let id = queued.id.clone();
+        let id = id.as_str();
+        // What an earlier run (a process that died, or before a restart) may have left.
         self.clear_results(id).await;
         // Results known before it executes are there as soon as it is EXECUTING.
         let early = match executor.prepare(&queued).await {
             Ok(results) => results,
             Err(message) => {
-                lock(&self.running).remove(id);
-                self.fail(id, message).await;
+                self.unregister(id, token);
+                self.fail(id, token, message).await;
                 return;
             }
         };
         let started = self
             .store
-            .update(
+            .update_held(
                 id,
+                token,
                 &[Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Executing;
@@ -724,8 +955,22 @@ impl Jobs {
                 }),
             )
             .await;
-        let Some(job) = self.startable(id, started) else {
-            return;
+        let job = match started {
+            Ok(Some(job)) => job,
+            // Aborted or deleted while it waited (or taken over: it is that process's now).
+            Ok(None) => {
+                self.unregister(id, token);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("job {id}: cannot start it: {e}");
+                self.unregister(id, token);
+                // Another process (or this one, later) may take it at once.
+                if let Err(e) = self.store.release(id, token).await {
+                    tracing::warn!("job {id}: giving up its claim: {e}");
+                }
+                return;
+            }
         };
         self.changed();
         tracing::info!("job {id} ({}): executing", job.kind);
@@ -746,13 +991,14 @@ impl Jobs {
         };
         let outcome = executor.run(&job, &mut ctx).await;
         drop(ctx);
-        lock(&self.running).remove(id);
+        self.unregister(id, token);
         match outcome {
-            Outcome::Done(results) => self.complete(id, results).await,
-            Outcome::Failed(message) => self.fail(id, message).await,
+            Outcome::Done(results) => self.complete(id, token, results).await,
+            Outcome::Failed(message) => self.fail(id, token, message).await,
             Outcome::Stopped(Stop::Timeout) => {
                 self.fail(
                     id,
+                    token,
                     format!(
                         "the job ran longer than its execution duration of {secs} s and was \
                          stopped"
@@ -761,16 +1007,33 @@ impl Jobs {
                 .await
             }
             Outcome::Stopped(Stop::Aborted) => {
-                // Whoever aborted or deleted it has set its phase already.
-                self.clear_results(id).await;
-                tracing::info!("job {id}: stopped");
+                if lock(&self.lost).contains(token) {
+                    tracing::info!("job {id}: stopped here; it runs elsewhere");
+                } else {
+                    // Whoever aborted or deleted it has set its phase already.
+                    self.clear_results(id).await;
+                    tracing::info!("job {id}: stopped");
+                }
             }
         }
         self.changed();
     }
 
-    /// An EXECUTING job goes to COMPLETED with `results`.
-    async fn complete(&self, id: &str, results: Vec<JobResult>) {
+    /// Whether another run of the job holds its files now: it is QUEUED or EXECUTING under
+    /// another claim (or has completed there), so that what this process wrote under the same
+    /// names is that run's too.
+    async fn files_are_others(&self, id: &str) -> bool {
+        match self.store.get(id).await {
+            Ok(Some(j)) => matches!(j.phase, Phase::Queued | Phase::Executing | Phase::Completed),
+            Ok(None) => false,
+            // Unknown: leave them (the job's destruction deletes its folder).
+            Err(_) => true,
+        }
+    }
+
+    /// An EXECUTING job this process holds under the claim `token` goes to COMPLETED with
+    /// `results`.
+    async fn complete(&self, id: &str, token: &str, results: Vec<JobResult>) {
         let paths: Vec<String> = results
             .iter()
             .filter(|r| r.link.is_none())
@@ -779,8 +1042,9 @@ impl Jobs {
         let size: u64 = results.iter().map(|r| r.size).sum();
         let done = self
             .store
-            .update(
+            .update_held(
                 id,
+                token,
                 &[Phase::Executing],
                 Box::new(move |j| {
                     j.phase = Phase::Completed;
@@ -792,29 +1056,32 @@ impl Jobs {
         match done {
             Ok(Some(_)) => tracing::info!("job {id}: completed, {size} bytes"),
             Ok(None) => {
-                // Aborted or deleted as it finished: the results are nobody's.
-                for p in &paths {
-                    self.delete_object(p).await;
+                // Aborted or deleted as it finished: the results are nobody's (unless another
+                // process took the job over, and wrote them too).
+                if !self.files_are_others(id).await {
+                    for p in &paths {
+                        self.delete_object(p).await;
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!("job {id}: recording its results: {e}");
-                for p in &paths {
-                    self.delete_object(p).await;
-                }
-                self.fail(id, format!("recording the result failed: {e}"))
-                    .await;
+                // Still EXECUTING under this process's claim, which is no longer renewed: once
+                // the lease runs out, the job runs again (here or elsewhere).
+                tracing::error!(
+                    "job {id}: recording its results: {e}; it runs again once its claim runs out"
+                );
             }
         }
     }
 
-    /// An EXECUTING job goes to ERROR with `message`.
-    async fn fail(&self, id: &str, message: String) {
+    /// A job this process holds under the claim `token` goes to ERROR with `message`.
+    async fn fail(&self, id: &str, token: &str, message: String) {
         tracing::info!("job {id}: error: {message}");
         let failed = self
             .store
-            .update(
+            .update_held(
                 id,
+                token,
                 &[Phase::Executing, Phase::Queued],
                 Box::new(move |j| {
                     j.phase = Phase::Error;
@@ -824,8 +1091,19 @@ impl Jobs {
                 }),
             )
             .await;
-        if let Err(e) = failed {
-            tracing::error!("job {id}: recording its error: {e}");
+        match failed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if self.files_are_others(id).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    "job {id}: recording its error: {e}; it runs again once its claim runs out"
+                );
+                return;
+            }
         }
         // Waiters learn the new phase now, not after the deletes (a list and a request per
         // object on S3): the job no longer names these results.
@@ -860,67 +1138,64 @@ impl Jobs {
         }
     }
 
-    /// After a (re)start: EXECUTING jobs are queued again, QUEUED jobs queued in creation
-    /// order, and job folders no job owns any more are deleted.
+    /// After a (re)start: says what is waiting, deletes the job folders no job owns any more
+    /// and destroys expired jobs. Nothing is queued here: the dispatchers claim QUEUED jobs,
+    /// and EXECUTING ones whose claim ran out (a process that died), from the store.
     pub async fn recover(&self) -> Result<(), JobError> {
-        let executing = self
-            .store
-            .list(&JobFilter {
-                phases: vec![Phase::Executing],
-                ..Default::default()
-            })
-            .await?;
-        for job in &executing {
+        let count = |phase: Phase| async move {
             self.store
-                .update(
-                    &job.id,
-                    &[Phase::Executing],
-                    Box::new(|j| {
-                        j.phase = Phase::Queued;
-                        j.start_time = None;
-                    }),
-                )
-                .await?;
-        }
-        if !executing.is_empty() {
+                .list(&JobFilter {
+                    phases: vec![phase],
+                    ..Default::default()
+                })
+                .await
+                .map(|v| v.len())
+        };
+        let executing = count(Phase::Executing).await?;
+        let queued = count(Phase::Queued).await?;
+        if executing > 0 {
             tracing::info!(
-                "{} job(s) were executing when the server stopped: they run again",
-                executing.len()
+                "{executing} job(s) were executing when the server stopped (or execute on \
+                 another server sharing the job database): each runs again from the start once \
+                 no server holds its claim ([uws] lease_seconds = {})",
+                self.lease().as_secs()
             );
         }
-        let mut queued = self
-            .store
-            .list(&JobFilter {
-                phases: vec![Phase::Queued],
-                ..Default::default()
-            })
-            .await?;
-        queued.reverse(); // oldest first
-        for job in &queued {
-            self.enqueue(job);
-        }
-        tracing::info!("asynchronous jobs: {} queued", queued.len());
+        tracing::info!("asynchronous jobs: {queued} queued");
         self.remove_orphans().await;
         self.destroy_expired().await;
         Ok(())
     }
 
     /// Deletes folders under jobs/ whose job is not in the database (a crash between
-    /// deleting the row and the files).
+    /// deleting the row and the files), once their newest file is [`ORPHAN_AGE`] old.
     async fn remove_orphans(&self) {
         let base = self.storage.path("jobs");
         let Ok(listing) = self.storage.store.list_with_delimiter(Some(&base)).await else {
             return;
         };
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(ORPHAN_AGE).unwrap_or(chrono::Duration::zero());
         for p in listing.common_prefixes {
             let Some(id) = p.filename().map(str::to_string) else {
                 continue;
             };
-            if let Ok(None) = self.store.get(&id).await {
-                tracing::info!("deleting files of unknown job {id}");
-                if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
-                    tracing::warn!("job {id}: deleting its files: {e}");
-                }
+            if !matches!(self.store.get(&id).await, Ok(None)) {
+                continue;
+            }
+            let newest = self
+                .storage
+                .store
+                .list(Some(&p))
+                .filter_map(|m| async move { m.ok().map(|m| m.last_modified) })
+                .fold(None, |acc, t| async move { acc.max(Some(t)) })
+                .await;
+            if newest.is_some_and(|t| t > cutoff) {
+                continue;
+            }
+            tracing::info!("deleting files of unknown job {id}");
+            if let Err(e) = self.storage.delete_prefix(&format!("jobs/{id}")).await {
+                tracing::warn!("job {id}: deleting its files: {e}");
             }
         }
     }
@@ -931,8 +1206,10 @@ impl Jobs {
             Ok(ids) => {
                 for id in ids {
                     tracing::info!("job {id}: destruction time reached");
-                    if let Err(e) = self.delete(&id).await {
-                        tracing::warn!("job {id}: destroying it: {e}");
+                    match self.delete(&id).await {
+                        // Another server sharing the store destroyed it first.
+                        Ok(()) | Err(JobError::NotFound(_)) => {}
+                        Err(e) => tracing::warn!("job {id}: destroying it: {e}"),
                     }
                 }
             }
@@ -1275,6 +1552,298 @@ mod tests {
             std::slice::from_ref(&anons.id)
         );
         assert!(jobs.list(&listed(Some("bob"))).await.unwrap().is_empty());
+    }
+
+    /// Two services on one store (as two processes on one database, without notifications):
+    /// each job runs once, a job a dead service held is taken over once its lease runs out,
+    /// and an abort made through one service stops the job running in the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn services_sharing_a_store_share_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 1,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        // A job a service that died had claimed and started.
+        let now = now_ms();
+        let ghost = Job {
+            id: "ghost-job".into(),
+            kind: "echo".into(),
+            run_id: None,
+            owner: None,
+            phase: Phase::Queued,
+            creation_time: now - 1000,
+            start_time: None,
+            end_time: None,
+            execution_duration: 60,
+            destruction: now + 3_600_000,
+            parameters: vec![("QUERY".into(), "late".into())],
+            uploads: vec![],
+            job_info: None,
+            origin: None,
+            error: None,
+            results: vec![],
+        };
+        assert!(store.create(&ghost).await.unwrap());
+        let lease = Duration::from_millis(300);
+        store.claim("echo", "dead", lease).await.unwrap().unwrap();
+        store
+            .update_held(
+                "ghost-job",
+                "dead",
+                &[],
+                Box::new(|j| j.phase = Phase::Executing),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let services: Vec<Arc<Jobs>> = (0..2)
+            .map(|_| {
+                let jobs = Jobs::new(store.clone(), storage.clone(), cfg.clone());
+                jobs.start(vec![Kind {
+                    name: "echo",
+                    executor: Arc::new(Echo),
+                    max_running: 2,
+                }])
+                .unwrap();
+                jobs
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let j = submit(&services[i % 2], None, &format!("q{i}")).await;
+            ids.push((j.id, format!("q{i}")));
+        }
+        ids.push(("ghost-job".into(), "late".into()));
+        for (id, query) in &ids {
+            let done = settle(&services[0], id).await;
+            assert_eq!(done.phase, Phase::Completed, "{done:?}");
+            let r = done.result("result").unwrap();
+            let body: Vec<Bytes> = services[1]
+                .open_result(r)
+                .await
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect()
+                .await;
+            assert_eq!(body.concat(), query.as_bytes());
+        }
+        // An abort through the service that does not run the job.
+        let sleeping = submit(&services[0], None, "SLEEP").await;
+        services[0]
+            .wait(&sleeping.id, Some(Phase::Queued), 5)
+            .await
+            .unwrap();
+        let runs = |s: &Jobs| lock(&s.running).contains_key(&sleeping.id);
+        let runner = services.iter().position(|s| runs(s)).unwrap();
+        let other = &services[1 - runner];
+        assert!(!runs(other));
+        other.abort(&sleeping.id).await.unwrap();
+        let mut waited = 0;
+        while runs(&services[runner]) {
+            waited += 1;
+            assert!(waited < 100, "the job still runs 2 s after its abort");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(other.get(&sleeping.id).await.unwrap().phase, Phase::Aborted);
+    }
+
+    /// A job this service runs whose claim it loses (released here, as when its lease ran
+    /// out while the database did not answer) and claims again: the earlier run stops and
+    /// the new one is the job's, abortable as any.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_claimed_again_here_stops_its_earlier_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 1,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store.clone(), storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 2,
+        }])
+        .unwrap();
+        let id = submit(&jobs, None, "SLEEP").await.id;
+        jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        let token = |jobs: &Jobs| lock(&jobs.running).get(&id).map(|r| r.token.clone());
+        let first = token(&jobs).unwrap();
+        assert!(store.release(&id, &first).await.unwrap());
+        let mut tries = 0;
+        while token(&jobs).is_none_or(|t| t == first) || !lock(&jobs.lost).is_empty() {
+            tries += 1;
+            assert!(
+                tries < 200,
+                "not claimed again, or the earlier run did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = token(&jobs).unwrap();
+        let again = jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        assert_eq!(again.phase, Phase::Executing);
+        assert_eq!(
+            store
+                .renew(&id, &first, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Renewal::Lost
+        );
+        assert_eq!(
+            store
+                .renew(&id, &second, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Renewal::Held
+        );
+        jobs.abort(&id).await.unwrap();
+        assert_eq!(settle(&jobs, &id).await.phase, Phase::Aborted);
+        let mut tries = 0;
+        while token(&jobs).is_some() {
+            tries += 1;
+            assert!(tries < 200, "the new run did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// PostgreSQL stops and starts again under a running service: requests fail meanwhile,
+    /// then jobs run again, and changes made elsewhere are heard again (the listening
+    /// connection is opened again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_runner_outlives_a_postgresql_restart() {
+        let cluster = crate::pgtest::Cluster::start().unwrap();
+        let url = cluster.database("uws").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(crate::PgStore::open(&url, 4).await.unwrap());
+        // A long poll interval: a WAIT that returns at once was woken by a notification.
+        let cfg = UwsConfig {
+            lease_seconds: 2,
+            poll_ms: 10_000,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store, storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 2,
+        }])
+        .unwrap();
+        let before = settle(&jobs, &submit(&jobs, None, "before").await.id).await;
+        assert_eq!(before.phase, Phase::Completed);
+
+        cluster.pg_stop().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = jobs
+            .create(
+                jobs.new_id(),
+                NewJob {
+                    kind: "echo".into(),
+                    ..Default::default()
+                },
+                true,
+            )
+            .await;
+        assert!(matches!(refused, Err(JobError::Internal(_))), "{refused:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.pg_start().unwrap();
+
+        // A connection of the pool may still be the old server's for a moment.
+        let mut tries = 0;
+        let created = loop {
+            let new = NewJob {
+                kind: "echo".into(),
+                parameters: vec![("QUERY".into(), "after".into())],
+                ..Default::default()
+            };
+            match jobs.create(jobs.new_id(), new, true).await {
+                Ok(j) => break j,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 50, "{e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let after = settle(&jobs, &created.id).await;
+        assert_eq!(after.phase, Phase::Completed);
+        // Another process's change wakes a WAIT here once the listener is back.
+        let other = crate::PgStore::open(&url, 1).await.unwrap();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries < 30, "no change made elsewhere is heard");
+            let mut pending = submit(&jobs, None, "x").await;
+            pending.id = jobs.new_id();
+            pending.kind = "elsewhere".into();
+            pending.phase = Phase::Pending;
+            assert!(other.create(&pending).await.unwrap());
+            let id = pending.id.clone();
+            let waiting = {
+                let jobs = jobs.clone();
+                tokio::spawn(async move {
+                    let t0 = tokio::time::Instant::now();
+                    let j = jobs.wait(&id, Some(Phase::Pending), 3).await.unwrap();
+                    (j.phase, t0.elapsed())
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            other
+                .update(&pending.id, &[], Box::new(|j| j.phase = Phase::Held))
+                .await
+                .unwrap()
+                .unwrap();
+            let (phase, took) = waiting.await.unwrap();
+            if phase == Phase::Held && took < Duration::from_secs(2) {
+                break;
+            }
+        }
+    }
+
+    /// A stopping service hands its running jobs over: QUEUED again at once (not after their
+    /// lease) for another service, and it claims none itself any more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_service_hands_its_jobs_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let cfg = UwsConfig {
+            lease_seconds: 600,
+            poll_ms: 50,
+            ..UwsConfig::default()
+        };
+        let jobs = Jobs::new(store.clone(), storage, cfg);
+        jobs.start(vec![Kind {
+            name: "echo",
+            executor: Arc::new(Echo),
+            max_running: 1,
+        }])
+        .unwrap();
+        let id = submit(&jobs, None, "SLEEP").await.id;
+        jobs.wait(&id, Some(Phase::Queued), 5).await.unwrap();
+        let token = |jobs: &Jobs| lock(&jobs.running).get(&id).map(|r| r.token.clone());
+        assert!(token(&jobs).is_some());
+        jobs.hand_over().await;
+        let handed = jobs.get(&id).await.unwrap();
+        assert_eq!((handed.phase, handed.start_time), (Phase::Queued, None));
+        let mut tries = 0;
+        while token(&jobs).is_some() {
+            tries += 1;
+            assert!(tries < 200, "the run here did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nothing is claimed here any more; another service takes it at once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(jobs.get(&id).await.unwrap().phase, Phase::Queued);
+        let lease = Duration::from_secs(30);
+        let taken = store.claim("echo", "next", lease).await.unwrap().unwrap();
+        assert_eq!(taken.job.id, id);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::model::{Job, JobFilter, Phase};
-use crate::store::{Apply, JobStore, StoreError};
+use crate::model::{now_ms, Job, JobFilter, Phase};
+use crate::store::{claimable_phase, lease_ms, Apply, Claimed, JobStore, Renewal, StoreError};
 
 /// Version 1: the first schema (TAP jobs only).
 const SCHEMA_V1: &str = "
@@ -50,13 +50,24 @@ UPDATE jobs SET result_path = NULL, result_type = NULL, result_size = NULL;
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (kind, owner, creation_time);
 ";
 
+/// Version 3: claims. The server running a job (`claimed_by`) and until when its claim holds
+/// without renewal (`lease_until`, ms since the epoch).
+const MIGRATE_V3: &str = "
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (kind, creation_time)
+  WHERE phase IN ('QUEUED', 'EXECUTING');
+";
+
 /// The schema version this code reads and writes (SQLite's `user_version`).
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const COLUMNS: &str = "id, kind, run_id, owner, phase, creation_time, start_time, end_time, \
 execution_duration, destruction, parameters, uploads, job_info, origin, error, results";
 
-/// Jobs in a SQLite file.
+/// Jobs in a SQLite file, used by one process at a time (the server holds the file's writer
+/// lock): the claims of an earlier process are released when it opens, so that the jobs it
+/// was running when it stopped run again at once.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
@@ -83,6 +94,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         migrate(&mut conn)?;
+        conn.execute(
+            "UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by IS NOT NULL",
+            [],
+        )
+        .map_err(|e| StoreError(format!("releasing the claims of an earlier run: {e}")))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -125,7 +141,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "the job database has schema version {version}, newer than this vostok's {VERSION}"
         )));
     }
-    let steps: [(i64, &str); 2] = [(1, SCHEMA_V1), (2, MIGRATE_V2)];
+    let steps: [(i64, &str); 3] = [(1, SCHEMA_V1), (2, MIGRATE_V2), (3, MIGRATE_V3)];
     for (to, sql) in steps {
         if version >= to {
             continue;
@@ -181,6 +197,60 @@ fn select_one(c: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
         job_from_row,
     )
     .optional()
+}
+
+/// `update` and `update_held` (`holder` given) in one transaction. A job leaving QUEUED and
+/// EXECUTING loses its claim.
+fn update_in(
+    c: &mut Connection,
+    id: &str,
+    holder: Option<&str>,
+    from: &[Phase],
+    apply: Apply,
+) -> rusqlite::Result<Option<Job>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(mut job) = select_one(&tx, id)? else {
+        return Ok(None);
+    };
+    if !from.is_empty() && !from.contains(&job.phase) {
+        return Ok(None);
+    }
+    if let Some(holder) = holder {
+        let claimed_by: Option<String> = tx.query_row(
+            "SELECT claimed_by FROM jobs WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        if claimed_by.as_deref() != Some(holder) {
+            return Ok(None);
+        }
+    }
+    apply(&mut job);
+    let keep_claim = claimable_phase(job.phase);
+    tx.execute(
+        "UPDATE jobs SET run_id = ?2, phase = ?3, start_time = ?4, \
+         end_time = ?5, execution_duration = ?6, destruction = ?7, parameters = ?8, \
+         uploads = ?9, job_info = ?10, error = ?11, results = ?12, \
+         claimed_by = CASE WHEN ?13 THEN claimed_by END, \
+         lease_until = CASE WHEN ?13 THEN lease_until END WHERE id = ?1",
+        params![
+            id,
+            job.run_id,
+            job.phase.as_str(),
+            job.start_time,
+            job.end_time,
+            to_i64(job.execution_duration),
+            job.destruction,
+            to_json(&job.parameters)?,
+            to_json(&job.uploads)?,
+            job.job_info,
+            job.error,
+            to_json(&job.results)?,
+            keep_claim,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Some(job))
 }
 
 #[async_trait]
@@ -265,36 +335,107 @@ impl JobStore for SqliteStore {
     ) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
         let from = from.to_vec();
+        self.with(move |c| update_in(c, &id, None, &from, apply))
+            .await
+    }
+
+    async fn update_held(
+        &self,
+        id: &str,
+        holder: &str,
+        from: &[Phase],
+        apply: Apply,
+    ) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        let from = from.to_vec();
+        self.with(move |c| update_in(c, &id, Some(&holder), &from, apply))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        kind: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let kind = kind.to_string();
+        let holder = holder.to_string();
+        let lease = lease_ms(lease);
         self.with(move |c| {
+            let now = now_ms();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(mut job) = select_one(&tx, &id)? else {
+            let found: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT id, phase FROM jobs WHERE kind = ?1 \
+                     AND phase IN ('QUEUED', 'EXECUTING') \
+                     AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < ?2) \
+                     ORDER BY creation_time, id LIMIT 1",
+                    params![kind, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((id, phase)) = found else {
                 return Ok(None);
             };
-            if !from.is_empty() && !from.contains(&job.phase) {
-                return Ok(None);
-            }
-            apply(&mut job);
+            let taken_over = phase == Phase::Executing.as_str();
             tx.execute(
-                "UPDATE jobs SET run_id = ?2, phase = ?3, start_time = ?4, \
-                 end_time = ?5, execution_duration = ?6, destruction = ?7, parameters = ?8, \
-                 uploads = ?9, job_info = ?10, error = ?11, results = ?12 WHERE id = ?1",
-                params![
-                    id,
-                    job.run_id,
-                    job.phase.as_str(),
-                    job.start_time,
-                    job.end_time,
-                    to_i64(job.execution_duration),
-                    job.destruction,
-                    to_json(&job.parameters)?,
-                    to_json(&job.uploads)?,
-                    job.job_info,
-                    job.error,
-                    to_json(&job.results)?,
-                ],
+                "UPDATE jobs SET claimed_by = ?2, lease_until = ?3, phase = 'QUEUED', \
+                 start_time = CASE WHEN phase = 'EXECUTING' THEN NULL ELSE start_time END \
+                 WHERE id = ?1",
+                params![id, holder, now.saturating_add(lease)],
+            )?;
+            let job = select_one(&tx, &id)?;
+            tx.commit()?;
+            Ok(job.map(|job| Claimed { job, taken_over }))
+        })
+        .await
+    }
+
+    async fn renew(&self, id: &str, holder: &str, lease: Duration) -> Result<Renewal, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        let lease = lease_ms(lease);
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT phase, claimed_by FROM jobs WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((phase, claimed_by)) = found else {
+                return Ok(Renewal::Gone);
+            };
+            let phase = Phase::parse(&phase).unwrap_or(Phase::Unknown);
+            if !claimable_phase(phase) {
+                return Ok(Renewal::Ended(phase));
+            }
+            if claimed_by.as_deref() != Some(holder.as_str()) {
+                return Ok(Renewal::Lost);
+            }
+            tx.execute(
+                "UPDATE jobs SET lease_until = ?2 WHERE id = ?1",
+                params![id, now_ms().saturating_add(lease)],
             )?;
             tx.commit()?;
-            Ok(Some(job))
+            Ok(Renewal::Held)
+        })
+        .await
+    }
+
+    async fn release(&self, id: &str, holder: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let holder = holder.to_string();
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE jobs SET claimed_by = NULL, lease_until = NULL, phase = 'QUEUED', \
+                 start_time = CASE WHEN phase = 'EXECUTING' THEN NULL ELSE start_time END \
+                 WHERE id = ?1 AND claimed_by = ?2",
+                params![id, holder],
+            )?;
+            Ok(n == 1)
         })
         .await
     }
@@ -332,5 +473,45 @@ mod tests {
         })
         .await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A version 2 database is upgraded in place; the claims of an earlier process are
+    /// released when the store opens, so that a job it left EXECUTING runs again at once.
+    #[tokio::test]
+    async fn a_version_2_database_is_upgraded_and_claims_are_released_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uws.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(MIGRATE_V2).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA user_version = 2;
+                 INSERT INTO jobs ({COLUMNS}) VALUES ('old', 'tap', NULL, NULL, 'EXECUTING',
+                   1000, 2000, NULL, 60, 9999999999999, '[]', '[]', NULL, NULL, NULL, '[]');"
+            ))
+            .unwrap();
+        }
+        let lease = Duration::from_secs(30);
+        let s = SqliteStore::open(&path).unwrap();
+        let c = s.claim("tap", "first", lease).await.unwrap().unwrap();
+        assert!(c.taken_over);
+        assert_eq!((c.job.id.as_str(), c.job.phase), ("old", Phase::Queued));
+        s.update_held(
+            "old",
+            "first",
+            &[],
+            Box::new(|j| j.phase = Phase::Executing),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(s.claim("tap", "second", lease).await.unwrap().is_none());
+        drop(s);
+        // The process holding it is gone (it held the file's writer lock).
+        let s = SqliteStore::open(&path).unwrap();
+        let c = s.claim("tap", "second", lease).await.unwrap().unwrap();
+        assert!(c.taken_over);
+        assert_eq!(s.renew("old", "first", lease).await.unwrap(), Renewal::Lost);
     }
 }
