@@ -10,6 +10,8 @@ pub mod oidc;
 /// The job store's private PostgreSQL cluster for tests, shared rather than copied.
 #[cfg(test)]
 #[path = "../../uws/src/pgtest.rs"]
+// What uws's own tests use of it (stopping a cluster) is not used here.
+#[allow(dead_code)]
 mod pgtest;
 pub mod store;
 pub mod transfer;
