@@ -139,36 +139,50 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A pool of at most `connections` connections to the database `config` names, driven by a
+/// runtime of its own whose thread is called `thread`: a connection's I/O is driven by a task
+/// on the runtime that opened it, and a store's callers (HTTP workers, query lanes, the job
+/// runtime) may be busy or go away. The job store and the VOSpace store open theirs here.
+pub fn pool_on_own_runtime(
+    config: &tokio_postgres::Config,
+    connections: usize,
+    thread: &str,
+) -> Result<(Pool, tokio::runtime::Handle), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(thread)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let handle = rt.handle().clone();
+    // The runtime lives as long as the process (as the job runtime does): dropping it would
+    // shut it down from whichever thread dropped the store last.
+    std::mem::forget(rt);
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(connections.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((pool, handle))
+}
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
     /// with at most `connections` connections, and brings its schema up to date.
     pub async fn open(url: &str, connections: usize) -> Result<Self, StoreError> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError(format!("{}: {e}", redact(url))))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("vostok-pg")
-            .enable_all()
-            .build()
-            .map_err(db_err)?;
-        let handle = rt.handle().clone();
-        // The runtime lives as long as the process (as the job runtime does): dropping it
-        // would shut it down from whichever thread dropped the store last.
-        std::mem::forget(rt);
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(db_err)?;
+        let (pool, handle) =
+            pool_on_own_runtime(&config, connections, "vostok-pg").map_err(StoreError)?;
         let shown = redact(url);
         let store = PgStore {
             db: Arc::new(Db { pool }),

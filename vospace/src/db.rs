@@ -19,10 +19,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use rusqlite::types::ValueRef;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use crate::model::Fault;
 
@@ -256,17 +255,7 @@ pub(crate) fn db_fault(e: impl std::fmt::Display) -> Fault {
     Fault::InternalFault(format!("database: {e}"))
 }
 
-/// The URL without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(an unparsable URL)".to_string(),
-    }
-}
+pub use uws::postgres::redact;
 
 impl ToSql for Value {
     fn to_sql(
@@ -546,30 +535,9 @@ impl Db {
         let shown = redact(url);
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Fault::InternalFault(format!("{shown}: {e}")))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("vostok-vospace-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| Fault::InternalFault(e.to_string()))?;
-        let handle = rt.handle().clone();
-        // The runtime lives as long as the process: dropping it would shut it down from
-        // whichever thread dropped the store last.
-        std::mem::forget(rt);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| Fault::InternalFault(e.to_string()))?;
+        let (pool, handle) =
+            uws::postgres::pool_on_own_runtime(&config, connections, "vostok-vospace-pg")
+                .map_err(|e| Fault::InternalFault(format!("{shown}: {e}")))?;
         let db = Db::Pg(Arc::new(PgDb {
             pool,
             rt: handle,
