@@ -1,16 +1,19 @@
-"""Several vostok processes sharing one PostgreSQL job database, behind a load balancer.
+"""Several vostok processes sharing one PostgreSQL database, behind a load balancer.
 
 Three servers on loopback share a private PostgreSQL cluster (started here, whatever the
-suite's mode: conformance/pg_oracle.py) for their jobs and one S3 bucket for their data (the
+suite's mode: conformance/pg_oracle.py) for their jobs and VOSpace records and one S3 bucket for their data (the
 suite's S3 server with VOSTOK_TEST_S3=1, else one started here with scripts/s3-up.sh: a local
-data folder is one server's only, because VOSpace's crash recovery deletes the objects its
-own database does not know); each has a VOSpace database of its own. Debian's nginx balances
-requests round-robin over them (its configuration in a temporary folder).
+data folder is one server's only, by its lock); their VOSpace records are in the same PostgreSQL database.
+Debian's nginx balances requests round-robin over them (its configuration in a temporary
+folder).
 
 * WAIT on one server returns as soon as another server changes the job's phase (PostgreSQL
   notifications; the poll interval is set long here so that polling cannot pass for them);
   the wake latency is printed.
 * PHASE=ABORT sent to one server stops the job where it runs, on another.
+* 50 VOSpace uploads go through nginx while one server is SIGKILLed half-way (then started
+  again): every file is complete or absent, reads the same through each server, and every
+  object stored under vospace/objects/ is a node's.
 * 200 async TAP queries with known answers go through nginx while one of the three servers
   is SIGKILLed half-way: every job ends COMPLETED exactly once with the right answer, the
   jobs the dead server was executing are taken over once their lease runs out, and none is
@@ -200,7 +203,6 @@ def group(server, s3_bucket, tmp_path_factory):
                 "metadata": {"url": url, "connections": 4},
                 "uws": {"max_running": 2, "lease_seconds": LEASE_SECONDS, "poll_ms": POLL_MS,
                         "max_active_anonymous": 1000},
-                "vospace": {"database": str(d / "vospace.sqlite")},
             }))
             procs.append(Proc(name, d, config))
         # The first one alone (it migrates the empty job database), then the others at once.
@@ -217,7 +219,11 @@ def group(server, s3_bucket, tmp_path_factory):
         port = free_port()
         upstreams = "\n".join(f"    server 127.0.0.1:{p.port} max_fails=1 fail_timeout=30s;"
                               for p in procs)
+        # As root, its workers would run as nobody, who cannot enter pytest's temporary folder
+        # to buffer a request's body there (uploads failed with 500).
+        as_root = "user root;" if os.geteuid() == 0 else ""
         (ngx / "nginx.conf").write_text(f"""
+{as_root}
 worker_processes 1;
 daemon off;
 pid {ngx}/nginx.pid;
@@ -375,6 +381,98 @@ def test_abort_on_one_server_stops_the_job_running_on_another(group):
     print(f"aborted on {other.name}, stopped on {runner.name} after {took:.2f} s")
     assert took < 3, f"the job ran on for {took:.1f} s after its abort"
     assert phase(url) == "ABORTED"
+
+
+UPLOADS = 50
+PUSH = "ivo://ivoa.net/vospace/core#httpput"
+PULL = "ivo://ivoa.net/vospace/core#httpget"
+
+
+def test_vospace_uploads_through_nginx_survive_a_server_killed_half_way(group, s3_bucket):
+    """50 VOSpace uploads spread by nginx over the three servers (one VOSpace in PostgreSQL),
+    one server SIGKILLed half-way and started again: every file is complete or absent, no
+    stored object is left that no node refers to, and every server reads what any wrote."""
+    procs, lb, db = group
+    client, bucket, _ = s3_bucket
+    victim = procs[2]
+    user = "mp" + secrets.token_hex(3)
+    add = subprocess.run([str(find_binary()), "--config", str(procs[0].config), "user", "add", user],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                         cwd=procs[0].root, env={k: v for k, v in os.environ.items()
+                                                 if k != "VOSTOK_METADATA_URL"})
+    assert add.returncode == 0, add.stderr[-2000:]
+    auth = {"Authorization": f"Bearer {add.stdout.split()[-1]}"}
+    home = requests.get(f"{lb}/vospace/nodes/{user}", headers=auth, timeout=30)
+    assert home.status_code == 200, home.text[:300]
+    uri = re.search(r'uri="(vos://[^"]+)"', home.text).group(1)
+    rng = np.random.default_rng(50)
+    files = {f"{user}/f{i:02d}.bin": rng.bytes(int(rng.choice([1, 64, 700, 6000])) * 1024)
+             for i in range(UPLOADS)}
+
+    def push(path):
+        try:
+            r = requests.post(f"{lb}/vospace/synctrans", headers=auth, allow_redirects=False,
+                              timeout=60, params={"TARGET": f"{uri}/{path.split('/', 1)[1]}",
+                                                  "DIRECTION": "pushToVoSpace", "PROTOCOL": PUSH,
+                                                  "REQUEST": "redirect"})
+            if r.status_code != 303:
+                return path, f"negotiation {r.status_code}"
+            put = requests.put(r.headers["Location"], data=files[path], timeout=120)
+            return path, put.status_code
+        except requests.RequestException as e:
+            return path, f"{type(e).__name__}"
+
+    paths = list(files)
+    outcome = {}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(push, p) for p in paths]
+        # Half-way: the victim dies, uploads of its in hand.
+        deadline = time.monotonic() + 60
+        while sum(f.done() for f in futures) < UPLOADS // 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.kill()
+        killed_after = sum(f.done() for f in futures)
+        for f in futures:
+            path, status = f.result()
+            outcome[path] = status
+    # Started again: its recovery sweeps what the killed process left.
+    victim.start()
+    victim.wait_ready()
+
+    ok = {p for p, st in outcome.items() if st in (200, 201, 204)}
+    assert len(ok) >= UPLOADS // 2, outcome
+    # Every file, read through each server: complete, or absent (never a part, never another's).
+    partial = {}
+    for p in paths:
+        for srv in procs:
+            r = requests.get(f"{srv.base_url}/vospace/nodes/{p}", headers=auth, timeout=30)
+            if r.status_code == 404:
+                assert p not in ok, f"{p} was stored (HTTP {outcome[p]}) but {srv.name} has no node"
+                continue
+            assert r.status_code == 200, r.text[:300]
+            t = requests.post(f"{srv.base_url}/vospace/synctrans", headers=auth,
+                              allow_redirects=False, timeout=60,
+                              params={"TARGET": f"{uri}/{p.split('/', 1)[1]}",
+                                      "DIRECTION": "pullFromVoSpace", "PROTOCOL": PULL,
+                                      "REQUEST": "redirect"})
+            got = requests.get(t.headers["Location"], timeout=120) if t.status_code == 303 else None
+            body = got.content if got is not None and got.status_code == 200 else b""
+            if p in ok:
+                assert body == files[p], f"{p} read through {srv.name}: {len(body)} bytes"
+            elif body not in (b"", files[p]):
+                partial[p] = len(body)
+    assert not partial, f"files neither complete nor absent: {partial}"
+    # No object left in the bucket that no node refers to.
+    prefix = re.search(r"s3://[^/]+/(\S+)", procs[0].config.read_text()).group(1).rstrip('"')
+    stored = set()
+    for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{prefix}/vospace/objects/"):
+        stored |= {o["Key"][len(prefix) + 1:] for o in page.get("Contents", [])}
+    referenced = {r[0] for r in db.execute("SELECT object_key FROM nodes WHERE object_key IS NOT NULL")}
+    assert stored == referenced, (sorted(stored - referenced)[:5], sorted(referenced - stored)[:5])
+    print(f"{UPLOADS} uploads through nginx; {victim.name} SIGKILLed after {killed_after}; "
+          f"{len(ok)} stored, {UPLOADS - len(ok)} failed ({sorted(set(map(str, outcome.values())))}); "
+          f"{len(stored)} objects, each a node's")
 
 
 def test_jobs_through_nginx_survive_a_server_killed_half_way(group):

@@ -164,19 +164,15 @@ impl State {
         ));
         let service = config.service();
 
-        let vospace_db = config.vospace_database()?;
         let postgres = config.metadata.postgres_url()?;
-        // The SQLite job database, when the jobs are not in PostgreSQL (`[uws] database` is
-        // then not needed, even with the data in object storage).
-        let uws_db = match postgres {
-            Some(_) => None,
-            None => Some(config.uws_database()?),
+        // The SQLite files, when the records are not in PostgreSQL (`[uws] database` and
+        // `[vospace] database` are then not needed, even with the data in object storage).
+        let sqlite = match postgres {
+            Some(_) => Vec::new(),
+            None => vec![config.vospace_database()?, config.uws_database()?],
         };
         let mut locks = Vec::new();
-        if postgres.is_none() {
-            locks.push(writer_lock(&vospace_db)?);
-        }
-        if let Some(db) = &uws_db {
+        for db in &sqlite {
             locks.push(writer_lock(db)?);
         }
         if storage.is_local() {
@@ -188,11 +184,8 @@ impl State {
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
-        let store: Arc<dyn JobStore> = match (postgres, uws_db) {
-            (None, None) => {
-                anyhow::bail!("no job database: neither [metadata] url nor a SQLite file")
-            }
-            (Some(url), _) => {
+        let store: Arc<dyn JobStore> = match postgres {
+            Some(url) => {
                 // Any number of servers share it: each job is run by the one holding its
                 // claim (uws::store).
                 let store = query_rt
@@ -201,7 +194,8 @@ impl State {
                 tracing::info!("UWS job database: {}", uws::postgres::redact(url));
                 Arc::new(store)
             }
-            (None, Some(uws_db)) => {
+            None => {
+                let uws_db = config.uws_database()?;
                 let store = SqliteStore::open(&uws_db).context("opening the UWS job database")?;
                 tracing::info!("UWS job database: {}", uws_db.display());
                 Arc::new(store)
