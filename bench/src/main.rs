@@ -139,7 +139,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 0.1)]
     scale_fixed_r: f64,
     /// Run only the workloads whose id starts with one of these (tap_cone, scs, agg, download,
-    /// scale, or TABLE:).
+    /// xmatch, scale, or TABLE:).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Write the results as JSON here.

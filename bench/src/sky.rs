@@ -99,6 +99,11 @@ impl SkyIndex {
         self.points.len()
     }
 
+    /// Every (ra, dec), in dec order.
+    pub fn positions(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.points.iter().map(|&(dec, ra)| (ra, dec))
+    }
+
     /// Counts rows within `r` degrees of (ra0, dec0), with `tol` degrees of edge ambiguity.
     pub fn count(&self, ra0: f64, dec0: f64, r: f64, tol: f64) -> Expected {
         // |dec - dec0| <= distance, so only the band [dec0 - r, dec0 + r] can match
