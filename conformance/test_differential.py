@@ -604,6 +604,17 @@ REGRESSIONS = [
     ("correlated_scalar_more_than_one_row", "SELECT a.hip, (SELECT b.sn FROM hipparcos.hip2 AS b WHERE b.hip "
      "BETWEEN a.hip AND a.hip + 1) AS s FROM hipparcos.hip2 AS a WHERE a.hip < 3",
      "more than one row returned by a subquery used as a value"),
+    # An uncorrelated scalar subquery of more than one row is an error only where a row needs
+    # its value (PostgreSQL seed 36 case 1810: no outer row, an empty result, not an error).
+    ("uncorrelated_scalar_many_rows_no_outer_row_where", "SELECT a.hip FROM hipparcos.hip2 AS a WHERE "
+     "a.hip < 0 AND a.sn = (SELECT b.sn FROM hipparcos.hip2 AS b WHERE b.hip < 3)", []),
+    ("uncorrelated_scalar_many_rows_no_outer_row_select", "SELECT a.hip, (SELECT b.sn FROM hipparcos.hip2 "
+     "AS b WHERE b.hip < 3) AS s FROM hipparcos.hip2 AS a WHERE a.hip < 0", []),
+    ("uncorrelated_scalar_more_than_one_row", "SELECT a.hip, (SELECT b.sn FROM hipparcos.hip2 AS b WHERE "
+     "b.hip < 3) AS s FROM hipparcos.hip2 AS a WHERE a.hip < 3",
+     "more than one row returned by a subquery used as a value"),
+    ("uncorrelated_scalar_one_row", "SELECT a.hip, (SELECT b.sn FROM hipparcos.hip2 AS b WHERE "
+     "b.hip = 2) AS s FROM hipparcos.hip2 AS a WHERE a.hip < 3", [(1, 75), (2, 75)]),
     # Correlated scalar subqueries once refused: correlated in the ON of an inner join of the
     # subquery (COUNT over no rows: 0), and used in ORDER BY, GROUP BY and a join's ON (reading
     # one side of a LEFT JOIN; NULL when the subquery has no row). TOP in one: test_differential_pg.py.
@@ -680,6 +691,7 @@ def test_fixed_shape(base_url, name, adql, expected):
 NOT_IN_SQLITE = {
     "bigint_overflow_is_an_error": "SQLite turns an INTEGER overflow into a REAL",
     "correlated_scalar_more_than_one_row": "SQLite takes the first row of a scalar subquery",
+    "uncorrelated_scalar_more_than_one_row": "SQLite takes the first row of a scalar subquery",
     "intersect_all": "SQLite has no INTERSECT ALL",
     "except_all": "SQLite has no EXCEPT ALL",
     "intersect_all_three_copies": "SQLite has no INTERSECT ALL",

@@ -619,6 +619,14 @@ pub fn humanise(message: &str) -> String {
     if m.starts_with("Divide by zero") {
         return "division by zero".into();
     }
+    // An uncorrelated subquery's (DataFusion's ScalarSubqueryExec); the correlated ones say
+    // the same in rules::scalar_subquery.
+    if m.starts_with("Scalar subquery returned more than one row") {
+        return "more than one row returned by a subquery used as a value: a subquery used \
+                as a value must give at most one row (use an aggregate such as MAX, or a \
+                condition that selects one row)"
+            .into();
+    }
     // The correlated subqueries rules::scalar_subquery leaves to DataFusion, which refuses them.
     if m.contains("logical expression ScalarSubquery")
         || m.starts_with("Correlated scalar subquery")

@@ -26,9 +26,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion_common::tree_node::TreeNodeRecursion;
-use datafusion_common::{Result, ScalarValue, Statistics, exec_err, internal_err};
+use datafusion_common::{Result, ScalarValue, Statistics, internal_err};
 use datafusion_execution::TaskContext;
 use datafusion_expr::physical_planning_context::{ScalarSubqueryResults, SubqueryIndex};
 use datafusion_physical_expr::PhysicalExpr;
@@ -94,7 +95,17 @@ pub struct ScalarSubqueryExec {
     results: ScalarSubqueryResults,
     /// Cached plan properties (copied from input).
     cache: Arc<PlanProperties>,
+    /// vostok patch: set when a subquery gave more than one row. Its result slot is then left
+    /// empty, and the error is raised only when a `ScalarSubqueryExpr` reads that slot, i.e.
+    /// when a row of the main input needs the value (as PostgreSQL does), not when the main
+    /// input has no row.
+    too_many_rows: Arc<AtomicBool>,
 }
+
+/// vostok patch: the error of a scalar subquery that gave more than one row.
+const MORE_THAN_ONE_ROW: &str = "Scalar subquery returned more than one row";
+/// vostok patch: what `ScalarSubqueryExpr::evaluate` says when its result slot is empty.
+const SLOT_EMPTY: &str = "ScalarSubqueryExpr evaluated before the subquery was executed";
 
 impl ScalarSubqueryExec {
     pub fn new(
@@ -109,6 +120,7 @@ impl ScalarSubqueryExec {
             subquery_future: Arc::default(),
             results,
             cache,
+            too_many_rows: Arc::default(),
         }
     }
 
@@ -208,6 +220,7 @@ impl ExecutionPlan for ScalarSubqueryExec {
             subquery_future: Arc::default(),
             results: self.results.clone(),
             cache: Arc::clone(&self.cache),
+            too_many_rows: Arc::default(),
         }))
     }
 
@@ -219,8 +232,12 @@ impl ExecutionPlan for ScalarSubqueryExec {
         let subqueries = self.subqueries.clone();
         let results = self.results.clone();
         let planning_ctx = Arc::clone(&context);
+        let too_many_rows = Arc::clone(&self.too_many_rows);
+        let flag = Arc::clone(&too_many_rows);
         let mut subquery_future = self.subquery_future.try_once(move || {
-            Ok(async move { execute_subqueries(subqueries, results, planning_ctx).await })
+            Ok(async move {
+                execute_subqueries(subqueries, results, planning_ctx, flag).await
+            })
         })?;
         let input = Arc::clone(&self.input);
         let schema = self.schema();
@@ -236,7 +253,16 @@ impl ExecutionPlan for ScalarSubqueryExec {
                 // safely execute the main input
                 input.execute(partition, context)
             })
-            .try_flatten(),
+            .try_flatten()
+            // vostok patch: a row that read the empty slot of a subquery with more than one
+            // row gets that subquery's error.
+            .map_err(move |e| {
+                if too_many_rows.load(Ordering::Acquire) && e.to_string().contains(SLOT_EMPTY) {
+                    datafusion_common::exec_datafusion_err!("{MORE_THAN_ONE_ROW}")
+                } else {
+                    e
+                }
+            }),
         )))
     }
 
@@ -351,6 +377,7 @@ async fn execute_subqueries(
     subqueries: Vec<ScalarSubqueryLink>,
     results: ScalarSubqueryResults,
     context: Arc<TaskContext>,
+    too_many_rows: Arc<AtomicBool>,
 ) -> Result<()> {
     // Evaluate subqueries in parallel; wait for them all to finish evaluation
     // before returning.
@@ -359,9 +386,13 @@ async fn execute_subqueries(
         let ctx = Arc::clone(&context);
         let results = results.clone();
         let index = sq.index;
+        let too_many_rows = Arc::clone(&too_many_rows);
         async move {
-            let value = execute_scalar_subquery(plan, ctx).await?;
-            results.set(index, value)?;
+            match execute_scalar_subquery(plan, ctx).await? {
+                Some(value) => results.set(index, value)?,
+                // vostok patch: more than one row; the slot stays empty (see `too_many_rows`)
+                None => too_many_rows.store(true, Ordering::Release),
+            }
             Ok(()) as Result<()>
         }
     });
@@ -371,11 +402,11 @@ async fn execute_subqueries(
 
 /// Execute a single subquery plan and extract the scalar value.
 /// Returns NULL for 0 rows, the scalar value for exactly 1 row,
-/// or an error for >1 rows.
+/// or (vostok patch) `None` for >1 rows.
 async fn execute_scalar_subquery(
     plan: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
-) -> Result<ScalarValue> {
+) -> Result<Option<ScalarValue>> {
     let schema = plan.schema();
     if schema.fields().len() != 1 {
         // Should be enforced by the physical planner.
@@ -393,15 +424,15 @@ async fn execute_scalar_subquery(
             continue;
         }
         if result.is_some() || batch.num_rows() > 1 {
-            return exec_err!("Scalar subquery returned more than one row");
+            return Ok(None);
         }
         result = Some(ScalarValue::try_from_array(batch.column(0), 0)?);
     }
 
     // 0 rows → typed NULL per SQL semantics
     match result {
-        Some(v) => Ok(v),
-        None => ScalarValue::try_from(schema.field(0).data_type()),
+        Some(v) => Ok(Some(v)),
+        None => ScalarValue::try_from(schema.field(0).data_type()).map(Some),
     }
 }
 
@@ -424,7 +455,7 @@ mod tests {
 
     enum ExpectedSubqueryResult {
         Value(ScalarValue),
-        Error(&'static str),
+        TooManyRows,
     }
 
     #[derive(Debug)]
@@ -582,24 +613,21 @@ mod tests {
                 make_subquery_plan(vec![empty_int64_batch()]),
                 ExpectedSubqueryResult::Value(ScalarValue::Int64(None)),
             ),
+            // vostok patch: no value; the error comes when a row reads it
             (
                 "multiple_rows",
                 make_subquery_plan(vec![int32_batch(vec![1, 2, 3])]),
-                ExpectedSubqueryResult::Error("more than one row"),
+                ExpectedSubqueryResult::TooManyRows,
             ),
         ] {
             let actual =
                 execute_scalar_subquery(plan, Arc::new(TaskContext::default())).await;
             match expected {
                 ExpectedSubqueryResult::Value(expected) => {
-                    assert_eq!(actual?, expected, "{name}");
+                    assert_eq!(actual?, Some(expected), "{name}");
                 }
-                ExpectedSubqueryResult::Error(expected) => {
-                    let err = actual.expect_err(name);
-                    assert!(
-                        err.to_string().contains(expected),
-                        "{name}: expected error containing '{expected}', got {err}"
-                    );
+                ExpectedSubqueryResult::TooManyRows => {
+                    assert_eq!(actual?, None, "{name}");
                 }
             }
         }
