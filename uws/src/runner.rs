@@ -149,6 +149,18 @@ pub struct NewUpload {
     pub bytes: Bytes,
 }
 
+/// Whether `id` can name a job: job ids are [`crate::model::new_job_id`]'s hex digits (ASCII
+/// letters, digits, `-` and `_` are let through). Anything else is not found without asking the
+/// store (PostgreSQL refuses a NUL byte in a text parameter with an error, not an empty
+/// answer).
+fn could_be_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The job service: store, queues, pools, running jobs.
 pub struct Jobs {
     store: Arc<dyn JobStore>,
@@ -424,6 +436,9 @@ impl Jobs {
     /// A job, whoever owns it (for the service itself, not for requests: see
     /// [`Jobs::get_for`]).
     pub async fn get(&self, id: &str) -> Result<Job, JobError> {
+        if !could_be_job_id(id) {
+            return Err(JobError::NotFound(id.to_string()));
+        }
         self.store
             .get(id)
             .await?
@@ -439,6 +454,9 @@ impl Jobs {
         kind: &str,
         caller: Option<&str>,
     ) -> Result<Job, JobError> {
+        if !could_be_job_id(id) {
+            return Err(JobError::NotFound(id.to_string()));
+        }
         match self.store.get(id).await? {
             Some(j) if j.kind == kind && j.visible_to(caller) => Ok(j),
             _ => Err(JobError::NotFound(id.to_string())),
@@ -1710,6 +1728,34 @@ mod tests {
             assert!(tries < 200, "the new run did not stop");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// An id no job can have (a NUL byte, a byte of no UTF-8 character, too long, empty) is
+    /// not found, also in PostgreSQL, whose text parameters refuse a NUL byte with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_impossible_job_id_is_not_found_in_postgresql() {
+        let cluster = crate::pgtest::Cluster::start().unwrap();
+        let url = cluster.database("uws").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path(), storage::Missing::Refuse).unwrap();
+        let store = Arc::new(crate::PgStore::open(&url, 2).await.unwrap());
+        let jobs = Jobs::new(store, storage, UwsConfig::default());
+        let long = "a".repeat(65);
+        for id in ["\u{ff}\0", "a\0b", long.as_str(), "a b", ""] {
+            let got = jobs.get_for(id, "echo", None).await;
+            assert!(matches!(got, Err(JobError::NotFound(_))), "{id:?}: {got:?}");
+            let got = jobs.get(id).await;
+            assert!(matches!(got, Err(JobError::NotFound(_))), "{id:?}: {got:?}");
+        }
+        let new = NewJob {
+            kind: "echo".into(),
+            ..Default::default()
+        };
+        let made = jobs.create(jobs.new_id(), new, false).await.unwrap();
+        assert_eq!(
+            jobs.get_for(&made.id, "echo", None).await.unwrap().id,
+            made.id
+        );
     }
 
     /// PostgreSQL stops and starts again under a running service: requests fail meanwhile,
