@@ -243,11 +243,13 @@ wait_healthy 900 db s3 vostok-1 vostok-2 nginx
 for u in "$BASE_URL" "$S1" "$S2"; do
     curl -fsS -o /dev/null "$u/health/ready" || die "$u/health/ready does not answer 200"
 done
-logs() { compose logs --no-color "$1"; }
-logs vostok-1 | grep -q 'first start: ingesting demo catalog' || die "vostok-1 did not ingest the demo data"
-! logs vostok-2 | grep -q 'first start: ingesting' || die "vostok-2 ingested the demo data too"
+# logs SERVICE: a file holding its log so far (grep -q on a pipe would end `compose logs`
+# early, with SIGPIPE, which pipefail reports as a failure)
+logs() { compose logs --no-color "$1" >"$WORK/$1.log" 2>&1; echo "$WORK/$1.log"; }
+grep -q 'first start: ingesting demo catalog' "$(logs vostok-1)" || die "vostok-1 did not ingest the demo data"
+! grep -q 'first start: ingesting' "$(logs vostok-2)" || die "vostok-2 ingested the demo data too"
 # vostok-2 started once vostok-1 was serving (it waits for vostok-1's health check)
-listening_1="$(logs vostok-1 | grep -m1 'listening on http' | grep -oE '20[0-9]{2}-[0-9-]+T[0-9:.]+Z')"
+listening_1="$(grep -m1 'listening on http' "$(logs vostok-1)" | grep -oE '20[0-9]{2}-[0-9-]+T[0-9:.]+Z')"
 started_2="$(docker inspect -f '{{.State.StartedAt}}' "$(compose ps -q vostok-2)")"
 [[ -n "$listening_1" && "$listening_1" < "$started_2" ]] \
     || die "vostok-2 started at $started_2, vostok-1 listened at '$listening_1'"
@@ -295,8 +297,8 @@ for _ in $(seq 1 10); do
         | awk 'tolower($1) == "x-request-id:" { print $2 }' >>"$WORK/ids"
 done
 [[ "$(wc -l <"$WORK/ids")" == 10 ]] || die "not every answer through nginx has an X-Request-Id"
-n1="$(logs vostok-1 | grep -cFf "$WORK/ids" || true)"
-n2="$(logs vostok-2 | grep -cFf "$WORK/ids" || true)"
+n1="$(grep -cFf "$WORK/ids" "$(logs vostok-1)" || true)"
+n2="$(grep -cFf "$WORK/ids" "$(logs vostok-2)" || true)"
 ((n1 > 0 && n2 > 0 && n1 + n2 == 10)) || die "10 requests through nginx: $n1 answered by vostok-1, $n2 by vostok-2"
 say "10 requests through nginx: $n1 answered by vostok-1, $n2 by vostok-2"
 
@@ -336,8 +338,8 @@ for url in "${jobs[@]}"; do
     done
 done
 printf 'job %s (tap): executing\n' "${jobs[@]##*/}" >"$WORK/executing"
-ran1="$(logs vostok-1 | grep -cFf "$WORK/executing" || true)"
-ran2="$(logs vostok-2 | grep -cFf "$WORK/executing" || true)"
+ran1="$(grep -cFf "$WORK/executing" "$(logs vostok-1)" || true)"
+ran2="$(grep -cFf "$WORK/executing" "$(logs vostok-2)" || true)"
 say "${#jobs[@]} jobs (one created on each server, 4 through nginx): COMPLETED, the same result on both servers and nginx; executed by vostok-1: $ran1, vostok-2: $ran2"
 for url in "${jobs[@]}"; do curl -fsS -o /dev/null -X DELETE "$(on "$S2" "$url")"; done
 [[ -z "$(db_phase "${jobs[0]##*/}")" ]] || die "job ${jobs[0]##*/} still in uws_jobs after DELETE on vostok-2"
@@ -346,7 +348,7 @@ token="$(compose exec -T vostok-1 vostok user add alice 2>"$WORK/user-add.log" |
 [[ -n "$token" ]] || { cat "$WORK/user-add.log" >&2; die "vostok user add alice gave no token"; }
 AUTH=(-H "Authorization: Bearer $token")
 for base in "$S1" "$S2" "$BASE_URL"; do
-    curl -fsS "${AUTH[@]}" "$base/vospace/nodes/alice" | grep -q 'vos://vostok.example!vospace/alice' \
+    [[ "$(curl -fsS "${AUTH[@]}" "$base/vospace/nodes/alice")" == *'vos://vostok.example!vospace/alice'* ]] \
         || die "no node alice on $base"
 done
 transfer() {  # transfer BASE push|pull NAME: the data URL the server at BASE negotiates
@@ -401,7 +403,7 @@ runner=""
 deadline=$(($(date +%s) + 60))
 until [[ -n "$runner" ]]; do
     for s in vostok-1 vostok-2; do
-        logs "$s" | grep -qF "job $id (tap): executing" && runner="$s"
+        grep -qF "job $id (tap): executing" "$(logs "$s")" && runner="$s"
     done
     [[ -n "$runner" ]] && break
     (($(date +%s) < deadline)) || die "job $id did not start executing"
@@ -422,7 +424,7 @@ phase="$(curl -fsS "$job/phase")"
 say "10 queries through nginx answered with $runner killed"
 [[ "$(wait_job "$job" 600)" == COMPLETED ]] || die "job $id did not complete after $runner was killed"
 took=$(($(date +%s) - killed))
-logs "$other" | grep -qF "job $id (tap): the server running it stopped renewing" \
+grep -qF "job $id (tap): the server running it stopped renewing" "$(logs "$other")" \
     || die "$other did not take job $id over"
 [[ "$(curl -fsS "$job/results/result" | tr -d '\r')" == "n"$'\n'"$expected" ]] \
     || die "job $id: the result is not $expected"
