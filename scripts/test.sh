@@ -141,7 +141,7 @@ if [[ $# -eq 0 ]]; then
 fi
 
 # --- the containers (by hand: VOSTOK_TEST_DOCKER=1) -------------------------------------------
-# docker/compose.yaml (vostok from this binary, PostgreSQL, nginx) through nginx with pyvo:
+# docker/compose.yaml (two vostok servers from this binary, PostgreSQL, radosgw, nginx) through nginx:
 # scripts/docker-test.sh. Not part of the CI run (see README "Run the tests": the time, and
 # dockerd inside the CI machine); said so here rather than passed over in silence.
 if [[ $# -eq 0 ]]; then
