@@ -16,6 +16,7 @@
 pub mod model;
 #[cfg(test)]
 mod pgtest;
+pub mod pgtls;
 pub mod postgres;
 pub mod runner;
 pub mod sqlite;
