@@ -433,8 +433,7 @@ impl Target {
                  authenticated"
             ),
             Check::Unverified => format!(
-                "{mode}: TLS; the server is not authenticated (no trusted certificate \
-                 authority given: sslrootcert or [metadata] ca_file)"
+                "{mode}: TLS; the server is not authenticated (no certificate authority named)"
             ),
             Check::Chain(r) => format!(
                 "{mode}: TLS; the server's certificate must be signed by {r} (its host name is \
@@ -475,8 +474,8 @@ impl Target {
         };
         warn.then(|| {
             format!(
-                "PostgreSQL {}: {}; set sslmode=verify-full and the database's certificate \
-                 authority (sslrootcert or [metadata] ca_file)",
+                "PostgreSQL {}: {}. To authenticate the server: sslmode=verify-full with the \
+                 database's certificate authority (sslrootcert or [metadata] ca_file)",
                 self.shown,
                 self.describe()
             )
@@ -549,8 +548,16 @@ impl Target {
             cause = c.source();
         }
         match hint {
-            Some(h) => format!("{msg} ({h})"),
+            Some(h) => format!("{msg}; {h}"),
             None => msg,
+        }
+    }
+
+    /// [`Target::explain`] for the connection pool's error: the database's own when it is one.
+    pub fn explain_pool(&self, e: &deadpool_postgres::PoolError) -> String {
+        match e {
+            deadpool_postgres::PoolError::Backend(inner) => self.explain(inner),
+            other => self.explain(other),
         }
     }
 
@@ -582,13 +589,13 @@ impl Target {
         if let Some(rustls::Error::InvalidCertificate(c)) = rustls_error {
             return Some(match c {
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
-                    "the server's certificate is not signed by {roots}: sslrootcert or \
-                     [metadata] ca_file names the authority that signed it"
+                    "the server's certificate is not signed by {roots}; name the authority \
+                     that signed it with sslrootcert or [metadata] ca_file"
                 ),
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => format!(
-                    "the server's certificate does not name the host connected to \
-                     (sslmode={} checks the host name; connect by a name the certificate holds)",
+                    "the server's certificate does not name the host connected to: connect by \
+                     a name it holds (sslmode={} checks the host name, verify-ca does not)",
                     self.mode.as_str()
                 ),
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {

@@ -200,7 +200,7 @@ impl PgStore {
                 let mut c = db.pool.get().await.map_err(|e| {
                     StoreError(format!(
                         "cannot connect to {shown}: {}",
-                        explain.explain(&e)
+                        explain.explain_pool(&e)
                     ))
                 })?;
                 migrate(&mut c).await

@@ -623,7 +623,7 @@ impl PgDb {
         Fault::InternalFault(format!(
             "VOSpace database {}: cannot connect: {}",
             self.target.shown(),
-            self.target.explain(e)
+            self.target.explain_pool(e)
         ))
     }
 }
