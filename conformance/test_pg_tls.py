@@ -12,7 +12,9 @@ vostok logs in with a password, SCRAM).
 * Refused at start with a message naming the problem, the password never shown: another
   authority (the certificate is not trusted), sslmode=disable (the server accepts TLS only),
   verify-full to a host name the certificate does not hold (verify-ca, which does not check
-  it, connects), require against a server whose TLS is off.
+  it, connects), a missing ca_file, require against a server whose TLS is off (last: it
+  turns TLS off for a moment).
+* A client certificate (sslcert, sslkey) logs in a role pg_hba.conf admits by certificate only.
 """
 
 from __future__ import annotations
@@ -59,16 +61,13 @@ def make_ca(d: Path, name: str):
             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def make_server_cert(d: Path, ca: str):
-    """server.crt (for localhost and 127.0.0.1, signed by `ca`) and server.key."""
+def make_cert(d: Path, ca: str, name: str, subject: str, ext: str):
+    """name.crt (signed by `ca`, with the extensions `ext`) and name.key."""
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                  "basicConstraints=CA:FALSE\n"
-                                  "keyUsage=critical,digitalSignature\n"
-                                  "extendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext", cwd=d)
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=d)
+    (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" + ext)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
 
 
 class TlsCluster:
@@ -76,23 +75,28 @@ class TlsCluster:
         self.certs = d
 
         def configure(data: Path, chown):
-            for f in ("server.crt", "server.key"):
+            for f in ("server.crt", "server.key", "ca.crt"):
                 shutil.copy(d / f, data / f)
                 (data / f).chmod(0o600)
                 chown(data / f)
             # TLS only over TCP; the superuser (the test's own connections) without a password.
             # In postgresql.conf (not on the command line) so that ALTER SYSTEM can turn it off.
             with open(data / "postgresql.conf", "a") as conf:
-                conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+                conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                           "ssl_ca_file = 'ca.crt'\n")
             (data / "pg_hba.conf").write_text(
                 "local all all trust\n"
                 "hostssl all postgres 127.0.0.1/32 trust\n"
+                "hostssl all vostok_cert 127.0.0.1/32 cert\n"
                 "hostssl all all 127.0.0.1/32 scram-sha-256\n")
 
         self.pg = pg_oracle.Cluster(max_connections=60, configure=configure)
         with self.connect() as c:
             c.execute(f"CREATE ROLE vostok LOGIN PASSWORD '{PASSWORD}'")  # a constant of this file
             c.execute(f"CREATE DATABASE {DB} OWNER vostok")
+            # Logs in with a client certificate (CN=vostok_cert) and nothing else.
+            c.execute("CREATE ROLE vostok_cert LOGIN")
+            c.execute("CREATE DATABASE vostok_cert OWNER vostok_cert")
 
     def connect(self, dbname="postgres"):
         import psycopg
@@ -114,7 +118,9 @@ def cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("pg-tls-certs")
     make_ca(d, "ca")
     make_ca(d, "other-ca")
-    make_server_cert(d, "ca")
+    make_cert(d, "ca", "server", "/CN=localhost",
+              "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    make_cert(d, "ca", "client", "/CN=vostok_cert", "extendedKeyUsage=clientAuth\n")
     c = TlsCluster(d)
     try:
         yield c
@@ -265,6 +271,19 @@ def test_an_unreadable_ca_file_is_named(cluster, tmp_path):
     assert "[metadata] ca_file" in out and "nosuch.pem" in out and "cannot read" in out, out[-3000:]
 
 
+def test_a_client_certificate_logs_in(cluster, tmp_path):
+    certs = cluster.certs
+    url = (f"postgres://vostok_cert@localhost:{cluster.pg.port}/vostok_cert?sslmode=verify-full"
+           f"&sslrootcert={certs / 'ca.crt'}&sslcert={certs / 'client.crt'}&sslkey={certs / 'client.key'}")
+    rc, _, out = run(tmp_path, url, "user", "add", "dave", "--data-dir", str(tmp_path / "data"))
+    assert rc == 0, out
+    with cluster.connect("vostok_cert") as c:
+        assert c.execute("SELECT count(*) FROM users WHERE name = 'dave'").fetchone() == (1,)
+    # Without it, the cert line of pg_hba.conf refuses the role.
+    out = refused(tmp_path, url.split("&sslcert=")[0])
+    assert "vostok_cert" in out and "certificate" in out, out[-3000:]
+
+
 def test_require_is_refused_by_a_server_without_tls(cluster, tmp_path):
     import psycopg
     with cluster.connect() as c:
@@ -288,3 +307,4 @@ def test_require_is_refused_by_a_server_without_tls(cluster, tmp_path):
                              dbname="postgres", autocommit=True) as c:
             c.execute("ALTER SYSTEM RESET ssl")
             c.execute("SELECT pg_reload_conf()")
+
