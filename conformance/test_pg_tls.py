@@ -128,7 +128,7 @@ def cluster(tmp_path_factory):
         c.pg.stop()
 
 
-def vostok(tmp: Path, url: str, *args, ca_file: Path | None = None, timeout=120):
+def vostok(tmp: Path, url: str, *args, ca_file: Path | None = None):
     """Runs `vostok ARGS` with `url` as [metadata] url (and `ca_file`) in `tmp`."""
     (tmp / "data").mkdir(parents=True, exist_ok=True)
     config = tmp / "vostok.toml"

@@ -378,6 +378,18 @@ impl Target {
                 ))
             }
         };
+        if config.get_hosts().is_empty() {
+            // hostaddr alone: the address is the name the certificate is checked against
+            // (tokio-postgres does no TLS without a host name).
+            let addrs: Vec<String> = config
+                .get_hostaddrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            for a in addrs {
+                config.host(&a);
+            }
+        }
         let hosts = config.get_hosts();
         let unix = !hosts.is_empty() && hosts.iter().all(|h| !matches!(h, Host::Tcp(_)));
         config.ssl_mode(match (&check, unix) {
@@ -614,6 +626,15 @@ impl Target {
         if rustls_error.is_some() {
             return None;
         }
+        if e.downcast_ref::<rustls::pki_types::InvalidDnsNameError>()
+            .is_some()
+        {
+            return Some(format!(
+                "sslmode={} checks the host name, and the host is neither a DNS name nor an IP \
+                 address",
+                self.mode.as_str()
+            ));
+        }
         let text = e.to_string();
         if text == "server does not support TLS" {
             return Some(format!(
@@ -621,9 +642,6 @@ impl Target {
                  postgresql.conf)",
                 self.mode.as_str()
             ));
-        }
-        if text == "no hostname provided for TLS handshake" {
-            return Some("TLS needs a host name: set host (hostaddr alone is not enough)".into());
         }
         None
     }
@@ -959,6 +977,14 @@ mod tests {
             assert!(!t.shown().contains("s3cret") && !t.describe().contains("s3cret"));
             assert!(!format!("{t:?}").contains("s3cret"));
         }
+    }
+
+    #[test]
+    fn hostaddr_alone_is_the_name_checked() {
+        let t = parse("hostaddr=10.0.0.5 dbname=vostok sslmode=verify-full");
+        assert_eq!(t.config().get_hosts(), &[Host::Tcp("10.0.0.5".into())]);
+        let t = parse("host=db.example hostaddr=10.0.0.5 dbname=vostok");
+        assert_eq!(t.config().get_hosts(), &[Host::Tcp("db.example".into())]);
     }
 
     #[test]
