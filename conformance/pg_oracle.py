@@ -114,9 +114,12 @@ def _free_port() -> int:
 
 
 class Cluster:
-    """A private PostgreSQL cluster in a temporary directory; stop() removes it."""
+    """A private PostgreSQL cluster in a temporary directory; stop() removes it.
+    `configure(data_dir, chown)`, when given, runs between initdb and the start (files it
+    writes into the data directory are given to the server's user with `chown(path)`);
+    `options`: more `-c name=value` settings for the server."""
 
-    def __init__(self, max_connections: int = 20):
+    def __init__(self, max_connections: int = 20, configure=None, options: str = ""):
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(reason)
@@ -132,15 +135,22 @@ class Cluster:
         try:
             self._run("initdb", "-D", str(self.dir / "data"), "-U", "postgres", "--auth=trust", "--no-sync",
                       "-E", "UTF8", "--locale=C", "--lc-ctype=C.UTF-8")
+            if configure is not None:
+                configure(self.dir / "data", self._chown)
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                     f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={max_connections} "
-                    "-c work_mem=64MB -c shared_buffers=128MB")
+                    f"-c work_mem=64MB -c shared_buffers=128MB {options}")
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-t", "60",
                       "-o", opts, "start")
             self.started = True
         except BaseException:
             self.stop()
             raise
+
+    def _chown(self, path):
+        if self._as:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
 
     def _run(self, tool, *args):
         r = subprocess.run(self._as + [str(self.bindir / tool), *args], capture_output=True, text=True, timeout=120)

@@ -61,9 +61,15 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {
-    /// `postgres://user:password@host:port/database`; `$VOSTOK_METADATA_URL`, when set,
-    /// takes its place (so that the password need not be written in a file). Not set: SQLite.
+    /// `postgres://user:password@host:port/database` (or libpq's key-value form), with
+    /// libpq's TLS settings `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (no sslmode: prefer,
+    /// or verify-full when a certificate authority is named); `$VOSTOK_METADATA_URL`, when
+    /// set, takes its place (so that the password need not be written in a file). Not set:
+    /// SQLite.
     pub url: Option<String>,
+    /// The certificate authorities (PEM) that sign the database server's certificate, when
+    /// the URL names none (`sslrootcert`). Not set: the system's.
+    pub ca_file: Option<PathBuf>,
     /// Connections to it at most, per server (plus one listening for the job changes other
     /// servers make).
     pub connections: usize,
@@ -73,25 +79,22 @@ impl Default for MetadataConfig {
     fn default() -> Self {
         MetadataConfig {
             url: None,
+            ca_file: None,
             connections: 8,
         }
     }
 }
 
 impl MetadataConfig {
-    /// The PostgreSQL URL in effect, checked; None: the embedded SQLite files.
-    pub fn postgres_url(&self) -> anyhow::Result<Option<&str>> {
+    /// The PostgreSQL database in effect, checked (its certificate files are read when it is
+    /// connected to); None: the embedded SQLite files.
+    pub fn postgres(&self) -> anyhow::Result<Option<uws::pgtls::Target>> {
         let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
-        match url::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => Ok(Some(url)),
-            Ok(u) => anyhow::bail!(
-                "[metadata] url: `{}:` is not a database vostok can use (postgres://…)",
-                u.scheme()
-            ),
-            Err(e) => anyhow::bail!("[metadata] url: {e}"),
-        }
+        uws::pgtls::Target::parse(url, self.ca_file.as_deref())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("[metadata] url: {e}"))
     }
 }
 
@@ -180,7 +183,7 @@ impl Config {
         {
             config.metadata.url = Some(url);
         }
-        config.metadata.postgres_url()?;
+        config.metadata.postgres()?;
         Ok(config)
     }
 
@@ -199,14 +202,25 @@ impl Config {
     }
 
     /// The configuration in effect as TOML, every default written out (a password in a
-    /// database URL as `***`).
+    /// database URL as `***`), with the TLS to the database in effect as a comment.
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
         if let Some(url) = &shown.metadata.url {
             shown.metadata.url = Some(uws::postgres::redact(url));
         }
-        toml::to_string(&shown)
-            .map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))
+        let text = toml::to_string(&shown)
+            .map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))?;
+        let Some(target) = self.metadata.postgres()? else {
+            return Ok(text);
+        };
+        let comment = format!("# TLS in effect: {}\n", target.describe());
+        Ok(match text.find("[metadata]\n") {
+            Some(at) => {
+                let at = at + "[metadata]\n".len();
+                format!("{}{comment}{}", &text[..at], &text[at..])
+            }
+            None => format!("{comment}{text}"),
+        })
     }
 
     /// Where an SQLite database is: `configured` when set, else `file` in the data folder when
@@ -304,20 +318,40 @@ mod tests {
     #[test]
     fn a_metadata_url_is_checked_and_shown_without_its_password() {
         let mut c = Config::default();
-        assert_eq!(c.metadata.postgres_url().unwrap(), None);
+        assert!(c.metadata.postgres().unwrap().is_none());
         c.metadata.url = Some("postgresql://vo:s3cret@db.example:5432/vostok".into());
-        assert!(c.metadata.postgres_url().unwrap().is_some());
+        assert!(c.metadata.postgres().unwrap().is_some());
         let shown = c.to_toml().unwrap();
         assert!(
             shown.contains("postgresql://vo:***@db.example:5432/vostok"),
             "{shown}"
         );
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("[metadata]\n# TLS in effect: sslmode=prefer (no sslmode given)"),
+            "{shown}"
+        );
+        let again: Config = toml::from_str(&shown).unwrap();
+        assert_eq!(again.metadata.connections, c.metadata.connections);
+        c.metadata.url = Some("postgresql://vo:s3cret@db.example/vostok?sslmode=verify-ca".into());
+        c.metadata.ca_file = Some("/etc/vostok/db-ca.pem".into());
+        let shown = c.to_toml().unwrap();
+        assert!(
+            shown.contains(
+                "sslmode=verify-ca: TLS; the server's certificate must be signed by the \
+                 certificate authorities in /etc/vostok/db-ca.pem ([metadata] ca_file)"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        c.metadata.url = Some("postgresql://db.example/vostok?sslmode=verify_full".into());
+        let e = c.metadata.postgres().unwrap_err().to_string();
+        assert!(e.contains("sslmode=verify_full is not one of"), "{e}");
         c.metadata.url = Some("mysql://db/vostok".into());
-        let e = c.metadata.postgres_url().unwrap_err().to_string();
+        let e = c.metadata.postgres().unwrap_err().to_string();
         assert!(e.contains("`mysql:`"), "{e}");
         c.metadata.url = Some("not a url".into());
-        assert!(c.metadata.postgres_url().is_err());
+        assert!(c.metadata.postgres().is_err());
     }
 
     #[test]

@@ -113,12 +113,17 @@ fn writer_lock(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
 /// The VOSpace store of `config`: in `[metadata] url`'s PostgreSQL database when set, else in
 /// the SQLite file `[vospace] database`.
 pub async fn open_vospace(config: &Config, storage: Storage) -> anyhow::Result<Arc<VoStore>> {
-    match config.metadata.postgres_url()? {
-        Some(url) => {
-            let store = VoStore::open_postgres(url, config.metadata.connections, storage)
-                .await
-                .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
-            tracing::info!("VOSpace database: {}", uws::postgres::redact(url));
+    match config.metadata.postgres()? {
+        Some(target) => {
+            let store =
+                VoStore::open_postgres_target(&target, config.metadata.connections, storage)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening the VOSpace database: {e}"))?;
+            tracing::info!(
+                "VOSpace database: {} ({})",
+                target.shown(),
+                target.describe()
+            );
             Ok(store)
         }
         None => {
@@ -164,7 +169,10 @@ impl State {
         ));
         let service = config.service();
 
-        let postgres = config.metadata.postgres_url()?;
+        let postgres = config.metadata.postgres()?;
+        if let Some(warning) = postgres.as_ref().and_then(|t| t.warning()) {
+            tracing::warn!("{warning}");
+        }
         // The SQLite files, when the records are not in PostgreSQL (`[uws] database` and
         // `[vospace] database` are then not needed, even with the data in object storage).
         let sqlite = match postgres {
@@ -184,14 +192,18 @@ impl State {
             let folder = std::path::PathBuf::from(format!("/{}", storage.prefix));
             locks.push(writer_lock(&folder.join("vostok"))?);
         }
-        let store: Arc<dyn JobStore> = match postgres {
-            Some(url) => {
+        let store: Arc<dyn JobStore> = match &postgres {
+            Some(target) => {
                 // Any number of servers share it: each job is run by the one holding its
                 // claim (uws::store).
                 let store = query_rt
-                    .block_on(PgStore::open(url, config.metadata.connections))
+                    .block_on(PgStore::open_target(target, config.metadata.connections))
                     .context("opening the UWS job database")?;
-                tracing::info!("UWS job database: {}", uws::postgres::redact(url));
+                tracing::info!(
+                    "UWS job database: {} ({})",
+                    target.shown(),
+                    target.describe()
+                );
                 Arc::new(store)
             }
             None => {

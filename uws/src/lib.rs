@@ -4,7 +4,8 @@
 //! * [`model`]: phases, jobs, results, uploaded files, the job-list filter, the one ownership
 //!   rule ([`Job::visible_to`]).
 //! * [`store`], [`sqlite`] and [`postgres`]: where jobs are kept across restarts (a trait:
-//!   an embedded SQLite file by default, or a PostgreSQL database).
+//!   an embedded SQLite file by default, or a PostgreSQL database, reached over TLS as
+//!   libpq's `sslmode` says: [`pgtls`], which the VOSpace store uses too).
 //! * [`Jobs`] ([`runner`]): creates, queues (one queue and pool per kind), executes through
 //!   each kind's [`Executor`], aborts, times out, recovers after a restart and destroys jobs;
 //!   results stream into object storage.
@@ -16,6 +17,7 @@
 pub mod model;
 #[cfg(test)]
 mod pgtest;
+pub mod pgtls;
 pub mod postgres;
 pub mod runner;
 pub mod sqlite;

@@ -14,7 +14,6 @@
 //! server at once. Lease times are the database server's clock, the one clock all share.
 
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
+
+use crate::pgtls::{Connector, Target};
 
 use crate::model::{Job, JobFilter, Phase};
 use crate::store::{
@@ -102,6 +103,7 @@ pub struct PgStore {
     rt: tokio::runtime::Handle,
     /// Where the database is (the listening connection is not one of the pool's).
     config: tokio_postgres::Config,
+    tls: Connector,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -127,17 +129,8 @@ fn db_err(e: impl std::error::Error) -> StoreError {
     StoreError(msg)
 }
 
-/// The URL without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(an unparsable URL)".to_string(),
-    }
-}
+/// The connection string without its password, for messages and logs.
+pub use crate::pgtls::redact;
 
 /// A pool of at most `connections` connections to the database `config` names, driven by a
 /// runtime of its own whose thread is called `thread`: a connection's I/O is driven by a task
@@ -145,6 +138,7 @@ pub fn redact(url: &str) -> String {
 /// runtime) may be busy or go away. The job store and the VOSpace store open theirs here.
 pub fn pool_on_own_runtime(
     config: &tokio_postgres::Config,
+    tls: Connector,
     connections: usize,
     thread: &str,
 ) -> Result<(Pool, tokio::runtime::Handle), String> {
@@ -160,7 +154,7 @@ pub fn pool_on_own_runtime(
     std::mem::forget(rt);
     let manager = Manager::from_config(
         config.clone(),
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -176,26 +170,39 @@ pub fn pool_on_own_runtime(
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
-    /// with at most `connections` connections, and brings its schema up to date.
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
+    /// or libpq's key-value form; TLS as its `sslmode` says: [`crate::pgtls`]), with at most
+    /// `connections` connections, and brings its schema up to date.
     pub async fn open(url: &str, connections: usize) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError(format!("{}: {e}", redact(url))))?;
-        let (pool, handle) =
-            pool_on_own_runtime(&config, connections, "vostok-pg").map_err(StoreError)?;
-        let shown = redact(url);
+        let target = Target::parse(url, None).map_err(StoreError)?;
+        Self::open_target(&target, connections).await
+    }
+
+    /// [`PgStore::open`] on a parsed connection string.
+    pub async fn open_target(target: &Target, connections: usize) -> Result<Self, StoreError> {
+        let shown = target.shown().to_string();
+        let tls = target
+            .connector()
+            .map_err(|e| StoreError(format!("{shown}: {e}")))?;
+        let config = target.config().clone();
+        let (pool, handle) = pool_on_own_runtime(&config, tls.clone(), connections, "vostok-pg")
+            .map_err(StoreError)?;
         let store = PgStore {
             db: Arc::new(Db { pool }),
             rt: handle,
             config,
+            tls,
             shown: shown.clone(),
         };
+        let explain = target.clone();
         store
             .on_rt(move |db| async move {
-                let mut c = db
-                    .conn()
-                    .await
-                    .map_err(|e| StoreError(format!("cannot connect to {shown}: {}", e.0)))?;
+                let mut c = db.pool.get().await.map_err(|e| {
+                    StoreError(format!(
+                        "cannot connect to {shown}: {}",
+                        explain.explain_pool(&e)
+                    ))
+                })?;
                 migrate(&mut c).await
             })
             .await?;
@@ -299,11 +306,16 @@ const LISTEN_CHECK: Duration = Duration::from_secs(15);
 
 /// Listens to [`CHANNEL`] on a connection of its own and forwards what it hears to `tx`,
 /// until nobody receives: a lost connection is logged and opened again.
-async fn listen(config: tokio_postgres::Config, shown: String, tx: mpsc::UnboundedSender<Change>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: Connector,
+    shown: String,
+    tx: mpsc::UnboundedSender<Change>,
+) {
     let mut backoff = Duration::from_millis(200);
     let mut failing = false;
     while !tx.is_closed() {
-        let ended = listen_once(&config, &tx, &mut failing, &shown).await;
+        let ended = listen_once(&config, &tls, &tx, &mut failing, &shown).await;
         if tx.is_closed() {
             return;
         }
@@ -323,11 +335,12 @@ async fn listen(config: tokio_postgres::Config, shown: String, tx: mpsc::Unbound
 /// One listening connection, until it fails: why it ended.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &Connector,
     tx: &mpsc::UnboundedSender<Change>,
     failing: &mut bool,
     shown: &str,
 ) -> String {
-    let (client, mut connection) = match config.connect(NoTls).await {
+    let (client, mut connection) = match config.connect(tls.clone()).await {
         Ok(c) => c,
         Err(e) => return db_err(e).0,
     };
@@ -550,8 +563,12 @@ impl JobStore for PgStore {
 
     fn changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.rt
-            .spawn(listen(self.config.clone(), self.shown.clone(), tx));
+        self.rt.spawn(listen(
+            self.config.clone(),
+            self.tls.clone(),
+            self.shown.clone(),
+            tx,
+        ));
         Some(rx)
     }
 }
@@ -817,7 +834,9 @@ mod tests {
     async fn a_version_1_database_is_upgraded_in_place() {
         let cluster = Cluster::start().unwrap();
         let url = cluster.database("uws").unwrap();
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         client
             .batch_execute(&format!(

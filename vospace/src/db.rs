@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -255,8 +254,6 @@ pub(crate) fn db_fault(e: impl std::fmt::Display) -> Fault {
     Fault::InternalFault(format!("database: {e}"))
 }
 
-pub use uws::postgres::redact;
-
 impl ToSql for Value {
     fn to_sql(
         &self,
@@ -491,6 +488,8 @@ pub(crate) enum Db {
 
 pub(crate) struct PgDb {
     pool: Pool,
+    /// Where the database is, to explain a failed connection.
+    target: uws::pgtls::Target,
     rt: tokio::runtime::Handle,
     /// The connection holding this process's liveness lock (see [`Db::hold_liveness_lock`]).
     holder: Mutex<Option<deadpool_postgres::ClientWrapper>>,
@@ -529,17 +528,26 @@ impl Db {
         Ok(Db::Lite(Arc::new(Mutex::new(conn))))
     }
 
-    /// Connects to the PostgreSQL database at `url` with at most `connections` connections
-    /// and brings its schema up to date.
-    pub async fn open_postgres(url: &str, connections: usize) -> Result<Db, Fault> {
-        let shown = redact(url);
-        let config = tokio_postgres::Config::from_str(url)
+    /// Connects to the PostgreSQL database `target` names with at most `connections`
+    /// connections and brings its schema up to date.
+    pub async fn open_postgres(
+        target: &uws::pgtls::Target,
+        connections: usize,
+    ) -> Result<Db, Fault> {
+        let shown = target.shown().to_string();
+        let tls = target
+            .connector()
             .map_err(|e| Fault::InternalFault(format!("{shown}: {e}")))?;
-        let (pool, handle) =
-            uws::postgres::pool_on_own_runtime(&config, connections, "vostok-vospace-pg")
-                .map_err(|e| Fault::InternalFault(format!("{shown}: {e}")))?;
+        let (pool, handle) = uws::postgres::pool_on_own_runtime(
+            target.config(),
+            tls,
+            connections,
+            "vostok-vospace-pg",
+        )
+        .map_err(|e| Fault::InternalFault(format!("{shown}: {e}")))?;
         let db = Db::Pg(Arc::new(PgDb {
             pool,
+            target: target.clone(),
             rt: handle,
             holder: Mutex::new(None),
         }));
@@ -570,9 +578,10 @@ impl Db {
                 f(&Conn::Lite(&c))
             }
             Db::Pg(pg) => {
-                let client = pg.rt.block_on(pg.pool.get()).map_err(|e| {
-                    Fault::InternalFault(format!("VOSpace database: cannot connect: {e}"))
-                })?;
+                let client = pg
+                    .rt
+                    .block_on(pg.pool.get())
+                    .map_err(|e| pg.cannot_connect(&e))?;
                 f(&Conn::Pg {
                     client: &client,
                     rt: &pg.rt,
@@ -591,10 +600,11 @@ impl Db {
         if holder.as_ref().is_some_and(|c| !c.is_closed()) {
             return Ok(());
         }
-        let c =
-            deadpool_postgres::Object::take(pg.rt.block_on(pg.pool.get()).map_err(|e| {
-                Fault::InternalFault(format!("VOSpace database: cannot connect: {e}"))
-            })?);
+        let c = deadpool_postgres::Object::take(
+            pg.rt
+                .block_on(pg.pool.get())
+                .map_err(|e| pg.cannot_connect(&e))?,
+        );
         pg.rt
             .block_on(c.execute("SELECT pg_advisory_lock($1)", &[&key]))
             .map_err(pg_fault)?;
@@ -605,6 +615,16 @@ impl Db {
     /// Whether several processes may share this database (PostgreSQL).
     pub fn shared(&self) -> bool {
         matches!(self, Db::Pg(_))
+    }
+}
+
+impl PgDb {
+    fn cannot_connect(&self, e: &deadpool_postgres::PoolError) -> Fault {
+        Fault::InternalFault(format!(
+            "VOSpace database {}: cannot connect: {}",
+            self.target.shown(),
+            self.target.explain_pool(e)
+        ))
     }
 }
 

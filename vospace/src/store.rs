@@ -926,7 +926,18 @@ impl VoStore {
         connections: usize,
         storage: storage::Storage,
     ) -> Result<Arc<VoStore>, Fault> {
-        let db = Db::open_postgres(url, connections).await?;
+        let target = uws::pgtls::Target::parse(url, None).map_err(Fault::InternalFault)?;
+        Self::open_postgres_target(&target, connections, storage).await
+    }
+
+    /// [`VoStore::open_postgres`] on a parsed connection string (TLS as its `sslmode` says:
+    /// [`uws::pgtls`]).
+    pub async fn open_postgres_target(
+        target: &uws::pgtls::Target,
+        connections: usize,
+        storage: storage::Storage,
+    ) -> Result<Arc<VoStore>, Fault> {
+        let db = Db::open_postgres(target, connections).await?;
         Self::with_db(db, storage).await
     }
 
