@@ -152,6 +152,18 @@ fn default_demo_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo"))
 }
 
+/// Whether an object-store option holds a secret (`config check` shows it as `***`):
+/// object_store's secret keys, session and bearer tokens, passwords, SAS and account keys
+/// (`aws_secret_access_key`, `aws_session_token`, `azure_storage_account_key`,
+/// `aws_sse_customer_key_base64`, …); a key's id (`aws_access_key_id`) is not a secret.
+fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "token", "password", "credential", "sas"]
+        .iter()
+        .any(|w| k.contains(w))
+        || (k.contains("key") && !k.ends_with("_id"))
+}
+
 impl Config {
     /// Reads `path` if given, else `./vostok.toml` if present, else the defaults.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -207,6 +219,11 @@ impl Config {
         let mut shown = self.clone();
         if let Some(url) = &shown.metadata.url {
             shown.metadata.url = Some(uws::postgres::redact(url));
+        }
+        for (key, value) in &mut shown.storage_options {
+            if is_secret_option(key) {
+                *value = "***".into();
+            }
         }
         let text = toml::to_string(&shown)
             .map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))?;
@@ -313,6 +330,30 @@ mod tests {
         assert!(text.contains("[limits]"), "{text}");
         let again: Config = toml::from_str(&text).unwrap();
         assert_eq!(again.to_toml().unwrap(), text);
+    }
+
+    #[test]
+    fn object_store_secrets_are_shown_as_stars() {
+        let c = Config {
+            data: "s3://bucket/vostok".into(),
+            storage_options: [
+                ("aws_access_key_id", "AKIDPUBLIC"),
+                ("aws_secret_access_key", "SECRETVALUE1"),
+                ("aws_session_token", "SECRETVALUE2"),
+                ("azure_storage_account_key", "SECRETVALUE3"),
+                ("aws_sse_customer_key_base64", "SECRETVALUE4"),
+                ("aws_endpoint", "http://127.0.0.1:7480"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Config::default()
+        };
+        let shown = c.to_toml().unwrap();
+        assert!(!shown.contains("SECRETVALUE"), "{shown}");
+        assert!(shown.contains("AKIDPUBLIC"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1:7480"), "{shown}");
+        assert_eq!(shown.matches("\"***\"").count(), 4, "{shown}");
     }
 
     #[test]
