@@ -384,10 +384,13 @@ for s in vostok-1 vostok-2; do
         || die "config check in $s does not show the mounted vostok.toml"
     grep -qx 'data = "s3://vostok/data"' "$WORK/config.txt" || die "config check in $s: data is not the bucket"
     grep -qx "lease_seconds = $LEASE" "$WORK/config.txt" || die "config check in $s: no lease_seconds = $LEASE"
+    grep -qF "$VOSTOK_S3_SECRET_KEY" "$WORK/config.txt" && die "config check in $s shows the S3 secret key"
+    grep -qF '["aws_secret_access_key", "***"]' "$WORK/config.txt" \
+        || die "config check in $s: the S3 secret key is not shown as ***"
 done
 compose exec -T db pg_dump -Fc -h /run/postgresql -U vostok vostok >"$WORK/records.dump"
 [[ "$(head -c 5 "$WORK/records.dump")" == PGDMP ]] || die "pg_dump did not write a custom-format dump"
-say "config check (both servers: the mounted file, the bucket, the lease), user add (above), pg_dump: ok"
+say "config check (both servers: the mounted file, the bucket, the lease, the S3 secret as ***), user add (above), pg_dump: ok"
 
 # --- 8. a server killed while it runs a job -----------------------------------------------------
 step "docker kill (SIGKILL) the server running a job: nginx answers, the other completes the job"
