@@ -659,6 +659,16 @@ REGRESSIONS = [
      "SELECT t2.hpmag * 3 AS v0 FROM hipparcos.hip2 AS t2 WHERE t2.hip < 3 UNION "
      "SELECT t3.plx AS v0 FROM hipparcos.hip2 AS t3 WHERE 1 = 0",
      [(18.4086,), (18.8034,), (27.6129,), (28.2051,)]),
+    # A condition over a UNION whose other operand is always empty, of an INTERSECT ALL or
+    # EXCEPT ALL (PostgreSQL seed 37 case 1315, minimised: refused with "No field named v0").
+    ("set_all_under_union_with_empty_operand", "SELECT c.v0 FROM (SELECT hip AS v0, sn AS v1 FROM "
+     "hipparcos.hip2 WHERE 1000.0 > 1000.00 UNION SELECT hip AS v0, sn AS v1 FROM hipparcos.hip2 WHERE "
+     "hip < 5 INTERSECT ALL SELECT hip AS v0, sn AS v1 FROM hipparcos.hip2 WHERE hip > 1 AND hip < 8) AS c "
+     "WHERE c.v0 < 4", [(2,), (3,)]),
+    ("except_all_under_union_with_empty_operand", "SELECT c.v1 FROM (SELECT hip AS v0, sn AS v1 FROM "
+     "hipparcos.hip2 WHERE 1 = 0 UNION ALL SELECT hip AS v0, sn AS v1 FROM hipparcos.hip2 WHERE hip < 6 "
+     "EXCEPT ALL SELECT hip AS v0, sn AS v1 FROM hipparcos.hip2 WHERE hip < 3) AS c WHERE c.v0 > 3",
+     [(5,), (5,)]),
 ]
 
 
@@ -699,6 +709,8 @@ NOT_IN_SQLITE = {
     "intersect_all_two_columns": "SQLite has no INTERSECT ALL",
     "except_all_cast_keys": "SQLite has no EXCEPT ALL",
     "intersect_all_cast_keys": "SQLite has no INTERSECT ALL",
+    "set_all_under_union_with_empty_operand": "SQLite has no INTERSECT ALL",
+    "except_all_under_union_with_empty_operand": "SQLite has no EXCEPT ALL",
     # SQLite joins these 118,218 x 118,218 rows by a nested loop (no index on b.hip + k):
     # interrupted after SQLITE_BUDGET_S.
     "like_all_wildcard_null": "SQLite's RIGHT JOIN exceeds the time budget",

@@ -163,7 +163,26 @@ fn rewrite(join: Join) -> Result<LogicalPlan> {
             NullEquality::NullEqualsNull,
         )?
         .build()?;
-    // The result has the left side's columns as they were (names and qualifiers).
+    // The result has the left side's columns as they were (names and qualifiers). The
+    // planner's left side is `SubqueryAlias: left`; the result is then that alias over the
+    // columns' bare names, not a projection to qualified names: an optimizer rule that
+    // puts a projection of bare names above the result (PropagateEmptyRelation, when the
+    // other operand of a UNION of this is always empty) leaves filters that name `v0` where
+    // this gives `left.v0`, and PushDownFilter, which matches names exactly, then moved such
+    // a filter below the projection without rewriting it ("No field named v0").
+    if let LogicalPlan::SubqueryAlias(alias) = join.left.as_ref() {
+        let output = alias
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| Expr::Column(Column::new(Some(LEFT), value(i))).alias(field.name()))
+            .collect::<Vec<_>>();
+        return LogicalPlanBuilder::from(joined)
+            .project(output)?
+            .alias(alias.alias.clone())?
+            .build();
+    }
     let schema = Arc::clone(join.left.schema());
     let output = (0..n)
         .map(|i| {
@@ -176,4 +195,39 @@ fn rewrite(join: Join) -> Result<LogicalPlan> {
         })
         .collect::<Vec<_>>();
     LogicalPlanBuilder::from(joined).project(output)?.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar_subquery::tests::rows;
+
+    #[tokio::test]
+    async fn copies_are_kept_as_often_as_both_sides_have_them() {
+        // sn of t: 5, 75, 5, 15, 5, 55; the copies of 5 are three on the left.
+        let q = "SELECT sn FROM t INTERSECT ALL SELECT sn FROM t WHERE hip > 2 ORDER BY sn";
+        assert_eq!(rows(q).await, ["5", "5", "15", "55"]);
+        let q = "SELECT sn FROM t EXCEPT ALL SELECT sn FROM t WHERE hip > 2 ORDER BY sn";
+        assert_eq!(rows(q).await, ["5", "75"]);
+    }
+
+    #[tokio::test]
+    async fn a_filter_over_a_union_whose_other_operand_is_always_empty() {
+        // The empty operand is dropped and the union becomes its other operand, which this
+        // rule rewrote; the filter above is then pushed down through the rewrite.
+        let q = "SELECT c.v0 FROM (SELECT hip AS v0, sn AS v1 FROM t WHERE 1 > 2 \
+                 UNION SELECT hip AS v0, sn AS v1 FROM t WHERE hip < 5 \
+                 INTERSECT ALL SELECT hip AS v0, sn AS v1 FROM t WHERE hip > 1) AS c \
+                 WHERE c.v0 < 4 ORDER BY c.v0";
+        assert_eq!(rows(q).await, ["2", "3"]);
+        let q = "SELECT c.v1 FROM (SELECT hip AS v0, sn AS v1 FROM t WHERE 1 > 2 \
+                 UNION ALL SELECT hip AS v0, sn AS v1 FROM t \
+                 EXCEPT ALL SELECT hip AS v0, sn AS v1 FROM t WHERE hip < 3) AS c \
+                 WHERE c.v0 > 3 AND c.v1 < 50 ORDER BY c.v1";
+        assert_eq!(rows(q).await, ["5", "15"]);
+        // Named by the operand's qualifier-free name in ORDER BY as well.
+        let q = "SELECT v0 FROM t AS a, (SELECT hip AS v0 FROM t WHERE 1 > 2 UNION \
+                 SELECT hip AS v0 FROM t INTERSECT ALL SELECT hip AS v0 FROM t WHERE hip > 4) AS c \
+                 WHERE a.hip = c.v0 ORDER BY v0";
+        assert_eq!(rows(q).await, ["5", "6"]);
+    }
 }
