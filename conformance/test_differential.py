@@ -650,6 +650,12 @@ REGRESSIONS = [
     # (seed 12 case 1047, seed 16 case 640, minimised: "duplicate unqualified field name").
     ("agg_cast_twins_qualified_once", "SELECT MAX(d.c0) AS a, MAX(CAST(c0 AS BIGINT)) AS b FROM "
      "(SELECT sn AS c0 FROM hipparcos.hip2 WHERE hip < 5) AS d", [(75, 75)]),
+    # The same with a delimited identifier (seed 27 cases 19 and 846, PostgreSQL seed 38 case
+    # 1585, minimised): `MAX("sn")` and `MAX(CAST(t1.sn …))`.
+    ("agg_cast_twins_delimited", "SELECT MAX(t1.\"sn\") AS a, MAX(CAST(sn AS DOUBLE PRECISION)) AS b "
+     "FROM hipparcos.hip2 AS t1 WHERE t1.hip < 5", [(75, 75.0)]),
+    ("agg_cast_twins_delimited_difference", "SELECT MAX(CAST(t1.hpmag AS DOUBLE PRECISION)) - "
+     "MAX(\"hpmag\") AS c FROM hipparcos.hip2 AS t1 WHERE t1.hip < 3", [(0.0,)]),
     ("agg_cast_twins_qualified_other", "SELECT MAX(sn) AS a, MAX(CAST(t1.sn AS REAL)) + 1 AS b "
      "FROM hipparcos.hip2 AS t1 WHERE t1.hip < 5", [(75, 76.0)]),
     # Set operands the optimiser folds or removes (field metadata changes under a UNION).
