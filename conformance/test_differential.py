@@ -656,6 +656,9 @@ REGRESSIONS = [
      "FROM hipparcos.hip2 AS t1 WHERE t1.hip < 5", [(75, 75.0)]),
     ("agg_cast_twins_delimited_difference", "SELECT MAX(CAST(t1.hpmag AS DOUBLE PRECISION)) - "
      "MAX(\"hpmag\") AS c FROM hipparcos.hip2 AS t1 WHERE t1.hip < 3", [(0.0,)]),
+    # COUNT(*) beside a count of a cast literal 1 (PostgreSQL seed 40 case 998, minimised).
+    ("agg_cast_twins_count_star", "SELECT COUNT(CAST(CAST(1 AS VARCHAR) AS INTEGER)) AS a, COUNT(*) AS b "
+     "FROM hipparcos.hip2 WHERE hip < 5", [(4, 4)]),
     ("agg_cast_twins_qualified_other", "SELECT MAX(sn) AS a, MAX(CAST(t1.sn AS REAL)) + 1 AS b "
      "FROM hipparcos.hip2 AS t1 WHERE t1.hip < 5", [(75, 76.0)]),
     # Set operands the optimiser folds or removes (field metadata changes under a UNION).

@@ -431,7 +431,13 @@ fn without_casts(e: &Expr) -> String {
         }
     }
     let _ = e.visit(&mut Strip);
-    e.to_string().to_ascii_lowercase()
+    let key = e.to_string().to_ascii_lowercase();
+    // DataFusion plans COUNT(*) as a count of the literal 1: `COUNT(CAST(1 AS INTEGER))` and
+    // `COUNT(*)` have one name there (PostgreSQL seed 40 case 998).
+    match key.as_str() {
+        "count(*)" => "count(1)".into(),
+        _ => key,
+    }
 }
 
 /// Gives the casts in aggregates of `s` (and its query's ORDER BY) that DataFusion would name
