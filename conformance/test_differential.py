@@ -668,6 +668,15 @@ REGRESSIONS = [
      "SELECT t2.hpmag * 3 AS v0 FROM hipparcos.hip2 AS t2 WHERE t2.hip < 3 UNION "
      "SELECT t3.plx AS v0 FROM hipparcos.hip2 AS t3 WHERE 1 = 0",
      [(18.4086,), (18.8034,), (27.6129,), (28.2051,)]),
+    # A UNION's DISTINCT under the MAXREC limit, over a TOP … ORDER BY operand of an EXCEPT ALL
+    # (seed 28 case 904, as generated: smaller forms do not reach it; "Internal error: Ordering
+    # direction required for DISTINCT with limit", vendor/README.md).
+    ("union_distinct_over_top_operand", "SELECT 100 AS v0 FROM \"hipparcos\".hip2 As t1 WHERE t1.HIP "
+     "BETWEEN 2371 AND 2471 Union ((SELECT TOP 10 nc - 10 AS v0 FROM hipparcos.hip2 AS t2 WHERE t2.ra "
+     "BETWEEN 173.75 AND 173.95 AND EXP(T2.\"dec\" / 20.0) BETWEEN 22.63 AND 84.138 ORDER BY t2.hip DESC) "
+     "EXCEPT all (SELECT 100 AS v0 FROM hipparcos.hip2 AS t3 WHERE t3.ra BETWEEN 70.88 AND 71.38 AND 2 "
+     "BETWEEN 2 AND 2 UNION Select 100 AS v0 FROM hipparcos.hip2 AS t4 WHERE t4.hip BETWEEN 19153 AND 19955))",
+     [(-9,), (-8,), (100,)]),
     # A condition over a UNION whose other operand is always empty, of an INTERSECT ALL or
     # EXCEPT ALL (PostgreSQL seed 37 case 1315, minimised: refused with "No field named v0").
     ("set_all_under_union_with_empty_operand", "SELECT c.v0 FROM (SELECT hip AS v0, sn AS v1 FROM "
@@ -686,6 +695,12 @@ def _regression_params():
         yield pytest.param(name, adql, expected, id=name)
 
 
+def ordered_at_top(adql):
+    """Whether the query's own ORDER BY (not one of a parenthesised operand) orders its rows."""
+    at = adql.upper().rfind(" ORDER BY ")
+    return at >= 0 and adql[:at].count("(") == adql[:at].count(")")
+
+
 @pytest.mark.parametrize("name,adql,expected", list(_regression_params()))
 def test_fixed_shape(base_url, name, adql, expected):
     """Each query shape vostok once got wrong gives the ADQL 2.1 answer (rows compared as
@@ -696,7 +711,7 @@ def test_fixed_shape(base_url, name, adql, expected):
         assert expected in str(e.value), str(e.value)
         return
     fields, rows = run_vostok(base_url, adql)
-    if " ORDER BY " in adql:
+    if ordered_at_top(adql):
         assert len(rows) == len(expected) and all(same_row(r, w, [1e-12] * len(w)) for r, w in zip(rows, expected)), \
             (rows, expected)
         return
@@ -720,6 +735,7 @@ NOT_IN_SQLITE = {
     "intersect_all_cast_keys": "SQLite has no INTERSECT ALL",
     "set_all_under_union_with_empty_operand": "SQLite has no INTERSECT ALL",
     "except_all_under_union_with_empty_operand": "SQLite has no EXCEPT ALL",
+    "union_distinct_over_top_operand": "SQLite has no EXCEPT ALL",
     # SQLite joins these 118,218 x 118,218 rows by a nested loop (no index on b.hip + k):
     # interrupted after SQLITE_BUDGET_S.
     "like_all_wildcard_null": "SQLite's RIGHT JOIN exceeds the time budget",

@@ -1159,8 +1159,16 @@ impl AggregateExec {
         }
 
         // grouping by an expression that has a sort/limit upstream
+        // vostok patch: the priority queue needs an ordering direction (a MIN/MAX, or the
+        // one the TopK rule sets). A limit without one is LimitedDistinctAggregation's soft
+        // limit on a DISTINCT; when the aggregate no longer looks like that rule's DISTINCT
+        // after later rewrites (an output ordering found, a UNION's DISTINCT over a TOP …
+        // ORDER BY operand), it went to the queue and failed with "Ordering direction
+        // required for DISTINCT with limit". Such a soft limit goes to the hash stream,
+        // which applies it.
         if let Some(config) = self.limit_options
             && !self.is_unordered_unfiltered_group_by_distinct()
+            && (config.descending.is_some() || self.get_minmax_desc().is_some())
         {
             return Ok(StreamType::GroupedPriorityQueue(
                 GroupedTopKAggregateStream::new(self, context, partition, config.limit)?,
