@@ -120,9 +120,11 @@ fi
 # --- the core of the suite again, with the data on a real S3 server --------------------------
 # Ceph's radosgw on loopback (scripts/s3-up.sh): every server the tests start keeps its data
 # folder (catalogs, products, job results, VOSpace bytes) in a fresh bucket, its databases in a
-# local folder (conformance/vostok_helpers.py: storage_config). Only for a full run.
+# local folder (conformance/vostok_helpers.py: storage_config); the query workers read the
+# bucket too (test_distributed.py, ~70 s here). Only for a full run.
 S3_ARGS=(conformance/test_tap_basics.py conformance/test_cone_exact.py
-         conformance/test_products.py conformance/test_vospace.py)
+         conformance/test_products.py conformance/test_vospace.py
+         conformance/test_distributed.py)
 if [[ $# -eq 0 ]]; then
     step "conformance core on S3 (radosgw)"
     s3_dir="$(mktemp -d /tmp/vostok-s3.XXXXXX)"

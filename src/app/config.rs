@@ -52,6 +52,8 @@ pub struct Config {
     /// Only footers actually read take room (the demo catalogs' need a few MiB); the 100M-row
     /// synthetic sky's 492 footers need ~150 MiB (docs/benchmarks.md).
     pub metadata_cache_mb: usize,
+    /// Query workers (`vostok worker`) large queries are spread over.
+    pub distributed: crate::engine::distributed::DistributedSettings,
 }
 
 /// `[metadata]`: a PostgreSQL database for the service's records instead of the embedded
@@ -136,6 +138,7 @@ impl Default for Config {
             registry: super::oai::RegistryConfig::default(),
             publish: super::live::PublishConfig::default(),
             metadata_cache_mb: 256,
+            distributed: Default::default(),
         }
     }
 }
@@ -224,6 +227,9 @@ impl Config {
             if is_secret_option(key) {
                 *value = "***".into();
             }
+        }
+        if shown.distributed.secret.is_some() {
+            shown.distributed.secret = Some("***".into());
         }
         let text = toml::to_string(&shown)
             .map_err(|e| anyhow::anyhow!("the configuration cannot be shown: {e}"))?;

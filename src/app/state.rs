@@ -42,6 +42,14 @@ pub async fn open_engine(
     let public_base = config.service().public_base();
     let served: engine::Served =
         Arc::new(move |folder: &str, table| products::served(&public_base, folder, table));
+    let distribution = engine::distributed::Distribution::from_settings(&config.distributed)?;
+    if let Some(d) = &distribution {
+        let urls: Vec<&str> = d.workers().iter().map(|u| u.as_str()).collect();
+        tracing::info!(
+            "large queries are spread over the workers {}",
+            urls.join(", ")
+        );
+    }
     let engine = engine::open(
         &storage,
         config.limits(),
@@ -49,6 +57,7 @@ pub async fn open_engine(
         config.metadata_cache_mb,
         runtimes,
         served,
+        distribution,
     )
     .await?;
     Ok((storage, engine))

@@ -118,6 +118,25 @@ pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
         "\n== physical plan\n{}",
         displayable(physical.as_ref()).indent(true)
     );
+    if let Some(dist) = engine.snapshot().distributed() {
+        use crate::engine::distributed::{distributable, is_distributed};
+        println!("\n== on the query workers ([distributed] workers)");
+        if engine.in_fast_lane(&physical) {
+            println!("none: the query is of the fast lane ([limits] fast_lane_mb), it runs here");
+        } else if !distributable(&physical) {
+            println!("none: the plan holds an operator that is not sent to workers, it runs here");
+        } else {
+            let spread = rt.block_on(dist.state().create_physical_plan(&plan))?;
+            if is_distributed(&spread) {
+                print!(
+                    "{}",
+                    datafusion_distributed::display_plan_ascii(spread.as_ref(), false)
+                );
+            } else {
+                println!("none: too small to cut into stages ([distributed] bytes_per_task)");
+            }
+        }
+    }
     println!("\n== HEALPix pruning");
     let mut any = false;
     let mut scans = Vec::new();

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `ingest`, `drop`, `generate`, `user`, `adql`.
+//! The command line: `serve`, `worker`, `ingest`, `drop`, `generate`, `user`, `adql`.
 
 mod adql;
 
@@ -56,6 +56,44 @@ async fn user_command(config: &mut Config, command: UserCommand) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// `vostok worker`: the query worker service over the data folder, until SIGINT or SIGTERM.
+async fn worker(config: &Config, bind: &str) -> anyhow::Result<()> {
+    let storage = Storage::open(&config.data, &config.storage_options, Missing::Refuse)?;
+    let env = crate::engine::runtime_env(&storage, &config.limits, config.metadata_cache_mb)?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {bind}: {e}"))?;
+    tracing::info!(
+        "query worker listening on http://{} over {}",
+        listener.local_addr()?,
+        config.data
+    );
+    let stop = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("query worker stopping");
+    };
+    let secret = config.distributed.secret();
+    crate::engine::distributed::serve_worker(env, listener, secret, stop).await
 }
 
 /// `vostok ingest <folder or URL>`: FITS products as a collection.
@@ -145,6 +183,20 @@ enum Command {
         /// Do not ingest or serve the demo catalogs.
         #[arg(long)]
         no_demo: bool,
+        /// Query workers to spread large queries over (`http://host:port,…`; in place of
+        /// `[distributed] workers`).
+        #[arg(long, value_delimiter = ',')]
+        workers: Option<Vec<String>>,
+    },
+    /// Run a query worker: stages of the large queries of the servers that name it in
+    /// `[distributed] workers` (or `serve --workers`) run here, reading the same data folder.
+    Worker {
+        /// Address to listen on (gRPC; default 127.0.0.1:8090).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: String,
+        /// Data folder or object-store URL (default ./vostok-data): the servers' own.
+        #[arg(long)]
+        data_dir: Option<String>,
     },
     /// Ingest a catalog (a metadata file → HATS), or a folder / object-store prefix of FITS
     /// images and spectra (→ stored files, ivoa.obscore, archive.fits_headers).
@@ -364,7 +416,11 @@ pub fn main() -> anyhow::Result<()> {
             bind,
             data_dir,
             no_demo,
+            workers,
         } => {
+            if let Some(w) = workers {
+                config.distributed.workers = w;
+            }
             if let Some(b) = bind {
                 config.bind = b;
             }
@@ -375,6 +431,15 @@ pub fn main() -> anyhow::Result<()> {
                 config.demo = false;
             }
             crate::app::routes::run(config)
+        }
+        Command::Worker { bind, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data = d;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(worker(&config, &bind))
         }
         Command::Ingest {
             source,

@@ -20,6 +20,7 @@
 //! Knows no HTTP: what comes out is a stream of encoded chunks ([`ResultStream`]) and typed
 //! errors ([`QueryError`]); `dali` turns them into responses.
 
+pub mod distributed;
 mod error;
 mod session;
 mod stream;
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::QueryError;
-pub use session::{open, Served};
+pub use session::{open, runtime_env, Served};
 pub(crate) use stream::timed;
 pub use stream::{Lane, QueryRequest, ResultStream, StreamEnd, TimeLimit};
 pub use tap_schema::TapMetadata;
@@ -172,6 +173,9 @@ pub struct FooterCache {
 /// until it ends.
 pub struct Snapshot {
     ctx: SessionContext,
+    /// The session that sends large queries to the query workers, when there are
+    /// (`[distributed] workers`).
+    distributed: Option<SessionContext>,
     tables: Vec<(String, Arc<HatsTable>)>,
     /// Each table's folder and published root (`catalogs/<name>`, `catalogs/<name>/v3`), in
     /// the order of `tables`.
@@ -191,6 +195,11 @@ impl Snapshot {
     /// A copy of the session state (to plan with, or to extend for one query).
     pub fn session(&self) -> SessionState {
         self.ctx.state()
+    }
+
+    /// The session that spreads queries over the query workers, when there are.
+    pub fn distributed(&self) -> Option<&SessionContext> {
+        self.distributed.as_ref()
     }
 
     /// The served catalogs, by qualified lower-case name.

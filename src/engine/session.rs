@@ -16,6 +16,7 @@ use storage::Storage;
 
 use tokio::sync::Semaphore;
 
+use super::distributed::Distribution;
 use super::{Engine, Limits, LimitsConfig, Runtimes, Snapshot, TapMetadata};
 
 /// How a catalog is served: the table itself, or a wrapper over it (ObsCore gets absolute
@@ -24,7 +25,7 @@ use super::{Engine, Limits, LimitsConfig, Runtimes, Snapshot, TapMetadata};
 pub type Served = Arc<dyn Fn(&str, Arc<HatsTable>) -> Arc<dyn TableProvider> + Send + Sync>;
 
 /// The DataFusion session settings vostok runs with.
-fn session_config() -> SessionConfig {
+pub(super) fn session_config() -> SessionConfig {
     let mut session = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(false)
@@ -62,31 +63,16 @@ pub async fn open(
     metadata_cache_mb: usize,
     runtimes: Runtimes,
     served: Served,
+    distribution: Option<Distribution>,
 ) -> anyhow::Result<Engine> {
-    // One memory pool for every query: fair among the operators that can spill (sorts,
-    // aggregates, joins), which then spill to the OS's temporary folder; the five largest
-    // consumers are named in the error of a query that does not fit.
-    let pool = TrackConsumersPool::new(
-        FairSpillPool::new(admission.query_memory_mb.max(1).saturating_mul(1024 * 1024)),
-        std::num::NonZeroUsize::MIN.saturating_add(4),
-    );
-    let env = Arc::new(
-        RuntimeEnvBuilder::new()
-            .with_metadata_cache_limit(metadata_cache_mb.saturating_mul(1024 * 1024))
-            .with_memory_pool(Arc::new(pool))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default()
-                    .with_max_temp_directory_size(admission.spill_mb.saturating_mul(1024 * 1024)),
-            )
-            .build()?,
-    );
-    env.register_object_store(&storage.url, storage.store.clone());
+    let env = runtime_env(storage, &admission, metadata_cache_mb)?;
     let store_url = catalogs::store_url(storage)?;
     let publisher = Publisher {
         storage: storage.clone(),
         env,
         store_url,
         served,
+        distribution,
     };
     let first = publisher.snapshot(None).await?;
     Ok(Engine {
@@ -104,6 +90,33 @@ pub async fn open(
     })
 }
 
+/// The runtime every query of this process shares: one memory pool, fair among the
+/// operators that can spill (sorts, aggregates, joins), which then spill to the OS's
+/// temporary folder (the five largest consumers are named in the error of a query that does
+/// not fit); the cache of Parquet footers; the object store of the data folder.
+pub fn runtime_env(
+    storage: &Storage,
+    admission: &LimitsConfig,
+    metadata_cache_mb: usize,
+) -> anyhow::Result<Arc<RuntimeEnv>> {
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(admission.query_memory_mb.max(1).saturating_mul(1024 * 1024)),
+        std::num::NonZeroUsize::MIN.saturating_add(4),
+    );
+    let env = Arc::new(
+        RuntimeEnvBuilder::new()
+            .with_metadata_cache_limit(metadata_cache_mb.saturating_mul(1024 * 1024))
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_max_temp_directory_size(admission.spill_mb.saturating_mul(1024 * 1024)),
+            )
+            .build()?,
+    );
+    env.register_object_store(&storage.url, storage.store.clone());
+    Ok(env)
+}
+
 /// What building a snapshot needs: the data folder, the runtime every snapshot's session
 /// shares (memory pool, footer cache, object store), and how catalogs are served.
 pub(super) struct Publisher {
@@ -111,6 +124,8 @@ pub(super) struct Publisher {
     pub(super) env: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
     served: Served,
+    /// The query workers, when there are.
+    pub(super) distribution: Option<Distribution>,
 }
 
 impl Publisher {
@@ -193,8 +208,15 @@ impl Publisher {
         }
         let metadata = TapMetadata::build(&tables);
         metadata.register(&ctx)?;
+        // The coordinator's session plans from the same logical plans (they hold their
+        // tables), so it needs no table of its own.
+        let distributed = match &self.distribution {
+            Some(d) => Some(d.coordinator(session_config(), self.env.clone())?),
+            None => None,
+        };
         Ok(Snapshot {
             ctx,
+            distributed,
             generation: catalogs::versions::generation(marker.as_deref()),
             marker,
             tables,
@@ -219,6 +241,7 @@ impl Engine {
         let store_url = ObjectStoreUrl::local_filesystem();
         let snapshot = Snapshot {
             ctx,
+            distributed: None,
             tables: Vec::new(),
             folders: Vec::new(),
             metadata: TapMetadata::build(&[]),
@@ -232,6 +255,7 @@ impl Engine {
                 env,
                 store_url,
                 served: Arc::new(|_: &str, t: Arc<HatsTable>| t as Arc<dyn TableProvider>),
+                distribution: None,
             },
             reloading: tokio::sync::Mutex::new(()),
             reloads: std::sync::atomic::AtomicU64::new(0),
@@ -295,6 +319,7 @@ mod tests {
             16,
             Runtimes::single(tokio::runtime::Handle::current()),
             served,
+            None,
         )
         .await
         .unwrap_or_else(|e| panic!("open: {e}"));

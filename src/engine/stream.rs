@@ -24,7 +24,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use votable::{Encoder, EndStatus, Format, TableInfo};
 
-use super::{Engine, QueryError};
+use super::{distributed, Engine, QueryError};
 
 /// What to run and how to write it.
 pub struct QueryRequest {
@@ -120,24 +120,56 @@ impl Engine {
         // Physical planning recurses over the plan: on the query runtime (large stacks). It
         // counts against the time limit (a 100,000-vertex polygon took it 20 s), and is
         // abandoned past it.
-        let ctx = self.ctx();
+        let snapshot = self.snapshot();
+        let ctx = snapshot.ctx.clone();
+        let plan = limited.clone();
         let planning = AbortOnDrop(
             self.runtimes
                 .fast
-                .spawn(async move { ctx.state().create_physical_plan(&limited).await }),
+                .spawn(async move { ctx.state().create_physical_plan(&plan).await }),
         );
         let physical = timed(planning, &limit)
             .await
             .map_err(QueryError::Invalid)?
             .map_err(|e| QueryError::Internal(format!("planning failed: {e}")))?
             .map_err(|e| located(&e.strip_backtrace()))?;
-        let physical = cooperative(physical)?;
+        // Admission follows the lane: cheap queries never wait behind heavy ones.
+        let fast = lane == Lane::Auto && self.is_light(&physical);
+        // A query of the slow lane goes to the query workers when there are, and when the
+        // distributed planner finds it large enough to cut into stages.
+        let mut spread = None;
+        if let Some(dist) = snapshot.distributed.as_ref() {
+            if !fast && distributed::distributable(&physical) {
+                let d = dist.clone();
+                let planning = AbortOnDrop(
+                    self.runtimes
+                        .fast
+                        .spawn(async move { d.state().create_physical_plan(&limited).await }),
+                );
+                match timed(planning, &limit).await.map_err(QueryError::Invalid)? {
+                    Ok(Ok(p))
+                        if distributed::is_distributed(&p) && p.schema() == physical.schema() =>
+                    {
+                        tracing::info!(
+                            "query spread over the workers: {} network boundaries",
+                            distributed::stages(&p)
+                        );
+                        spread = Some((dist.clone(), p));
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        "distributed planning failed, the query runs here: {}",
+                        e.strip_backtrace()
+                    ),
+                    Err(e) => return Err(QueryError::Internal(format!("planning failed: {e}"))),
+                }
+            }
+        }
+        let local = cooperative(physical)?;
         // What the client is told about the columns is decided here, before the first byte:
         // the types of the batches the physical plan produces, with the names and metadata
         // (units, UCDs, …) of the logical plan.
-        let schema = writer_schema(&logical, &physical.schema())?;
-        // Admission follows the lane: cheap queries never wait behind heavy ones.
-        let fast = lane == Lane::Auto && self.is_light(&physical);
+        let schema = writer_schema(&logical, &local.schema())?;
         let places = if fast {
             let place = match sync {
                 true => Some(self.fast_place().await?),
@@ -153,28 +185,48 @@ impl Engine {
         };
         // Execute on the lane's runtime; batches come back through a bounded channel. The
         // task holds the query's places until it ends.
-        let (tx, mut rx) = mpsc::channel::<Item>(2);
-        let task = Execution {
-            ctx: self.ctx(),
-            plan: physical,
-            tx,
-            _places: places,
-        };
+        let places = Arc::new(places);
         let runtime = if fast {
             &self.runtimes.fast
         } else {
             &self.runtimes.slow
         };
-        let guard = AbortOnDrop(runtime.spawn(task.run()));
+        let run = |ctx: SessionContext, plan: Arc<dyn ExecutionPlan>| {
+            let (tx, rx) = mpsc::channel::<Item>(2);
+            let task = Execution {
+                ctx,
+                plan,
+                tx,
+                _places: places.clone(),
+            };
+            (rx, AbortOnDrop(runtime.spawn(task.run())))
+        };
+        let (mut rx, mut guard) = match &spread {
+            Some((ctx, plan)) => run(ctx.clone(), plan.clone()),
+            None => run(snapshot.ctx.clone(), local.clone()),
+        };
 
         // Wait for the first batch so that an early failure is a proper error document. The
         // deadline is kept here, apart from the execution: a long computation there may not
         // yield for a while, the answer must not wait for it.
         let mut drain = self.drain.subscribe();
-        let first = tokio::select! {
+        let mut first = tokio::select! {
             first = timed(rx.recv(), &limit) => first.map_err(QueryError::Invalid)?,
             _ = drained(&mut drain) => return Err(QueryError::Busy(STOPPING.into())),
         };
+        // The workers failed before a row was sent (one unreachable, stopped, refusing this
+        // server): the query runs here instead.
+        if let (Some(Item::Error(msg)), Some(_)) = (&first, &spread) {
+            if distributed::is_worker_failure(msg) {
+                tracing::warn!("the query workers failed, the query runs here: {msg}");
+                (rx, guard) = run(snapshot.ctx.clone(), local);
+                first = tokio::select! {
+                    first = timed(rx.recv(), &limit) => first.map_err(QueryError::Invalid)?,
+                    _ = drained(&mut drain) => return Err(QueryError::Busy(STOPPING.into())),
+                };
+            }
+        }
+        drop(places);
         match &first {
             Some(Item::Error(msg)) => return Err(located(msg)),
             // A batch that does not fit the declared columns fails the query now, as a clean
@@ -239,6 +291,12 @@ impl Engine {
             },
             None => places.acquire_owned().await.map_err(|_| busy()),
         }
+    }
+
+    /// Whether a query with this physical plan runs in the fast lane (never on the query
+    /// workers).
+    pub fn in_fast_lane(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        self.is_light(plan)
     }
 
     /// Whether a plan is light enough for the fast lane: it joins nothing, and its file
@@ -322,8 +380,9 @@ struct Execution {
     ctx: SessionContext,
     plan: Arc<dyn ExecutionPlan>,
     tx: mpsc::Sender<Item>,
-    /// The query's places, released when it ends.
-    _places: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+    /// The query's places, released when it ends (and when the execution that stands in for
+    /// it, if any, ends).
+    _places: Arc<(Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>)>,
 }
 
 impl Execution {

@@ -1,0 +1,281 @@
+"""Queries spread over query workers (datafusion-distributed): a server started with
+`--workers` and two `vostok worker` processes on loopback, all over one data folder (the
+suite's synthetic sky, generated again with the same seed, and the demo catalogs), answer
+exactly as the suite's single server does.
+
+* A full-catalog aggregate, a GROUP BY, `ivo_histogram`, an ORDER BY with TOP, a crossmatch
+  of the synthetic sky against gaia.dr3_bright, a spatial COUNT and a join with an
+  uncorrelated scalar subquery give the single server's answer; the ones the distributed
+  planner can cut into stages (the log says so) run on the workers.
+* A cone search stays on the server (the fast lane).
+* With a shared secret, a worker refuses a server that does not send it (the server then runs
+  the query itself), and serves the one that does.
+* A worker killed: the next query runs on the server, with the same answer.
+* A worker listening beyond the loopback interface without a secret does not start.
+* `vostok adql explain` shows the stages a query is cut into.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import _stop, find_binary, free_port, log_tail
+from vostok_helpers import REPO, SYNTH_ROWS, SYNTH_SEED, SYNTH_TABLE, _toml, storage_config, tap_sync
+
+STARTUP_S = 300
+# Small enough that a scan of the 60,000-row synthetic sky (21 partitions, a few MB) is
+# spread over the workers.
+BYTES_PER_TASK = 65536
+
+QUERIES = {
+    "aggregate": (f"SELECT COUNT(*) AS n, SUM(phot_g_mean_mag) AS g, MIN(ra) AS lo, "
+                  f"MAX(dec) AS hi, AVG(parallax) AS p, COUNT(radial_velocity) AS rv FROM {SYNTH_TABLE}"),
+    "group_by": (f"SELECT FLOOR(phot_g_mean_mag) AS g, COUNT(*) AS n, AVG(bp_rp) AS c FROM {SYNTH_TABLE} "
+                 f"GROUP BY FLOOR(phot_g_mean_mag)"),
+    "histogram": f"SELECT ivo_histogram(phot_g_mean_mag, 5, 21, 16) AS h FROM {SYNTH_TABLE}",
+    "top": (f"SELECT TOP 7 source_id, phot_g_mean_mag FROM {SYNTH_TABLE} "
+            f"ORDER BY phot_g_mean_mag DESC, source_id"),
+    "crossmatch": (f"SELECT s.source_id AS s, g.source_id AS g FROM {SYNTH_TABLE} AS s JOIN "
+                   f"gaia.dr3_bright AS g ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), "
+                   f"CIRCLE('ICRS', s.ra, s.dec, 0.02))"),
+    "spatial_count": (f"SELECT COUNT(*) AS n FROM {SYNTH_TABLE} WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+                      f"CIRCLE('ICRS', 200, -30, 40))"),
+    "scalar_subquery": (f"SELECT COUNT(*) AS n FROM {SYNTH_TABLE} WHERE phot_g_mean_mag > "
+                        f"(SELECT AVG(phot_g_mean_mag) FROM {SYNTH_TABLE})"),
+}
+# Whether each is spread over the workers at this BYTES_PER_TASK and FAST_LANE_MB (None: either
+# may be right). An uncorrelated scalar subquery stays on the server (engine/distributed.rs).
+SPREAD = {"aggregate": True, "group_by": True, "histogram": True, "top": True, "crossmatch": True,
+          "spatial_count": None, "scalar_subquery": False}
+# The fast lane (never spread) takes queries whose pruned scans read at most this (the
+# synthetic sky is 6.4 MB; a 1° cone reads one or two of its 21 partitions).
+FAST_LANE_MB = 2
+
+
+def start(cmd, log: Path, env=None):
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
+
+
+def wait_for(proc, log: Path, ready, what):
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited ({proc.returncode}):\n{log_tail(log)}", pytrace=False)
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {STARTUP_S} s:\n{log_tail(log)}", pytrace=False)
+        time.sleep(0.3)
+
+
+def worker_ready(log: Path):
+    return lambda: "query worker listening" in log.read_text(errors="replace")
+
+
+def server_ready(base):
+    def ready():
+        try:
+            return requests.get(base + "/tap/availability", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+    return ready
+
+
+class Cluster:
+    def __init__(self, tmp: Path, secret_server=None, secret_workers=None):
+        self.binary = str(find_binary())
+        self.dir = tmp
+        data_dir = tmp / "data"
+        settings = {"distributed": {"bytes_per_task": BYTES_PER_TASK},
+                    "limits": {"fast_lane_mb": FAST_LANE_MB}}
+        config = tmp / "vostok.toml"
+        config.write_text(_toml(settings))
+        self.data, cfg = storage_config(data_dir, config)
+        self.config = ["--config", str(cfg)]
+        self.config_path = Path(cfg)
+        subprocess.run([self.binary, *self.config, "generate", "--rows", str(SYNTH_ROWS), "--table",
+                        SYNTH_TABLE, "--seed", str(SYNTH_SEED), "--partition-rows", "8000",
+                        "--row-group-rows", "1000", "--data-dir", self.data],
+                       check=True, timeout=600, stdin=subprocess.DEVNULL, capture_output=True)
+        self.procs = []
+        self.worker_urls = []
+        self.worker_logs = []
+        for i in range(2):
+            port = free_port()
+            log = tmp / f"worker{i}.log"
+            env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+            if secret_workers:
+                env["VOSTOK_WORKER_SECRET"] = secret_workers
+            proc = start([self.binary, *self.config, "worker", "--bind", f"127.0.0.1:{port}",
+                          "--data-dir", self.data], log, env)
+            self.procs.append(proc)
+            wait_for(proc, log, worker_ready(log), f"worker {i}")
+            self.worker_urls.append(f"http://127.0.0.1:{port}")
+            self.worker_logs.append(log)
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = tmp / "server.log"
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1",
+                   VOSTOK_DEMO_DIR=str(REPO / "data" / "demo"))
+        env.pop("VOSTOK_WORKER_SECRET", None)
+        if secret_server:
+            env["VOSTOK_WORKER_SECRET"] = secret_server
+        proc = start([self.binary, *self.config, "serve", "--bind", f"127.0.0.1:{port}", "--data-dir",
+                      self.data, "--workers", ",".join(self.worker_urls)], self.log, env)
+        self.procs.append(proc)
+        wait_for(proc, self.log, server_ready(self.base), "the server with workers")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self):
+        for p in self.procs:
+            _stop(p)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("distributed"))
+    yield c
+    c.stop()
+
+
+def rows(r) -> list[tuple]:
+    assert r.status_code == 200, r.text[:2000]
+    table = list(csv.reader(io.StringIO(r.text)))
+    return sorted(tuple(row) for row in table[1:])
+
+
+def same(a: str, b: str) -> bool:
+    """Equal text, or equal numbers to 1e-12 relative (a sum's last bits depend on the order
+    its partial sums are added in, on one machine as on several)."""
+    if a == b:
+        return True
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0)
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_the_answer_is_the_single_servers(base_url, cluster, name):
+    query = QUERIES[name]
+    before = cluster.log_text().count("query spread over the workers")
+    got = rows(tap_sync(cluster.base, query, RESPONSEFORMAT="csv", MAXREC=1_000_000))
+    spread = cluster.log_text().count("query spread over the workers") - before
+    want = rows(tap_sync(base_url, query, RESPONSEFORMAT="csv", MAXREC=1_000_000))
+    assert len(got) == len(want), (name, len(got), len(want))
+    assert len(want) > 0, name
+    bad = [(g, w) for g, w in zip(got, want)
+           if len(g) != len(w) or not all(same(x, y) for x, y in zip(g, w))]
+    assert not bad, (name, bad[:5])
+    print(f"\n[distributed] {name}: {len(got)} rows, spread over the workers: {bool(spread)}")
+    if SPREAD[name] is not None:
+        assert bool(spread) == SPREAD[name], (name, spread, log_tail(cluster.log, 40))
+
+
+def test_an_asynchronous_job_is_spread_too(cluster):
+    r = requests.post(cluster.base + "/tap/async", data={
+        "REQUEST": "doQuery", "LANG": "ADQL", "PHASE": "RUN", "RESPONSEFORMAT": "csv",
+        "QUERY": f"SELECT COUNT(*) AS n, MAX(phot_g_mean_mag) AS m FROM {SYNTH_TABLE}"},
+        allow_redirects=False, timeout=30)
+    assert r.status_code == 303, r.text[:500]
+    job = r.headers["Location"]
+    if job.startswith("/"):
+        job = cluster.base + job
+    phase = requests.get(job + "/phase", params={"WAIT": "60"}, timeout=90).text.strip()
+    deadline = time.monotonic() + 60
+    while phase in ("QUEUED", "EXECUTING") and time.monotonic() < deadline:
+        phase = requests.get(job + "/phase", params={"WAIT": "10"}, timeout=30).text.strip()
+    assert phase == "COMPLETED", (phase, log_tail(cluster.log, 40))
+    result = requests.get(job + "/results/result", timeout=30)
+    table = list(csv.reader(io.StringIO(result.text)))
+    assert table[1][0] == str(SYNTH_ROWS), table
+
+
+def test_a_cone_search_stays_on_the_server(cluster):
+    before = cluster.log_text().count("query spread over the workers")
+    r = requests.get(cluster.base + f"/scs/{SYNTH_TABLE}", params={"RA": 10, "DEC": 10, "SR": 1},
+                     timeout=60)
+    assert r.status_code == 200, r.text[:500]
+    assert cluster.log_text().count("query spread over the workers") == before
+
+
+def test_a_worker_refuses_a_server_without_its_secret(tmp_path):
+    """The workers refuse the server's stages; the server then runs the query itself."""
+    c = Cluster(tmp_path, secret_server=None, secret_workers="s3cret-one")
+    try:
+        got = rows(tap_sync(c.base, QUERIES["aggregate"], RESPONSEFORMAT="csv"))
+        assert got[0][0] == str(SYNTH_ROWS), got
+        log = c.log_text()
+        assert "query spread over the workers" in log
+        assert "the query workers failed, the query runs here" in log and "secret" in log, \
+            log_tail(c.log, 40)
+    finally:
+        c.stop()
+
+
+def test_a_query_runs_on_the_server_when_a_worker_is_gone(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        want = rows(tap_sync(c.base, QUERIES["group_by"], RESPONSEFORMAT="csv"))
+        c.procs[0].kill()
+        c.procs[0].wait(timeout=30)
+        got = rows(tap_sync(c.base, QUERIES["group_by"], RESPONSEFORMAT="csv"))
+        assert got == want
+        log = c.log_text()
+        assert "the query workers failed, the query runs here" in log, log_tail(c.log, 40)
+        print("\n[distributed] worker gone:", [l for l in log.splitlines() if "workers failed" in l][-1][-300:])
+    finally:
+        c.stop()
+
+
+def test_a_worker_serves_a_server_with_its_secret(tmp_path):
+    c = Cluster(tmp_path, secret_server="s3cret-two", secret_workers="s3cret-two")
+    try:
+        got = rows(tap_sync(c.base, QUERIES["aggregate"], RESPONSEFORMAT="csv"))
+        assert got[0][0] == str(SYNTH_ROWS), got
+        assert "query spread over the workers" in c.log_text()
+    finally:
+        c.stop()
+
+
+def test_a_worker_beyond_the_loopback_interface_needs_a_secret(tmp_path):
+    binary = str(find_binary())
+    env = dict(os.environ)
+    env.pop("VOSTOK_WORKER_SECRET", None)
+    p = subprocess.run([binary, "worker", "--bind", f"0.0.0.0:{free_port()}", "--data-dir",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode != 0
+    assert "needs [distributed] secret" in p.stderr, p.stderr[-2000:]
+
+
+def test_explain_shows_the_stages(cluster, tmp_path):
+    import tomllib
+    settings = tomllib.loads(cluster.config_path.read_text())
+    settings["distributed"]["workers"] = cluster.worker_urls
+    config = tmp_path / "explain.toml"
+    config.write_text(_toml(settings))
+    explain = [cluster.binary, "--config", str(config), "adql", "explain", "--data-dir", cluster.data]
+    p = subprocess.run(explain, input=QUERIES["group_by"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout
+    part = out[out.index("== on the query workers"):out.index("== HEALPix pruning")]
+    assert "DistributedExec" in part and "[Stage 1]" in part and "Stage 2 ── tasks=2" in part, part
+    p = subprocess.run(explain, input=QUERIES["scalar_subquery"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "none: the plan holds an operator that is not sent to workers" in p.stdout, p.stdout

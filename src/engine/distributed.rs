@@ -1,0 +1,346 @@
+//! Queries on several machines, on datafusion-distributed (docs/distributed.md): the server
+//! that plans a query is the coordinator, and `vostok worker` processes run the stages it
+//! cuts the physical plan into (scans, partial aggregates, join sides), exchanging Arrow
+//! batches over gRPC.
+//!
+//! Only a query the slow lane would run is sent to the workers, and only when its plan is
+//! made of DataFusion's own operators (the workers decode it with DataFusion's codec): the
+//! ObsCore products' `PrefixExec` and uncorrelated scalar subqueries stay on the
+//! coordinator. A query the distributed planner leaves whole runs as it was planned here.
+//! The catalogs' scans are plain Parquet scans over a list of HEALPix partitions, already
+//! pruned when planned; ADQL's functions cross the wire by name, so every worker registers
+//! them ([`worker_state`]).
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_distributed::{
+    DistributedConfig, DistributedExec, DistributedExt, SessionStateBuilderExt, Worker,
+    WorkerQueryContext, WorkerResolver,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// `[distributed]` in vostok.toml: the query workers this server sends large queries to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributedSettings {
+    /// Base URLs of the `vostok worker` processes (`http://host:port`). Empty: every query
+    /// runs on this server.
+    pub workers: Vec<String>,
+    /// Parquet bytes one task of a distributed scan reads: a scan of more than this many
+    /// bytes per core of this server is spread over the workers (the planner's
+    /// `file_scan_config_bytes_per_partition`). 0: the planner's default (16 MiB).
+    pub bytes_per_task: usize,
+    /// A secret the servers and the workers share: a worker runs only the stages of a
+    /// request that carries it. `$VOSTOK_WORKER_SECRET`, when set, takes its place. Needed
+    /// by a worker that listens on another interface than the loopback one.
+    pub secret: Option<String>,
+}
+
+/// The header a server's requests to the workers carry the shared secret in.
+const SECRET_HEADER: &str = "x-vostok-worker-secret";
+
+impl DistributedSettings {
+    /// The shared secret in effect (`$VOSTOK_WORKER_SECRET`, else `secret`), if any.
+    pub fn secret(&self) -> Option<String> {
+        std::env::var("VOSTOK_WORKER_SECRET")
+            .ok()
+            .or_else(|| self.secret.clone())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl DistributedSettings {
+    /// The workers' URLs, checked.
+    pub fn urls(&self) -> anyhow::Result<Vec<Url>> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let u = Url::parse(w)
+                    .map_err(|e| anyhow::anyhow!("[distributed] workers: '{w}': {e}"))?;
+                match u.scheme() {
+                    "http" | "https" if u.host().is_some() => Ok(u),
+                    _ => anyhow::bail!(
+                        "[distributed] workers: '{w}' is not an http:// or https:// address"
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The workers a coordinator distributes to.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    workers: Vec<Url>,
+    bytes_per_task: usize,
+    secret: Option<String>,
+}
+
+impl Distribution {
+    /// From the settings; None when no worker is named.
+    pub fn from_settings(s: &DistributedSettings) -> anyhow::Result<Option<Distribution>> {
+        let workers = s.urls()?;
+        if workers.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Distribution {
+            workers,
+            bytes_per_task: s.bytes_per_task,
+            secret: s.secret(),
+        }))
+    }
+
+    /// The workers' URLs.
+    pub fn workers(&self) -> &[Url] {
+        &self.workers
+    }
+
+    /// A session that plans like `config` and then cuts the physical plan into stages for
+    /// the workers; ADQL's functions and rules registered as in every session.
+    pub(super) fn coordinator(
+        &self,
+        config: SessionConfig,
+        env: Arc<RuntimeEnv>,
+    ) -> anyhow::Result<SessionContext> {
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(env)
+            .with_default_features()
+            .with_distributed_passthrough_headers(secret_headers(self.secret.as_deref())?)?
+            .with_distributed_planner()
+            .with_distributed_worker_resolver(Fixed(self.workers.clone()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        if self.bytes_per_task > 0 {
+            let state = ctx.state_ref();
+            let mut state = state.write();
+            let d = DistributedConfig::from_config_options_mut(state.config_mut().options_mut())?;
+            d.file_scan_config_bytes_per_partition = self.bytes_per_task;
+        }
+        adql::register(&ctx);
+        Ok(ctx)
+    }
+}
+
+/// The fixed list of workers.
+struct Fixed(Vec<Url>);
+
+impl WorkerResolver for Fixed {
+    fn get_urls(&self) -> datafusion::common::Result<Vec<Url>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Whether a physical plan may be cut into stages for the workers: every operator is one
+/// DataFusion's codec carries. The products' `PrefixExec` is vostok's own; a
+/// `ScalarSubqueryExec` (an uncorrelated scalar subquery) is planned otherwise by the
+/// distributed planner, which would change when its "more than one row" error is raised.
+pub fn distributable(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    !plan
+        .exists(|node| {
+            let name = node.name();
+            Ok(name == "PrefixExec" || name.contains("Subquery"))
+        })
+        .unwrap_or(true)
+}
+
+/// Whether the distributed planner cut the plan into stages (it leaves small plans whole).
+pub fn is_distributed(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<DistributedExec>().is_some()
+}
+
+/// The headers every request to a worker carries: the shared secret, when there is one.
+fn secret_headers(secret: Option<&str>) -> datafusion::common::Result<http::HeaderMap> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(secret) = secret {
+        let value = http::HeaderValue::from_str(secret).map_err(|_| {
+            DataFusionError::Configuration(
+                "[distributed] secret: only visible ASCII characters".into(),
+            )
+        })?;
+        headers.insert(SECRET_HEADER, value);
+    }
+    Ok(headers)
+}
+
+/// The session a worker runs a stage in: DataFusion's settings as the coordinator sent
+/// them, this process's runtime (memory pool, spill space, object store of the data
+/// folder) and ADQL's functions. A request without the shared secret (when the worker has
+/// one) is refused; the secret goes on with the requests this worker makes to others (the
+/// stages above a shuffle read from the workers below it).
+fn worker_state(
+    ctx: WorkerQueryContext,
+    env: Arc<RuntimeEnv>,
+    secret: Option<&str>,
+) -> datafusion::common::Result<SessionState> {
+    if let Some(secret) = secret {
+        let given = ctx
+            .headers
+            .get(SECRET_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given, secret.as_bytes())) {
+            return Err(DataFusionError::Configuration(
+                "this query worker refuses requests without its secret ([distributed] secret \
+                 of the server that sent it)"
+                    .into(),
+            ));
+        }
+    }
+    let builder = ctx
+        .builder
+        .with_runtime_env(env)
+        .with_distributed_passthrough_headers(secret_headers(secret)?)?;
+    let session = SessionContext::new_with_state(builder.build());
+    adql::register(&session);
+    Ok(session.state())
+}
+
+/// The worker gRPC service of `vostok worker`, over `env`.
+pub fn worker(env: Arc<RuntimeEnv>, secret: Option<String>) -> Worker {
+    let secret: Option<Arc<str>> = secret.map(Arc::from);
+    Worker::from_session_builder(move |ctx: WorkerQueryContext| {
+        let env = env.clone();
+        let secret = secret.clone();
+        async move { worker_state(ctx, env, secret.as_deref()) }
+    })
+}
+
+/// Serves the worker service on `listener` until `stop` resolves. A worker listening on
+/// another interface than the loopback one must have a secret: its requests are query
+/// plans that read the data folder.
+pub async fn serve_worker(
+    env: Arc<RuntimeEnv>,
+    listener: tokio::net::TcpListener,
+    secret: Option<String>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if secret.is_none() && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "a query worker listening on {addr} needs [distributed] secret (or \
+             $VOSTOK_WORKER_SECRET), the same as its servers': anyone reaching it could run \
+             queries over the data folder"
+        );
+    }
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .add_service(worker(env, secret).into_worker_server())
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await?;
+    Ok(())
+}
+
+/// Whether an error of a distributed query is the workers' failure rather than the query's:
+/// a worker unreachable or gone (gRPC transport), or refusing this server (its secret).
+pub(super) fn is_worker_failure(message: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "refuses requests without its secret",
+        "transport error",
+        "tcp connect error",
+        "Connection refused",
+        "connection reset",
+        "broken pipe",
+        "status: Unavailable",
+        "Unavailable",
+        "h2 protocol error",
+    ];
+    SIGNS.iter().any(|s| message.contains(s))
+}
+
+/// A line for the log: how many stages a distributed plan has.
+pub(super) fn stages(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let mut n = 0;
+    let _ = plan.apply(|node| {
+        if node.name().starts_with("Network") {
+            n += 1;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_http_addresses() {
+        let s = |w: &[&str]| DistributedSettings {
+            workers: w.iter().map(|x| x.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(Distribution::from_settings(&s(&[]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none());
+        let d = Distribution::from_settings(&s(&["http://10.0.0.1:8090", "https://w.example"]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("workers"));
+        assert_eq!(d.workers().len(), 2);
+        for bad in ["10.0.0.1:8090", "ftp://w.example", "http://", "not a url"] {
+            let e = Distribution::from_settings(&s(&[bad])).expect_err(bad);
+            assert!(e.to_string().contains("[distributed] workers"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_a_header_value() {
+        let h = secret_headers(Some("s3cret")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            h.get(SECRET_HEADER).map(|v| v.as_bytes()),
+            Some(&b"s3cret"[..])
+        );
+        assert!(secret_headers(None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
+        assert!(secret_headers(Some("line\nbreak")).is_err());
+    }
+
+    #[test]
+    fn worker_failures_are_told_from_query_errors() {
+        assert!(is_worker_failure(
+            "External error: code: 'The service is currently unavailable', message: \"tcp connect error\""
+        ));
+        assert!(is_worker_failure(
+            "Invalid or Unsupported Configuration: this query worker refuses requests without its secret"
+        ));
+        assert!(!is_worker_failure(
+            "numeric value out of range: sn * sn * sn (line 1, column 8)"
+        ));
+        assert!(!is_worker_failure("Division by zero"));
+    }
+
+    #[tokio::test]
+    async fn a_worker_refuses_a_request_without_its_secret() {
+        let env = Arc::new(RuntimeEnv::default());
+        let ctx = |secret: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(s) = secret {
+                headers.insert(
+                    SECRET_HEADER,
+                    http::HeaderValue::from_str(s).unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            WorkerQueryContext {
+                builder: SessionStateBuilder::new().with_default_features(),
+                headers,
+            }
+        };
+        for given in [None, Some("wrong"), Some("s3cre")] {
+            let e = worker_state(ctx(given), env.clone(), Some("s3cret")).expect_err("refused");
+            assert!(e.to_string().contains("secret"), "{e}");
+        }
+        let state = worker_state(ctx(Some("s3cret")), env.clone(), Some("s3cret"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // ADQL's functions are there.
+        assert!(state.scalar_functions().contains_key("ivo_hasword"));
+        assert!(worker_state(ctx(None), env, None).is_ok());
+    }
+}
