@@ -189,7 +189,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C); never when neither can be listened for.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

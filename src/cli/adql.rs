@@ -121,7 +121,7 @@ pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
     if let Some(dist) = engine.snapshot().distributed() {
         use crate::engine::distributed::{distributable, is_distributed};
         println!("\n== on the query workers ([distributed] workers)");
-        if engine.in_fast_lane(&physical) {
+        if engine.is_light(&physical) {
             println!("none: the query is of the fast lane ([limits] fast_lane_mb), it runs here");
         } else if !distributable(&physical) {
             println!("none: the plan holds an operator that is not sent to workers, it runs here");

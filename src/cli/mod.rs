@@ -71,25 +71,7 @@ async fn worker(config: &Config, bind: &str) -> anyhow::Result<()> {
         config.data
     );
     let stop = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        crate::app::routes::stop_signal().await;
         tracing::info!("query worker stopping");
     };
     let secret = config.distributed.secret();

@@ -248,7 +248,6 @@ pub(super) fn is_worker_failure(message: &str) -> bool {
         "Connection refused",
         "connection reset",
         "broken pipe",
-        "status: Unavailable",
         "Unavailable",
         "h2 protocol error",
     ];

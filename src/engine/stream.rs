@@ -293,16 +293,10 @@ impl Engine {
         }
     }
 
-    /// Whether a query with this physical plan runs in the fast lane (never on the query
-    /// workers).
-    pub fn in_fast_lane(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
-        self.is_light(plan)
-    }
-
     /// Whether a plan is light enough for the fast lane: it joins nothing, and its file
     /// scans (catalog partitions, after HEALPix pruning) read at most `[limits] fast_lane_mb`
     /// in all. Tables in memory (TAP_SCHEMA, uploads) count for nothing.
-    fn is_light(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+    pub fn is_light(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
         let budget = self.admission.fast_lane_mb.saturating_mul(1024 * 1024);
         let mut bytes: u64 = 0;
         let mut todo = vec![plan.clone()];
