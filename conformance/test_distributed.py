@@ -12,7 +12,9 @@ exactly as the suite's single server does.
   the query itself), and serves the one that does.
 * A worker killed: the next query runs on the server, with the same answer.
 * A worker listening beyond the loopback interface without a secret does not start.
-* `vostok adql explain` shows the stages a query is cut into.
+* `vostok adql explain` shows the stages a query is cut into; with `--analyze` it runs the
+  query and shows each stage's figures and the worker each task ran on. The server's log
+  says the same for every query it spreads.
 """
 
 from __future__ import annotations
@@ -264,18 +266,72 @@ def test_a_worker_beyond_the_loopback_interface_needs_a_secret(tmp_path):
 
 
 def test_explain_shows_the_stages(cluster, tmp_path):
-    import tomllib
-    settings = tomllib.loads(cluster.config_path.read_text())
-    settings["distributed"]["workers"] = cluster.worker_urls
-    config = tmp_path / "explain.toml"
-    config.write_text(_toml(settings))
+    config = explain_config(cluster, tmp_path)
     explain = [cluster.binary, "--config", str(config), "adql", "explain", "--data-dir", cluster.data]
     p = subprocess.run(explain, input=QUERIES["group_by"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     out = p.stdout
     part = out[out.index("== on the query workers"):out.index("== HEALPix pruning")]
     assert "DistributedExec" in part and "[Stage 1]" in part and "Stage 2 ── tasks=2" in part, part
+    assert "--analyze runs it" in part, part
     p = subprocess.run(explain, input=QUERIES["scalar_subquery"], capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "none: the plan holds an operator that is not sent to workers" in p.stdout, p.stdout
+
+
+def explain_config(cluster, tmp_path) -> Path:
+    import tomllib
+    settings = tomllib.loads(cluster.config_path.read_text())
+    settings["distributed"]["workers"] = cluster.worker_urls
+    config = tmp_path / "explain.toml"
+    config.write_text(_toml(settings))
+    return config
+
+
+def test_explain_analyze_shows_which_worker_ran_each_task(base_url, cluster, tmp_path):
+    config = explain_config(cluster, tmp_path)
+    p = subprocess.run([cluster.binary, "--config", str(config), "adql", "explain", "--analyze",
+                        "--data-dir", cluster.data], input=QUERIES["group_by"], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout
+    # Each stage with the figures of its run: rows out of each operator.
+    stages = out[out.index("== on the query workers"):out.index("== where the tasks ran")]
+    assert "Stage 2 ── tasks=2" in stages and "output_rows=" in stages, stages
+    where = out[out.index("== where the tasks ran"):out.index("== run")].splitlines()[1:]
+    where = [line for line in where if line.strip()]
+    assert [line.split(":")[0] for line in where] == ["stage 1", "stage 2"], where
+    for line in where:
+        # two tasks per stage, one on each worker
+        assert line.startswith(("stage 1: 2 tasks: ", "stage 2: 2 tasks: ")), line
+        ran_on = sorted(part.split(" on ")[1] for part in line.split(": ", 2)[2].split(", "))
+        assert ran_on == sorted(cluster.worker_urls), (line, cluster.worker_urls)
+    # The rows it counted are the single server's.
+    want = rows(tap_sync(base_url, QUERIES["group_by"], RESPONSEFORMAT="csv"))
+    run = out[out.index("== run"):].splitlines()[1]
+    assert len(want) > 1 and run.startswith(f"{len(want)} rows in "), run
+
+
+def test_explain_analyze_runs_a_query_that_stays_here(cluster, tmp_path):
+    config = explain_config(cluster, tmp_path)
+    p = subprocess.run([cluster.binary, "--config", str(config), "adql", "explain", "--analyze",
+                        "--data-dir", cluster.data], input=QUERIES["scalar_subquery"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout
+    assert "== where the tasks ran" not in out
+    ran = out[out.index("== physical plan, run"):]
+    assert "output_rows=" in ran and "\n1 row in " in ran, ran
+
+
+def test_the_log_says_which_worker_ran_each_task(cluster):
+    before = len(cluster.log_text())
+    got = rows(tap_sync(cluster.base, QUERIES["histogram"], RESPONSEFORMAT="csv"))
+    assert len(got) == 1
+    lines = [line for line in cluster.log_text()[before:].splitlines()
+             if "query on the workers: stage" in line]
+    assert lines, log_tail(cluster.log, 40)
+    named = {url for url in cluster.worker_urls if any(url + "," in line or line.endswith(url)
+                                                      for line in lines)}
+    assert named == set(cluster.worker_urls), lines

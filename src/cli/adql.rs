@@ -7,14 +7,21 @@
 //! plans the query against the catalogs of that data folder, which checks names, types and
 //! functions as the server does. `explain` plans the query against the catalogs and
 //! prints the optimised logical plan, the physical plan, and for every HATS scan the HEALPix
-//! ranges its spatial predicates prune to.
+//! ranges its spatial predicates prune to; with `--analyze` it runs the query and shows
+//! what each operator did (and, with query workers, where each stage's tasks ran).
 
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::displayable;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::physical_plan::{displayable, ExecutionPlan};
+use futures::StreamExt;
 
 use storage::Missing;
 
@@ -97,8 +104,29 @@ fn udf_name(decl: &str) -> String {
     decl.split('(').next().unwrap_or(decl).trim().to_string()
 }
 
-/// `vostok adql explain`: the plans and the HEALPix pruning of a query.
-pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
+/// Runs `plan` to its end; the number of rows and the seconds it took.
+async fn run_counting(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+) -> anyhow::Result<(usize, f64)> {
+    let start = Instant::now();
+    let mut stream = datafusion::physical_plan::execute_stream(plan, task)?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch?.num_rows();
+    }
+    Ok((rows, start.elapsed().as_secs_f64()))
+}
+
+/// `15 rows in 0.110 s`.
+fn ran_line(rows: usize, secs: f64) -> String {
+    let s = if rows == 1 { "" } else { "s" };
+    format!("{rows} row{s} in {secs:.3} s")
+}
+
+/// `vostok adql explain`: the plans and the HEALPix pruning of a query; with `analyze`, the
+/// query is run and the operators' figures are shown.
+pub fn explain(text: &str, config: Config, analyze: bool) -> anyhow::Result<bool> {
     let (rt, engine) = engine_of(&config)?;
     let session = engine.session();
     let plan = match rt.block_on(adql::plan(&session, text)) {
@@ -118,8 +146,11 @@ pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
         "\n== physical plan\n{}",
         displayable(physical.as_ref()).indent(true)
     );
+    let mut ran = false;
     if let Some(dist) = engine.snapshot().distributed() {
-        use crate::engine::distributed::{distributable, is_distributed};
+        use crate::engine::distributed::{
+            distributable, is_distributed, task_ctx_recording, Routing,
+        };
         println!("\n== on the query workers ([distributed] workers)");
         if engine.is_light(&physical) {
             println!("none: the query is of the fast lane ([limits] fast_lane_mb), it runs here");
@@ -127,15 +158,39 @@ pub fn explain(text: &str, config: Config) -> anyhow::Result<bool> {
             println!("none: the plan holds an operator that is not sent to workers, it runs here");
         } else {
             let spread = rt.block_on(dist.state().create_physical_plan(&plan))?;
-            if is_distributed(&spread) {
+            if !is_distributed(&spread) {
+                println!("none: too small to cut into stages ([distributed] bytes_per_task)");
+            } else if !analyze {
                 print!(
                     "{}",
                     datafusion_distributed::display_plan_ascii(spread.as_ref(), false)
                 );
+                println!("(the workers are chosen when the query runs: --analyze runs it)");
             } else {
-                println!("none: too small to cut into stages ([distributed] bytes_per_task)");
+                let routing = Arc::new(Routing::default());
+                let task = task_ctx_recording(dist, routing.clone());
+                let (rows, secs) = rt.block_on(run_counting(spread.clone(), task))?;
+                let shown = rt.block_on(datafusion_distributed::explain_analyze(
+                    spread.clone(),
+                    datafusion_distributed::DistributedMetricsFormat::Aggregated,
+                ))?;
+                print!("{shown}");
+                println!("\n== where the tasks ran");
+                for line in routing.describe(&spread) {
+                    println!("{line}");
+                }
+                println!("\n== run\n{}", ran_line(rows, secs));
+                ran = true;
             }
         }
+    }
+    if analyze && !ran {
+        let (rows, secs) = rt.block_on(run_counting(physical.clone(), session.task_ctx()))?;
+        println!(
+            "\n== physical plan, run\n{}",
+            DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true)
+        );
+        println!("== run\n{}", ran_line(rows, secs));
     }
     println!("\n== HEALPix pruning");
     let mut any = false;

@@ -288,6 +288,10 @@ enum UserCommand {
         /// Data folder or object-store URL (default ./vostok-data).
         #[arg(long)]
         data_dir: Option<String>,
+        /// Also run the query (its rows are counted, not printed) and show what each operator
+        /// did; with query workers, each stage's figures and the worker each task ran on.
+        #[arg(long)]
+        analyze: bool,
     },
 }
 
@@ -317,6 +321,10 @@ enum AdqlCommand {
         /// Data folder or object-store URL (default ./vostok-data).
         #[arg(long)]
         data_dir: Option<String>,
+        /// Also run the query (its rows are counted, not printed) and show what each operator
+        /// did; with query workers, each stage's figures and the worker each task ran on.
+        #[arg(long)]
+        analyze: bool,
     },
 }
 
@@ -378,12 +386,16 @@ pub fn main() -> anyhow::Result<()> {
                     });
                     adql::check(&text, &udf, config)?
                 }
-                AdqlCommand::Explain { file, data_dir } => {
+                AdqlCommand::Explain {
+                    file,
+                    data_dir,
+                    analyze,
+                } => {
                     let text = adql::read_query(file.as_deref())?;
                     if let Some(d) = data_dir {
                         config.data = d;
                     }
-                    adql::explain(&text, config)?
+                    adql::explain(&text, config, analyze)?
                 }
             };
             std::process::exit(if ok { 0 } else { 1 })

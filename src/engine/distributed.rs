@@ -11,16 +11,18 @@
 //! pruned when planned; ADQL's functions cross the wire by name, so every worker registers
 //! them ([`worker_state`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_distributed::{
-    DistributedConfig, DistributedExec, DistributedExt, SessionStateBuilderExt, Worker,
+    DistributedConfig, DistributedExec, DistributedExt, NetworkBoundaryExt, RouteTasksEvent,
+    RouteTasksEventResponse, RouteTasksHandler, SessionStateBuilderExt, Stage, Worker,
     WorkerQueryContext, WorkerResolver,
 };
 use serde::{Deserialize, Serialize};
@@ -116,6 +118,10 @@ impl Distribution {
             .with_distributed_passthrough_headers(secret_headers(self.secret.as_deref())?)?
             .with_distributed_planner()
             .with_distributed_worker_resolver(Fixed(self.workers.clone()))
+            .with_distributed_route_tasks_handler(RoundRobin {
+                workers: self.workers.clone(),
+                next: AtomicUsize::new(0),
+            })
             .build();
         let ctx = SessionContext::new_with_state(state);
         if self.bytes_per_task > 0 {
@@ -136,6 +142,128 @@ impl WorkerResolver for Fixed {
     fn get_urls(&self) -> datafusion::common::Result<Vec<Url>> {
         Ok(self.0.clone())
     }
+}
+
+/// Where the tasks of one query's stages were sent, in the order the coordinator sent them
+/// (a stage after the stages it reads). A query's task context carries it
+/// ([`task_ctx_recording`]); [`RoundRobin`] fills it.
+#[derive(Debug, Default)]
+pub struct Routing(Mutex<Vec<Vec<Url>>>);
+
+impl Routing {
+    /// The workers of each stage's tasks, in routing order.
+    fn routed(&self) -> Vec<Vec<Url>> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// One line per stage of `plan` (a [`DistributedExec`] that was executed with this
+    /// routing): `stage N: K tasks: task 0 on http://…, task 1 on …`. Empty before the query
+    /// started.
+    pub fn describe(&self, plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
+        let routed = self.routed();
+        let mut stages = Vec::new();
+        stages_routing_order(plan, &mut stages);
+        // The coordinator routes the stages bottom-up, as they are listed here; a routing
+        // that does not fit (not expected) is shown without the stage numbers.
+        let fits = stages.len() == routed.len()
+            && stages.iter().zip(&routed).all(|((_, n), r)| *n == r.len());
+        routed
+            .iter()
+            .enumerate()
+            .map(|(i, urls)| {
+                let tasks = urls
+                    .iter()
+                    .enumerate()
+                    .map(|(t, u)| format!("task {t} on {}", u.as_str().trim_end_matches('/')))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let name = match fits {
+                    true => format!("stage {}", stages[i].0),
+                    false => format!("stage #{}", i + 1),
+                };
+                let s = if urls.len() == 1 { "" } else { "s" };
+                format!("{name}: {} task{s}: {tasks}", urls.len())
+            })
+            .collect()
+    }
+}
+
+/// The stages below `plan` as (number, tasks), each after the stages it reads: the order in
+/// which the coordinator routes them (a bottom-up walk of the plan).
+fn stages_routing_order(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<(usize, usize)>) {
+    for child in plan.children() {
+        stages_routing_order(child, out);
+    }
+    if let Some(boundary) = plan.as_network_boundary() {
+        if let Stage::Local(stage) = boundary.input_stage() {
+            out.push((stage.num, stage.tasks));
+        }
+    }
+}
+
+/// A task context of `ctx` that records where the query's tasks go in `routing`.
+pub fn task_ctx_recording(ctx: &SessionContext, routing: Arc<Routing>) -> Arc<TaskContext> {
+    let state = ctx.state();
+    let config = state.config().clone().with_extension(routing);
+    Arc::new(TaskContext::from(&state).with_session_config(config))
+}
+
+/// Sends a stage's tasks to the workers in turn, each stage starting where the last one of
+/// this server stopped, so that the tasks of concurrent queries spread evenly. A stage of
+/// one task over a stage that ran on one worker goes to that worker (no transfer), as the
+/// library's default routing does. The choice is written into the query's [`Routing`].
+struct RoundRobin {
+    workers: Vec<Url>,
+    next: AtomicUsize,
+}
+
+impl RouteTasksHandler for RoundRobin {
+    fn handle(
+        &self,
+        ev: RouteTasksEvent,
+    ) -> Option<datafusion::common::Result<RouteTasksEventResponse>> {
+        if self.workers.is_empty() {
+            return None;
+        }
+        let urls = match single_child_worker(&ev) {
+            Some(url) => vec![url],
+            None => {
+                let start = self.next.fetch_add(ev.task_count, Ordering::Relaxed);
+                (0..ev.task_count)
+                    .map(|i| self.workers[(start + i) % self.workers.len()].clone())
+                    .collect()
+            }
+        };
+        if let Some(routing) = ev.task_ctx.session_config().get_extension::<Routing>() {
+            if let Ok(mut r) = routing.0.lock() {
+                r.push(urls.clone());
+            }
+        }
+        Some(Ok(RouteTasksEventResponse::new(urls)))
+    }
+}
+
+/// For a stage of one task: the worker of the first stage it reads, when that stage ran as
+/// one task.
+fn single_child_worker(ev: &RouteTasksEvent) -> Option<Url> {
+    if ev.task_count != 1 {
+        return None;
+    }
+    let mut found = None;
+    let _ = ev.plan.apply(|node| {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let Some(boundary) = node.as_network_boundary() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if let Stage::Remote(remote) = boundary.input_stage() {
+            if let [only] = remote.workers.as_slice() {
+                found = Some(only.clone());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Jump)
+    });
+    found
 }
 
 /// Whether a physical plan may be cut into stages for the workers: every operator is one
@@ -314,6 +442,47 @@ mod tests {
             "numeric value out of range: sn * sn * sn (line 1, column 8)"
         ));
         assert!(!is_worker_failure("Division by zero"));
+    }
+
+    #[test]
+    fn tasks_go_to_the_workers_in_turn_and_are_recorded() {
+        let workers: Vec<Url> = ["http://a:1", "http://b:1", "http://c:1"]
+            .iter()
+            .map(|u| Url::parse(u).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let rr = RoundRobin {
+            workers: workers.clone(),
+            next: AtomicUsize::new(0),
+        };
+        let routing = Arc::new(Routing::default());
+        let ctx = SessionContext::new();
+        let task_ctx = task_ctx_recording(&ctx, routing.clone());
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(datafusion::physical_plan::empty::EmptyExec::new(Arc::new(
+                datafusion::arrow::datatypes::Schema::empty(),
+            )));
+        let route = |task_count| {
+            let ev = RouteTasksEvent {
+                task_ctx: task_ctx.clone(),
+                plan: &plan,
+                task_count,
+            };
+            match rr.handle(ev) {
+                Some(Ok(r)) => r.urls,
+                _ => panic!("routed"),
+            }
+        };
+        assert_eq!(route(2), workers[0..2].to_vec());
+        assert_eq!(route(2), vec![workers[2].clone(), workers[0].clone()]);
+        assert_eq!(route(1), vec![workers[1].clone()]);
+        assert_eq!(routing.routed().len(), 3);
+        // No stage in this plan to number them by: numbered in routing order.
+        let lines = routing.describe(&plan);
+        assert_eq!(
+            lines[1],
+            "stage #2: 2 tasks: task 0 on http://c:1, task 1 on http://a:1"
+        );
+        assert_eq!(lines[2], "stage #3: 1 task: task 0 on http://b:1");
     }
 
     #[tokio::test]

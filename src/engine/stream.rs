@@ -191,19 +191,25 @@ impl Engine {
         } else {
             &self.runtimes.slow
         };
-        let run = |ctx: SessionContext, plan: Arc<dyn ExecutionPlan>| {
+        let run = |ctx: SessionContext,
+                   plan: Arc<dyn ExecutionPlan>,
+                   routing: Option<Arc<distributed::Routing>>| {
             let (tx, rx) = mpsc::channel::<Item>(2);
             let task = Execution {
                 ctx,
                 plan,
+                routing,
                 tx,
                 _places: places.clone(),
             };
             (rx, AbortOnDrop(runtime.spawn(task.run())))
         };
+        let routing = spread
+            .as_ref()
+            .map(|_| Arc::new(distributed::Routing::default()));
         let (mut rx, mut guard) = match &spread {
-            Some((ctx, plan)) => run(ctx.clone(), plan.clone()),
-            None => run(snapshot.ctx.clone(), local.clone()),
+            Some((ctx, plan)) => run(ctx.clone(), plan.clone(), routing.clone()),
+            None => run(snapshot.ctx.clone(), local.clone(), None),
         };
 
         // Wait for the first batch so that an early failure is a proper error document. The
@@ -219,11 +225,19 @@ impl Engine {
         if let (Some(Item::Error(msg)), Some(_)) = (&first, &spread) {
             if distributed::is_worker_failure(msg) {
                 tracing::warn!("the query workers failed, the query runs here: {msg}");
-                (rx, guard) = run(snapshot.ctx.clone(), local);
+                (rx, guard) = run(snapshot.ctx.clone(), local, None);
                 first = tokio::select! {
                     first = timed(rx.recv(), &limit) => first.map_err(QueryError::Invalid)?,
                     _ = drained(&mut drain) => return Err(QueryError::Busy(STOPPING.into())),
                 };
+            }
+        }
+        // The tasks are routed before the first row: where each stage ran, for the log.
+        if let (Some((_, plan)), Some(routing), Some(Item::Batch(_)) | None) =
+            (&spread, &routing, &first)
+        {
+            for line in routing.describe(plan) {
+                tracing::info!("query on the workers: {line}");
             }
         }
         drop(places);
@@ -373,6 +387,8 @@ impl<T> std::future::Future for AbortOnDrop<T> {
 struct Execution {
     ctx: SessionContext,
     plan: Arc<dyn ExecutionPlan>,
+    /// Where a distributed plan's tasks are sent, recorded for the log.
+    routing: Option<Arc<distributed::Routing>>,
     tx: mpsc::Sender<Item>,
     /// The query's places, released when it ends (and when the execution that stands in for
     /// it, if any, ends).
@@ -381,7 +397,11 @@ struct Execution {
 
 impl Execution {
     async fn run(self) {
-        let mut stream = match execute_stream(self.plan.clone(), self.ctx.task_ctx()) {
+        let task_ctx = match &self.routing {
+            Some(routing) => distributed::task_ctx_recording(&self.ctx, routing.clone()),
+            None => self.ctx.task_ctx(),
+        };
+        let mut stream = match execute_stream(self.plan.clone(), task_ctx) {
             Ok(s) => s,
             Err(e) => {
                 let _ = self.tx.send(Item::Error(e.strip_backtrace())).await;
