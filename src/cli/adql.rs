@@ -148,14 +148,12 @@ pub fn explain(text: &str, config: Config, analyze: bool) -> anyhow::Result<bool
     );
     let mut ran = false;
     if let Some(dist) = engine.snapshot().distributed() {
-        use crate::engine::distributed::{
-            distributable, is_distributed, task_ctx_recording, Routing,
-        };
+        use crate::engine::distributed::{is_distributed, stays_here, task_ctx_recording, Routing};
         println!("\n== on the query workers ([distributed] workers)");
         if engine.is_light(&physical) {
             println!("none: the query is of the fast lane ([limits] fast_lane_mb), it runs here");
-        } else if !distributable(&physical) {
-            println!("none: the plan holds an operator that is not sent to workers, it runs here");
+        } else if let Some(why) = stays_here(&physical, dist) {
+            println!("none: {why}; it runs here");
         } else {
             let spread = rt.block_on(dist.state().create_physical_plan(&plan))?;
             if !is_distributed(&spread) {

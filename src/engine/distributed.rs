@@ -266,17 +266,52 @@ fn single_child_worker(ev: &RouteTasksEvent) -> Option<Url> {
     found
 }
 
-/// Whether a physical plan may be cut into stages for the workers: every operator is one
-/// DataFusion's codec carries. The products' `PrefixExec` is vostok's own; a
-/// `ScalarSubqueryExec` (an uncorrelated scalar subquery) is planned otherwise by the
-/// distributed planner, which would change when its "more than one row" error is raised.
-pub fn distributable(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    !plan
-        .exists(|node| {
-            let name = node.name();
-            Ok(name == "PrefixExec" || name.contains("Subquery"))
+/// Why a physical plan must run on this server rather than be cut into stages for the
+/// workers; None when it may be. A worker decodes the plan with DataFusion's codec, which
+/// carries DataFusion's operators and finds functions by name in the worker's session:
+/// * the products' `PrefixExec` is vostok's own operator;
+/// * a `ScalarSubqueryExec` (an uncorrelated scalar subquery) is planned otherwise by the
+///   distributed planner, which would change when its "more than one row" error is raised;
+/// * a function whose definition here differs from the one registered under its name (in
+///   `dist`, the session the workers' sessions are made like) would arrive changed: the
+///   checked integer + - * and the crossmatch functions of a DISTANCE condition carry the
+///   place or the function their errors name.
+pub fn stays_here(plan: &Arc<dyn ExecutionPlan>, dist: &SessionContext) -> Option<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::physical_expr::ScalarFunctionExpr;
+    let state = dist.state();
+    let functions = state.scalar_functions();
+    let mut why = None;
+    let walked = plan.apply(|node| {
+        let name = node.name();
+        if name == "PrefixExec" || name.contains("Subquery") {
+            why = Some(format!("the plan holds a {name}"));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(&mut |expr| {
+            expr.apply(|e| {
+                let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                match functions.get(f.name()) {
+                    Some(registered) if registered.as_ref() == f.fun() => {
+                        Ok(TreeNodeRecursion::Continue)
+                    }
+                    _ => {
+                        why = Some(format!(
+                            "the function {} would not reach the workers as it is here",
+                            f.name()
+                        ));
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                }
+            })
         })
-        .unwrap_or(true)
+    });
+    match walked {
+        Ok(_) => why,
+        Err(e) => Some(format!("the plan could not be checked: {e}")),
+    }
 }
 
 /// Whether the distributed planner cut the plan into stages (it leaves small plans whole).
@@ -378,6 +413,9 @@ pub(super) fn is_worker_failure(message: &str) -> bool {
         "broken pipe",
         "Unavailable",
         "h2 protocol error",
+        // a function the workers' decoder did not find (stays_here keeps such plans here;
+        // this is the second line of defence)
+        "PhysicalExtensionCodec is not provided",
     ];
     SIGNS.iter().any(|s| message.contains(s))
 }

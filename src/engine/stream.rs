@@ -139,7 +139,14 @@ impl Engine {
         // distributed planner finds it large enough to cut into stages.
         let mut spread = None;
         if let Some(dist) = snapshot.distributed.as_ref() {
-            if !fast && distributed::distributable(&physical) {
+            let stays = match fast {
+                true => None,
+                false => distributed::stays_here(&physical, dist),
+            };
+            if let Some(why) = &stays {
+                tracing::info!("the query runs here, not on the workers: {why}");
+            }
+            if !fast && stays.is_none() {
                 let d = dist.clone();
                 let planning = AbortOnDrop(
                     self.runtimes
