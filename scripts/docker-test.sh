@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The containers end to end: docker/compose.yaml (two vostok servers behind nginx, sharing
-# PostgreSQL and an S3 bucket on Ceph's radosgw) started from local images, then real clients
-# through nginx and on each server's own port. Run as root on Debian 12; no image registry is
+# PostgreSQL and an S3 bucket on Ceph's radosgw, and two query workers) started from local
+# images, then real clients through nginx and on each server's own port. Run as root on Debian 12; no image registry is
 # needed. Steps (each one timed):
 #
 #   1. install docker.io, debootstrap and Compose if missing; start dockerd if it is not
@@ -16,10 +16,14 @@
 #      download, all through nginx); it must run, not skip
 #   6. both servers: nginx sends requests to each; a job created on one is read on the other;
 #      VOSpace files uploaded through one server (or nginx) are read back through the other
+#   6b. the query workers: a crossmatch through nginx is spread over both (the servers' logs
+#      name them); `adql explain --analyze` in a server's container shows a task on each; with
+#      one worker killed the same query gives the same answer (the server runs it)
 #   7. the operator commands of docs/operations.md: config check, pg_dump
 #   8. `docker kill` of the server running a job: nginx still answers, the other server takes
 #      the job over after its lease and completes it; the killed server started again
-#   9. one vostok alone on a local volume (`docker run`, SQLite): a query, sqlite3 .backup
+#   9. one vostok alone on a local volume (`docker run`, SQLite): a query, the crossmatch of
+#      6b (the same answer as with the workers), sqlite3 .backup
 #  10. `compose down -v`, remove the vostok image made here
 #
 #   scripts/docker-test.sh
@@ -207,12 +211,17 @@ free_port >/dev/null; PORT_1=${PORTS[-1]}
 free_port >/dev/null; PORT_2=${PORTS[-1]}
 free_port >/dev/null; S3_PORT=${PORTS[-1]}
 free_port >/dev/null; MON_PORT=${PORTS[-1]}
+free_port >/dev/null; WORKER_PORT_1=${PORTS[-1]}
+free_port >/dev/null; WORKER_PORT_2=${PORTS[-1]}
 rand() { tr -dc "$1" </dev/urandom | head -c "$2" || true; }
 export VOSTOK_HTTP_LISTEN="127.0.0.1:$HTTP_PORT" \
     VOSTOK_UPSTREAM_1="127.0.0.1:$PORT_1" VOSTOK_UPSTREAM_2="127.0.0.1:$PORT_2" \
     VOSTOK_S3_LISTEN="127.0.0.1:$S3_PORT" VOSTOK_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
     VOSTOK_S3_MON="127.0.0.1:$MON_PORT" VOSTOK_S3_MEMORY_MB=1024 \
-    VOSTOK_S3_ACCESS_KEY="$(rand A-Z0-9 20)" VOSTOK_S3_SECRET_KEY="$(rand a-zA-Z0-9 40)"
+    VOSTOK_S3_ACCESS_KEY="$(rand A-Z0-9 20)" VOSTOK_S3_SECRET_KEY="$(rand a-zA-Z0-9 40)" \
+    VOSTOK_WORKER_1="127.0.0.1:$WORKER_PORT_1" VOSTOK_WORKER_2="127.0.0.1:$WORKER_PORT_2" \
+    VOSTOK_WORKER_SECRET="$(rand a-zA-Z0-9 32)"
+W1="http://127.0.0.1:$WORKER_PORT_1" W2="http://127.0.0.1:$WORKER_PORT_2"
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
 S1="http://127.0.0.1:$PORT_1" S2="http://127.0.0.1:$PORT_2"
 LEASE=5
@@ -221,6 +230,9 @@ sed "s|^public_url = .*|public_url = \"$BASE_URL\"|" docker/vostok.toml >"$WORK/
 grep -qx "public_url = \"$BASE_URL\"" "$WORK/vostok.toml" || die "docker/vostok.toml has no public_url line"
 grep -q '^\[uws\]' "$WORK/vostok.toml" && die "docker/vostok.toml has a [uws] table: set lease_seconds there"
 printf '\n[uws]\nlease_seconds = %d\n' "$LEASE" >>"$WORK/vostok.toml"
+# Scans of the demo catalogs (a few MB) are large enough to be spread over the workers.
+grep -q '^\[distributed\]' "$WORK/vostok.toml" && die "docker/vostok.toml has a [distributed] table: set bytes_per_task there"
+printf '\n[distributed]\nbytes_per_task = 262144\n' >>"$WORK/vostok.toml"
 export VOSTOK_CONFIG="$WORK/vostok.toml"
 COMPOSE_UP=1
 compose up -d
@@ -239,7 +251,7 @@ wait_healthy() {  # wait_healthy SECONDS SERVICE...
         say "$s healthy"
     done
 }
-wait_healthy 900 db s3 vostok-1 vostok-2 nginx
+wait_healthy 900 db s3 worker-1 worker-2 vostok-1 vostok-2 nginx
 for u in "$BASE_URL" "$S1" "$S2"; do
     curl -fsS -o /dev/null "$u/health/ready" || die "$u/health/ready does not answer 200"
 done
@@ -376,6 +388,43 @@ n_vospace="$(s3_objects data/vospace/)"
 ((n_vospace >= 3)) || die "the VOSpace files are not in the bucket ($n_vospace objects under data/vospace/)"
 say "VOSpace: uploaded through vostok-1, vostok-2 and nginx, read back the same through the other server(s); $n_vospace objects in s3://vostok/data/vospace/"
 
+# --- 6b. the query workers ---------------------------------------------------------------------
+step "query workers: a crossmatch spread over both, explain --analyze, a worker killed"
+XMATCH="SELECT COUNT(*) AS n, SUM(h.hip) AS s FROM hipparcos.hip2 AS h JOIN gaia.dr3_bright AS g ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', h.ra, h.dec, 2.0/3600))"
+tap_csv() {  # tap_csv BASE QUERY: the CSV answer, without carriage returns
+    curl -fsS "$1/tap/sync" --data-urlencode REQUEST=doQuery --data-urlencode LANG=ADQL \
+        --data-urlencode RESPONSEFORMAT=csv --data-urlencode "QUERY=$2" | tr -d '\r'
+}
+spread_lines() {  # the servers' log lines naming where tasks ran
+    cat "$(logs vostok-1)" "$(logs vostok-2)" | grep -F 'query on the workers: stage' || true
+}
+before="$(spread_lines | wc -l)"
+XMATCH_ANSWER="$(tap_csv "$BASE_URL" "$XMATCH")"
+[[ "$XMATCH_ANSWER" =~ ^n,s$'\n'[1-9][0-9]*,[1-9][0-9]*$ ]] || die "the crossmatch through nginx: '$XMATCH_ANSWER'"
+spread_lines | tail -n +"$((before + 1))" >"$WORK/spread"
+grep -qF "$W1" "$WORK/spread" && grep -qF "$W2" "$WORK/spread" \
+    || { cat "$WORK/spread" >&2; die "the crossmatch was not spread over both workers ($W1, $W2)"; }
+say "crossmatch through nginx: ${XMATCH_ANSWER//$'\n'/ }; $(wc -l <"$WORK/spread") stages, tasks on both workers"
+# explain --analyze in a server's container, with the workers in its configuration (the last
+# table of the file the entrypoint wrote is [distributed], above)
+compose exec -T vostok-1 bash -c 'cp vostok.toml /tmp/explain.toml && printf "workers = [\"%s\", \"%s\"]\n" "$1" "$2" >>/tmp/explain.toml && vostok --config /tmp/explain.toml adql explain --analyze; rc=$?; rm -f /tmp/explain.toml; exit $rc' \
+    explain "$W1" "$W2" <<<"$XMATCH" >"$WORK/explain.txt" 2>"$WORK/explain.err" \
+    || { tail -n 20 "$WORK/explain.err" >&2; die "adql explain --analyze failed in vostok-1"; }
+sed -n '/^== where the tasks ran/,/^== run/p' "$WORK/explain.txt" >"$WORK/where"
+grep -q "^stage [0-9]*: .* on $W1" "$WORK/where" && grep -q "on $W2" "$WORK/where" \
+    || { cat "$WORK/explain.txt" >&2; die "explain --analyze does not show tasks on both workers"; }
+grep -qx '1 row in [0-9.]* s' "$WORK/explain.txt" || die "explain --analyze did not run the crossmatch"
+say "explain --analyze in vostok-1: $(grep -c '^stage ' "$WORK/where") stages; $(grep -m1 '^stage ' "$WORK/where")"
+# one worker killed: the servers run the query themselves, with the same answer
+docker kill "$(compose ps -q worker-1)" >/dev/null
+[[ "$(tap_csv "$BASE_URL" "$XMATCH")" == "$XMATCH_ANSWER" ]] || die "the crossmatch with worker-1 killed differs"
+[[ "$(tap_csv "$S1" "$XMATCH")" == "$XMATCH_ANSWER" ]] || die "the crossmatch on vostok-1 with worker-1 killed differs"
+grep -qF 'the query workers failed, the query runs here' "$(logs vostok-1)" \
+    || die "vostok-1 did not fall back to running the query itself"
+compose start worker-1 >/dev/null
+wait_healthy 120 worker-1
+say "worker-1 killed: the same answer (the server ran it); worker-1 started again"
+
 # --- 7. what docs/operations.md tells operators to run -----------------------------------------
 step "operator commands: config check, pg_dump (docs/operations.md)"
 for s in vostok-1 vostok-2; do
@@ -464,6 +513,9 @@ done
 [[ "$(curl -fsS "http://127.0.0.1:$PORT_S/tap/sync" --data-urlencode REQUEST=doQuery --data-urlencode LANG=ADQL \
     --data-urlencode RESPONSEFORMAT=csv --data-urlencode "QUERY=SELECT COUNT(*) AS n FROM hipparcos.hip2" \
     | tr -d '\r')" == "n"$'\n'"$hip_rows" ]] || die "the single server's row count is wrong"
+single_xmatch="$(tap_csv "http://127.0.0.1:$PORT_S" "$XMATCH")"
+[[ "$single_xmatch" == "$XMATCH_ANSWER" ]] \
+    || die "the crossmatch: '$single_xmatch' on one server alone, '$XMATCH_ANSWER' with the workers"
 docker exec "$SINGLE" vostok user add carol >/dev/null 2>&1 || die "user add on the single server failed"
 docker exec "$SINGLE" sqlite3 vostok-data/vospace.sqlite ".backup vostok-data/vospace.backup"
 [[ "$(docker exec "$SINGLE" sqlite3 vostok-data/vospace.backup 'PRAGMA integrity_check')" == ok ]] \
@@ -472,7 +524,7 @@ docker exec "$SINGLE" test -f vostok-data/uws.sqlite || die "no uws.sqlite in th
 docker rm -f "$SINGLE" >/dev/null
 docker volume rm "$SINGLE" >/dev/null
 SINGLE=""
-say "ready, the row count, user add, sqlite3 .backup of vospace.sqlite: ok"
+say "ready, the row count, the crossmatch (the workers' answer), user add, sqlite3 .backup of vospace.sqlite: ok"
 
 # --- 10. down ------------------------------------------------------------------------------
 step "compose down -v"
