@@ -111,9 +111,34 @@ pub fn depth_for_radius(r: f64) -> Option<u8> {
 /// Registers the crossmatch rule (appended after DataFusion's own optimizer rules, so it sees
 /// WHERE conditions already pushed into joins) and its UDFs.
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(pixel_udf("POINT"));
-    ctx.register_udf(cone_udf("CIRCLE"));
+    for label in LABELS {
+        ctx.register_udf(pixel_udf(label));
+        ctx.register_udf(cone_udf(label));
+    }
     ctx.add_optimizer_rule(Arc::new(XmatchRule::new()));
+}
+
+/// The geometry functions whose errors the crossmatch UDFs reproduce. Each UDF has one
+/// variant per label, registered under a name of its own: a query worker finds the functions
+/// of the plan it is sent by name, so the name must say everything the UDF holds.
+const LABELS: [&str; 3] = ["POINT", "CIRCLE", "DISTANCE"];
+
+/// The name of the pixel UDF whose errors name `label`.
+fn pixel_name(label: &str) -> &'static str {
+    match label {
+        "CIRCLE" => "xmatch_pixel_of_circle",
+        "DISTANCE" => "xmatch_pixel_of_distance",
+        _ => PIXEL_UDF,
+    }
+}
+
+/// The name of the cone UDF whose errors name `label`.
+fn cone_name(label: &str) -> &'static str {
+    match label {
+        "POINT" => "xmatch_cone_pixels_of_point",
+        "DISTANCE" => "xmatch_cone_pixels_of_distance",
+        _ => CONE_UDF,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +148,7 @@ pub fn register(ctx: &SessionContext) {
 fn pixel_udf(label: &'static str) -> ScalarUDF {
     ScalarUDF::new_from_impl(PixelUdf {
         label,
+        name: pixel_name(label),
         signature: Signature::user_defined(Volatility::Immutable),
     })
 }
@@ -131,6 +157,7 @@ fn pixel_udf(label: &'static str) -> ScalarUDF {
 fn cone_udf(label: &'static str) -> ScalarUDF {
     ScalarUDF::new_from_impl(ConeUdf {
         label,
+        name: cone_name(label),
         signature: Signature::user_defined(Volatility::Immutable),
     })
 }
@@ -221,12 +248,14 @@ fn position(
 struct PixelUdf {
     /// the geometry function whose errors this one reproduces
     label: &'static str,
+    /// its name: [`PIXEL_UDF`], or one that names the label ([`pixel_name`])
+    name: &'static str,
     signature: Signature,
 }
 
 impl ScalarUDFImpl for PixelUdf {
     fn name(&self) -> &str {
-        PIXEL_UDF
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -264,6 +293,8 @@ impl ScalarUDFImpl for PixelUdf {
 struct ConeUdf {
     /// the geometry function whose errors this one reproduces
     label: &'static str,
+    /// its name: [`CONE_UDF`], or one that names the label ([`cone_name`])
+    name: &'static str,
     signature: Signature,
 }
 
@@ -273,7 +304,7 @@ fn pixel_list_type() -> DataType {
 
 impl ScalarUDFImpl for ConeUdf {
     fn name(&self) -> &str {
-        CONE_UDF
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -285,7 +316,7 @@ impl ScalarUDFImpl for ConeUdf {
     }
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(CONE_UDF, pixel_list_type(), true)))
+        Ok(Arc::new(Field::new(self.name, pixel_list_type(), true)))
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
@@ -1022,8 +1053,13 @@ mod tests {
     }
 
     fn assert_spatial_join(run: &Run, what: &str) {
+        // the UDFs' names, or their variants' (`xmatch_pixel_of_distance(`, …)
+        let calls = |name: &str| {
+            run.logical.contains(&format!("{name}("))
+                || run.logical.contains(&format!("{name}_of_"))
+        };
         assert!(
-            run.logical.contains("xmatch_pixel(") && run.logical.contains("xmatch_cone_pixels("),
+            calls(PIXEL_UDF) && calls(CONE_UDF),
             "{what}: no HEALPix join in the logical plan:\n{}",
             run.logical
         );
