@@ -354,3 +354,43 @@ def test_the_log_says_which_worker_ran_each_task(cluster):
     named = {url for url in cluster.worker_urls if any(url + "," in line or line.endswith(url)
                                                       for line in lines)}
     assert named == set(cluster.worker_urls), lines
+
+
+def test_a_job_whose_worker_dies_while_it_streams_runs_again_here(base_url, tmp_path):
+    """A worker killed after the job's first rows arrived: the job runs again on the server
+    (its result is stored only once whole) and COMPLETES with every row."""
+    c = Cluster(tmp_path)
+    try:
+        join = (f"FROM {SYNTH_TABLE} AS a JOIN {SYNTH_TABLE} AS b "
+                f"ON MOD(a.source_id, 5000) = MOD(b.source_id, 5000) WHERE a.phot_g_mean_mag < 18")
+        want = rows(tap_sync(base_url, f"SELECT COUNT(*) AS n {join}", RESPONSEFORMAT="csv"))
+        n = int(want[0][0])
+        assert n > 200_000, n
+        before = len(c.log_text())
+        r = requests.post(c.base + "/tap/async", data={
+            "REQUEST": "doQuery", "LANG": "ADQL", "PHASE": "RUN", "RESPONSEFORMAT": "votable",
+            "MAXREC": str(n + 1), "QUERY": f"SELECT a.source_id AS a, b.source_id AS b {join}"},
+            allow_redirects=False, timeout=30)
+        assert r.status_code == 303, r.text[:500]
+        job = r.headers["Location"]
+        if job.startswith("/"):
+            job = c.base + job
+        # The server logs where the tasks ran once the first rows came back.
+        deadline = time.monotonic() + 120
+        while "query on the workers: stage" not in c.log_text()[before:]:
+            assert time.monotonic() < deadline, log_tail(c.log, 40)
+            time.sleep(0.05)
+        c.procs[0].kill()
+        c.procs[0].wait(timeout=30)
+        phase = ""
+        deadline = time.monotonic() + 300
+        while phase not in ("COMPLETED", "ERROR", "ABORTED") and time.monotonic() < deadline:
+            phase = requests.get(job + "/phase", params={"WAIT": "10"}, timeout=30).text.strip()
+        assert phase == "COMPLETED", (phase, requests.get(job + "/error", timeout=30).text[:2000],
+                                      log_tail(c.log, 40))
+        body = requests.get(job + "/results/result", timeout=120).content
+        assert body.count(b"<TR>") == n, (body.count(b"<TR>"), n)
+        log = c.log_text()[before:]
+        assert "the query workers failed while it ran, it runs again here" in log, log_tail(c.log, 40)
+    finally:
+        c.stop()

@@ -403,7 +403,7 @@ pub async fn serve_worker(
 
 /// Whether an error of a distributed query is the workers' failure rather than the query's:
 /// a worker unreachable or gone (gRPC transport), or refusing this server (its secret).
-pub(super) fn is_worker_failure(message: &str) -> bool {
+pub(crate) fn is_worker_failure(message: &str) -> bool {
     const SIGNS: &[&str] = &[
         "refuses requests without its secret",
         "transport error",

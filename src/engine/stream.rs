@@ -47,6 +47,9 @@ pub enum Lane {
     Auto,
     /// The slow lane, whatever the plan (asynchronous jobs).
     Slow,
+    /// The slow lane, on this server only: never on the query workers (a job run again
+    /// after its workers failed while it ran).
+    Here,
 }
 
 /// A time limit on a query: past `deadline` it stops, with `message` as its error.
@@ -138,7 +141,7 @@ impl Engine {
         // A query of the slow lane goes to the query workers when there are, and when the
         // distributed planner finds it large enough to cut into stages.
         let mut spread = None;
-        if let Some(dist) = snapshot.distributed.as_ref() {
+        if let Some(dist) = snapshot.distributed.as_ref().filter(|_| lane != Lane::Here) {
             let stays = match fast {
                 true => None,
                 false => distributed::stays_here(&physical, dist),

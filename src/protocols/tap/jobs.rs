@@ -332,39 +332,57 @@ impl Executor for TapExecutor {
             Ok(f) => f,
             Err(o) => return o,
         };
-        let prepared = async {
-            // The owner's identity reads their vos:// uploads.
-            let user = match (&job.owner, &self.tap.vospace) {
-                (Some(o), Some(store)) => store
-                    .user(o)
-                    .await
-                    .map_err(|e| crate::dali::DalError::internal(e.to_string()))?,
-                _ => None,
+        // On the query workers when the query is large enough; when they fail after the
+        // first rows (one stopped while the job ran), the job runs again on this server: its
+        // result is stored only once it is whole.
+        let mut lane = Lane::Slow;
+        let stored = loop {
+            let prepared = async {
+                // The owner's identity reads their vos:// uploads.
+                let user = match (&job.owner, &self.tap.vospace) {
+                    (Some(o), Some(store)) => store
+                        .user(o)
+                        .await
+                        .map_err(|e| crate::dali::DalError::internal(e.to_string()))?,
+                    _ => None,
+                };
+                let req = prepare(&self.engine, &self.tap, &params, &files, user.as_ref()).await?;
+                let stream = self.engine.stream(req, None, lane, false).await?;
+                Ok::<_, crate::dali::DalError>(stream)
             };
-            let req = prepare(&self.engine, &self.tap, &params, &files, user.as_ref()).await?;
-            let stream = self.engine.stream(req, None, Lane::Slow, false).await?;
-            Ok::<_, crate::dali::DalError>(stream)
-        };
-        let result = match ctx.unless_stopped(prepared).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Outcome::Failed(e.message),
-            Err(s) => return s.into(),
-        };
-        let end = result.end.clone();
-        let stored = ctx
-            .store_result(
-                "result",
-                result.content_type,
-                result.chunks,
-                move || match end.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                    Some(StreamEnd::Error(message)) => Err(message),
-                    _ => Ok(()),
-                },
-            )
-            .await;
-        let stored = match stored {
-            Ok(r) => r,
-            Err(o) => return o,
+            let result = match ctx.unless_stopped(prepared).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Outcome::Failed(e.message),
+                Err(s) => return s.into(),
+            };
+            let end = result.end.clone();
+            let stored = ctx
+                .store_result(
+                    "result",
+                    result.content_type,
+                    result.chunks,
+                    move || match end.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                        Some(StreamEnd::Error(message)) => Err(message),
+                        _ => Ok(()),
+                    },
+                )
+                .await;
+            match stored {
+                Ok(r) => break r,
+                Err(Outcome::Failed(message))
+                    if lane == Lane::Slow
+                        && self.engine.snapshot().distributed().is_some()
+                        && crate::engine::distributed::is_worker_failure(&message) =>
+                {
+                    tracing::warn!(
+                        "job {} (tap): the query workers failed while it ran, it runs again \
+                         here: {message}",
+                        job.id
+                    );
+                    lane = Lane::Here;
+                }
+                Err(o) => return o,
+            }
         };
         if let Some(dest) = job.parameter("DEST") {
             if let Err(e) = self.copy_to_vospace(job, dest, &stored, ctx).await {
