@@ -288,10 +288,6 @@ enum UserCommand {
         /// Data folder or object-store URL (default ./vostok-data).
         #[arg(long)]
         data_dir: Option<String>,
-        /// Also run the query (its rows are counted, not printed) and show what each operator
-        /// did; with query workers, each stage's figures and the worker each task ran on.
-        #[arg(long)]
-        analyze: bool,
     },
 }
 
