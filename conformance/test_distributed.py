@@ -254,10 +254,13 @@ def test_a_query_runs_on_the_server_when_a_worker_is_gone(tmp_path):
         want = rows(tap_sync(c.base, QUERIES["group_by"], RESPONSEFORMAT="csv"))
         c.procs[0].kill()
         c.procs[0].wait(timeout=30)
+        before = len(c.log_text())
         got = rows(tap_sync(c.base, QUERIES["group_by"], RESPONSEFORMAT="csv"))
         assert got == want
         log = c.log_text()
         assert "the query workers failed, the query runs here" in log, log_tail(c.log, 40)
+        # The log does not say the workers ran the query the server ran instead.
+        assert "query on the workers: stage" not in log[before:], log_tail(c.log, 40)
         print("\n[distributed] worker gone:", [l for l in log.splitlines() if "workers failed" in l][-1][-300:])
     finally:
         c.stop()

@@ -140,16 +140,17 @@ impl Engine {
         let fast = lane == Lane::Auto && self.is_light(&physical);
         // A query of the slow lane goes to the query workers when there are, and when the
         // distributed planner finds it large enough to cut into stages.
+        // The spread plan's session, plan and the record of where its tasks go.
         let mut spread = None;
-        if let Some(dist) = snapshot.distributed.as_ref().filter(|_| lane != Lane::Here) {
-            let stays = match fast {
-                true => None,
-                false => distributed::stays_here(&physical, dist),
-            };
+        let dist = match (fast, lane) {
+            (false, Lane::Auto | Lane::Slow) => snapshot.distributed.as_ref(),
+            _ => None,
+        };
+        if let Some(dist) = dist {
+            let stays = distributed::stays_here(&physical, dist);
             if let Some(why) = &stays {
                 tracing::info!("the query runs here, not on the workers: {why}");
-            }
-            if !fast && stays.is_none() {
+            } else {
                 let d = dist.clone();
                 let planning = AbortOnDrop(
                     self.runtimes
@@ -164,7 +165,8 @@ impl Engine {
                             "query spread over the workers: {} network boundaries",
                             distributed::stages(&p)
                         );
-                        spread = Some((dist.clone(), p));
+                        let routing = Arc::new(distributed::Routing::default());
+                        spread = Some((dist.clone(), p, routing));
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(
@@ -214,11 +216,8 @@ impl Engine {
             };
             (rx, AbortOnDrop(runtime.spawn(task.run())))
         };
-        let routing = spread
-            .as_ref()
-            .map(|_| Arc::new(distributed::Routing::default()));
         let (mut rx, mut guard) = match &spread {
-            Some((ctx, plan)) => run(ctx.clone(), plan.clone(), routing.clone()),
+            Some((ctx, plan, routing)) => run(ctx.clone(), plan.clone(), Some(routing.clone())),
             None => run(snapshot.ctx.clone(), local.clone(), None),
         };
 
@@ -236,6 +235,7 @@ impl Engine {
             if distributed::is_worker_failure(msg) {
                 tracing::warn!("the query workers failed, the query runs here: {msg}");
                 (rx, guard) = run(snapshot.ctx.clone(), local, None);
+                spread = None;
                 first = tokio::select! {
                     first = timed(rx.recv(), &limit) => first.map_err(QueryError::Invalid)?,
                     _ = drained(&mut drain) => return Err(QueryError::Busy(STOPPING.into())),
@@ -243,9 +243,7 @@ impl Engine {
             }
         }
         // The tasks are routed before the first row: where each stage ran, for the log.
-        if let (Some((_, plan)), Some(routing), Some(Item::Batch(_)) | None) =
-            (&spread, &routing, &first)
-        {
+        if let (Some((_, plan, routing)), Some(Item::Batch(_)) | None) = (&spread, &first) {
             for line in routing.describe(plan) {
                 tracing::info!("query on the workers: {line}");
             }
